@@ -1,0 +1,349 @@
+//! [`App`]: every registered handler, served as the axum routes the Dapr sidecar calls.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::config::{Mode, Settings};
+use crate::context::StateMap;
+use crate::dapr::DaprClient;
+use crate::dispatch::{self, Run, Runtime};
+use crate::embedded::Broker;
+use crate::handler::HandlerDef;
+use crate::idempotency::{DaprStateStore, IdempotencyStore, MemoryStore};
+use crate::publish::Publisher;
+use crate::subscription::{AppError, DaprSubscription, Registry, ResolvedHandler};
+
+/// The application: every `#[event_handler]` in the program, ready to serve.
+///
+/// ```
+/// use event_runtime::{event_handler, App, Event};
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+/// #[event(type = "task.completed", version = "1.0")]
+/// pub struct TaskCompleted { pub task_id: i64, pub user_id: String }
+///
+/// #[event_handler(pubsub = "kafka-pubsub", topic = "task-events", route = "/api/events/task-completed")]
+/// async fn on_task_completed(event: TaskCompleted) -> anyhow::Result<()> { Ok(()) }
+///
+/// let app = App::new();
+/// assert_eq!(app.subscriptions()[0].topic, "task-events");
+/// let router: axum::Router = app.router();
+/// ```
+pub struct App {
+    defs: Vec<&'static HandlerDef>,
+    registry: Registry,
+    settings: Settings,
+    default_pubsub: String,
+    state: StateMap,
+    mode: Mode,
+    app_id: String,
+    broker: Arc<Broker>,
+    dapr: DaprClient,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    journal: Option<Arc<Mutex<Vec<Run>>>>,
+    dapr_dead_letter_topic: Option<String>,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("mode", &self.mode)
+            .field(
+                "handlers",
+                &self
+                    .registry
+                    .handlers
+                    .iter()
+                    .map(|h| h.def.qualified_name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl App {
+    /// Collects every registered handler. Panics when two of them conflict (the same route, or
+    /// the same pubsub + topic + event type), naming both, as axum's `Router` does for
+    /// overlapping routes; [`App::try_new`] returns the error instead.
+    pub fn new() -> Self {
+        Self::try_new().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Collects every registered handler, or says which two conflict.
+    pub fn try_new() -> Result<Self, AppError> {
+        Self::with_handlers(crate::handler::registered())
+    }
+
+    /// An app of only the given handlers (tests that each want a few of a binary's handlers).
+    ///
+    /// ```
+    /// # use event_runtime::App;
+    /// let app = App::with_handlers(event_runtime::registered().into_iter().filter(|h| h.topic == "none")).unwrap();
+    /// assert!(app.subscriptions().is_empty());
+    /// ```
+    pub fn with_handlers(
+        defs: impl IntoIterator<Item = &'static HandlerDef>,
+    ) -> Result<Self, AppError> {
+        let defs: Vec<&'static HandlerDef> = defs.into_iter().collect();
+        let settings = Settings::from_env();
+        let default_pubsub = crate::config::default_pubsub();
+        let registry = Registry::resolve(&defs, &default_pubsub, &settings.default_dlq)?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(App {
+            defs,
+            registry,
+            settings,
+            default_pubsub,
+            state: StateMap::default(),
+            mode: Mode::from_env(),
+            app_id: crate::config::app_id(),
+            broker: Arc::new(Broker::default()),
+            dapr: DaprClient::from_env(),
+            store: None,
+            journal: None,
+            dapr_dead_letter_topic: None,
+            shutdown: Arc::new(shutdown),
+        })
+    }
+
+    fn re_resolve(mut self) -> Result<Self, AppError> {
+        self.registry =
+            Registry::resolve(&self.defs, &self.default_pubsub, &self.settings.default_dlq)?;
+        Ok(self)
+    }
+
+    /// Shares `value` with every handler that takes a [`State<T>`](crate::State) argument.
+    pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// The pubsub component of handlers that name none (default `EVENTS_PUBSUB`, else `kafka-pubsub`).
+    pub fn with_default_pubsub(mut self, pubsub: &str) -> Self {
+        self.default_pubsub = pubsub.to_owned();
+        self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The dead-letter topic of handlers that name none (default `EVENTS_DLQ`, else `dlq`).
+    pub fn with_default_dlq(mut self, topic: &str) -> Self {
+        self.settings.default_dlq = topic.to_owned();
+        self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Dapr sidecar or embedded broker (default: [`Mode::from_env`]).
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Runs on `broker` (embedded mode), for example one that outlives an app restart in a test.
+    pub fn with_broker(mut self, broker: Arc<Broker>) -> Self {
+        self.broker = broker;
+        self.mode = Mode::Embedded;
+        self
+    }
+
+    /// Talks to the sidecar through `client` (Dapr mode).
+    pub fn with_dapr_client(mut self, client: DaprClient) -> Self {
+        self.dapr = client;
+        self.mode = Mode::Dapr;
+        self
+    }
+
+    /// Keeps idempotency keys in `store` (default: in memory when embedded, the Dapr state store
+    /// `statestore` when on Dapr).
+    pub fn with_idempotency_store(mut self, store: impl IdempotencyStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The default per-run handler timeout (60 s).
+    pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.handler_timeout = timeout;
+        self
+    }
+
+    /// The idempotency claim lease (120 s): how long a crashed holder blocks a key.
+    pub fn with_claim_lease(mut self, lease: Duration) -> Self {
+        self.settings.claim_lease = lease;
+        self
+    }
+
+    /// The largest request body accepted (4 MiB, Dapr's default).
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.settings.body_limit = bytes;
+        self
+    }
+
+    /// Requires `dapr-api-token: token` on Dapr-facing routes (default: `APP_API_TOKEN`).
+    pub fn with_app_api_token(mut self, token: Option<String>) -> Self {
+        self.settings.app_api_token = token;
+        self
+    }
+
+    /// Sets a Dapr-level `deadLetterTopic` on every subscription, for what only Dapr sees (events
+    /// it cannot deliver at all). It must differ from the framework's DLQ: Dapr sends every DROP
+    /// there too, and the framework has already dead-lettered those.
+    pub fn with_dapr_dead_letter_topic(mut self, topic: &str) -> Self {
+        self.dapr_dead_letter_topic = Some(topic.to_owned());
+        self
+    }
+
+    /// Records every handler run (the test harness reads it).
+    pub(crate) fn with_journal(mut self, journal: Arc<Mutex<Vec<Run>>>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The mode the app runs in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The embedded broker (used in embedded mode).
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
+    /// The resolved handlers.
+    pub fn handlers(&self) -> &[ResolvedHandler] {
+        &self.registry.handlers
+    }
+
+    /// What `GET /dapr/subscribe` answers.
+    pub fn subscriptions(&self) -> Vec<DaprSubscription> {
+        self.registry
+            .dapr_subscriptions(self.dapr_dead_letter_topic.as_deref())
+    }
+
+    /// A publisher for this app's mode.
+    pub fn publisher(&self) -> Publisher {
+        let p = match self.mode {
+            Mode::Dapr => Publisher::from_dapr(self.dapr.clone()),
+            Mode::Embedded => Publisher::embedded(self.broker.clone()),
+        };
+        p.with_pubsub(&self.default_pubsub)
+            .with_source(&self.app_id)
+    }
+
+    fn store(&self) -> Arc<dyn IdempotencyStore> {
+        match (&self.store, self.mode) {
+            (Some(s), _) => s.clone(),
+            (None, Mode::Dapr) => Arc::new(DaprStateStore::new(
+                self.dapr.clone(),
+                &self.settings.state_store,
+            )),
+            (None, Mode::Embedded) => {
+                static EMBEDDED: std::sync::OnceLock<MemoryStore> = std::sync::OnceLock::new();
+                Arc::new(EMBEDDED.get_or_init(MemoryStore::new).clone())
+            }
+        }
+    }
+
+    /// The axum router Dapr calls: `GET /dapr/subscribe`, one route per handler, one dispatch
+    /// route per topic, `GET /healthz`. Merge it with your own routes. Building it starts nothing
+    /// in the background.
+    pub fn router(&self) -> Router {
+        let rt = Arc::new(Runtime {
+            registry: self.registry.clone(),
+            settings: self.settings.clone(),
+            state: Arc::new(self.state.clone()),
+            publisher: self.publisher(),
+            store: self.store(),
+            journal: self.journal.clone(),
+            shutdown: self.shutdown.subscribe(),
+            app_id: self.app_id.clone(),
+        });
+        let subscriptions = self.subscriptions();
+        let token = self.settings.app_api_token.clone();
+        let mut router = Router::new()
+            .route(
+                "/dapr/subscribe",
+                get(move |headers: axum::http::HeaderMap| {
+                    let subs = subscriptions.clone();
+                    let token = token.clone();
+                    async move { crate::server::subscribe_answer(&headers, token.as_deref(), subs) }
+                }),
+            )
+            .route(
+                "/healthz",
+                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            );
+        for (route, &target) in &self.registry.routes {
+            let rt = rt.clone();
+            router = router.route(
+                route,
+                post(move |headers, body| dispatch::handle(rt.clone(), target, headers, body)),
+            );
+        }
+        router.layer(DefaultBodyLimit::max(self.settings.body_limit))
+    }
+
+    /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;
+    /// in embedded mode also runs the broker. Stops on SIGTERM or Ctrl-C, letting in-flight
+    /// deliveries finish (those waiting on a retry delay are answered RETRY).
+    pub async fn serve(self) -> std::io::Result<()> {
+        self.serve_with(Router::new()).await
+    }
+
+    /// [`App::serve`] with `routes` (your REST API, say) merged into the event routes.
+    pub async fn serve_with(self, routes: Router) -> std::io::Result<()> {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], crate::config::app_port()));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        self.serve_on(listener, routes).await
+    }
+
+    /// [`App::serve_with`] on a listener you bound (tests bind port 0).
+    pub async fn serve_on(
+        self,
+        listener: tokio::net::TcpListener,
+        routes: Router,
+    ) -> std::io::Result<()> {
+        let router = self.router().merge(routes);
+        crate::server::log_startup(&self, listener.local_addr()?);
+        if self.mode == Mode::Embedded {
+            self.broker
+                .start(router.clone())
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        let shutdown = self.shutdown.clone();
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                crate::server::shutdown_signal().await;
+                tracing::info!("shutting down: finishing in-flight deliveries");
+                let _ = shutdown.send(true);
+            })
+            .await;
+        self.broker.stop();
+        result
+    }
+
+    /// Begins a graceful shutdown of a running `serve` (tests; a signal does it otherwise).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+}
+
+/// Cuts short the waits of in-flight deliveries (they answer RETRY) when shutting down.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Starts shutting down.
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}

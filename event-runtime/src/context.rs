@@ -1,0 +1,286 @@
+//! What a handler can ask for besides its event: the delivery and its extractors.
+//!
+//! Each argument after the event implements [`FromDelivery`], as axum handler arguments
+//! implement `FromRequestParts`.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::cloudevent::CloudEvent;
+use crate::event::Event;
+use crate::handler::HandlerDef;
+use crate::outcome::Outcome;
+use crate::publish::Publisher;
+
+/// Values shared with every handler, keyed by type (see [`State`]).
+#[derive(Clone, Default)]
+pub(crate) struct StateMap(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl StateMap {
+    pub(crate) fn insert<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+            .cloned()
+    }
+}
+
+/// One delivery of one event to one handler: the CloudEvent and everything around it.
+///
+/// The generated adapter builds the handler's arguments from it.
+pub struct Delivery {
+    pub(crate) event: Arc<CloudEvent>,
+    pub(crate) topic: String,
+    pub(crate) pubsub: String,
+    pub(crate) attempt: u32,
+    pub(crate) handler: &'static HandlerDef,
+    pub(crate) state: Arc<StateMap>,
+    pub(crate) publisher: Publisher,
+}
+
+impl Delivery {
+    /// The CloudEvent being delivered.
+    pub fn cloud_event(&self) -> &CloudEvent {
+        &self.event
+    }
+
+    /// Decodes the handler's first argument. A body that does not match the event type is a
+    /// permanent failure: retrying cannot fix it.
+    pub fn event_arg<A: EventArg>(&self) -> Result<A, Outcome> {
+        let event = decode_event::<A::Event>(&self.event).map_err(|e| {
+            Outcome::DeadLetter(
+                format!(
+                    "event {} of type `{}` does not decode as `{}`: {e}",
+                    self.event.id, self.event.ty, self.handler.event_type_name
+                )
+                .into(),
+            )
+        })?;
+        Ok(A::from_event(event, self))
+    }
+
+    /// Builds one extractor argument.
+    pub fn extract<X: FromDelivery>(&self) -> Result<X, Outcome> {
+        X::from_delivery(self)
+    }
+}
+
+/// Decodes `data` as `E`. For an internally tagged enum whose data lacks the tag (a publisher
+/// that put the type only in the CloudEvent `type`), the tag is taken from the CloudEvent type.
+pub(crate) fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {
+    if let (Some(tag), Value::Object(map)) = (E::TAG, &ce.data) {
+        if !map.contains_key(tag) && E::TYPES.contains(&ce.ty.as_str()) {
+            let mut map = map.clone();
+            map.insert(tag.to_owned(), Value::String(ce.ty.clone()));
+            return serde_json::from_value(Value::Object(map));
+        }
+    }
+    E::deserialize(&ce.data)
+}
+
+/// The first argument of a handler: an [`Event`] or an [`Envelope`] around one.
+#[diagnostic::on_unimplemented(
+    message = "the first argument of an #[event_handler] must be an event, but `{Self}` does not implement `event_runtime::Event`",
+    label = "not an event type",
+    note = "derive it: `#[derive(Event)]` with `#[event(type = \"...\", version = \"...\")]`, or take `Envelope<T>` where `T: Event`"
+)]
+pub trait EventArg: Sized + Send + 'static {
+    /// The event type inside.
+    type Event: Event;
+    /// Builds the argument from the decoded event.
+    fn from_event(event: Self::Event, delivery: &Delivery) -> Self;
+}
+
+impl<E: Event> EventArg for E {
+    type Event = E;
+    fn from_event(event: E, _: &Delivery) -> Self {
+        event
+    }
+}
+
+/// An event with its CloudEvent attributes, for handlers that want both.
+///
+/// ```
+/// use event_runtime::{event_handler, Envelope, Event};
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+/// #[event(type = "task.deleted", version = "1.0")]
+/// pub struct TaskDeleted { pub task_id: i64, pub user_id: String }
+///
+/// #[event_handler(topic = "task-events")]
+/// async fn on_deleted(event: Envelope<TaskDeleted>) {
+///     println!("{} from {}: task {}", event.id, event.source, event.data.task_id);
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Envelope<E> {
+    /// CloudEvent `id`.
+    pub id: String,
+    /// CloudEvent `source`.
+    pub source: String,
+    /// CloudEvent `type`.
+    pub ty: String,
+    /// CloudEvent `time`.
+    pub time: Option<String>,
+    /// The topic it arrived on.
+    pub topic: String,
+    /// The pubsub component it arrived through.
+    pub pubsub: String,
+    /// Other attributes (extensions).
+    pub extensions: serde_json::Map<String, Value>,
+    /// The event.
+    pub data: E,
+}
+
+impl<E: Event> EventArg for Envelope<E> {
+    type Event = E;
+    fn from_event(data: E, d: &Delivery) -> Self {
+        Envelope {
+            id: d.event.id.clone(),
+            source: d.event.source.clone(),
+            ty: d.event.ty.clone(),
+            time: d.event.time.clone(),
+            topic: d.topic.clone(),
+            pubsub: d.pubsub.clone(),
+            extensions: d.event.extensions.clone(),
+            data,
+        }
+    }
+}
+
+/// A handler argument built from the delivery (CloudEvent attributes, publisher, app state).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an argument of an #[event_handler]",
+    label = "not an extractor",
+    note = "after the event, arguments must be extractors: EventId, Source, EventType, EventTime, Topic, PubsubName, TraceContext, Attempt, Publisher or State<T>"
+)]
+pub trait FromDelivery: Sized {
+    /// Builds the argument; an `Err` outcome is answered without running the handler.
+    fn from_delivery(delivery: &Delivery) -> Result<Self, Outcome>;
+}
+
+macro_rules! string_extractor {
+    ($(#[$doc:meta])* $name:ident, |$d:ident| $get:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(pub String);
+
+        impl FromDelivery for $name {
+            fn from_delivery($d: &Delivery) -> Result<Self, Outcome> {
+                Ok($name($get))
+            }
+        }
+    };
+}
+
+string_extractor!(
+    /// The CloudEvent `id`.
+    EventId, |d| d.event.id.clone()
+);
+string_extractor!(
+    /// The CloudEvent `source`.
+    Source, |d| d.event.source.clone()
+);
+string_extractor!(
+    /// The CloudEvent `type` (for seed-style events, `com.dapr.event.sent`).
+    EventType, |d| d.event.ty.clone()
+);
+string_extractor!(
+    /// The topic the event arrived on.
+    Topic, |d| d.topic.clone()
+);
+string_extractor!(
+    /// The pubsub component the event arrived through.
+    PubsubName, |d| d.pubsub.clone()
+);
+
+/// The CloudEvent `time`, when the publisher set one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTime(pub Option<chrono::DateTime<chrono::Utc>>);
+
+impl FromDelivery for EventTime {
+    fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
+        let time = d
+            .event
+            .time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        Ok(EventTime(time))
+    }
+}
+
+/// The W3C trace context the event carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `traceparent`.
+    pub traceparent: Option<String>,
+    /// `tracestate`.
+    pub tracestate: Option<String>,
+}
+
+impl FromDelivery for TraceContext {
+    fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
+        Ok(TraceContext {
+            traceparent: d.event.traceparent.clone(),
+            tracestate: d.event.tracestate.clone(),
+        })
+    }
+}
+
+/// Which attempt this is: 1 for the first delivery, 2 for the first retry, and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt(pub u32);
+
+impl FromDelivery for Attempt {
+    fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
+        Ok(Attempt(d.attempt))
+    }
+}
+
+impl FromDelivery for Publisher {
+    fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
+        Ok(d.publisher.clone().with_trace(d.event.traceparent.clone()))
+    }
+}
+
+/// Shared application state given to [`App::with_state`](crate::App::with_state).
+///
+/// ```
+/// use event_runtime::{event_handler, Event, State};
+/// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+/// #[event(type = "task.created", version = "1.0")]
+/// pub struct TaskCreated { pub task_id: i64, pub user_id: String }
+///
+/// #[derive(Clone, Default)]
+/// struct Counter(Arc<AtomicU64>);
+///
+/// #[event_handler(topic = "task-events")]
+/// async fn count(_event: TaskCreated, State(counter): State<Counter>) {
+///     counter.0.fetch_add(1, Ordering::Relaxed);
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct State<T>(pub T);
+
+impl<T: Clone + Send + Sync + 'static> FromDelivery for State<T> {
+    fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
+        d.state.get::<T>().map(State).ok_or_else(|| {
+            // A deployment mistake, not the event's fault: retry so nothing is lost once fixed.
+            Outcome::retry(format!(
+                "handler {} asks for State<{}>, but the app has no such state: call App::with_state",
+                d.handler.qualified_name(),
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}

@@ -1,0 +1,576 @@
+//! One delivery, from request body to Dapr's answer: decode, choose the handler, run it with
+//! its retries and idempotency, dead-letter what cannot succeed.
+//!
+//! Every path ends in one of Dapr's three answers and none claims a success that did not happen:
+//! SUCCESS once the handler succeeded (or a retry is safely scheduled in the broker), DROP once
+//! the event is on the dead-letter topic (or the handler dropped it on purpose), RETRY whenever
+//! the framework could not make the event safe (the broker then keeps it).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt as _;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tracing::Instrument as _;
+
+use crate::cloudevent::CloudEvent;
+use crate::config::Settings;
+use crate::context::{Delivery, StateMap};
+use crate::dlq::DeadLetter;
+use crate::handler::RetryMode;
+use crate::idempotency::{render_key, Claim, IdempotencyStore};
+use crate::outcome::Outcome;
+use crate::publish::{OutgoingEvent, Publisher};
+use crate::retry::{delay_after, Failure, RetryState};
+use crate::subscription::{Registry, ResolvedHandler, Target};
+
+/// Dapr's answer to one delivered event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Acknowledge.
+    Success,
+    /// Redeliver.
+    Retry,
+    /// Acknowledge as failed (already dead-lettered, or dropped on purpose).
+    Drop,
+}
+
+impl Status {
+    /// The string Dapr expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "SUCCESS",
+            Status::Retry => "RETRY",
+            Status::Drop => "DROP",
+        }
+    }
+}
+
+/// One run of a handler, as the test harness records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The handler's function name.
+    pub handler: &'static str,
+    /// CloudEvent id.
+    pub event_id: String,
+    /// CloudEvent type.
+    pub event_type: String,
+    /// Attempt number (1 = first delivery).
+    pub attempt: u32,
+    /// `success`, `retry`, `dead_letter`, `drop`, or `skipped` (idempotent duplicate).
+    pub outcome: &'static str,
+    /// The error, for failures.
+    pub error: Option<String>,
+    /// The event data.
+    pub data: Value,
+}
+
+/// Everything a delivery needs, shared by every route of one app.
+pub(crate) struct Runtime {
+    pub registry: Registry,
+    pub settings: Settings,
+    pub state: Arc<StateMap>,
+    pub publisher: Publisher,
+    pub store: Arc<dyn IdempotencyStore>,
+    pub journal: Option<Arc<Mutex<Vec<Run>>>>,
+    pub shutdown: watch::Receiver<bool>,
+    pub app_id: String,
+}
+
+/// Answers one request on a delivery route.
+pub(crate) async fn handle(
+    rt: Arc<Runtime>,
+    target: Target,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(expected) = &rt.settings.app_api_token {
+        let given = headers
+            .get("dapr-api-token")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(given, expected.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "missing or wrong dapr-api-token"})),
+            )
+                .into_response();
+        }
+    }
+    let key_hint = headers
+        .get("__key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(entries) = bulk_entries(&body) {
+        let mut statuses = Vec::with_capacity(entries.len());
+        for (entry_id, event) in entries {
+            let status = match event {
+                Ok(ce) => process(&rt, target, ce, None).await,
+                Err(reason) => dead_letter_undecodable(&rt, target, &reason, Value::Null).await,
+            };
+            statuses.push(json!({"entryId": entry_id, "status": status.as_str()}));
+        }
+        return answer_json(json!({ "statuses": statuses }));
+    }
+    let status = match CloudEvent::from_slice(&body) {
+        Ok(ce) => process(&rt, target, ce, key_hint).await,
+        Err(err) => {
+            let raw = Value::String(String::from_utf8_lossy(&body).into_owned());
+            dead_letter_undecodable(&rt, target, &err.to_string(), raw).await
+        }
+    };
+    answer_json(json!({ "status": status.as_str() }))
+}
+
+fn answer_json(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+/// The entries of a bulk delivery, or `None` when the body is a single event.
+fn bulk_entries(body: &[u8]) -> Option<Vec<(String, Result<CloudEvent, String>)>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    if v.get("type").and_then(Value::as_str) != Some("com.dapr.event.sent.bulk") {
+        return None;
+    }
+    let entries = v.get("entries")?.as_array()?;
+    Some(
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let id = e
+                    .get("entryId")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| i.to_string(), str::to_owned);
+                let event = match e.get("event") {
+                    // rawPayload: the event is the base64 of the broker's bytes.
+                    Some(Value::String(b64)) => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b64.trim())
+                            .map_err(|e| format!("bulk entry is not valid base64: {e}"))
+                            .and_then(|bytes| {
+                                CloudEvent::from_slice(&bytes).map_err(|e| e.to_string())
+                            })
+                    }
+                    Some(ev) => CloudEvent::from_value(ev.clone()).map_err(|e| e.to_string()),
+                    None => Err("bulk entry has no event".to_owned()),
+                };
+                (id, event)
+            })
+            .collect(),
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The pubsub and topic a target stands for.
+fn target_topic(rt: &Runtime, target: Target) -> (String, String) {
+    match target {
+        Target::Topic(t) => (
+            rt.registry.topics[t].pubsub.clone(),
+            rt.registry.topics[t].topic.clone(),
+        ),
+        Target::Handler(h) => {
+            let h = &rt.registry.handlers[h];
+            (h.pubsub.clone(), h.def.topic.to_owned())
+        }
+    }
+}
+
+/// Chooses the handler for an event arriving at `target`.
+fn resolve(
+    rt: &Runtime,
+    target: Target,
+    ce: &CloudEvent,
+    retry: &RetryState,
+) -> Result<usize, String> {
+    let sub = match target {
+        Target::Handler(h) => return Ok(h),
+        Target::Topic(t) => &rt.registry.topics[t],
+    };
+    if sub.is_retry {
+        let name = retry.handler.as_deref().unwrap_or_default();
+        return sub
+            .handlers
+            .iter()
+            .copied()
+            .find(|&i| rt.registry.handlers[i].def.qualified_name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "retry message for unknown handler `{name}` on {}",
+                    sub.topic
+                )
+            });
+    }
+    let by_type = |ty: &str| {
+        sub.handlers
+            .iter()
+            .copied()
+            .find(|&i| rt.registry.handlers[i].def.accepts(ty))
+    };
+    if let Some(h) = by_type(&ce.ty) {
+        return Ok(h);
+    }
+    // Seed-style publishers (a bare JSON POST) produce `com.dapr.event.sent`; the real type is
+    // inside the data.
+    for &i in &sub.handlers {
+        let tag = rt.registry.handlers[i]
+            .def
+            .event_tag
+            .unwrap_or("event_type");
+        if let Some(h) = ce.data.get(tag).and_then(Value::as_str).and_then(by_type) {
+            return Ok(h);
+        }
+    }
+    if let Some(ty) = ce.data.get("event_type").and_then(Value::as_str) {
+        if let Some(h) = by_type(ty) {
+            return Ok(h);
+        }
+    }
+    if ce.ty == "com.dapr.event.sent" && sub.handlers.len() == 1 {
+        return Ok(sub.handlers[0]);
+    }
+    Err(format!(
+        "no handler on {}/{} takes events of type `{}`",
+        sub.pubsub, sub.topic, ce.ty
+    ))
+}
+
+fn partition_key(ce: &CloudEvent, hint: Option<String>) -> Option<String> {
+    hint.or_else(|| {
+        ce.data
+            .get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
+}
+
+/// Processes one event and decides Dapr's answer.
+pub(crate) async fn process(
+    rt: &Runtime,
+    target: Target,
+    ce: CloudEvent,
+    key_hint: Option<String>,
+) -> Status {
+    let (pubsub, topic) = target_topic(rt, target);
+    // rawPayload: the broker's bytes may be a whole envelope written by a Dapr publisher.
+    let ce = ce.unwrap_raw();
+    let retry = RetryState::from_event(&ce);
+    let h = match resolve(rt, target, &ce, &retry) {
+        Ok(h) => h,
+        Err(reason) => {
+            tracing::warn!(event_id = %ce.id, event_type = %ce.ty, %topic, "{reason}");
+            let letter =
+                DeadLetter::new(&ce, &pubsub, &topic, partition_key(&ce, key_hint)).reason(reason);
+            return publish_dead_letter(rt, &rt.settings.default_dlq, &pubsub, letter).await;
+        }
+    };
+    let handler = &rt.registry.handlers[h];
+    let origin_topic = retry.origin_topic.clone().unwrap_or_else(|| topic.clone());
+    let span = tracing::info_span!("delivery", event_id = %ce.id, event_type = %ce.ty, topic = %origin_topic, handler = handler.def.name, attempt = retry.attempt);
+    let key = partition_key(&ce, key_hint);
+    run_with_retries(rt, handler, ce, retry, origin_topic, key)
+        .instrument(span)
+        .await
+}
+
+async fn run_with_retries(
+    rt: &Runtime,
+    handler: &ResolvedHandler,
+    ce: CloudEvent,
+    mut retry: RetryState,
+    origin_topic: String,
+    key: Option<String>,
+) -> Status {
+    if let Some(due) = retry.due_ms {
+        if !hold_until(rt, due).await {
+            return Status::Retry;
+        }
+    }
+    let ce = Arc::new(ce);
+    loop {
+        let outcome = run_once(rt, handler, &ce, &origin_topic, retry.attempt).await;
+        let (err, permanent) = match outcome {
+            RunResult::Done(Outcome::Success) | RunResult::Skipped => return Status::Success,
+            RunResult::Busy => return Status::Retry,
+            RunResult::Done(Outcome::Drop(reason)) => {
+                tracing::info!(%reason, "handler dropped the event");
+                return Status::Drop;
+            }
+            RunResult::Done(Outcome::Retry(err)) => (err.to_string(), false),
+            RunResult::Done(Outcome::DeadLetter(err)) => (err.to_string(), true),
+        };
+        tracing::warn!(error = %err, permanent, "handler failed");
+        retry.failures.push(Failure {
+            attempt: retry.attempt,
+            at: crate::clock::now_rfc3339(),
+            error: err.clone(),
+        });
+        let next_delay = if permanent {
+            None
+        } else {
+            delay_after(handler.def.retry, retry.attempt)
+        };
+        let Some(delay) = next_delay else {
+            let reason = if permanent {
+                format!("permanent failure: {err}")
+            } else if handler.def.retry.is_empty() {
+                format!("failed with no retries configured: {err}")
+            } else {
+                format!("retries exhausted after {} attempts: {err}", retry.attempt)
+            };
+            let mut letter = DeadLetter::new(&ce, &handler.pubsub, &origin_topic, key.clone())
+                .with_failures(retry.failures);
+            letter.handler = Some(handler.def.qualified_name());
+            letter.permanent = permanent;
+            return publish_dead_letter(rt, &handler.dlq, &handler.pubsub, letter.reason(reason))
+                .await;
+        };
+        match handler.def.retry_mode {
+            RetryMode::Inline => {
+                if !sleep_unless_shutdown(rt, Duration::from_secs(delay)).await {
+                    return Status::Retry;
+                }
+                retry.attempt += 1;
+            }
+            RetryMode::Delayed => {
+                retry.attempt += 1;
+                retry.due_ms = Some(crate::clock::now_ms() + delay * 1000);
+                retry.handler = Some(handler.def.qualified_name());
+                retry.origin_topic = Some(origin_topic.clone());
+                let mut extensions = ce.extensions.clone();
+                extensions.extend(retry.to_extensions());
+                let out = OutgoingEvent {
+                    pubsub: handler.pubsub.clone(),
+                    topic: handler.retry_topic(delay),
+                    id: ce.id.clone(),
+                    ty: ce.ty.clone(),
+                    source: ce.source.clone(),
+                    data: ce.data.clone(),
+                    partition_key: key.clone(),
+                    extensions,
+                    traceparent: ce.traceparent.clone(),
+                };
+                return match publish_with_retries(&rt.publisher, out).await {
+                    Ok(()) => Status::Success,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not schedule the retry; asking the broker to redeliver");
+                        Status::Retry
+                    }
+                };
+            }
+        }
+    }
+}
+
+enum RunResult {
+    Done(Outcome),
+    Skipped,
+    Busy,
+}
+
+/// One run of the handler: idempotency claim, timeout, panic capture.
+async fn run_once(
+    rt: &Runtime,
+    handler: &ResolvedHandler,
+    ce: &Arc<CloudEvent>,
+    topic: &str,
+    attempt: u32,
+) -> RunResult {
+    let def = handler.def;
+    let token = if def.idempotent {
+        let key = match def.idempotency_key {
+            Some(template) => render_key(template, &ce.data),
+            None => ce.id.clone(),
+        };
+        let key = format!("{}||{}||{}", rt.app_id, def.qualified_name(), key);
+        match rt.store.claim(&key, rt.settings.claim_lease).await {
+            Ok(Claim::Acquired(token)) => Some(token),
+            Ok(Claim::Done) => {
+                tracing::info!(%key, "duplicate of an event already handled: skipped");
+                record(rt, def.name, ce, attempt, "skipped", None);
+                return RunResult::Skipped;
+            }
+            Ok(Claim::Busy) => {
+                tracing::info!(%key, "another delivery of this event is running; asking for redelivery");
+                return RunResult::Busy;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "idempotency store unavailable; asking for redelivery");
+                return RunResult::Busy;
+            }
+        }
+    } else {
+        None
+    };
+    let delivery = Delivery {
+        event: ce.clone(),
+        topic: topic.to_owned(),
+        pubsub: handler.pubsub.clone(),
+        attempt,
+        handler: def,
+        state: rt.state.clone(),
+        publisher: rt.publisher.clone(),
+    };
+    let limit = def
+        .timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(rt.settings.handler_timeout);
+    let run = AssertUnwindSafe((def.call)(delivery)).catch_unwind();
+    let outcome = match tokio::time::timeout(limit, run).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(panic)) => Outcome::retry(format!("handler panicked: {}", panic_message(&*panic))),
+        Err(_) => Outcome::retry(format!("handler timed out after {} s", limit.as_secs_f64())),
+    };
+    let error = match &outcome {
+        Outcome::Retry(e) | Outcome::DeadLetter(e) => Some(e.to_string()),
+        Outcome::Drop(r) => Some(r.clone()),
+        Outcome::Success => None,
+    };
+    record(rt, def.name, ce, attempt, outcome.kind(), error);
+    if let Some(token) = token {
+        let stored = match outcome {
+            Outcome::Success | Outcome::Drop(_) => {
+                rt.store
+                    .complete(&token, rt.settings.idempotency_retention)
+                    .await
+            }
+            Outcome::Retry(_) | Outcome::DeadLetter(_) => rt.store.release(&token).await,
+        };
+        if let Err(e) = stored {
+            // The lease will run out and free the key; a completed run may then run once more,
+            // which is why we ask for redelivery only on failure paths.
+            tracing::error!(error = %e, "idempotency store update failed");
+        }
+    }
+    RunResult::Done(outcome)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+fn record(
+    rt: &Runtime,
+    handler: &'static str,
+    ce: &CloudEvent,
+    attempt: u32,
+    outcome: &'static str,
+    error: Option<String>,
+) {
+    if let Some(journal) = &rt.journal {
+        let run = Run {
+            handler,
+            event_id: ce.id.clone(),
+            event_type: ce.ty.clone(),
+            attempt,
+            outcome,
+            error,
+            data: ce.data.clone(),
+        };
+        journal.lock().unwrap_or_else(|p| p.into_inner()).push(run);
+    }
+}
+
+/// Waits until `due_ms`, at most `max_hold`; false when the delivery should be answered RETRY
+/// (not yet due, or shutting down) so the broker redelivers it later.
+async fn hold_until(rt: &Runtime, due_ms: u64) -> bool {
+    let now = crate::clock::now_ms();
+    if due_ms <= now {
+        return true;
+    }
+    let wait = Duration::from_millis(due_ms - now);
+    if wait > rt.settings.max_hold {
+        sleep_unless_shutdown(rt, rt.settings.max_hold).await;
+        return false;
+    }
+    sleep_unless_shutdown(rt, wait).await
+}
+
+/// Sleeps; false when shutdown began first.
+async fn sleep_unless_shutdown(rt: &Runtime, d: Duration) -> bool {
+    let mut shutdown = rt.shutdown.clone();
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        changed = shutdown.changed() => changed.is_err(),
+    }
+}
+
+async fn publish_with_retries(
+    publisher: &Publisher,
+    event: OutgoingEvent,
+) -> Result<(), crate::PublishError> {
+    let mut last = None;
+    for backoff_ms in [0u64, 100, 500, 2000] {
+        if backoff_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+        }
+        match publisher.send(event.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+async fn publish_dead_letter(rt: &Runtime, dlq: &str, pubsub: &str, letter: DeadLetter) -> Status {
+    let out = match OutgoingEvent::from_event(pubsub, dlq, &rt.app_id, &letter) {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the dead letter; asking for redelivery");
+            return Status::Retry;
+        }
+    };
+    match publish_with_retries(&rt.publisher, out).await {
+        Ok(()) => {
+            tracing::warn!(dlq, reason = %letter.reason, event_id = %letter.event.id, "event dead-lettered");
+            Status::Drop
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "dead-letter publish failed; asking the broker to redeliver");
+            Status::Retry
+        }
+    }
+}
+
+/// A body that is not a CloudEvent: dead-letter what we have of it, with the reason.
+async fn dead_letter_undecodable(rt: &Runtime, target: Target, reason: &str, raw: Value) -> Status {
+    let (pubsub, topic) = target_topic(rt, target);
+    tracing::warn!(%topic, "undecodable delivery: {reason}");
+    let ce = CloudEvent {
+        // Deterministic, so a redelivered bad body yields the same dead letter, not a second one.
+        id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, raw.to_string().as_bytes()).to_string(),
+        ty: "event-runtime.undecodable".to_owned(),
+        source: String::new(),
+        specversion: "1.0".to_owned(),
+        time: None,
+        datacontenttype: None,
+        topic: Some(topic.clone()),
+        pubsubname: Some(pubsub.clone()),
+        traceparent: None,
+        tracestate: None,
+        data: raw,
+        extensions: Default::default(),
+    };
+    let letter = DeadLetter::new(&ce, &pubsub, &topic, None)
+        .reason(format!("undecodable delivery: {reason}"));
+    publish_dead_letter(rt, &rt.settings.default_dlq, &pubsub, letter).await
+}

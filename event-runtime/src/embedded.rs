@@ -1,0 +1,405 @@
+//! The embedded broker: an in-process stand-in for Dapr + Kafka, for `cargo run` with nothing
+//! installed and for tests.
+//!
+//! It reads the app's own `GET /dapr/subscribe` and delivers through the very same axum routes
+//! Dapr would call, with the same envelope, headers and answers, so the code path under test is
+//! the one that runs in production. Topics have partitions chosen by partition key; each
+//! partition is delivered in order, one event at a time (bulk subscriptions take batches), and
+//! an event leaves its partition only once the app acknowledged it, so stopping and restarting
+//! the app loses nothing.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tower::ServiceExt as _;
+
+use crate::publish::{OutgoingEvent, PublishError};
+use crate::subscription::{parse_type_match, DaprSubscription};
+
+/// Partitions per topic (the reference's `task-events` has 12).
+pub const DEFAULT_PARTITIONS: usize = 12;
+
+#[derive(Default)]
+struct Partition {
+    queue: VecDeque<OutgoingEvent>,
+    worker: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// (pubsub, topic) → partitions.
+    topics: HashMap<(String, String), Vec<Partition>>,
+    /// Everything ever published, in order.
+    log: Vec<OutgoingEvent>,
+    router: Option<Router>,
+    subscriptions: Vec<DaprSubscription>,
+    api_token: Option<String>,
+    stopped: bool,
+}
+
+/// An in-process broker with Kafka's ordering per partition key and Dapr's delivery protocol.
+pub struct Broker {
+    state: Mutex<State>,
+    partitions: usize,
+    /// Signals a change of the number of undelivered events.
+    changed: Notify,
+    /// Per-partition wake-ups.
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self::with_partitions(DEFAULT_PARTITIONS)
+    }
+}
+
+impl Broker {
+    /// A broker whose topics have `partitions` partitions.
+    pub fn with_partitions(partitions: usize) -> Self {
+        Broker {
+            state: Mutex::new(State::default()),
+            partitions: partitions.max(1),
+            changed: Notify::new(),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn partition_of(&self, key: Option<&str>, seq: usize) -> usize {
+        match key {
+            Some(k) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                k.hash(&mut h);
+                (h.finish() % self.partitions as u64) as usize
+            }
+            None => seq % self.partitions,
+        }
+    }
+
+    /// Appends an event to its topic; delivered when the app subscribes to the topic.
+    pub fn publish(self: &Arc<Self>, event: OutgoingEvent) -> Result<(), PublishError> {
+        let mut st = self.lock();
+        let seq = st.log.len();
+        st.log.push(event.clone());
+        let subscribed = st
+            .subscriptions
+            .iter()
+            .any(|s| s.pubsubname == event.pubsub && s.topic == event.topic);
+        let p = self.partition_of(event.partition_key.as_deref(), seq);
+        let partitions = st
+            .topics
+            .entry((event.pubsub.clone(), event.topic.clone()))
+            .or_insert_with(|| (0..self.partitions).map(|_| Partition::default()).collect());
+        partitions[p].queue.push_back(event.clone());
+        let needs_worker = subscribed && !st.stopped && st.router.is_some();
+        if needs_worker {
+            self.ensure_worker(&mut st, (event.pubsub, event.topic), p);
+        }
+        drop(st);
+        self.wake.notify_waiters();
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    fn ensure_worker(self: &Arc<Self>, st: &mut State, topic: (String, String), p: usize) {
+        let part = &mut st.topics.get_mut(&topic).expect("topic exists")[p];
+        if part.worker.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let broker = Arc::clone(self);
+        part.worker = Some(tokio::spawn(
+            async move { broker.run_partition(topic, p).await },
+        ));
+    }
+
+    /// Starts delivering to `router`, subscribing as its `GET /dapr/subscribe` says.
+    pub async fn start(self: &Arc<Self>, router: Router) -> Result<(), String> {
+        let subs = fetch_subscriptions(&router).await?;
+        let mut st = self.lock();
+        st.router = Some(router);
+        st.subscriptions = subs;
+        st.stopped = false;
+        st.api_token = crate::config::non_empty("APP_API_TOKEN");
+        let keys: Vec<(String, String)> = st
+            .subscriptions
+            .iter()
+            .map(|s| (s.pubsubname.clone(), s.topic.clone()))
+            .collect();
+        for key in keys {
+            st.topics
+                .entry(key.clone())
+                .or_insert_with(|| (0..self.partitions).map(|_| Partition::default()).collect());
+            for p in 0..self.partitions {
+                self.ensure_worker(&mut st, key.clone(), p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops delivering (as an app that went away): in-flight events stay at the head of their
+    /// partitions and are delivered again on the next start.
+    pub fn stop(&self) {
+        let mut st = self.lock();
+        st.stopped = true;
+        st.router = None;
+        for parts in st.topics.values_mut() {
+            for p in parts {
+                if let Some(w) = p.worker.take() {
+                    w.abort();
+                }
+            }
+        }
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// Every event published so far, in order.
+    pub fn published(&self) -> Vec<OutgoingEvent> {
+        self.lock().log.clone()
+    }
+
+    /// How many events wait on subscribed topics (queued or being delivered).
+    pub fn pending(&self) -> usize {
+        let st = self.lock();
+        st.subscriptions
+            .iter()
+            .filter_map(|s| st.topics.get(&(s.pubsubname.clone(), s.topic.clone())))
+            .flat_map(|parts| parts.iter().map(|p| p.queue.len()))
+            .sum()
+    }
+
+    /// Waits until every subscribed topic is drained, or `deadline` passes (then `false`).
+    pub async fn wait_idle(&self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let changed = self.changed.notified();
+            if self.pending() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                return self.pending() == 0;
+            }
+        }
+    }
+
+    async fn run_partition(self: Arc<Self>, topic: (String, String), p: usize) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let wake = self.wake.notified();
+            let next = {
+                let st = self.lock();
+                let Some(router) = st.router.clone() else {
+                    return;
+                };
+                let sub = st
+                    .subscriptions
+                    .iter()
+                    .find(|s| s.pubsubname == topic.0 && s.topic == topic.1)
+                    .cloned();
+                let batch: Vec<OutgoingEvent> = match (&sub, st.topics.get(&topic)) {
+                    (Some(sub), Some(parts)) => {
+                        let n = sub
+                            .bulk_subscribe
+                            .map_or(1, |b| b.max_messages_count.max(1) as usize);
+                        parts[p].queue.iter().take(n).cloned().collect()
+                    }
+                    _ => Vec::new(),
+                };
+                sub.map(|s| (router, s, batch, st.api_token.clone()))
+            };
+            let Some((router, sub, batch, token)) = next else {
+                return;
+            };
+            if batch.is_empty() {
+                wake.await;
+                continue;
+            }
+            let acked = deliver(&router, &sub, &batch, token.as_deref()).await;
+            let mut redeliver = false;
+            {
+                let mut st = self.lock();
+                if let Some(parts) = st.topics.get_mut(&topic) {
+                    // Acknowledged events leave; the others stay at the head, in order, and are
+                    // delivered again (per-entry statuses of bulk deliveries, as Dapr honours them).
+                    let q = &mut parts[p].queue;
+                    let head: Vec<OutgoingEvent> = q.drain(..batch.len().min(q.len())).collect();
+                    for (ev, ok) in head.into_iter().zip(&acked).rev() {
+                        if !ok {
+                            q.push_front(ev);
+                        }
+                    }
+                    redeliver = acked.iter().any(|a| !a);
+                }
+            }
+            self.changed.notify_waiters();
+            if redeliver {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            } else {
+                backoff = Duration::from_millis(50);
+            }
+        }
+    }
+
+    /// What a sidecar would have: the app's subscriptions as it answered them.
+    pub fn subscriptions(&self) -> Vec<DaprSubscription> {
+        self.lock().subscriptions.clone()
+    }
+}
+
+async fn fetch_subscriptions(router: &Router) -> Result<Vec<DaprSubscription>, String> {
+    let req = Request::get("/dapr/subscribe")
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let resp = router
+        .clone()
+        .oneshot(req)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("GET /dapr/subscribe answered an invalid list: {e}"))
+}
+
+/// The envelope Dapr would deliver for an event published with our publisher.
+fn envelope(ev: &OutgoingEvent) -> Value {
+    let mut m = ev.extensions.clone();
+    m.insert("specversion".into(), json!("1.0"));
+    m.insert("id".into(), json!(ev.id));
+    m.insert("type".into(), json!(ev.ty));
+    m.insert("source".into(), json!(ev.source));
+    m.insert("datacontenttype".into(), json!("application/json"));
+    m.insert("topic".into(), json!(ev.topic));
+    m.insert("pubsubname".into(), json!(ev.pubsub));
+    m.insert("time".into(), json!(crate::clock::now_rfc3339()));
+    if let Some(tp) = &ev.traceparent {
+        m.insert("traceparent".into(), json!(tp));
+    }
+    m.insert("data".into(), ev.data.clone());
+    Value::Object(m)
+}
+
+fn raw_envelope(ev: &OutgoingEvent) -> Value {
+    let bytes = envelope(ev).to_string();
+    json!({"id": uuid::Uuid::new_v4().to_string(), "specversion": "1.0", "datacontenttype": "application/octet-stream",
+        "source": "Dapr", "type": "com.dapr.event.sent", "topic": ev.topic, "pubsubname": ev.pubsub,
+        "data_base64": base64::engine::general_purpose::STANDARD.encode(bytes)})
+}
+
+fn route_for(sub: &DaprSubscription, ty: &str) -> String {
+    for rule in &sub.routes.rules {
+        if parse_type_match(&rule.r#match).is_some_and(|types| types.iter().any(|t| t == ty)) {
+            return rule.path.clone();
+        }
+    }
+    sub.routes.default.clone()
+}
+
+/// Delivers a batch; per event, whether it is acknowledged (SUCCESS or DROP).
+async fn deliver(
+    router: &Router,
+    sub: &DaprSubscription,
+    batch: &[OutgoingEvent],
+    token: Option<&str>,
+) -> Vec<bool> {
+    let raw = sub.metadata.get("rawPayload").is_some_and(|v| v == "true");
+    let body_of = |ev: &OutgoingEvent| if raw { raw_envelope(ev) } else { envelope(ev) };
+    let bulk = sub.bulk_subscribe.is_some_and(|b| b.enabled);
+    let (path, body, content_type) = if bulk {
+        let entries: Vec<Value> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| {
+                let event = if raw {
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(envelope(ev).to_string()))
+                } else {
+                    envelope(ev)
+                };
+                json!({"entryId": i.to_string(), "event": event, "metadata": {},
+                    "contentType": if raw { "application/octet-stream" } else { "application/cloudevents+json" }})
+            })
+            .collect();
+        let body = json!({"id": uuid::Uuid::new_v4().to_string(), "type": "com.dapr.event.sent.bulk",
+            "topic": sub.topic, "pubsubname": sub.pubsubname, "metadata": {}, "entries": entries});
+        (sub.routes.default.clone(), body, "application/json")
+    } else {
+        (
+            route_for(sub, &batch[0].ty),
+            body_of(&batch[0]),
+            "application/cloudevents+json",
+        )
+    };
+    let mut req = Request::post(&path)
+        .header("content-type", content_type)
+        .header("pubsubname", &sub.pubsubname);
+    if !bulk {
+        if let Some(k) = &batch[0].partition_key {
+            req = req.header("__key", k);
+        }
+    }
+    if let Some(t) = token {
+        req = req.header("dapr-api-token", t);
+    }
+    let Ok(req) = req.body(Body::from(body.to_string())) else {
+        return vec![false; batch.len()];
+    };
+    let Ok(resp) = router.clone().oneshot(req).await;
+    let status = resp.status();
+    let bytes = match http_body_util::BodyExt::collect(resp.into_body()).await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return vec![false; batch.len()],
+    };
+    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let ok = |s: Option<&str>| matches!(s, Some("SUCCESS") | Some("DROP"));
+    if status.as_u16() == 404 {
+        // Dapr drops on 404.
+        return vec![true; batch.len()];
+    }
+    if !status.is_success() {
+        return vec![false; batch.len()];
+    }
+    if bulk {
+        let statuses = answer
+            .get("statuses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        (0..batch.len())
+            .map(|i| {
+                let id = i.to_string();
+                ok(statuses
+                    .iter()
+                    .find(|s| s.get("entryId").and_then(Value::as_str) == Some(id.as_str()))
+                    .and_then(|s| s.get("status"))
+                    .and_then(Value::as_str))
+            })
+            .collect()
+    } else {
+        // Dapr: no body, non-JSON or no status means success.
+        let st = answer.get("status").and_then(Value::as_str);
+        vec![st.is_none() || ok(st)]
+    }
+}

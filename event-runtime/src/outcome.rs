@@ -1,0 +1,164 @@
+//! What a handler's run amounts to, and how its return value becomes one.
+
+use std::fmt;
+
+/// A boxed error, as handlers return it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result of running a handler once, in the terms the runtime acts on.
+///
+/// A handler may return it directly when it wants to say more than `Ok`/`Err`:
+///
+/// ```
+/// use event_runtime::Outcome;
+///
+/// fn decide(stock: u32) -> Outcome {
+///     match stock {
+///         0 => Outcome::dead_letter("out of stock: nothing to reserve"),
+///         1..=9 => Outcome::retry("stock is being replenished"),
+///         _ => Outcome::Success,
+///     }
+/// }
+/// assert!(decide(20).is_success());
+/// ```
+#[derive(Debug)]
+pub enum Outcome {
+    /// The event was handled.
+    Success,
+    /// A transient failure: run again according to the handler's retry schedule.
+    Retry(BoxError),
+    /// A permanent failure: skip the retries and send the event to the dead-letter topic.
+    DeadLetter(BoxError),
+    /// Acknowledge and discard the event on purpose, without dead-lettering it.
+    Drop(String),
+}
+
+impl Outcome {
+    /// A transient failure with a message.
+    pub fn retry(reason: impl fmt::Display) -> Self {
+        Outcome::Retry(reason.to_string().into())
+    }
+
+    /// A permanent failure with a message.
+    pub fn dead_letter(reason: impl fmt::Display) -> Self {
+        Outcome::DeadLetter(reason.to_string().into())
+    }
+
+    /// A deliberate drop with a reason (logged).
+    pub fn drop(reason: impl fmt::Display) -> Self {
+        Outcome::Drop(reason.to_string())
+    }
+
+    /// Whether this is [`Outcome::Success`].
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success)
+    }
+
+    /// A short lowercase name, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Retry(_) => "retry",
+            Outcome::DeadLetter(_) => "dead_letter",
+            Outcome::Drop(_) => "drop",
+        }
+    }
+
+    /// Classifies an error a handler returned: [`Permanent`] anywhere in its chain means
+    /// dead-letter now, anything else is retried.
+    pub fn from_error(err: BoxError) -> Self {
+        if is_permanent(&*err) {
+            Outcome::DeadLetter(err)
+        } else {
+            Outcome::Retry(err)
+        }
+    }
+}
+
+fn is_permanent(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<Permanent>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Marks an error as permanent: the event goes to the dead-letter topic without retries.
+///
+/// ```
+/// use event_runtime::{Outcome, Permanent};
+///
+/// fn parse_amount(s: &str) -> Result<u32, Permanent> {
+///     s.parse().map_err(Permanent::new)
+/// }
+/// let err = parse_amount("ten").unwrap_err();
+/// assert!(matches!(Outcome::from_error(err.into()), Outcome::DeadLetter(_)));
+/// ```
+#[derive(Debug)]
+pub struct Permanent(BoxError);
+
+impl Permanent {
+    /// Wraps an error as permanent.
+    pub fn new(err: impl Into<BoxError>) -> Self {
+        Permanent(err.into())
+    }
+}
+
+impl fmt::Display for Permanent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "permanent: {}", self.0)
+    }
+}
+
+impl std::error::Error for Permanent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Turns what a handler returns into an [`Outcome`].
+///
+/// Implemented for `()`, `Result<(), E>` for any error convertible into a boxed error
+/// (`anyhow::Error` included), [`Outcome`] and `Result<Outcome, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a supported return type for an #[event_handler]",
+    label = "unsupported return type",
+    note = "return `()`, `Result<(), E>` where `E: Into<Box<dyn Error + Send + Sync>>` (anyhow works), or `event_runtime::Outcome`"
+)]
+pub trait IntoOutcome {
+    /// Converts into an outcome.
+    fn into_outcome(self) -> Outcome;
+}
+
+impl IntoOutcome for () {
+    fn into_outcome(self) -> Outcome {
+        Outcome::Success
+    }
+}
+
+impl IntoOutcome for Outcome {
+    fn into_outcome(self) -> Outcome {
+        self
+    }
+}
+
+impl<E: Into<BoxError>> IntoOutcome for Result<(), E> {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Ok(()) => Outcome::Success,
+            Err(e) => Outcome::from_error(e.into()),
+        }
+    }
+}
+
+impl<E: Into<BoxError>> IntoOutcome for Result<Outcome, E> {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Ok(o) => o,
+            Err(e) => Outcome::from_error(e.into()),
+        }
+    }
+}

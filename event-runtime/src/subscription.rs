@@ -1,0 +1,403 @@
+//! What the app subscribes to: the resolved handler table and Dapr's `GET /dapr/subscribe` list.
+//!
+//! One Dapr subscription per pubsub + topic; inside it, one routing rule per handler (a CEL
+//! match on the CloudEvent type) and a default route that dispatches across the whole topic,
+//! so seed-style events (`com.dapr.event.sent`) still reach the right handler.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::handler::{BulkConfig, HandlerDef, RetryMode};
+
+/// A handler with its app-wide defaults applied.
+#[derive(Debug, Clone)]
+pub struct ResolvedHandler {
+    /// The registration.
+    pub def: &'static HandlerDef,
+    /// Its pubsub component.
+    pub pubsub: String,
+    /// Its route.
+    pub route: String,
+    /// Its dead-letter topic.
+    pub dlq: String,
+}
+
+impl ResolvedHandler {
+    /// The retry topic for a delay, one per distinct delay (Spring Kafka's naming).
+    pub fn retry_topic(&self, delay_secs: u64) -> String {
+        retry_topic(self.def.topic, delay_secs)
+    }
+}
+
+/// `task-events.retry.30s`.
+pub fn retry_topic(topic: &str, delay_secs: u64) -> String {
+    format!("{topic}.retry.{delay_secs}s")
+}
+
+/// Where a delivery route leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A handler's own route (a rule matched its type).
+    Handler(usize),
+    /// A topic's default route: dispatch by type, or by the `event_type` field of seed events.
+    Topic(usize),
+}
+
+/// One subscription (pubsub + topic) and the handlers behind it.
+#[derive(Debug, Clone)]
+pub struct TopicSubscription {
+    /// Pubsub component.
+    pub pubsub: String,
+    /// Topic.
+    pub topic: String,
+    /// The default route.
+    pub default_route: String,
+    /// Handlers (indexes into the handler table), in rule priority order.
+    pub handlers: Vec<usize>,
+    /// Whether this is one of our retry topics.
+    pub is_retry: bool,
+    /// Subscription metadata (string values only).
+    pub metadata: BTreeMap<String, String>,
+    /// Bulk subscription.
+    pub bulk: Option<BulkConfig>,
+}
+
+/// Why the registered handlers cannot make an app.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppError {
+    /// Two handlers claim one route.
+    #[error("handlers `{first}` and `{second}` both claim route `{route}`: give one of them another `route = \"...\"`")]
+    DuplicateRoute {
+        /// The route.
+        route: String,
+        /// One handler.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// Two handlers take the same event type on the same topic.
+    #[error("handlers `{first}` and `{second}` both handle `{event_type}` on {pubsub}/{topic}: Dapr delivers each event to one route, so merge them into one handler or move one to another topic")]
+    DuplicateType {
+        /// Pubsub.
+        pubsub: String,
+        /// Topic.
+        topic: String,
+        /// The CloudEvent type.
+        event_type: String,
+        /// One handler.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// Two handlers of one topic set one metadata key differently.
+    #[error("handlers `{first}` and `{second}` of {pubsub}/{topic} set subscription metadata `{key}` differently (one Dapr subscription per topic): make them agree")]
+    MetadataConflict {
+        /// Pubsub.
+        pubsub: String,
+        /// Topic.
+        topic: String,
+        /// The key.
+        key: String,
+        /// One handler.
+        first: String,
+        /// The other.
+        second: String,
+    },
+}
+
+/// The resolved handler table.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// Handlers.
+    pub handlers: Vec<ResolvedHandler>,
+    /// Subscriptions, main topics first, then retry topics.
+    pub topics: Vec<TopicSubscription>,
+    /// Route → target.
+    pub routes: HashMap<String, Target>,
+}
+
+/// The route a handler gets when it names none.
+fn derived_route(def: &HandlerDef) -> String {
+    format!("/events/{}/{}", def.topic, def.name)
+}
+
+impl Registry {
+    /// Resolves registrations with the app-wide defaults and checks them against each other.
+    pub fn resolve(
+        defs: &[&'static HandlerDef],
+        default_pubsub: &str,
+        default_dlq: &str,
+    ) -> Result<Self, AppError> {
+        let handlers: Vec<ResolvedHandler> = defs
+            .iter()
+            .map(|def| ResolvedHandler {
+                def,
+                pubsub: def.pubsub.unwrap_or(default_pubsub).to_owned(),
+                route: def
+                    .route
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| derived_route(def)),
+                dlq: def.dlq.unwrap_or(default_dlq).to_owned(),
+            })
+            .collect();
+
+        let mut routes: HashMap<String, Target> = HashMap::new();
+        for (i, h) in handlers.iter().enumerate() {
+            if let Some(Target::Handler(j)) = routes.insert(h.route.clone(), Target::Handler(i)) {
+                return Err(AppError::DuplicateRoute {
+                    route: h.route.clone(),
+                    first: handlers[j].def.qualified_name(),
+                    second: h.def.qualified_name(),
+                });
+            }
+        }
+
+        let mut topics: Vec<TopicSubscription> = Vec::new();
+        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        let mut metadata_owner: HashMap<(usize, String), usize> = HashMap::new();
+        let mut add_topic =
+            |topics: &mut Vec<TopicSubscription>, pubsub: &str, topic: &str, is_retry: bool| {
+                *index
+                    .entry((pubsub.to_owned(), topic.to_owned()))
+                    .or_insert_with(|| {
+                        let prefix = if is_retry { "/_retry" } else { "/_dispatch" };
+                        topics.push(TopicSubscription {
+                            pubsub: pubsub.to_owned(),
+                            topic: topic.to_owned(),
+                            default_route: format!("{prefix}/{pubsub}/{topic}"),
+                            handlers: Vec::new(),
+                            is_retry,
+                            metadata: BTreeMap::new(),
+                            bulk: None,
+                        });
+                        topics.len() - 1
+                    })
+            };
+        for (i, h) in handlers.iter().enumerate() {
+            let t = add_topic(&mut topics, &h.pubsub, h.def.topic, false);
+            for &other in &topics[t].handlers {
+                let o = &handlers[other];
+                if let Some(ty) = h.def.event_types.iter().find(|ty| o.def.accepts(ty)) {
+                    return Err(AppError::DuplicateType {
+                        pubsub: h.pubsub.clone(),
+                        topic: h.def.topic.to_owned(),
+                        event_type: (*ty).to_owned(),
+                        first: o.def.qualified_name(),
+                        second: h.def.qualified_name(),
+                    });
+                }
+            }
+            topics[t].handlers.push(i);
+            let mut metadata: Vec<(&str, &str)> = h.def.metadata.to_vec();
+            if h.def.raw_payload {
+                metadata.push(("rawPayload", "true"));
+            }
+            for (k, v) in metadata {
+                let sub = &mut topics[t];
+                match sub.metadata.get(k) {
+                    Some(existing) if existing != v => {
+                        let first = metadata_owner[&(t, k.to_owned())];
+                        return Err(AppError::MetadataConflict {
+                            pubsub: sub.pubsub.clone(),
+                            topic: sub.topic.clone(),
+                            key: k.to_owned(),
+                            first: handlers[first].def.qualified_name(),
+                            second: h.def.qualified_name(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        sub.metadata.insert(k.to_owned(), v.to_owned());
+                        metadata_owner.insert((t, k.to_owned()), i);
+                    }
+                }
+            }
+            if let Some(bulk) = h.def.bulk {
+                let sub = &mut topics[t];
+                sub.bulk = Some(match sub.bulk {
+                    Some(b) => BulkConfig {
+                        max_messages: b.max_messages.max(bulk.max_messages),
+                        max_await_ms: b.max_await_ms.min(bulk.max_await_ms),
+                    },
+                    None => bulk,
+                });
+            }
+        }
+        for (i, h) in handlers.iter().enumerate() {
+            if h.def.retry_mode != RetryMode::Delayed {
+                continue;
+            }
+            for &delay in h.def.retry {
+                let t = add_topic(&mut topics, &h.pubsub, &h.retry_topic(delay), true);
+                if !topics[t].handlers.contains(&i) {
+                    topics[t].handlers.push(i);
+                }
+            }
+        }
+        for (t, sub) in topics.iter().enumerate() {
+            if let Some(Target::Handler(j)) =
+                routes.insert(sub.default_route.clone(), Target::Topic(t))
+            {
+                return Err(AppError::DuplicateRoute {
+                    route: sub.default_route.clone(),
+                    first: handlers[j].def.qualified_name(),
+                    second: format!("the dispatch route of {}/{}", sub.pubsub, sub.topic),
+                });
+            }
+        }
+        Ok(Registry {
+            handlers,
+            topics,
+            routes,
+        })
+    }
+
+    /// The subscription list Dapr reads from `GET /dapr/subscribe`.
+    pub fn dapr_subscriptions(&self, dead_letter_topic: Option<&str>) -> Vec<DaprSubscription> {
+        self.topics
+            .iter()
+            .map(|sub| {
+                let rules = if sub.is_retry {
+                    Vec::new()
+                } else {
+                    sub.handlers
+                        .iter()
+                        .map(|&i| {
+                            let h = &self.handlers[i];
+                            Rule {
+                                r#match: type_match(h.def.event_types),
+                                path: h.route.clone(),
+                            }
+                        })
+                        .collect()
+                };
+                DaprSubscription {
+                    pubsubname: sub.pubsub.clone(),
+                    topic: sub.topic.clone(),
+                    routes: Routes {
+                        rules,
+                        default: sub.default_route.clone(),
+                    },
+                    dead_letter_topic: dead_letter_topic.map(str::to_owned),
+                    metadata: sub.metadata.clone(),
+                    bulk_subscribe: sub.bulk.map(|b| BulkSubscribe {
+                        enabled: true,
+                        max_messages_count: b.max_messages,
+                        max_await_duration_ms: b.max_await_ms,
+                    }),
+                }
+            })
+            .collect()
+    }
+}
+
+/// `event.type == "a" || event.type == "b"`: a CEL expression Dapr compiles.
+pub fn type_match(types: &[&str]) -> String {
+    types
+        .iter()
+        .map(|t| format!("event.type == {}", cel_string(t)))
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
+fn cel_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The types a `type_match` expression accepts (the embedded broker evaluates our own rules).
+/// `None` when the expression is not of that form.
+pub fn parse_type_match(expr: &str) -> Option<Vec<String>> {
+    expr.split("||")
+        .map(|part| {
+            let lit = part
+                .trim()
+                .strip_prefix("event.type")?
+                .trim_start()
+                .strip_prefix("==")?
+                .trim();
+            serde_json::from_str::<String>(lit).ok()
+        })
+        .collect()
+}
+
+/// One entry of Dapr's programmatic subscription list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaprSubscription {
+    /// Pubsub component.
+    pub pubsubname: String,
+    /// Topic.
+    pub topic: String,
+    /// Routing rules and default route.
+    pub routes: Routes,
+    /// Dapr-level dead-letter topic (only for what Dapr cannot deliver; see the README).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dead_letter_topic: Option<String>,
+    /// Metadata; values are strings, as Dapr requires.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Bulk settings.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bulk_subscribe: Option<BulkSubscribe>,
+}
+
+/// `routes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Routes {
+    /// Rules in priority order.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Default route.
+    #[serde(default)]
+    pub default: String,
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    /// CEL expression.
+    pub r#match: String,
+    /// Route.
+    pub path: String,
+}
+
+/// `bulkSubscribe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkSubscribe {
+    /// Enabled.
+    pub enabled: bool,
+    /// `maxMessagesCount`.
+    pub max_messages_count: u32,
+    /// `maxAwaitDurationMs`.
+    pub max_await_duration_ms: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_match_round_trips() {
+        let expr = type_match(&["task.created", "task.\"odd\""]);
+        assert_eq!(
+            expr,
+            r#"event.type == "task.created" || event.type == "task.\"odd\"""#
+        );
+        assert_eq!(
+            parse_type_match(&expr).unwrap(),
+            vec!["task.created", "task.\"odd\""]
+        );
+        assert_eq!(parse_type_match("event.source == \"x\""), None);
+    }
+}

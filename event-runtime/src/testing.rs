@@ -1,0 +1,215 @@
+//! A test harness, in the spirit of FastStream's `TestBroker`: run an app on the embedded
+//! broker, publish into it, wait until it is idle, and look at what each handler did.
+//!
+//! ```
+//! use event_runtime::{event_handler, testing::TestApp, App, Event};
+//!
+//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+//! #[event(type = "task.created", version = "1.0")]
+//! pub struct TaskCreated { pub task_id: i64, pub user_id: String }
+//!
+//! #[event_handler(topic = "task-events")]
+//! async fn on_created(event: TaskCreated) -> anyhow::Result<()> { Ok(()) }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let app = TestApp::start(App::new()).await;
+//! app.publish("task-events", &TaskCreated { task_id: 7, user_id: "u-1".into() }).await.unwrap();
+//! app.wait_idle().await;
+//! assert_eq!(app.runs_of("on_created").len(), 1);
+//! # }
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use crate::dispatch::Run;
+use crate::dlq::DeadLetter;
+use crate::embedded::Broker;
+use crate::event::Event;
+use crate::idempotency::MemoryStore;
+use crate::publish::{OutgoingEvent, PublishError, Publisher};
+use crate::App;
+
+pub use crate::dispatch::Run as HandlerRun;
+
+/// How long [`TestApp::wait_idle`] waits before it fails the test (in the test's clock).
+pub const IDLE_DEADLINE: Duration = Duration::from_secs(3600 * 24);
+
+/// An app running on the embedded broker, with every handler run recorded.
+pub struct TestApp {
+    broker: Arc<Broker>,
+    store: MemoryStore,
+    journal: Arc<Mutex<Vec<Run>>>,
+    router: Router,
+    publisher: Publisher,
+}
+
+impl std::fmt::Debug for TestApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestApp")
+            .field("broker", &self.broker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestApp {
+    /// Starts `app` on a fresh embedded broker with a fresh in-memory idempotency store.
+    pub async fn start(app: App) -> Self {
+        Self::start_on(
+            app,
+            Arc::new(Broker::default()),
+            MemoryStore::new(),
+            Arc::default(),
+        )
+        .await
+    }
+
+    async fn start_on(
+        app: App,
+        broker: Arc<Broker>,
+        store: MemoryStore,
+        journal: Arc<Mutex<Vec<Run>>>,
+    ) -> Self {
+        let app = app
+            .with_broker(broker.clone())
+            .with_idempotency_store(store.clone())
+            .with_journal(journal.clone());
+        let router = app.router();
+        let publisher = app.publisher();
+        broker
+            .start(router.clone())
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the embedded broker: {e}"));
+        TestApp {
+            broker,
+            store,
+            journal,
+            router,
+            publisher,
+        }
+    }
+
+    /// Stops this app and starts `app` in its place on the same broker and idempotency store,
+    /// as a redeployed service finds its topics and state store as they were. Events in flight
+    /// are delivered again.
+    pub async fn restart(self, app: App) -> Self {
+        self.broker.stop();
+        Self::start_on(app, self.broker, self.store, self.journal).await
+    }
+
+    /// Stops delivering (the app is down); [`TestApp::restart`] brings it back.
+    pub fn stop(&self) {
+        self.broker.stop();
+    }
+
+    /// The app's router (to send requests as the sidecar would).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
+    /// The app's publisher.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Publishes `event` to `topic` on the default pubsub.
+    pub async fn publish<E: Event>(&self, topic: &str, event: &E) -> Result<(), PublishError> {
+        self.publisher.publish(topic, event).await
+    }
+
+    /// Publishes a prepared event (a raw JSON payload as another service would send, say).
+    pub async fn send(&self, event: OutgoingEvent) -> Result<(), PublishError> {
+        self.publisher.send(event).await
+    }
+
+    /// Waits until every published event is handled (retries included), in the test's clock.
+    /// Panics if that does not happen by [`IDLE_DEADLINE`].
+    pub async fn wait_idle(&self) {
+        self.wait_idle_for(IDLE_DEADLINE).await
+    }
+
+    /// [`TestApp::wait_idle`] with another deadline.
+    pub async fn wait_idle_for(&self, deadline: Duration) {
+        if !self.broker.wait_idle(deadline).await {
+            panic!(
+                "the app is not idle after {deadline:?}: {} events pending",
+                self.broker.pending()
+            );
+        }
+    }
+
+    /// Every handler run so far.
+    pub fn runs(&self) -> Vec<Run> {
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The runs of the handler named `name` (the function's name).
+    pub fn runs_of(&self, name: &str) -> Vec<Run> {
+        self.runs()
+            .into_iter()
+            .filter(|r| r.handler == name)
+            .collect()
+    }
+
+    /// Every event published to `topic`, by anyone (the app, its handlers, the test).
+    pub fn published_to(&self, topic: &str) -> Vec<OutgoingEvent> {
+        self.broker
+            .published()
+            .into_iter()
+            .filter(|e| e.topic == topic)
+            .collect()
+    }
+
+    /// The dead letters published to `topic` (the app-wide DLQ is `dlq`).
+    pub fn dead_letters(&self, topic: &str) -> Vec<DeadLetter> {
+        self.published_to(topic)
+            .into_iter()
+            .filter_map(|e| serde_json::from_value(e.data).ok())
+            .collect()
+    }
+
+    /// The idempotency store.
+    pub fn store(&self) -> MemoryStore {
+        self.store.clone()
+    }
+
+    /// Sends `body` to `path` as the sidecar would (`application/cloudevents+json`), returning
+    /// the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        self.request(
+            Request::post(path)
+                .header("content-type", "application/cloudevents+json")
+                .body(body.into())
+                .expect("valid request"),
+        )
+        .await
+    }
+
+    /// Sends any request to the app.
+    pub async fn request(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let Ok(resp) = self.router.clone().oneshot(req).await;
+        let status = resp.status();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
