@@ -1,0 +1,20 @@
+//! The Phase V todo service: a REST API that publishes the reference's task events, and the
+//! handlers that consume them, built with `event-runtime`.
+//!
+//! Run it with `cargo run -p example-todo` (embedded broker, nothing to install) or under a
+//! Dapr sidecar (`EVENTS_MODE=dapr`).
+
+pub mod api;
+pub mod events;
+pub mod handlers;
+pub mod store;
+
+use event_runtime::App;
+
+/// The service: the event app with its state, and the API routes to merge in.
+pub fn service() -> (App, axum::Router) {
+    let store = store::Store::default();
+    let app = App::new().with_state(store.clone());
+    let api = api::Api { store, publisher: app.publisher() };
+    (app, api::routes(api))
+}
