@@ -207,6 +207,10 @@ impl App {
         self
     }
 
+    pub(crate) fn app_api_token(&self) -> Option<String> {
+        self.settings.app_api_token.clone()
+    }
+
     /// The mode the app runs in.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -263,7 +267,7 @@ impl App {
             publisher: self.publisher(),
             store: self.store(),
             journal: self.journal.clone(),
-            shutdown: self.shutdown.subscribe(),
+            shutdown: self.shutdown.clone(),
             app_id: self.app_id.clone(),
         });
         let subscriptions = self.subscriptions();
@@ -315,7 +319,7 @@ impl App {
         crate::server::log_startup(&self, listener.local_addr()?);
         if self.mode == Mode::Embedded {
             self.broker
-                .start(router.clone())
+                .start(router.clone(), self.settings.app_api_token.clone())
                 .await
                 .map_err(std::io::Error::other)?;
         }

@@ -78,7 +78,8 @@ pub(crate) struct Runtime {
     pub publisher: Publisher,
     pub store: Arc<dyn IdempotencyStore>,
     pub journal: Option<Arc<Mutex<Vec<Run>>>>,
-    pub shutdown: watch::Receiver<bool>,
+    /// Held (not just subscribed to) so the channel stays open for as long as routes exist.
+    pub shutdown: Arc<watch::Sender<bool>>,
     pub app_id: String,
 }
 
@@ -89,18 +90,8 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(expected) = &rt.settings.app_api_token {
-        let given = headers
-            .get("dapr-api-token")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !constant_time_eq(given, expected.as_bytes()) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(json!({"error": "missing or wrong dapr-api-token"})),
-            )
-                .into_response();
-        }
+    if !crate::server::token_ok(&headers, rt.settings.app_api_token.as_deref()) {
+        return crate::server::unauthorized();
     }
     let key_hint = headers
         .get("__key")
@@ -165,13 +156,6 @@ fn bulk_entries(body: &[u8]) -> Option<Vec<(String, Result<CloudEvent, String>)>
             })
             .collect(),
     )
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The pubsub and topic a target stands for.
@@ -504,13 +488,10 @@ async fn hold_until(rt: &Runtime, due_ms: u64) -> bool {
 
 /// Sleeps; false when shutdown began first.
 async fn sleep_unless_shutdown(rt: &Runtime, d: Duration) -> bool {
-    let mut shutdown = rt.shutdown.clone();
-    if *shutdown.borrow() {
-        return false;
-    }
+    let mut shutdown = rt.shutdown.subscribe();
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
-        changed = shutdown.changed() => changed.is_err(),
+        _ = shutdown.wait_for(|stopping| *stopping) => false,
     }
 }
 

@@ -133,13 +133,18 @@ impl Broker {
     }
 
     /// Starts delivering to `router`, subscribing as its `GET /dapr/subscribe` says.
-    pub async fn start(self: &Arc<Self>, router: Router) -> Result<(), String> {
-        let subs = fetch_subscriptions(&router).await?;
+    /// `api_token` is sent as `dapr-api-token`, as daprd sends its `APP_API_TOKEN`.
+    pub async fn start(
+        self: &Arc<Self>,
+        router: Router,
+        api_token: Option<String>,
+    ) -> Result<(), String> {
+        let subs = fetch_subscriptions(&router, api_token.as_deref()).await?;
         let mut st = self.lock();
         st.router = Some(router);
         st.subscriptions = subs;
         st.stopped = false;
-        st.api_token = crate::config::non_empty("APP_API_TOKEN");
+        st.api_token = api_token;
         let keys: Vec<(String, String)> = st
             .subscriptions
             .iter()
@@ -267,10 +272,15 @@ impl Broker {
     }
 }
 
-async fn fetch_subscriptions(router: &Router) -> Result<Vec<DaprSubscription>, String> {
-    let req = Request::get("/dapr/subscribe")
-        .body(Body::empty())
-        .map_err(|e| e.to_string())?;
+async fn fetch_subscriptions(
+    router: &Router,
+    token: Option<&str>,
+) -> Result<Vec<DaprSubscription>, String> {
+    let mut req = Request::get("/dapr/subscribe");
+    if let Some(t) = token {
+        req = req.header("dapr-api-token", t);
+    }
+    let req = req.body(Body::empty()).map_err(|e| e.to_string())?;
     let resp = router
         .clone()
         .oneshot(req)

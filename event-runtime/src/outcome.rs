@@ -78,7 +78,7 @@ impl Outcome {
 fn is_permanent(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        if e.is::<Permanent>() {
+        if e.is::<Permanent>() || e.is::<PermanentMark>() {
             return true;
         }
         cur = e.source();
@@ -88,34 +88,57 @@ fn is_permanent(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Marks an error as permanent: the event goes to the dead-letter topic without retries.
 ///
+/// It is recognised anywhere in the error's `source()` chain, also inside `anyhow::Error` and
+/// under `.context(...)`.
+///
 /// ```
-/// use event_runtime::{Outcome, Permanent};
+/// use event_runtime::{IntoOutcome, Outcome, Permanent};
 ///
 /// fn parse_amount(s: &str) -> Result<u32, Permanent> {
 ///     s.parse().map_err(Permanent::new)
 /// }
 /// let err = parse_amount("ten").unwrap_err();
 /// assert!(matches!(Outcome::from_error(err.into()), Outcome::DeadLetter(_)));
+///
+/// let wrapped: anyhow::Result<()> = Err(anyhow::Error::new(Permanent::new("unknown task")).context("completing"));
+/// assert!(matches!(wrapped.into_outcome(), Outcome::DeadLetter(_)));
 /// ```
 #[derive(Debug)]
-pub struct Permanent(BoxError);
+pub struct Permanent(PermanentMark);
+
+/// The link of the chain that carries the mark. Wrappers such as `anyhow::Error` hide the outer
+/// error's type but keep its `source()`, so the mark sits there.
+#[derive(Debug)]
+struct PermanentMark(BoxError);
 
 impl Permanent {
     /// Wraps an error as permanent.
     pub fn new(err: impl Into<BoxError>) -> Self {
-        Permanent(err.into())
+        Permanent(PermanentMark(err.into()))
     }
 }
 
 impl fmt::Display for Permanent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "permanent: {}", self.0)
+        write!(f, "permanent: {}", self.0 .0)
     }
 }
 
 impl std::error::Error for Permanent {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        Some(&self.0)
+    }
+}
+
+impl fmt::Display for PermanentMark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for PermanentMark {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
@@ -160,5 +183,23 @@ impl<E: Into<BoxError>> IntoOutcome for Result<Outcome, E> {
             Ok(o) => o,
             Err(e) => Outcome::from_error(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_is_found_through_anyhow_and_context() {
+        let plain: Result<(), anyhow::Error> = Err(anyhow::Error::new(Permanent::new("bad input")));
+        assert_eq!(plain.into_outcome().kind(), "dead_letter");
+        let with_context: anyhow::Result<()> =
+            Err(anyhow::Error::new(Permanent::new("bad")).context("while saving"));
+        assert_eq!(with_context.into_outcome().kind(), "dead_letter");
+        let transient: anyhow::Result<()> = Err(anyhow::anyhow!("timeout"));
+        assert_eq!(transient.into_outcome().kind(), "retry");
+        let io: Result<(), std::io::Error> = Err(std::io::Error::other("disk"));
+        assert_eq!(io.into_outcome().kind(), "retry");
     }
 }

@@ -10,13 +10,37 @@ pub(crate) fn subscribe_answer(
     token: Option<&str>,
     subs: Vec<DaprSubscription>,
 ) -> Response {
-    if let Some(expected) = token {
-        let given = headers.get("dapr-api-token").and_then(|v| v.to_str().ok());
-        if given != Some(expected) {
-            return StatusCode::UNAUTHORIZED.into_response();
-        }
+    if token_ok(headers, token) {
+        axum::Json(subs).into_response()
+    } else {
+        unauthorized()
     }
-    axum::Json(subs).into_response()
+}
+
+/// With `APP_API_TOKEN` set, Dapr-facing routes require the same `dapr-api-token` (compared in
+/// constant time, so the comparison leaks nothing about the token).
+pub(crate) fn token_ok(headers: &HeaderMap, expected: Option<&str>) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let given = headers
+        .get("dapr-api-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    constant_time_eq(given, expected.as_bytes())
+}
+
+/// The 401 answer of a refused token.
+pub(crate) fn unauthorized() -> Response {
+    let body = axum::Json(serde_json::json!({"error": "missing or wrong dapr-api-token"}));
+    (StatusCode::UNAUTHORIZED, body).into_response()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) fn log_startup(app: &crate::App, addr: std::net::SocketAddr) {

@@ -83,7 +83,7 @@ impl TestApp {
         let router = app.router();
         let publisher = app.publisher();
         broker
-            .start(router.clone())
+            .start(router.clone(), app.app_api_token())
             .await
             .unwrap_or_else(|e| panic!("cannot start the embedded broker: {e}"));
         TestApp {

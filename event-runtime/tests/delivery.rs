@@ -1,11 +1,15 @@
 //! Deliveries in every form the sidecar produces reach the right handler; bad bodies never
 //! panic and never answer SUCCESS.
 
+#![allow(missing_docs)]
+
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use event_runtime::testing::TestApp;
-use event_runtime::{event_handler, App, Envelope, Event, EventId, EventType, PubsubName, State, Topic};
+use event_runtime::{
+    event_handler, App, Envelope, Event, EventId, EventType, PubsubName, State, Topic,
+};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Event)]
@@ -20,9 +24,21 @@ pub struct TaskCompleted {
 #[event(version = "1.0")]
 pub enum TaskEvent {
     #[serde(rename = "task.created")]
-    Created { event_id: String, task_id: i64, user_id: String, timestamp: String, payload: Value },
+    Created {
+        event_id: String,
+        task_id: i64,
+        user_id: String,
+        timestamp: String,
+        payload: Value,
+    },
     #[serde(rename = "task.deleted")]
-    Deleted { event_id: String, task_id: i64, user_id: String, timestamp: String, payload: Value },
+    Deleted {
+        event_id: String,
+        task_id: i64,
+        user_id: String,
+        timestamp: String,
+        payload: Value,
+    },
 }
 
 #[derive(Clone, Default)]
@@ -38,12 +54,25 @@ impl Seen {
 }
 
 #[event_handler(topic = "task-events", route = "/api/events/task-completed")]
-async fn on_completed(event: TaskCompleted, EventId(id): EventId, Topic(topic): Topic, State(seen): State<Seen>) {
-    seen.push(format!("completed {} {} {id} {topic}", event.task_id, event.user_id));
+async fn on_completed(
+    event: TaskCompleted,
+    EventId(id): EventId,
+    Topic(topic): Topic,
+    State(seen): State<Seen>,
+) {
+    seen.push(format!(
+        "completed {} {} {id} {topic}",
+        event.task_id, event.user_id
+    ));
 }
 
 #[event_handler(topic = "task-events")]
-async fn on_task_event(event: Envelope<TaskEvent>, EventType(ty): EventType, PubsubName(p): PubsubName, State(seen): State<Seen>) {
+async fn on_task_event(
+    event: Envelope<TaskEvent>,
+    EventType(ty): EventType,
+    PubsubName(p): PubsubName,
+    State(seen): State<Seen>,
+) {
     let what = match &event.data {
         TaskEvent::Created { task_id, .. } => format!("created {task_id}"),
         TaskEvent::Deleted { task_id, .. } => format!("deleted {task_id}"),
@@ -69,7 +98,13 @@ fn status(v: &Value) -> &str {
 #[tokio::test]
 async fn subscriptions_have_rules_per_handler_and_a_default_route() {
     let (app, _) = app().await;
-    let (code, subs) = app.request(axum::http::Request::get("/dapr/subscribe").body(axum::body::Body::empty()).unwrap()).await;
+    let (code, subs) = app
+        .request(
+            axum::http::Request::get("/dapr/subscribe")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(code, 200);
     let subs = subs.as_array().unwrap();
     assert_eq!(subs.len(), 1, "{subs:?}");
@@ -77,18 +112,30 @@ async fn subscriptions_have_rules_per_handler_and_a_default_route() {
     assert_eq!(s["pubsubname"], "kafka-pubsub");
     assert_eq!(s["topic"], "task-events");
     let rules = s["routes"]["rules"].as_array().unwrap();
-    assert!(rules.iter().any(|r| r["match"] == r#"event.type == "task.completed""# && r["path"] == "/api/events/task-completed"));
-    assert!(rules.iter().any(|r| r["match"] == r#"event.type == "task.created" || event.type == "task.deleted""#
+    assert!(rules
+        .iter()
+        .any(|r| r["match"] == r#"event.type == "task.completed""#
+            && r["path"] == "/api/events/task-completed"));
+    assert!(rules.iter().any(|r| r["match"]
+        == r#"event.type == "task.created" || event.type == "task.deleted""#
         && r["path"] == "/events/task-events/on_task_event"));
-    assert_eq!(s["routes"]["default"], "/_dispatch/kafka-pubsub/task-events");
-    assert!(s.get("deadLetterTopic").is_none(), "the framework owns the DLQ");
+    assert_eq!(
+        s["routes"]["default"],
+        "/_dispatch/kafka-pubsub/task-events"
+    );
+    assert!(
+        s.get("deadLetterTopic").is_none(),
+        "the framework owns the DLQ"
+    );
 }
 
 #[tokio::test]
 async fn structured_event_with_json_data() {
     let (app, seen) = app().await;
     let body = envelope("task.completed", json!({"task_id": 1, "user_id": "u-1"}));
-    let (code, answer) = app.post("/api/events/task-completed", body.to_string()).await;
+    let (code, answer) = app
+        .post("/api/events/task-completed", body.to_string())
+        .await;
     assert_eq!((code.as_u16(), status(&answer)), (200, "SUCCESS"));
     assert_eq!(seen.all(), ["completed 1 u-1 ev-1 task-events"]);
 }
@@ -99,7 +146,9 @@ async fn data_as_a_json_string() {
     let mut body = envelope("task.completed", json!(null));
     body["data"] = json!(r#"{"task_id": 2, "user_id": "u-2"}"#);
     body["datacontenttype"] = json!("text/plain");
-    let (_, answer) = app.post("/api/events/task-completed", body.to_string()).await;
+    let (_, answer) = app
+        .post("/api/events/task-completed", body.to_string())
+        .await;
     assert_eq!(status(&answer), "SUCCESS");
     assert_eq!(seen.all(), ["completed 2 u-2 ev-1 task-events"]);
 }
@@ -109,8 +158,11 @@ async fn data_base64() {
     let (app, seen) = app().await;
     let mut body = envelope("task.completed", json!(null));
     body.as_object_mut().unwrap().remove("data");
-    body["data_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(r#"{"task_id":3,"user_id":"u-3"}"#));
-    let (_, answer) = app.post("/api/events/task-completed", body.to_string()).await;
+    body["data_base64"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(r#"{"task_id":3,"user_id":"u-3"}"#));
+    let (_, answer) = app
+        .post("/api/events/task-completed", body.to_string())
+        .await;
     assert_eq!(status(&answer), "SUCCESS");
     assert_eq!(seen.all(), ["completed 3 u-3 ev-1 task-events"]);
 }
@@ -122,7 +174,9 @@ async fn raw_payload_envelope_holding_a_cloudevent() {
     let body = json!({"id": "outer", "specversion": "1.0", "datacontenttype": "application/octet-stream",
         "source": "Dapr", "type": "com.dapr.event.sent", "topic": "task-events", "pubsubname": "kafka-pubsub",
         "data_base64": base64::engine::general_purpose::STANDARD.encode(inner.to_string())});
-    let (_, answer) = app.post("/_dispatch/kafka-pubsub/task-events", body.to_string()).await;
+    let (_, answer) = app
+        .post("/_dispatch/kafka-pubsub/task-events", body.to_string())
+        .await;
     assert_eq!(status(&answer), "SUCCESS");
     assert_eq!(seen.all(), ["completed 4 u-4 ev-1 task-events"]);
 }
@@ -134,7 +188,9 @@ async fn raw_payload_of_plain_json_is_dispatched_on_event_type() {
     let body = json!({"id": "outer", "specversion": "1.0", "datacontenttype": "application/octet-stream",
         "source": "Dapr", "type": "com.dapr.event.sent", "topic": "task-events", "pubsubname": "kafka-pubsub",
         "data_base64": base64::engine::general_purpose::STANDARD.encode(raw.to_string())});
-    let (_, answer) = app.post("/_dispatch/kafka-pubsub/task-events", body.to_string()).await;
+    let (_, answer) = app
+        .post("/_dispatch/kafka-pubsub/task-events", body.to_string())
+        .await;
     assert_eq!(status(&answer), "SUCCESS");
     assert_eq!(seen.all(), ["completed 5 u-5 outer task-events"]);
 }
@@ -144,21 +200,42 @@ async fn seed_style_event_is_dispatched_on_event_type() {
     let (app, seen) = app().await;
     // What the reference's Python publisher produces: a bare JSON object, type com.dapr.event.sent.
     let data = json!({"event_type": "task.completed", "user_id": "user-456", "task_id": 123});
-    let (_, answer) = app.post("/_dispatch/kafka-pubsub/task-events", envelope("com.dapr.event.sent", data).to_string()).await;
+    let (_, answer) = app
+        .post(
+            "/_dispatch/kafka-pubsub/task-events",
+            envelope("com.dapr.event.sent", data).to_string(),
+        )
+        .await;
     assert_eq!(status(&answer), "SUCCESS");
     // Without Content-Type: application/json Dapr makes `data` a string.
     let mut body = envelope("com.dapr.event.sent", json!(null));
-    body["data"] = json!(r#"{"event_type":"task.created","event_id":"e","task_id":9,"user_id":"u","timestamp":"t","payload":{}}"#);
-    let (_, answer) = app.post("/_dispatch/kafka-pubsub/task-events", body.to_string()).await;
+    body["data"] = json!(
+        r#"{"event_type":"task.created","event_id":"e","task_id":9,"user_id":"u","timestamp":"t","payload":{}}"#
+    );
+    let (_, answer) = app
+        .post("/_dispatch/kafka-pubsub/task-events", body.to_string())
+        .await;
     assert_eq!(status(&answer), "SUCCESS");
-    assert_eq!(seen.all(), ["completed 123 user-456 ev-1 task-events", "created 9 com.dapr.event.sent kafka-pubsub"]);
+    assert_eq!(
+        seen.all(),
+        [
+            "completed 123 user-456 ev-1 task-events",
+            "created 9 com.dapr.event.sent kafka-pubsub"
+        ]
+    );
 }
 
 #[tokio::test]
 async fn tagged_enum_takes_the_type_from_the_cloudevent_when_data_lacks_the_tag() {
     let (app, seen) = app().await;
-    let data = json!({"event_id": "e", "task_id": 10, "user_id": "u", "timestamp": "t", "payload": {}});
-    let (_, answer) = app.post("/events/task-events/on_task_event", envelope("task.deleted", data).to_string()).await;
+    let data =
+        json!({"event_id": "e", "task_id": 10, "user_id": "u", "timestamp": "t", "payload": {}});
+    let (_, answer) = app
+        .post(
+            "/events/task-events/on_task_event",
+            envelope("task.deleted", data).to_string(),
+        )
+        .await;
     assert_eq!(status(&answer), "SUCCESS");
     assert_eq!(seen.all(), ["deleted 10 task.deleted kafka-pubsub"]);
 }
@@ -166,8 +243,22 @@ async fn tagged_enum_takes_the_type_from_the_cloudevent_when_data_lacks_the_tag(
 #[tokio::test]
 async fn published_events_reach_the_right_handler_through_the_broker() {
     let (app, seen) = app().await;
-    app.publish("task-events", &TaskCompleted { task_id: 11, user_id: "u-11".into() }).await.unwrap();
-    let created = TaskEvent::Created { event_id: "e-12".into(), task_id: 12, user_id: "u-12".into(), timestamp: "t".into(), payload: json!({}) };
+    app.publish(
+        "task-events",
+        &TaskCompleted {
+            task_id: 11,
+            user_id: "u-11".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let created = TaskEvent::Created {
+        event_id: "e-12".into(),
+        task_id: 12,
+        user_id: "u-12".into(),
+        timestamp: "t".into(),
+        payload: json!({}),
+    };
     app.publish("task-events", &created).await.unwrap();
     app.wait_idle().await;
     let mut all = seen.all();
@@ -176,7 +267,10 @@ async fn published_events_reach_the_right_handler_through_the_broker() {
     assert!(all[0].starts_with("completed 11 u-11 "), "{all:?}");
     assert_eq!(all[1], "created 12 task.created kafka-pubsub");
     let published = app.published_to("task-events");
-    assert_eq!(published[1].id, "e-12", "the event's own event_id is the CloudEvent id");
+    assert_eq!(
+        published[1].id, "e-12",
+        "the event's own event_id is the CloudEvent id"
+    );
     assert_eq!(published[0].partition_key.as_deref(), Some("u-11"));
 }
 
@@ -193,16 +287,47 @@ async fn bad_bodies_never_panic_and_never_succeed() {
         ("empty", vec![]),
         ("not json", b"hello".to_vec()),
         ("array", b"[1,2]".to_vec()),
-        ("wrong specversion", json!({"specversion":"0.3","id":"1","type":"task.completed","source":"s"}).to_string().into_bytes()),
-        ("missing id", json!({"specversion":"1.0","type":"task.completed","source":"s"}).to_string().into_bytes()),
-        ("missing type", json!({"specversion":"1.0","id":"1","source":"s"}).to_string().into_bytes()),
-        ("data of the wrong shape", envelope("task.completed", json!({"task_id":"x"})).to_string().into_bytes()),
+        (
+            "wrong specversion",
+            json!({"specversion":"0.3","id":"1","type":"task.completed","source":"s"})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "missing id",
+            json!({"specversion":"1.0","type":"task.completed","source":"s"})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "missing type",
+            json!({"specversion":"1.0","id":"1","source":"s"})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "data of the wrong shape",
+            envelope("task.completed", json!({"task_id":"x"}))
+                .to_string()
+                .into_bytes(),
+        ),
         ("invalid data_base64", b64_bad.to_string().into_bytes()),
-        ("invalid utf-8", b"{\"specversion\":\"1.0\",\"id\":\"\xff\"}".to_vec()),
-        ("unknown type", envelope("task.archived", json!({"task_id":1,"user_id":"u"})).to_string().into_bytes()),
+        (
+            "invalid utf-8",
+            b"{\"specversion\":\"1.0\",\"id\":\"\xff\"}".to_vec(),
+        ),
+        (
+            "unknown type",
+            envelope("task.archived", json!({"task_id":1,"user_id":"u"}))
+                .to_string()
+                .into_bytes(),
+        ),
     ];
     for (name, body) in cases {
-        for path in ["/api/events/task-completed", "/_dispatch/kafka-pubsub/task-events"] {
+        for path in [
+            "/api/events/task-completed",
+            "/_dispatch/kafka-pubsub/task-events",
+        ] {
             if name == "unknown type" && path == "/api/events/task-completed" {
                 continue;
             }
@@ -214,5 +339,10 @@ async fn bad_bodies_never_panic_and_never_succeed() {
     assert!(seen.all().is_empty(), "no handler ran: {:?}", seen.all());
     let letters = app.dead_letters("dlq");
     assert!(letters.iter().all(|l| !l.reason.is_empty()));
-    assert!(letters.iter().any(|l| l.reason.contains("no handler on kafka-pubsub/task-events takes events of type `task.archived`")), "{letters:#?}");
+    assert!(
+        letters.iter().any(|l| l.reason.contains(
+            "no handler on kafka-pubsub/task-events takes events of type `task.archived`"
+        )),
+        "{letters:#?}"
+    );
 }

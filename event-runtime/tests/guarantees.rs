@@ -1,6 +1,8 @@
 //! The delivery guarantees, in-process on the embedded broker with tokio's paused clock (no real
 //! sleeping): nothing lost, nothing applied twice, retries on schedule, DLQ with reasons.
 
+#![allow(missing_docs)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,19 +28,35 @@ struct Ledger {
 
 impl Ledger {
     fn apply(&self, e: &Happened) {
-        self.applied.lock().unwrap().entry(e.user_id.clone()).or_default().push(e.seq);
+        self.applied
+            .lock()
+            .unwrap()
+            .entry(e.user_id.clone())
+            .or_default()
+            .push(e.seq);
     }
     fn tick(&self, name: &str) {
-        self.times.lock().unwrap().entry(name.to_owned()).or_default().push(event_runtime::clock::now_ms());
+        self.times
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_default()
+            .push(event_runtime::clock::now_ms());
     }
     fn times(&self, name: &str) -> Vec<u64> {
-        self.times.lock().unwrap().get(name).cloned().unwrap_or_default()
+        self.times
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
 /// A deterministic pseudo-random number per (seq, attempt).
 fn roll(seq: u64, attempt: u32) -> u64 {
-    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (attempt as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (attempt as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     x ^= x >> 33;
     x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     x ^= x >> 33;
@@ -57,12 +75,20 @@ fn decide(e: &Happened, attempt: u32, ledger: &Ledger) -> Result<(), event_runti
 }
 
 #[event_handler(topic = "acct-inline", retry = [1, 1, 1, 1, 1, 1], retry_mode = "inline", idempotent)]
-async fn acct_inline(e: Happened, Attempt(a): Attempt, State(l): State<Ledger>) -> Result<(), event_runtime::BoxError> {
+async fn acct_inline(
+    e: Happened,
+    Attempt(a): Attempt,
+    State(l): State<Ledger>,
+) -> Result<(), event_runtime::BoxError> {
     decide(&e, a, &l)
 }
 
 #[event_handler(topic = "acct-delayed", retry = [1, 2, 4, 8], idempotent)]
-async fn acct_delayed(e: Happened, Attempt(a): Attempt, State(l): State<Ledger>) -> Result<(), event_runtime::BoxError> {
+async fn acct_delayed(
+    e: Happened,
+    Attempt(a): Attempt,
+    State(l): State<Ledger>,
+) -> Result<(), event_runtime::BoxError> {
     decide(&e, a, &l)
 }
 
@@ -75,7 +101,11 @@ async fn accounting(topic: &str, in_order: bool) {
     for i in 0..per_user {
         for u in 0..users {
             let seq = i * users + u;
-            let e = Happened { event_id: format!("ev-{seq}"), user_id: format!("user-{u}"), seq };
+            let e = Happened {
+                event_id: format!("ev-{seq}"),
+                user_id: format!("user-{u}"),
+                seq,
+            };
             app.publish(topic, &e).await.unwrap();
             if seq % 20 == 3 {
                 app.publish(topic, &e).await.unwrap(); // a duplicate delivery, same id
@@ -91,21 +121,39 @@ async fn accounting(topic: &str, in_order: bool) {
 
     let applied = ledger.applied.lock().unwrap().clone();
     let letters = app.dead_letters("dlq");
-    let dead: Vec<u64> = letters.iter().map(|l| l.event.data["seq"].as_u64().unwrap()).collect();
+    let dead: Vec<u64> = letters
+        .iter()
+        .map(|l| l.event.data["seq"].as_u64().unwrap())
+        .collect();
     let mut applied_all: Vec<u64> = applied.values().flatten().copied().collect();
     applied_all.sort_unstable();
     let before = applied_all.len();
     applied_all.dedup();
     assert_eq!(before, applied_all.len(), "an event was applied twice");
     for seq in &dead {
-        assert!(applied_all.binary_search(seq).is_err(), "seq {seq} both applied and dead-lettered");
+        assert!(
+            applied_all.binary_search(seq).is_err(),
+            "seq {seq} both applied and dead-lettered"
+        );
     }
-    assert_eq!(applied_all.len() + dead.len(), (users * per_user) as usize, "every event applied once or in the DLQ");
+    assert_eq!(
+        applied_all.len() + dead.len(),
+        (users * per_user) as usize,
+        "every event applied once or in the DLQ"
+    );
     for p in &permanent {
-        let l = letters.iter().find(|l| l.event.data["seq"] == *p).expect("permanent failure dead-lettered");
+        let l = letters
+            .iter()
+            .find(|l| l.event.data["seq"] == *p)
+            .expect("permanent failure dead-lettered");
         assert!(l.permanent && l.attempts == 1, "{l:?}");
         assert!(l.reason.contains("can never be applied"), "{}", l.reason);
-        assert_eq!(l.handler.as_deref().map(|h| h.ends_with(topic.replace('-', "_").as_str())), Some(true));
+        assert_eq!(
+            l.handler
+                .as_deref()
+                .map(|h| h.ends_with(topic.replace('-', "_").as_str())),
+            Some(true)
+        );
     }
     if in_order {
         for (user, seqs) in &applied {
@@ -167,8 +215,18 @@ async fn schedule(topic: &str, name: &str, want: &[u64]) {
     assert_eq!(l.failures.len(), want.len() + 1);
     assert!(l.failures.iter().all(|f| f.error == "still broken"));
     assert!(!l.permanent);
-    assert!(l.reason.starts_with(&format!("retries exhausted after {} attempts", want.len() + 1)), "{}", l.reason);
-    assert_eq!(l.event.topic, topic, "the original topic, not a retry topic");
+    assert!(
+        l.reason.starts_with(&format!(
+            "retries exhausted after {} attempts",
+            want.len() + 1
+        )),
+        "{}",
+        l.reason
+    );
+    assert_eq!(
+        l.event.topic, topic,
+        "the original topic, not a retry topic"
+    );
     assert!(l.first_failure_at < l.last_failure_at);
 }
 
@@ -179,7 +237,12 @@ async fn schedule_30_300_1800_delayed() {
 
 #[tokio::test(start_paused = true)]
 async fn schedule_exponential_to_512_delayed() {
-    schedule("sched-b", "sched_b", &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512]).await;
+    schedule(
+        "sched-b",
+        "sched_b",
+        &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -204,7 +267,14 @@ async fn flaky_once(_e: Flaky, Attempt(a): Attempt, State(l): State<Ledger>) -> 
 async fn delayed_retry_survives_an_app_restart() {
     let ledger = Ledger::default();
     let app = TestApp::start(App::new().with_state(ledger.clone())).await;
-    app.publish("restart-topic", &Flaky { user_id: "u".into() }).await.unwrap();
+    app.publish(
+        "restart-topic",
+        &Flaky {
+            user_id: "u".into(),
+        },
+    )
+    .await
+    .unwrap();
     // Let the first attempt fail and the retry be scheduled in the broker.
     tokio::time::timeout(Duration::from_secs(30), async {
         while app.published_to("restart-topic.retry.60s").is_empty() {
@@ -218,7 +288,12 @@ async fn delayed_retry_survives_an_app_restart() {
     let app = app.restart(App::new().with_state(ledger.clone())).await;
     app.wait_idle().await;
     let runs = app.runs_of("flaky_once");
-    assert_eq!(runs.iter().map(|r| (r.attempt, r.outcome)).collect::<Vec<_>>(), [(1, "retry"), (2, "success")]);
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.attempt, r.outcome))
+            .collect::<Vec<_>>(),
+        [(1, "retry"), (2, "success")]
+    );
     let t = ledger.times("flaky_once");
     assert_eq!((t[1] - t[0] + 500) / 1000, 60);
     assert!(app.dead_letters("dlq").is_empty());
@@ -249,25 +324,35 @@ async fn panics_and_timeouts_are_failures_and_explicit_drops_are_not_dead_letter
     let letters = app.dead_letters("dlq");
     let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     assert_eq!(letters.len(), 2, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("handler panicked: boom")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("timed out after 5 s")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("handler panicked: boom")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("timed out after 5 s")),
+        "{reasons:?}"
+    );
     assert_eq!(app.runs_of("dropper")[0].outcome, "drop");
 }
 
 #[tokio::test(start_paused = true)]
 async fn dlq_publish_failure_answers_retry() {
     // A sidecar that cannot be reached: the dead letter cannot be published.
-    let app = App::new()
-        .with_state(Ledger::default())
-        .with_dapr_client(event_runtime::dapr::DaprClient::new("http://127.0.0.1:9", None));
+    let app = App::new().with_state(Ledger::default()).with_dapr_client(
+        event_runtime::dapr::DaprClient::new("http://127.0.0.1:9", None),
+    );
     let router = app.router();
-    let body = json!({"specversion":"1.0","id":"x","type":"always.fails","source":"s","data":{"n":1}});
+    let body =
+        json!({"specversion":"1.0","id":"x","type":"always.fails","source":"s","data":{"n":1}});
     let req = axum::http::Request::post("/events/panics/panicking")
         .header("content-type", "application/cloudevents+json")
         .body(axum::body::Body::from(body.to_string()))
         .unwrap();
     let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     // First attempt panics -> a delayed retry must be scheduled -> publishing fails -> RETRY.
     assert_eq!(answer["status"], "RETRY");
@@ -285,33 +370,59 @@ async fn slow_once(_e: Flaky, EventId(_id): EventId, State(g): State<Gate>) {
 #[tokio::test(start_paused = true)]
 async fn concurrent_duplicates_run_the_handler_once() {
     let gate = Gate::default();
-    let app = TestApp::start(App::new().with_state(gate.clone()).with_state(Ledger::default())).await;
+    let app = TestApp::start(
+        App::new()
+            .with_state(gate.clone())
+            .with_state(Ledger::default()),
+    )
+    .await;
     let body = json!({"specversion":"1.0","id":"same","type":"flaky.once","source":"s","data":{"user_id":"u"}}).to_string();
     let first = {
         let router = app.router();
         let body = body.clone();
         tokio::spawn(async move {
-            let req = axum::http::Request::post("/events/dupes/slow_once").body(axum::body::Body::from(body)).unwrap();
-            tower::ServiceExt::oneshot(router, req).await.unwrap().status()
+            let req = axum::http::Request::post("/events/dupes/slow_once")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            tower::ServiceExt::oneshot(router, req)
+                .await
+                .unwrap()
+                .status()
         })
     };
     while *gate.1.lock().unwrap() == 0 {
         tokio::task::yield_now().await;
     }
     let (_, second) = app.post("/events/dupes/slow_once", body.clone()).await;
-    assert_eq!(second["status"], "RETRY", "a duplicate while the first runs asks for redelivery");
+    assert_eq!(
+        second["status"], "RETRY",
+        "a duplicate while the first runs asks for redelivery"
+    );
     gate.0.notify_waiters();
     assert_eq!(first.await.unwrap(), 200);
     let (_, third) = app.post("/events/dupes/slow_once", body).await;
     assert_eq!(third["status"], "SUCCESS");
     assert_eq!(*gate.1.lock().unwrap(), 1, "the handler ran once");
-    assert_eq!(app.runs_of("slow_once").iter().map(|r| r.outcome).collect::<Vec<_>>(), ["success", "skipped"]);
+    assert_eq!(
+        app.runs_of("slow_once")
+            .iter()
+            .map(|r| r.outcome)
+            .collect::<Vec<_>>(),
+        ["success", "skipped"]
+    );
 }
 
 #[tokio::test]
 async fn app_api_token_is_required_when_set() {
-    let app = TestApp::start(App::new().with_state(Ledger::default()).with_app_api_token(Some("s3cret".into()))).await;
-    let body = json!({"specversion":"1.0","id":"t","type":"always.fails","source":"s","data":{"n":1}}).to_string();
+    let app = TestApp::start(
+        App::new()
+            .with_state(Ledger::default())
+            .with_app_api_token(Some("s3cret".into())),
+    )
+    .await;
+    let body =
+        json!({"specversion":"1.0","id":"t","type":"always.fails","source":"s","data":{"n":1}})
+            .to_string();
     let post = |token: Option<&'static str>| {
         let mut req = axum::http::Request::post("/events/dropper/dropper");
         if let Some(t) = token {
@@ -322,13 +433,20 @@ async fn app_api_token_is_required_when_set() {
     assert_eq!(app.request(post(None)).await.0, 401);
     assert_eq!(app.request(post(Some("wrong"))).await.0, 401);
     assert_eq!(app.request(post(Some("s3cret"))).await.0, 200);
-    let sub = axum::http::Request::get("/dapr/subscribe").body(axum::body::Body::empty()).unwrap();
+    let sub = axum::http::Request::get("/dapr/subscribe")
+        .body(axum::body::Body::empty())
+        .unwrap();
     assert_eq!(app.request(sub).await.0, 401);
 }
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_and_kept_by_the_broker() {
-    let app = TestApp::start(App::new().with_state(Ledger::default()).with_body_limit(1024)).await;
+    let app = TestApp::start(
+        App::new()
+            .with_state(Ledger::default())
+            .with_body_limit(1024),
+    )
+    .await;
     let big = json!({"specversion":"1.0","id":"big","type":"always.fails","source":"s","data":{"pad":"x".repeat(4096)}});
     let (code, _) = app.post("/events/dropper/dropper", big.to_string()).await;
     assert_eq!(code, 413, "not acknowledged: the broker keeps the event");

@@ -74,24 +74,39 @@ pub fn routes(api: Api) -> Router {
 }
 
 async fn publish(api: &Api, kind: &str, task: &Task) -> Result<(), ApiError> {
-    let payload = serde_json::to_value(task).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let payload = serde_json::to_value(task)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let event = TaskEvent::new(kind, task.id, &task.user_id, payload);
-    api.publisher.publish(TASK_EVENTS, &event).await.map_err(|e| {
-        tracing::error!(error = %e, "publishing a task event failed");
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    })
+    api.publisher
+        .publish(TASK_EVENTS, &event)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "publishing a task event failed");
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        })
 }
 
-async fn create(State(api): State<Api>, Json(new): Json<NewTask>) -> Result<(StatusCode, axum::Json<Task>), ApiError> {
+async fn create(
+    State(api): State<Api>,
+    Json(new): Json<NewTask>,
+) -> Result<(StatusCode, axum::Json<Task>), ApiError> {
     if new.user_id.trim().is_empty() || new.title.trim().is_empty() {
-        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "`user_id` and `title` must not be empty".into()));
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`user_id` and `title` must not be empty".into(),
+        ));
     }
     if let Some(r) = &new.recurrence {
         if !matches!(r.as_str(), "daily" | "weekly" | "monthly") {
-            return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "`recurrence` is one of daily, weekly, monthly".into()));
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "`recurrence` is one of daily, weekly, monthly".into(),
+            ));
         }
     }
-    let task = api.store.create(&new.user_id, &new.title, new.recurrence, None);
+    let task = api
+        .store
+        .create(&new.user_id, &new.title, new.recurrence, None);
     publish(&api, "created", &task).await?;
     Ok((StatusCode::CREATED, axum::Json(task)))
 }
@@ -100,7 +115,10 @@ fn not_found(id: i64) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("no task with id {id}"))
 }
 
-async fn complete(State(api): State<Api>, Path(id): Path<i64>) -> Result<axum::Json<Task>, ApiError> {
+async fn complete(
+    State(api): State<Api>,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Task>, ApiError> {
     let task = api.store.complete(id).ok_or_else(|| not_found(id))?;
     publish(&api, "completed", &task).await?;
     Ok(axum::Json(task))
@@ -113,10 +131,16 @@ async fn remove(State(api): State<Api>, Path(id): Path<i64>) -> Result<StatusCod
 }
 
 async fn show(State(api): State<Api>, Path(id): Path<i64>) -> Result<axum::Json<Task>, ApiError> {
-    api.store.get(id).map(axum::Json).ok_or_else(|| not_found(id))
+    api.store
+        .get(id)
+        .map(axum::Json)
+        .ok_or_else(|| not_found(id))
 }
 
-async fn list(State(api): State<Api>, query: Result<Query<ByUser>, QueryRejection>) -> Result<axum::Json<Vec<Task>>, ApiError> {
+async fn list(
+    State(api): State<Api>,
+    query: Result<Query<ByUser>, QueryRejection>,
+) -> Result<axum::Json<Vec<Task>>, ApiError> {
     let Query(q) = query?;
     Ok(axum::Json(api.store.list(&q.user_id)))
 }

@@ -110,12 +110,47 @@ impl TaskEvent {
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             payload,
         };
-        let TaskEventFields { event_id, event_version, task_id, user_id, timestamp, payload } = f;
+        let TaskEventFields {
+            event_id,
+            event_version,
+            task_id,
+            user_id,
+            timestamp,
+            payload,
+        } = f;
         match kind {
-            "created" => TaskEvent::Created { event_id, event_version, task_id, user_id, timestamp, payload },
-            "updated" => TaskEvent::Updated { event_id, event_version, task_id, user_id, timestamp, payload },
-            "completed" => TaskEvent::Completed { event_id, event_version, task_id, user_id, timestamp, payload },
-            _ => TaskEvent::Deleted { event_id, event_version, task_id, user_id, timestamp, payload },
+            "created" => TaskEvent::Created {
+                event_id,
+                event_version,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            },
+            "updated" => TaskEvent::Updated {
+                event_id,
+                event_version,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            },
+            "completed" => TaskEvent::Completed {
+                event_id,
+                event_version,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            },
+            _ => TaskEvent::Deleted {
+                event_id,
+                event_version,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            },
         }
     }
 }

@@ -13,9 +13,24 @@ use crate::store::{AuditEntry, Store};
 )]
 pub async fn audit_log(event: TaskChanged, State(store): State<Store>) -> anyhow::Result<()> {
     let (event_type, event_id, task_id, user_id) = match &event {
-        TaskChanged::Created { event_id, task_id, user_id, .. } => ("task.created", event_id, task_id, user_id),
-        TaskChanged::Updated { event_id, task_id, user_id, .. } => ("task.updated", event_id, task_id, user_id),
-        TaskChanged::Deleted { event_id, task_id, user_id, .. } => ("task.deleted", event_id, task_id, user_id),
+        TaskChanged::Created {
+            event_id,
+            task_id,
+            user_id,
+            ..
+        } => ("task.created", event_id, task_id, user_id),
+        TaskChanged::Updated {
+            event_id,
+            task_id,
+            user_id,
+            ..
+        } => ("task.updated", event_id, task_id, user_id),
+        TaskChanged::Deleted {
+            event_id,
+            task_id,
+            user_id,
+            ..
+        } => ("task.deleted", event_id, task_id, user_id),
     };
     tracing::info!(event_type, task_id, user_id = %user_id, "audit: recorded");
     store.audit(AuditEntry {
@@ -44,15 +59,26 @@ pub async fn on_task_completed(
         task_id: event.task_id,
         user_id: event.user_id.clone(),
     });
-    let Some(task) = store.get(event.task_id) else { return Ok(()) };
+    let Some(task) = store.get(event.task_id) else {
+        return Ok(());
+    };
     if task.recurrence.is_none() {
         return Ok(());
     }
     let (next, created) = store.create_next_occurrence(&task);
     if created {
-        tracing::info!(task_id = next.id, from = task.id, "recurring: next occurrence created");
+        tracing::info!(
+            task_id = next.id,
+            from = task.id,
+            "recurring: next occurrence created"
+        );
         let payload = serde_json::to_value(&next)?;
-        publisher.publish(TASK_EVENTS, &TaskEvent::new("created", next.id, &next.user_id, payload)).await?;
+        publisher
+            .publish(
+                TASK_EVENTS,
+                &TaskEvent::new("created", next.id, &next.user_id, payload),
+            )
+            .await?;
     }
     Ok(())
 }

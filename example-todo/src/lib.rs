@@ -15,6 +15,9 @@ use event_runtime::App;
 pub fn service() -> (App, axum::Router) {
     let store = store::Store::default();
     let app = App::new().with_state(store.clone());
-    let api = api::Api { store, publisher: app.publisher() };
+    let api = api::Api {
+        store,
+        publisher: app.publisher(),
+    };
     (app, api::routes(api))
 }

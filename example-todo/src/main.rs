@@ -14,8 +14,12 @@ async fn main() -> anyhow::Result<()> {
             init_tracing();
             app.serve_with(routes).await?;
         }
-        Some("subscriptions") => println!("{}", serde_json::to_string_pretty(&app.subscriptions())?),
-        Some(other) => anyhow::bail!("unknown command `{other}`: use `serve` (default) or `subscriptions`"),
+        Some("subscriptions") => {
+            println!("{}", serde_json::to_string_pretty(&app.subscriptions())?)
+        }
+        Some(other) => {
+            anyhow::bail!("unknown command `{other}`: use `serve` (default) or `subscriptions`")
+        }
     }
     Ok(())
 }

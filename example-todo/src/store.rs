@@ -54,7 +54,13 @@ impl Store {
     }
 
     /// Creates a task.
-    pub fn create(&self, user_id: &str, title: &str, recurrence: Option<String>, recurs_from: Option<i64>) -> Task {
+    pub fn create(
+        &self,
+        user_id: &str,
+        title: &str,
+        recurrence: Option<String>,
+        recurs_from: Option<i64>,
+    ) -> Task {
         let mut d = self.data();
         d.next_id += 1;
         let task = Task {
@@ -89,12 +95,21 @@ impl Store {
 
     /// A user's tasks.
     pub fn list(&self, user_id: &str) -> Vec<Task> {
-        self.data().tasks.values().filter(|t| t.user_id == user_id).cloned().collect()
+        self.data()
+            .tasks
+            .values()
+            .filter(|t| t.user_id == user_id)
+            .cloned()
+            .collect()
     }
 
     /// The task that recurs from `id`, if it was created already.
     pub fn next_occurrence_of(&self, id: i64) -> Option<Task> {
-        self.data().tasks.values().find(|t| t.recurs_from == Some(id)).cloned()
+        self.data()
+            .tasks
+            .values()
+            .find(|t| t.recurs_from == Some(id))
+            .cloned()
     }
 
     /// Creates the next occurrence of recurring task `from`, once: a second call returns the
