@@ -59,15 +59,11 @@ impl std::fmt::Debug for TestApp {
 }
 
 impl TestApp {
-    /// Starts `app` on a fresh embedded broker with a fresh in-memory idempotency store.
+    /// Starts `app` on its embedded broker (so publishers taken from the app before, say by your
+    /// REST routes, publish into it) with a fresh in-memory idempotency store.
     pub async fn start(app: App) -> Self {
-        Self::start_on(
-            app,
-            Arc::new(Broker::default()),
-            MemoryStore::new(),
-            Arc::default(),
-        )
-        .await
+        let broker = app.broker();
+        Self::start_on(app, broker, MemoryStore::new(), Arc::default()).await
     }
 
     async fn start_on(
