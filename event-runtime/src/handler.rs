@@ -2,7 +2,7 @@
 
 use futures::future::BoxFuture;
 
-use crate::context::Delivery;
+use crate::context::{Delivery, EventArg};
 use crate::event::Event;
 use crate::outcome::Outcome;
 
@@ -111,12 +111,12 @@ impl HandlerDef {
         }
     }
 
-    /// Takes the event description from the handler's event type.
-    pub const fn event<E: Event>(mut self, type_name: &'static str) -> Self {
-        self.event_types = E::TYPES;
-        self.event_tag = E::TAG;
-        self.event_version = E::VERSION;
-        self.event_fields = E::FIELDS;
+    /// Takes the event description from the handler's first argument (an event or an envelope).
+    pub const fn event<A: EventArg>(mut self, type_name: &'static str) -> Self {
+        self.event_types = <A::Event as Event>::TYPES;
+        self.event_tag = <A::Event as Event>::TAG;
+        self.event_version = <A::Event as Event>::VERSION;
+        self.event_fields = <A::Event as Event>::FIELDS;
         self.event_type_name = type_name;
         self
     }

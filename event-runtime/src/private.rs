@@ -8,6 +8,11 @@ pub use crate::event::Event;
 pub use crate::handler::{HandlerDef, RetryMode};
 pub use crate::outcome::{IntoOutcome, Outcome};
 
+/// The field names of a handler's event, from its first argument's type.
+pub const fn fields_of<A: EventArg>() -> &'static [&'static str] {
+    <A::Event as Event>::FIELDS
+}
+
 /// Compile-time check behind `idempotency_key` placeholders: evaluated in a `const`, so a
 /// placeholder that names no field of the event fails the build with `message`.
 pub const fn require_field(fields: &[&str], name: &str, message: &str) {

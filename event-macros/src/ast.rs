@@ -1,0 +1,165 @@
+//! The models the macros work on. Every node keeps a reference to the user's syn tokens, so that
+//! any later check can point its error at them.
+
+use syn::ext::IdentExt;
+use syn::{DeriveInput, FnArg, Ident, ItemFn, LitStr, ReturnType, Type};
+
+use crate::attr::{ContainerAttrs, FieldAttrs, HandlerArgs, VariantAttrs};
+use crate::ctxt::Ctxt;
+use crate::symbol::{EVENT_ID, USER_ID};
+
+/// An `#[event_handler]` function.
+pub struct Handler<'a> {
+    pub args: HandlerArgs,
+    pub item: &'a ItemFn,
+    /// The type of the first argument (the event).
+    pub event: Option<&'a Type>,
+    /// The types of the arguments after the event (extractors).
+    pub extractors: Vec<&'a Type>,
+    /// The declared return type; `None` for `()`.
+    pub output: Option<&'a Type>,
+}
+
+impl<'a> Handler<'a> {
+    pub fn from_syn(args: HandlerArgs, item: &'a ItemFn) -> Self {
+        let mut types = item.sig.inputs.iter().filter_map(|arg| match arg {
+            FnArg::Typed(arg) => Some(&*arg.ty),
+            FnArg::Receiver(_) => None,
+        });
+        let event = types.next();
+        let extractors = types.collect();
+        let output = match &item.sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => Some(&**ty),
+        };
+        Handler {
+            args,
+            item,
+            event,
+            extractors,
+            output,
+        }
+    }
+}
+
+/// A `#[derive(Event)]` type.
+pub struct Input<'a> {
+    pub original: &'a DeriveInput,
+    pub attrs: ContainerAttrs,
+    pub data: Data<'a>,
+}
+
+pub enum Data<'a> {
+    Struct(Style, Vec<Field<'a>>),
+    Enum(Vec<Variant<'a>>),
+    Union,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Named,
+    Tuple,
+    Unit,
+}
+
+pub struct Variant<'a> {
+    pub original: &'a syn::Variant,
+    pub attrs: VariantAttrs,
+    pub style: Style,
+    pub fields: Vec<Field<'a>>,
+}
+
+pub struct Field<'a> {
+    pub original: &'a syn::Field,
+    pub attrs: FieldAttrs,
+}
+
+impl<'a> Input<'a> {
+    pub fn from_syn(cx: &Ctxt, input: &'a DeriveInput) -> Self {
+        let attrs = ContainerAttrs::from_syn(cx, &input.attrs);
+        let data = match &input.data {
+            syn::Data::Struct(data) => {
+                Data::Struct(style(&data.fields), fields_from_syn(cx, &data.fields))
+            }
+            syn::Data::Enum(data) => Data::Enum(
+                data.variants
+                    .iter()
+                    .map(|variant| Variant {
+                        original: variant,
+                        attrs: VariantAttrs::from_syn(cx, &variant.attrs),
+                        style: style(&variant.fields),
+                        fields: fields_from_syn(cx, &variant.fields),
+                    })
+                    .collect(),
+            ),
+            syn::Data::Union(_) => Data::Union,
+        };
+        Input {
+            original: input,
+            attrs,
+            data,
+        }
+    }
+}
+
+impl Variant<'_> {
+    pub fn ident(&self) -> &Ident {
+        &self.original.ident
+    }
+
+    /// The CloudEvent type: `#[event(type = "...")]`, else `#[serde(rename = "...")]`.
+    pub fn event_type(&self) -> Option<&LitStr> {
+        self.attrs.ty.as_ref().or(self.attrs.serde_rename.as_ref())
+    }
+}
+
+impl Field<'_> {
+    /// The field's Rust name (`None` for a tuple field).
+    pub fn ident(&self) -> Option<&Ident> {
+        self.original.ident.as_ref()
+    }
+
+    fn is_named(&self, name: &str) -> bool {
+        self.ident().is_some_and(|ident| ident.unraw() == name)
+    }
+
+    /// The name the field has in the serialized event: its serde rename, else its own.
+    pub fn serialized_name(&self) -> String {
+        match (&self.attrs.serde_rename, self.ident()) {
+            (Some(rename), _) => rename.value(),
+            (None, Some(ident)) => ident.unraw().to_string(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// The partition key of a set of fields: the one marked `#[event(partition_key)]`, else `user_id`.
+pub fn partition_key<'f, 'a>(fields: &'f [Field<'a>]) -> Option<&'f Field<'a>> {
+    fields
+        .iter()
+        .find(|f| f.attrs.partition_key.is_some())
+        .or_else(|| fields.iter().find(|f| f.is_named(USER_ID)))
+}
+
+/// The `event_id` field, if there is one.
+pub fn event_id<'f, 'a>(fields: &'f [Field<'a>]) -> Option<&'f Field<'a>> {
+    fields.iter().find(|f| f.is_named(EVENT_ID))
+}
+
+fn style(fields: &syn::Fields) -> Style {
+    match fields {
+        syn::Fields::Named(_) => Style::Named,
+        syn::Fields::Unnamed(_) => Style::Tuple,
+        syn::Fields::Unit => Style::Unit,
+    }
+}
+
+fn fields_from_syn<'a>(cx: &Ctxt, fields: &'a syn::Fields) -> Vec<Field<'a>> {
+    fields
+        .iter()
+        .map(|field| Field {
+            original: field,
+            attrs: FieldAttrs::from_syn(cx, &field.attrs),
+        })
+        .collect()
+}

@@ -1,0 +1,183 @@
+//! `#[derive(Event)]`: an `impl Event` inside `const _: () = { ... };`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{DeriveInput, Ident, LitStr};
+
+use crate::ast::{self, Data, Field, Input, Variant};
+use crate::ctxt::Ctxt;
+use crate::valid;
+
+/// Parse, validate, generate.
+pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let cx = Ctxt::new();
+    let event = Input::from_syn(&cx, input);
+    valid::event(&cx, &event);
+    cx.check()?;
+    Ok(generate(&event))
+}
+
+/// What is emitted when the type has errors: the errors, and an `impl` whose methods are never
+/// called, so that handlers taking the type do not pile up "does not implement `Event`" errors
+/// on top of the real ones.
+pub fn fallback(input: &DeriveInput, errors: syn::Error) -> TokenStream {
+    let errors = errors.into_compile_error();
+    let body = quote! {
+        const TYPES: &'static [&'static str] = &[];
+        const VERSION: &'static str = "";
+
+        fn event_type(&self) -> &'static str {
+            ::core::unreachable!()
+        }
+
+        fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
+            ::core::unreachable!()
+        }
+    };
+    let imp = implement(input, body);
+    quote!(#errors #imp)
+}
+
+fn generate(input: &Input) -> TokenStream {
+    let version = input
+        .attrs
+        .version
+        .as_ref()
+        .expect("validated: `version` is required");
+    let body = match &input.data {
+        Data::Struct(_, fields) => {
+            let ty = input
+                .attrs
+                .ty
+                .as_ref()
+                .expect("validated: a struct has `type`");
+            struct_body(input, ty, version, fields)
+        }
+        Data::Enum(variants) => enum_body(input, version, variants),
+        Data::Union => unreachable!("validated: not a union"),
+    };
+    implement(input.original, body)
+}
+
+fn implement(input: &DeriveInput, body: TokenStream) -> TokenStream {
+    let ident = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics ::event_runtime::__private::Event for #ident #ty_generics #where_clause {
+                #body
+            }
+        };
+    }
+}
+
+fn struct_body(input: &Input, ty: &LitStr, version: &LitStr, fields: &[Field]) -> TokenStream {
+    let names = fields.iter().map(Field::serialized_name);
+    let partition_key = match ast::partition_key(fields).filter(|_| !input.attrs.unkeyed) {
+        Some(field) => {
+            let field = field.ident();
+            quote!(::core::option::Option::Some(::std::string::ToString::to_string(&self.#field)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let event_id = ast::event_id(fields).map(|field| {
+        let field = field.ident();
+        quote! {
+            fn event_id(&self) -> ::core::option::Option<::std::string::String> {
+                ::core::option::Option::Some(::std::string::ToString::to_string(&self.#field))
+            }
+        }
+    });
+    quote! {
+        const TYPES: &'static [&'static str] = &[#ty];
+        const VERSION: &'static str = #version;
+        const FIELDS: &'static [&'static str] = &[#(#names),*];
+
+        fn event_type(&self) -> &'static str {
+            #ty
+        }
+
+        fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
+            #partition_key
+        }
+
+        #event_id
+    }
+}
+
+fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStream {
+    let tag = input
+        .attrs
+        .serde_tag
+        .as_ref()
+        .expect("validated: an enum has `#[serde(tag)]`");
+    let types: Vec<&LitStr> = variants
+        .iter()
+        .map(|v| v.event_type().expect("validated: each variant has a type"))
+        .collect();
+    let idents: Vec<&Ident> = variants.iter().map(Variant::ident).collect();
+
+    // The fields a key template may name: the tag, and the fields every variant has.
+    let common = variants.first().map_or(Vec::new(), |first| {
+        first
+            .fields
+            .iter()
+            .map(Field::serialized_name)
+            .filter(|name| {
+                variants
+                    .iter()
+                    .all(|v| v.fields.iter().any(|f| f.serialized_name() == *name))
+            })
+            .collect()
+    });
+
+    let partition_key = if input.attrs.unkeyed {
+        quote!(::core::option::Option::None)
+    } else {
+        let keys = variants
+            .iter()
+            .map(|v| ast::partition_key(&v.fields).and_then(Field::ident));
+        let arms = idents.iter().zip(keys).map(|(variant, key)| {
+            quote!(Self::#variant { #key, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#key)),)
+        });
+        quote! {
+            match self {
+                #(#arms)*
+            }
+        }
+    };
+
+    let event_ids: Option<Vec<&Ident>> = variants
+        .iter()
+        .map(|v| ast::event_id(&v.fields).and_then(Field::ident))
+        .collect();
+    let event_id = event_ids.filter(|ids| !ids.is_empty()).map(|ids| {
+        quote! {
+            fn event_id(&self) -> ::core::option::Option<::std::string::String> {
+                match self {
+                    #(Self::#idents { #ids, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#ids)),)*
+                }
+            }
+        }
+    });
+
+    quote! {
+        const TYPES: &'static [&'static str] = &[#(#types),*];
+        const VERSION: &'static str = #version;
+        const TAG: ::core::option::Option<&'static str> = ::core::option::Option::Some(#tag);
+        const FIELDS: &'static [&'static str] = &[#tag #(, #common)*];
+
+        fn event_type(&self) -> &'static str {
+            match self {
+                #(Self::#idents { .. } => #types,)*
+            }
+        }
+
+        fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
+            #partition_key
+        }
+
+        #event_id
+    }
+}

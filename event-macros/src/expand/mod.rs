@@ -1,0 +1,7 @@
+//! Code generation, one file per macro.
+
+pub mod event;
+pub mod handler;
+
+#[cfg(test)]
+mod snapshot;

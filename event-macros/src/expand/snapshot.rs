@@ -1,0 +1,121 @@
+//! Snapshots of one expansion of each macro, so that a change to the generated code is a visible
+//! diff of `event-macros/tests/snapshots/*.expanded.rs`. Run with `UPDATE_SNAPSHOTS=1` to
+//! accept a change (a missing snapshot is written).
+
+use std::path::PathBuf;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{DeriveInput, Expr, Item, ItemFn};
+
+use super::{event, handler};
+
+#[test]
+fn handler_expansion() {
+    let mut item: ItemFn = syn::parse2(quote! {
+        /// Marks the task's reminders done.
+        #[event_handler(
+            pubsub = "kafka-pubsub",
+            topic = "task-events",
+            route = "/api/events/task-completed",
+            retry = [30, 300, 1800],
+            dlq = "task-events-dlq",
+            idempotency_key = "{task_id}-{user_id}",
+        )]
+        pub async fn on_task_completed(event: TaskCompleted, id: EventId) -> anyhow::Result<()> {
+            tracing::info!(task_id = event.task_id, event_id = %id.0, "task completed");
+            Ok(())
+        }
+    })
+    .unwrap();
+    let ours = item
+        .attrs
+        .iter()
+        .position(|attr| attr.path().is_ident("event_handler"))
+        .unwrap();
+    let args = item
+        .attrs
+        .remove(ours)
+        .meta
+        .require_list()
+        .unwrap()
+        .tokens
+        .clone();
+    let expanded = handler::expand(args, &item).unwrap_or_else(|err| panic!("{err}"));
+    assert_snapshot("handler", expanded);
+}
+
+#[test]
+fn derive_expansion() {
+    let input: DeriveInput = syn::parse2(quote! {
+        #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+        #[serde(tag = "event_type")]
+        #[event(version = "1.0")]
+        pub enum TaskEvent {
+            #[serde(rename = "task.created")]
+            Created { event_id: String, task_id: i64, user_id: String, title: String },
+            #[serde(rename = "task.completed")]
+            Completed { event_id: String, task_id: i64, user_id: String },
+            #[event(type = "task.reassigned")]
+            Reassigned { event_id: String, task_id: i64, #[event(partition_key)] new_owner: String },
+        }
+    })
+    .unwrap();
+    let expanded = event::derive(&input).unwrap_or_else(|err| panic!("{err}"));
+    assert_snapshot("derive", expanded);
+}
+
+fn assert_snapshot(name: &str, expanded: TokenStream) {
+    let file: syn::File = syn::parse2(expanded).expect("the expansion parses as items");
+    let actual: Vec<String> = file.items.iter().map(unparse).collect();
+    let actual = actual.join("\n");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/snapshots/{name}.expanded.rs"));
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
+    match std::fs::read_to_string(&path) {
+        Ok(expected) if !update => {
+            if expected != actual {
+                let (line, want, got) = expected
+                    .lines()
+                    .chain(std::iter::repeat(""))
+                    .zip(actual.lines().chain(std::iter::repeat("")))
+                    .enumerate()
+                    .find(|(_, (want, got))| want != got)
+                    .map(|(i, (want, got))| (i + 1, want, got))
+                    .unwrap_or((0, "", ""));
+                panic!(
+                    "the expansion differs from {} at line {line}:\n  snapshot: {want}\n  now:      {got}\n\n\
+                     whole expansion now:\n{actual}\nrun with UPDATE_SNAPSHOTS=1 to accept it",
+                    path.display()
+                );
+            }
+        }
+        _ => {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &actual).unwrap();
+        }
+    }
+}
+
+/// One item as prettyplease prints it, except that the body of a macro call (`submit! { .. }`),
+/// which prettyplease leaves as a run of tokens, is printed as the expression it is.
+fn unparse(item: &Item) -> String {
+    if let Item::Macro(call) = item {
+        if let Ok(body) = syn::parse2::<Expr>(call.mac.tokens.clone()) {
+            let printed = prettyplease::unparse(&syn::parse_quote!(const _: () = #body;));
+            let body = printed
+                .trim_start_matches("const _: () = ")
+                .trim_end()
+                .trim_end_matches(';');
+            let body: Vec<String> = body.lines().map(|line| format!("    {line}")).collect();
+            let path = &call.mac.path;
+            let path = quote!(#path).to_string().replace(' ', "");
+            return format!("{path}! {{\n{}\n}}\n", body.join("\n"));
+        }
+    }
+    prettyplease::unparse(&syn::File {
+        shebang: None,
+        attrs: Vec::new(),
+        items: vec![item.clone()],
+    })
+}

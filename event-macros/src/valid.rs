@@ -1,0 +1,431 @@
+//! Rules that look at more than one thing: the handler's signature, names that must be valid
+//! for Kafka and Dapr, key templates, and the shape of an event type.
+
+use std::collections::HashMap;
+
+use syn::{FnArg, Type};
+
+use crate::ast::{self, Data, Handler, Input, Style};
+use crate::attr::RetryMode;
+use crate::ctxt::Ctxt;
+
+/// Mirrors `event_runtime::INLINE_RETRY_LIMIT_SECS` (event-runtime/src/handler.rs): the macro
+/// cannot depend on the runtime, so keep the two equal.
+const INLINE_RETRY_LIMIT_SECS: u64 = 60;
+
+const TOPIC_RULE: &str =
+    "Kafka topic names are 1 to 249 characters of `A-Z a-z 0-9 . _ -`, and not `.` or `..`";
+
+/// Checks an `#[event_handler]`: its signature, then its arguments against each other.
+pub fn handler(cx: &Ctxt, handler: &Handler) {
+    signature(cx, handler);
+
+    let args = &handler.args;
+    for lit in [&args.topic, &args.dlq].into_iter().flatten() {
+        if let Err(problem) = topic_name(&lit.value()) {
+            cx.error_spanned_by(lit, problem);
+        }
+    }
+    if let (Some(topic), Some(dlq)) = (&args.topic, &args.dlq) {
+        if topic.value() == dlq.value() {
+            cx.error_spanned_by(
+                dlq,
+                "the dead-letter topic must differ from the topic it guards, or failed events would be redelivered to this handler forever",
+            );
+        }
+    }
+    if let Some(pubsub) = args.pubsub.as_ref().filter(|p| p.value().trim().is_empty()) {
+        cx.error_spanned_by(pubsub, "`pubsub` names a Dapr pubsub component and cannot be empty; leave it out for the app's default");
+    }
+    if let Some(lit) = &args.route {
+        if let Err(problem) = route(&lit.value()) {
+            cx.error_spanned_by(lit, problem);
+        }
+    }
+    if let (Some(mode), Some(retry)) = (&args.retry_mode, &args.retry) {
+        let total = retry
+            .delays
+            .iter()
+            .fold(0u64, |sum, d| sum.saturating_add(*d));
+        if mode.mode == RetryMode::Inline && total > INLINE_RETRY_LIMIT_SECS {
+            cx.error_spanned_by(
+                &mode.lit,
+                format!(
+                    "inline retries hold the delivery: this schedule totals {total} s, over the {INLINE_RETRY_LIMIT_SECS} s limit; use `retry_mode = \"delayed\"`"
+                ),
+            );
+        }
+    }
+    if let Some(lit) = &args.idempotency_key {
+        if let Err(problem) = key_template(&lit.value()) {
+            cx.error_spanned_by(lit, problem);
+        }
+    }
+}
+
+fn signature(cx: &Ctxt, handler: &Handler) {
+    let sig = &handler.item.sig;
+    if let Some(constness) = &sig.constness {
+        cx.error_spanned_by(constness, "an #[event_handler] cannot be `const`");
+    }
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(sig.fn_token, "#[event_handler] needs an `async fn`");
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        cx.error_spanned_by(unsafety, "an #[event_handler] cannot be `unsafe`: the runtime calls it with no contract to uphold");
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(abi, "an #[event_handler] cannot declare an ABI");
+    }
+    if !sig.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &sig.generics,
+            "an #[event_handler] cannot be generic: the runtime needs the concrete event type to subscribe and decode",
+        );
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        cx.error_spanned_by(
+            where_clause,
+            "an #[event_handler] cannot have a `where` clause: it takes concrete types",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        cx.error_spanned_by(variadic, "an #[event_handler] cannot be variadic");
+    }
+    let receiver = sig.inputs.iter().find_map(|arg| match arg {
+        FnArg::Receiver(receiver) => Some(receiver),
+        FnArg::Typed(_) => None,
+    });
+    if let Some(receiver) = receiver {
+        cx.error_spanned_by(
+            receiver,
+            "an #[event_handler] cannot be a method: make it a free `async fn` outside the `impl` block",
+        );
+    } else if handler.event.is_none() {
+        cx.error_at(
+            sig.paren_token.span.join(),
+            "the first argument must be the event, like `async fn on_task_completed(event: TaskCompleted)`",
+        );
+    }
+    for ty in handler
+        .event
+        .iter()
+        .chain(&handler.extractors)
+        .chain(&handler.output)
+    {
+        if let Type::ImplTrait(_) = ty {
+            cx.error_spanned_by(
+                ty,
+                "write the concrete type here: the generated adapter has to name it",
+            );
+        }
+    }
+}
+
+/// Checks a `#[derive(Event)]` type.
+pub fn event(cx: &Ctxt, input: &Input) {
+    let ident = &input.original.ident;
+    let attrs = &input.attrs;
+    let is_enum = matches!(input.data, Data::Enum(_));
+
+    match (&attrs.version, is_enum) {
+        (None, _) => cx.error_spanned_by(
+            ident,
+            format!("`{ident}` needs a schema version: `#[event(version = \"1.0\")]`"),
+        ),
+        (Some(version), _) if !valid_version(&version.value()) => cx.error_spanned_by(
+            version,
+            format!(
+                "invalid version \"{}\": write `major.minor`, like \"1.0\" or \"2.13\"",
+                version.value()
+            ),
+        ),
+        _ => {}
+    }
+    for ty in [&attrs.ty].into_iter().flatten() {
+        if is_enum {
+            cx.error_spanned_by(
+                ty,
+                "on an enum each variant gives its own type: move `type` to `#[event(type = \"...\")]` on each variant, or use `#[serde(rename = \"...\")]` there",
+            );
+        } else if ty.value().is_empty() {
+            cx.error_spanned_by(ty, "the CloudEvent type cannot be empty");
+        }
+    }
+
+    match &input.data {
+        Data::Struct(style, fields) => {
+            if *style != Style::Named {
+                cx.error_spanned_by(
+                    ident,
+                    "derive(Event) needs a struct with named fields: an event travels as a JSON object",
+                );
+                return;
+            }
+            if attrs.ty.is_none() {
+                cx.error_spanned_by(
+                    ident,
+                    format!("`{ident}` needs a CloudEvent type: `#[event(type = \"task.completed\", version = \"1.0\")]`"),
+                );
+            }
+            keys(
+                cx,
+                input,
+                fields,
+                ident,
+                format!("`{ident}` has no partition key"),
+            );
+        }
+        Data::Enum(variants) => {
+            if attrs.serde_tag.is_none() {
+                cx.error_spanned_by(
+                    ident,
+                    "derive(Event) on an enum needs `#[serde(tag = \"event_type\")]` (internally tagged) so the type travels inside the data",
+                );
+            }
+            if let Some(content) = &attrs.serde_content {
+                cx.error_spanned_by(
+                    content,
+                    "derive(Event) needs an internally tagged enum: remove `content = ...` so that the fields sit beside the tag",
+                );
+            }
+            if variants.is_empty() {
+                cx.error_spanned_by(
+                    ident,
+                    "derive(Event) needs at least one variant: each variant is an event type",
+                );
+            }
+            let mut types: HashMap<String, &syn::Ident> = HashMap::new();
+            for variant in variants {
+                let name = variant.ident();
+                match variant.event_type() {
+                    None => cx.error_spanned_by(
+                        name,
+                        format!(
+                            "variant `{name}` needs a type: `#[serde(rename = \"task.created\")]` or `#[event(type = ...)]`"
+                        ),
+                    ),
+                    Some(ty) if ty.value().is_empty() => cx.error_spanned_by(ty, "the CloudEvent type cannot be empty"),
+                    Some(ty) => {
+                        if let Some(first) = types.insert(ty.value(), name) {
+                            cx.error_spanned_by(
+                                ty,
+                                format!("variants `{first}` and `{name}` both have type \"{}\": each needs its own", ty.value()),
+                            );
+                        }
+                    }
+                }
+                match variant.style {
+                    Style::Named => {
+                        let missing = format!("variant `{name}` of `{ident}` has no partition key");
+                        keys(cx, input, &variant.fields, name, missing);
+                    }
+                    _ if attrs.unkeyed => {}
+                    _ => cx.error_spanned_by(
+                        name,
+                        format!(
+                            "variant `{name}` needs named fields, like `{name} {{ user_id: String, .. }}`: its partition key is one of them"
+                        ),
+                    ),
+                }
+            }
+        }
+        Data::Union => cx.error_spanned_by(
+            ident,
+            "derive(Event) works on structs and enums, not unions",
+        ),
+    }
+}
+
+/// The partition-key rules for the fields of a struct or of one variant; a missing key is
+/// reported at `owner`, the struct's or the variant's name.
+fn keys(cx: &Ctxt, input: &Input, fields: &[ast::Field], owner: &syn::Ident, missing: String) {
+    let mut marked = fields.iter().filter_map(|f| f.attrs.partition_key.as_ref());
+    if let Some(first) = marked.next() {
+        if input.attrs.unkeyed {
+            cx.error_spanned_by(
+                first,
+                "`partition_key` contradicts `#[event(unkeyed)]`: remove one of them",
+            );
+        }
+        for extra in marked {
+            cx.error_spanned_by(extra, "only one field can be the partition key");
+        }
+    }
+    if !input.attrs.unkeyed && ast::partition_key(fields).is_none() {
+        cx.error_spanned_by(
+            owner,
+            format!(
+                "{missing}: add a `user_id` field, mark a field with `#[event(partition_key)]`, or declare `#[event(unkeyed)]`"
+            ),
+        );
+    }
+}
+
+/// Whether `name` is a valid Kafka topic name; the error says which rule it breaks.
+pub fn topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("the topic name is empty; {TOPIC_RULE}"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("`{name}` is not a valid topic name; {TOPIC_RULE}"));
+    }
+    let len = name.chars().count();
+    if len > 249 {
+        return Err(format!(
+            "this topic name is {len} characters long; {TOPIC_RULE}"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed in a topic name; {TOPIC_RULE}"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `route` is a usable HTTP path for Dapr to deliver to.
+pub fn route(route: &str) -> Result<(), String> {
+    if !route.starts_with('/') {
+        return Err(
+            "a route is an absolute path: start it with `/`, like \"/events/task-completed\""
+                .into(),
+        );
+    }
+    if route.chars().any(char::is_whitespace) {
+        return Err("a route cannot contain whitespace".into());
+    }
+    if route.contains(['?', '#']) {
+        return Err("a route is a path only: no `?` query or `#` fragment".into());
+    }
+    Ok(())
+}
+
+/// Whether `version` is `major.minor`, both decimal numbers.
+pub fn valid_version(version: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    version
+        .split_once('.')
+        .is_some_and(|(major, minor)| digits(major) && digits(minor))
+}
+
+/// The placeholders of an `idempotency_key` template like `"{event_type}-{task_id}"`, in order.
+pub fn key_template(template: &str) -> Result<Vec<&str>, String> {
+    const FORM: &str = "write placeholders as `{field}`, like \"{event_type}-{task_id}\"";
+    if template.is_empty() {
+        return Err(format!(
+            "an empty idempotency_key would give every event the same key; {FORM}"
+        ));
+    }
+    let mut placeholders = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find(['{', '}']) {
+        if rest[start..].starts_with('}') {
+            return Err(format!("unbalanced `}}` in idempotency_key; {FORM}"));
+        }
+        let after = &rest[start + 1..];
+        let end = after
+            .find(['{', '}'])
+            .filter(|&end| after[end..].starts_with('}'));
+        let Some(end) = end else {
+            return Err(format!("unbalanced `{{` in idempotency_key; {FORM}"));
+        };
+        let name = &after[..end];
+        if !is_identifier(name) {
+            return Err(format!(
+                "`{{{name}}}` is not a placeholder: a placeholder names a field; {FORM}"
+            ));
+        }
+        placeholders.push(name);
+        rest = &after[end + 1..];
+    }
+    if placeholders.is_empty() {
+        return Err(format!(
+            "idempotency_key has no placeholder, so every event would share one key; {FORM}"
+        ));
+    }
+    Ok(placeholders)
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name != "_"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        for ok in ["task-events", "a", "A.b_c-9", &"x".repeat(249), "..."] {
+            assert_eq!(topic_name(ok), Ok(()), "{ok}");
+        }
+        assert!(topic_name("")
+            .unwrap_err()
+            .starts_with("the topic name is empty"));
+        assert!(topic_name(".")
+            .unwrap_err()
+            .starts_with("`.` is not a valid topic name"));
+        assert!(topic_name("..")
+            .unwrap_err()
+            .starts_with("`..` is not a valid topic name"));
+        assert!(topic_name(&"x".repeat(250))
+            .unwrap_err()
+            .starts_with("this topic name is 250 characters long"));
+        assert!(topic_name("task events")
+            .unwrap_err()
+            .starts_with("' ' is not allowed in a topic name"));
+        assert!(topic_name("tâche")
+            .unwrap_err()
+            .starts_with("'â' is not allowed"));
+        assert!(topic_name("a/b").unwrap_err().ends_with(TOPIC_RULE));
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/api/events/task-completed"), Ok(()));
+        assert_eq!(route("/"), Ok(()));
+        assert!(route("api").is_err());
+        assert!(route("/a b").is_err());
+        assert!(route("/a?b=1").is_err());
+        assert!(route("/a#b").is_err());
+    }
+
+    #[test]
+    fn versions() {
+        for ok in ["1.0", "2.13", "10.0"] {
+            assert!(valid_version(ok), "{ok}");
+        }
+        for bad in ["1", "1.", ".1", "1.0.0", "v1.0", "1.x", "", "1 .0"] {
+            assert!(!valid_version(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_templates() {
+        assert_eq!(
+            key_template("{event_type}-{task_id}-{timestamp}"),
+            Ok(vec!["event_type", "task_id", "timestamp"])
+        );
+        assert_eq!(key_template("order:{id}"), Ok(vec!["id"]));
+        assert_eq!(key_template("{_a1}{b}"), Ok(vec!["_a1", "b"]));
+        let err = |t: &str| key_template(t).unwrap_err();
+        assert!(err("").starts_with("an empty idempotency_key"));
+        assert!(err("constant").starts_with("idempotency_key has no placeholder"));
+        assert!(err("{task_id").starts_with("unbalanced `{`"));
+        assert!(err("{a{b}").starts_with("unbalanced `{`"));
+        assert!(err("task_id}").starts_with("unbalanced `}`"));
+        assert!(err("{a}}").starts_with("unbalanced `}`"));
+        assert!(err("{}").starts_with("`{}` is not a placeholder"));
+        assert!(err("{task-id}").starts_with("`{task-id}` is not a placeholder"));
+        assert!(err("{1a}").starts_with("`{1a}` is not a placeholder"));
+    }
+}

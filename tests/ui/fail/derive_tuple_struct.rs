@@ -1,0 +1,7 @@
+use event_runtime::Event;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "task.completed", version = "1.0")]
+pub struct TaskCompleted(i64, String);
+
+fn main() {}

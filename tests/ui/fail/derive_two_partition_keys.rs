@@ -1,0 +1,12 @@
+use event_runtime::Event;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "task.completed", version = "1.0")]
+pub struct TaskCompleted {
+    #[event(partition_key)]
+    pub task_id: i64,
+    #[event(partition_key)]
+    pub owner: String,
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use event_runtime::Event;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[serde(tag = "event_type")]
+#[event(version = "1.0")]
+pub enum TaskEvent {
+    #[serde(rename = "task.created")]
+    Created { task_id: i64, user_id: String },
+    #[serde(rename = "task.deleted")]
+    Deleted { task_id: i64 },
+}
+
+fn main() {}
