@@ -54,6 +54,14 @@ pub fn non_empty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+fn secs_env(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        non_empty(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
 fn env_or(name: &str, default: &str) -> String {
     non_empty(name).unwrap_or_else(|| default.to_owned())
 }
@@ -86,11 +94,11 @@ impl Settings {
         Settings {
             default_dlq: env_or("EVENTS_DLQ", "dlq"),
             body_limit: 4 * 1024 * 1024,
-            handler_timeout: Duration::from_secs(60),
-            claim_lease: Duration::from_secs(120),
+            handler_timeout: secs_env("EVENTS_HANDLER_TIMEOUT_SECS", 60),
+            claim_lease: secs_env("EVENTS_CLAIM_LEASE_SECS", 120),
             idempotency_retention: Duration::from_secs(7 * 24 * 3600),
             state_store: env_or("EVENTS_STATE_STORE", "statestore"),
-            max_hold: Duration::from_secs(20),
+            max_hold: secs_env("EVENTS_MAX_HOLD_SECS", 20),
             app_api_token: non_empty("APP_API_TOKEN"),
         }
     }

@@ -40,6 +40,7 @@ pub struct Delivery {
     pub(crate) topic: String,
     pub(crate) pubsub: String,
     pub(crate) attempt: u32,
+    pub(crate) partition_key: Option<String>,
     pub(crate) handler: &'static HandlerDef,
     pub(crate) state: Arc<StateMap>,
     pub(crate) publisher: Publisher,
@@ -159,7 +160,7 @@ impl<E: Event> EventArg for Envelope<E> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of an #[event_handler]",
     label = "not an extractor",
-    note = "after the event, arguments must be extractors: EventId, Source, EventType, EventTime, Topic, PubsubName, TraceContext, Attempt, Publisher or State<T>"
+    note = "after the event, arguments must be extractors: EventId, Source, EventType, EventTime, Topic, PubsubName, PartitionKey, TraceContext, Attempt, Publisher or State<T>"
 )]
 pub trait FromDelivery: Sized {
     /// Builds the argument; an `Err` outcome is answered without running the handler.
@@ -200,6 +201,17 @@ string_extractor!(
     /// The pubsub component the event arrived through.
     PubsubName, |d| d.pubsub.clone()
 );
+
+/// The event's partition key as delivered: the Kafka record key (Dapr's `__key` header) when the
+/// broker reports one, else the `user_id` field of the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionKey(pub Option<String>);
+
+impl FromDelivery for PartitionKey {
+    fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
+        Ok(PartitionKey(d.partition_key.clone()))
+    }
+}
 
 /// The CloudEvent `time`, when the publisher set one.
 #[derive(Debug, Clone, PartialEq, Eq)]

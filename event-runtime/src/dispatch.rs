@@ -284,7 +284,15 @@ async fn run_with_retries(
     }
     let ce = Arc::new(ce);
     loop {
-        let outcome = run_once(rt, handler, &ce, &origin_topic, retry.attempt).await;
+        let outcome = run_once(
+            rt,
+            handler,
+            &ce,
+            &origin_topic,
+            key.as_deref(),
+            retry.attempt,
+        )
+        .await;
         let (err, permanent) = match outcome {
             RunResult::Done(Outcome::Success) | RunResult::Skipped => return Status::Success,
             RunResult::Busy => return Status::Retry,
@@ -370,6 +378,7 @@ async fn run_once(
     handler: &ResolvedHandler,
     ce: &Arc<CloudEvent>,
     topic: &str,
+    partition_key: Option<&str>,
     attempt: u32,
 ) -> RunResult {
     let def = handler.def;
@@ -403,6 +412,7 @@ async fn run_once(
         topic: topic.to_owned(),
         pubsub: handler.pubsub.clone(),
         attempt,
+        partition_key: partition_key.map(str::to_owned),
         handler: def,
         state: rt.state.clone(),
         publisher: rt.publisher.clone(),

@@ -191,12 +191,22 @@ impl DaprStateStore {
         let value =
             json!({"status": "claimed", "owner": owner, "until": now + lease.as_millis() as u64});
         // The TTL outlives the lease so an expired claim is still seen (and taken over by CAS).
-        if !self
+        let saved = self
             .client
             .save_state(&self.store, key, &value, etag.as_deref(), Some(lease * 2))
-            .await?
-        {
-            return Ok(Claim::Busy);
+            .await;
+        match saved {
+            Ok(true) => {}
+            Ok(false) => return Ok(Claim::Busy),
+            // An insert that lost the race fails with a store-specific error (redis and
+            // postgresql answer 500, contract §6): if the key exists now, someone else won.
+            Err(e) if etag.is_none() && e.status == Some(500) => {
+                return match self.client.get_state(&self.store, key).await? {
+                    Some(_) => Ok(Claim::Busy),
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
         }
         // Read back: the ETag of our own write, and proof that ours is the write that stands.
         match self.client.get_state(&self.store, key).await? {

@@ -29,8 +29,8 @@ pub mod __private;
 pub use app::{App, ShutdownHandle};
 pub use config::Mode;
 pub use context::{
-    Attempt, Delivery, Envelope, EventArg, EventId, EventTime, EventType, FromDelivery, PubsubName,
-    Source, State, Topic, TraceContext,
+    Attempt, Delivery, Envelope, EventArg, EventId, EventTime, EventType, FromDelivery,
+    PartitionKey, PubsubName, Source, State, Topic, TraceContext,
 };
 pub use dispatch::Status;
 pub use event::Event;
