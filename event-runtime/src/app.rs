@@ -326,7 +326,11 @@ impl App {
         let shutdown = self.shutdown.clone();
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
-                crate::server::shutdown_signal().await;
+                let mut requested = shutdown.subscribe();
+                tokio::select! {
+                    _ = crate::server::shutdown_signal() => {}
+                    _ = requested.wait_for(|stopping| *stopping) => {}
+                }
                 tracing::info!("shutting down: finishing in-flight deliveries");
                 let _ = shutdown.send(true);
             })
@@ -335,13 +339,15 @@ impl App {
         result
     }
 
-    /// Begins a graceful shutdown of a running `serve` (tests; a signal does it otherwise).
+    /// A handle that shuts a running [`App::serve`] down gracefully, as SIGTERM does.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
     }
 }
 
-/// Cuts short the waits of in-flight deliveries (they answer RETRY) when shutting down.
+/// Shuts a serving app down: it stops accepting connections, lets in-flight deliveries finish,
+/// and cuts short those waiting on an inline retry delay or a not-yet-due retry (they answer
+/// RETRY, so the broker keeps the event).
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
 
