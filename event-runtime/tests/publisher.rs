@@ -21,8 +21,11 @@ pub struct TaskCompleted {
     pub user_id: String,
 }
 
+/// One request the sidecar saw: path, query, headers, body.
+type Request = (String, String, HeaderMap, String);
+
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, String, HeaderMap, String)>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>);
 
 async fn sidecar(answer: (StatusCode, Value)) -> (String, Seen) {
     let seen = Seen::default();
