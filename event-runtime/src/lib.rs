@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("../../README.md")]
 
 // Lets the derive's `::event_runtime::...` paths resolve inside this crate's own tests.
 extern crate self as event_runtime;

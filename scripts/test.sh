@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: lint, unit + integration + UI tests, benchmarks build,
+# then the real-stack suite (daprd + Kafka + Redis, provisioned and started by scripts/e2e.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace (unit, integration, doc, trybuild UI)"
+cargo test --workspace
+
+step "benchmarks build"
+cargo bench --workspace --no-run
+
+step "real stack: daprd + Kafka + Redis"
+scripts/e2e.sh
