@@ -201,3 +201,61 @@ fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
 }
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayReport {
+    /// Dead letters that passed the filter.
+    pub matched: usize,
+    /// Re-published to their original topic.
+    pub replayed: usize,
+    /// `(event id, error)` of those that could not be re-published.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Re-publishes the dead letters that pass `filter` to their original topics, with their
+/// original ids, logging progress as it goes.
+///
+/// ```
+/// use event_runtime::dlq::{replay, DeadLetter, ReplayFilter};
+/// use event_runtime::{testing::TestApp, App};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let app = TestApp::start(App::with_handlers([]).unwrap()).await;
+/// let letters: Vec<DeadLetter> = app.dead_letters("dlq"); // or wherever you keep them
+/// let only_completed = ReplayFilter { event_type: Some("task.completed".into()), ..Default::default() };
+/// let report = replay(&app.publisher(), &letters, &only_completed).await;
+/// assert_eq!(report.replayed, report.matched);
+/// # }
+/// ```
+pub async fn replay(
+    publisher: &crate::Publisher,
+    letters: &[DeadLetter],
+    filter: &ReplayFilter,
+) -> ReplayReport {
+    let chosen: Vec<&DeadLetter> = letters.iter().filter(|l| filter.matches(l)).collect();
+    let mut report = ReplayReport {
+        matched: chosen.len(),
+        ..ReplayReport::default()
+    };
+    tracing::info!(
+        matched = report.matched,
+        of = letters.len(),
+        "DLQ replay starting"
+    );
+    for (i, letter) in chosen.iter().enumerate() {
+        match publisher.send(letter.replay_event("")).await {
+            Ok(()) => report.replayed += 1,
+            Err(e) => report.failed.push((letter.event.id.clone(), e.to_string())),
+        }
+        if (i + 1) % 100 == 0 || i + 1 == chosen.len() {
+            tracing::info!(
+                done = i + 1,
+                total = chosen.len(),
+                failed = report.failed.len(),
+                "DLQ replay progress"
+            );
+        }
+    }
+    report
+}

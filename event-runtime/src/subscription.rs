@@ -138,7 +138,12 @@ impl Registry {
                     .route
                     .map(str::to_owned)
                     .unwrap_or_else(|| derived_route(def)),
-                dlq: def.dlq.unwrap_or(default_dlq).to_owned(),
+                dlq: match def.dlq {
+                    Some(dlq) => dlq.to_owned(),
+                    // A consumer of the DLQ itself must not dead-letter into the topic it reads.
+                    None if def.topic == default_dlq => format!("{default_dlq}.dlq"),
+                    None => default_dlq.to_owned(),
+                },
             })
             .collect();
 

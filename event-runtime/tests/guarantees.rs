@@ -450,3 +450,80 @@ async fn a_body_over_the_limit_is_refused_and_kept_by_the_broker() {
     let (code, _) = app.post("/events/dropper/dropper", big.to_string()).await;
     assert_eq!(code, 413, "not acknowledged: the broker keeps the event");
 }
+
+#[event_handler(topic = "replayable", retry = [1])]
+async fn fails_until_fixed(e: Flaky, State(fixed): State<Fixed>) -> anyhow::Result<()> {
+    anyhow::ensure!(*fixed.0.lock().unwrap(), "not fixed yet for {}", e.user_id);
+    Ok(())
+}
+
+#[derive(Clone, Default)]
+struct Fixed(Arc<Mutex<bool>>);
+
+#[tokio::test(start_paused = true)]
+async fn dead_letters_are_replayed_to_their_original_topic() {
+    let fixed = Fixed::default();
+    let app = TestApp::start(
+        App::new()
+            .with_state(fixed.clone())
+            .with_state(Ledger::default()),
+    )
+    .await;
+    app.publish(
+        "replayable",
+        &Flaky {
+            user_id: "a".into(),
+        },
+    )
+    .await
+    .unwrap();
+    app.publish(
+        "replayable",
+        &Flaky {
+            user_id: "b".into(),
+        },
+    )
+    .await
+    .unwrap();
+    app.wait_idle().await;
+    let letters = app.dead_letters("dlq");
+    assert_eq!(letters.len(), 2);
+    *fixed.0.lock().unwrap() = true;
+
+    use event_runtime::dlq::{replay, ReplayFilter};
+    let by_handler = ReplayFilter {
+        handler: Some("fails_until_fixed".into()),
+        ..Default::default()
+    };
+    let none = ReplayFilter {
+        event_type: Some("other.type".into()),
+        ..Default::default()
+    };
+    assert_eq!(replay(&app.publisher(), &letters, &none).await.matched, 0);
+    let future = ReplayFilter {
+        since: Some("2999-01-01T00:00:00Z".into()),
+        ..Default::default()
+    };
+    assert_eq!(replay(&app.publisher(), &letters, &future).await.matched, 0);
+    let report = replay(&app.publisher(), &letters, &by_handler).await;
+    assert_eq!(
+        (report.matched, report.replayed, report.failed.len()),
+        (2, 2, 0)
+    );
+    app.wait_idle().await;
+    let successes: Vec<_> = app
+        .runs_of("fails_until_fixed")
+        .into_iter()
+        .filter(|r| r.outcome == "success")
+        .collect();
+    assert_eq!(successes.len(), 2, "both replayed events handled");
+    let mut replayed_ids: Vec<&str> = successes.iter().map(|r| r.event_id.as_str()).collect();
+    let mut original_ids: Vec<&str> = letters.iter().map(|l| l.event.id.as_str()).collect();
+    replayed_ids.sort_unstable();
+    original_ids.sort_unstable();
+    assert_eq!(
+        replayed_ids, original_ids,
+        "replayed with their original ids"
+    );
+    assert_eq!(app.dead_letters("dlq").len(), 2, "no new dead letters");
+}
