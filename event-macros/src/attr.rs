@@ -423,6 +423,8 @@ pub struct ContainerAttrs {
     pub ty: Option<LitStr>,
     pub version: Option<LitStr>,
     pub unkeyed: bool,
+    /// `upcast_from = OlderType`: the previous version of this event, converted with `From`.
+    pub upcast_from: Option<Path>,
     /// `#[serde(tag = "...")]`: the enum is internally tagged.
     pub serde_tag: Option<LitStr>,
     /// `#[serde(content = "...")]`: the enum is adjacently tagged, which the derive rejects.
@@ -434,6 +436,7 @@ impl ContainerAttrs {
         let mut ty = Attr::none(cx, TYPE);
         let mut version = Attr::none(cx, VERSION);
         let mut unkeyed = Attr::none(cx, UNKEYED);
+        let mut upcast_from = Attr::none(cx, UPCAST_FROM);
         for attr in attrs.iter().filter(|a| a.path() == EVENT) {
             let parsed = attr.parse_nested_meta(|meta| {
                 let key = &meta.path;
@@ -443,6 +446,8 @@ impl ContainerAttrs {
                     version.set(key, lit_str(cx, &meta, VERSION)?);
                 } else if key == UNKEYED {
                     unkeyed.set(key, flag(cx, &meta, UNKEYED)?);
+                } else if key == UPCAST_FROM {
+                    upcast_from.set(key, type_path(cx, &meta)?);
                 } else {
                     unknown(cx, &meta, CONTAINER_KEYS, "#[event(...)]")?;
                 }
@@ -454,6 +459,7 @@ impl ContainerAttrs {
             ty: ty.get(),
             version: version.get(),
             unkeyed: unkeyed.seen,
+            upcast_from: upcast_from.get(),
             serde_tag: serde_str(attrs, TAG),
             serde_content: serde_str(attrs, CONTENT),
         }
@@ -593,6 +599,20 @@ fn lit_str(cx: &Ctxt, meta: &ParseNestedMeta, key: Symbol) -> syn::Result<Option
             cx.error_spanned_by(
                 other,
                 format!("`{key}` takes a string, like `{key} = \"...\"`"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// A type path value: `upcast_from = TaskCompletedV1`.
+fn type_path(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Path>> {
+    match meta.value()?.parse()? {
+        Expr::Path(p) if p.qself.is_none() => Ok(Some(p.path)),
+        other => {
+            cx.error_spanned_by(
+                other,
+                "`upcast_from` names the older event type, like `upcast_from = TaskCompletedV1`",
             );
             Ok(None)
         }

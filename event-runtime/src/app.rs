@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
@@ -15,8 +16,10 @@ use crate::dispatch::{self, Run, Runtime};
 use crate::embedded::Broker;
 use crate::handler::HandlerDef;
 use crate::idempotency::{DaprStateStore, IdempotencyStore, MemoryStore};
+use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::subscription::{AppError, DaprSubscription, Registry, ResolvedHandler};
+use crate::topics::TopicSpec;
 
 /// The application: every `#[event_handler]` in the program, ready to serve.
 ///
@@ -48,6 +51,9 @@ pub struct App {
     journal: Option<Arc<Mutex<Vec<Run>>>>,
     dapr_dead_letter_topic: Option<String>,
     shutdown: Arc<watch::Sender<bool>>,
+    topics: Vec<TopicSpec>,
+    metrics: Arc<Metrics>,
+    published: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for App {
@@ -81,8 +87,10 @@ impl App {
         Self::try_new().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Collects every registered handler, or says which two conflict.
+    /// Collects every registered handler, or says which two conflict (or which two event types
+    /// claim one CloudEvent type at one version).
     pub fn try_new() -> Result<Self, AppError> {
+        crate::schema::check_unique()?;
         Self::with_handlers(crate::handler::registered())
     }
 
@@ -100,6 +108,9 @@ impl App {
         let settings = Settings::from_env();
         let default_pubsub = crate::config::default_pubsub();
         let registry = Registry::resolve(&defs, &default_pubsub, &settings.default_dlq)?;
+        let metrics = Arc::new(Metrics::new(
+            registry.handlers.iter().map(|h| h.def.qualified_name()),
+        ));
         let (shutdown, _) = watch::channel(false);
         Ok(App {
             defs,
@@ -114,6 +125,9 @@ impl App {
             store: None,
             journal: None,
             dapr_dead_letter_topic: None,
+            metrics,
+            topics: Vec::new(),
+            published: Vec::new(),
             shutdown: Arc::new(shutdown),
         })
     }
@@ -257,8 +271,9 @@ impl App {
     }
 
     /// The axum router Dapr calls: `GET /dapr/subscribe`, one route per handler, one dispatch
-    /// route per topic, `GET /healthz`. Merge it with your own routes. Building it starts nothing
-    /// in the background.
+    /// route per topic, and `GET /healthz`, `GET /metrics`, `GET /asyncapi.json`,
+    /// `GET /events/schemas`. Merge it with your own routes. Building it starts nothing in the
+    /// background.
     pub fn router(&self) -> Router {
         let rt = Arc::new(Runtime {
             registry: self.registry.clone(),
@@ -269,6 +284,7 @@ impl App {
             journal: self.journal.clone(),
             shutdown: self.shutdown.clone(),
             app_id: self.app_id.clone(),
+            metrics: self.metrics.clone(),
         });
         let subscriptions = self.subscriptions();
         let token = self.settings.app_api_token.clone();
@@ -285,6 +301,32 @@ impl App {
                 "/healthz",
                 get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
             );
+        let metrics = self.metrics.clone();
+        let asyncapi = Arc::new(self.asyncapi());
+        router = router
+            .route(
+                "/metrics",
+                get(move || {
+                    let metrics = metrics.clone();
+                    async move {
+                        (
+                            [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                            metrics.render(),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/asyncapi.json",
+                get(move || {
+                    let doc = asyncapi.clone();
+                    async move { axum::Json((*doc).clone()) }
+                }),
+            )
+            .route(
+                "/events/schemas",
+                get(|| async { axum::Json(crate::schema::schemas()) }),
+            );
         for (route, &target) in &self.registry.routes {
             let rt = rt.clone();
             router = router.route(
@@ -293,6 +335,83 @@ impl App {
             );
         }
         router.layer(DefaultBodyLimit::max(self.settings.body_limit))
+    }
+
+    /// Declares the app's topics once (partitions, retention); they drive `manifests()` (Strimzi
+    /// `KafkaTopic`s) and whatever creates topics for tests.
+    ///
+    /// ```
+    /// use event_runtime::{App, TopicSpec};
+    /// let app = App::with_handlers([]).unwrap()
+    ///     .with_topics([TopicSpec::new("task-events").partitions(12).retention_days(7).retention_cloud_days(30)]);
+    /// assert_eq!(app.topics()[0].partitions, 12);
+    /// ```
+    pub fn with_topics(mut self, topics: impl IntoIterator<Item = TopicSpec>) -> Self {
+        self.topics.extend(topics);
+        self
+    }
+
+    /// Declares that this app publishes events of type `E` to `topic` (a `send` operation in the
+    /// AsyncAPI document).
+    pub fn publishes<E: crate::Event>(mut self, topic: &str) -> Self {
+        for ty in E::TYPES {
+            self.published.push((ty, topic.to_owned()));
+        }
+        self
+    }
+
+    /// The declared topics.
+    pub fn topics(&self) -> &[TopicSpec] {
+        &self.topics
+    }
+
+    /// The app's metrics (also served at `GET /metrics` in Prometheus' text format).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The Dapr declarative `Subscription` resources (`dapr.io/v2alpha1`) equivalent to
+    /// `GET /dapr/subscribe`, retry topics included, and a Strimzi `KafkaTopic` per declared
+    /// topic and its retry and dead-letter topics, as one multi-document YAML stream.
+    /// `EVENTS_ENV=cloud` picks the cloud retention; `KAFKA_CLUSTER` names the Strimzi cluster.
+    pub fn manifests(&self) -> String {
+        let options = crate::manifests::ManifestOptions {
+            deployment: crate::topics::Deployment::from_env(),
+            namespace: crate::config::non_empty("EVENTS_NAMESPACE"),
+            dead_letter_topics: crate::manifests::dead_letter_topics(
+                self.handlers(),
+                &self.settings.default_dlq,
+            ),
+        };
+        let cluster = crate::config::non_empty("KAFKA_CLUSTER").unwrap_or_else(|| "kafka".into());
+        crate::manifests::manifests_with(
+            &self.subscriptions(),
+            &self.topics,
+            &self.app_id,
+            &cluster,
+            &options,
+        )
+    }
+
+    /// An AsyncAPI 3.0 document of every topic, message and operation, with the JSON Schemas of
+    /// the registered event types (also served at `GET /asyncapi.json`).
+    pub fn asyncapi(&self) -> serde_json::Value {
+        let schemas: Vec<crate::asyncapi::EventSchema> = crate::schema::defs()
+            .into_iter()
+            .map(|d| crate::asyncapi::EventSchema {
+                rust_name: d.rust_name,
+                event_types: d.types,
+                version: d.version,
+                schema: (d.schema)(),
+                topics: self
+                    .published
+                    .iter()
+                    .filter(|(ty, _)| d.types.contains(ty))
+                    .map(|(_, topic)| topic.clone())
+                    .collect(),
+            })
+            .collect();
+        crate::asyncapi::asyncapi(&self.app_id, self.handlers(), &schemas)
     }
 
     /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;

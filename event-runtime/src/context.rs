@@ -55,10 +55,10 @@ impl Delivery {
     /// Decodes the handler's first argument. A body that does not match the event type is a
     /// permanent failure: retrying cannot fix it.
     pub fn event_arg<A: EventArg>(&self) -> Result<A, Outcome> {
-        let event = decode_event::<A::Event>(&self.event).map_err(|e| {
+        let event = crate::version::decode_versioned::<A::Event>(&self.event).map_err(|e| {
             Outcome::DeadLetter(
                 format!(
-                    "event {} of type `{}` does not decode as `{}`: {e}",
+                    "event {} of type `{}` cannot be read as `{}`: {e}",
                     self.event.id, self.event.ty, self.handler.event_type_name
                 )
                 .into(),
@@ -73,9 +73,10 @@ impl Delivery {
     }
 }
 
-/// Decodes `data` as `E`. For an internally tagged enum whose data lacks the tag (a publisher
+/// Decodes `data` as `E`, whatever its version says (see [`crate::version`] for the checked
+/// path). For an internally tagged enum whose data lacks the tag (a publisher
 /// that put the type only in the CloudEvent `type`), the tag is taken from the CloudEvent type.
-pub(crate) fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {
+pub fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {
     if let (Some(tag), Value::Object(map)) = (E::TAG, &ce.data) {
         if !map.contains_key(tag) && E::TYPES.contains(&ce.ty.as_str()) {
             let mut map = map.clone();
@@ -241,8 +242,13 @@ pub struct TraceContext {
 impl FromDelivery for TraceContext {
     fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
         Ok(TraceContext {
-            traceparent: d.event.traceparent.clone(),
-            tracestate: d.event.tracestate.clone(),
+            // Dapr sends an all-zero traceparent when tracing is off: that is no trace.
+            traceparent: d
+                .event
+                .traceparent
+                .clone()
+                .filter(|t| crate::trace::parse(t).is_some()),
+            tracestate: d.event.tracestate.clone().filter(|t| !t.is_empty()),
         })
     }
 }
@@ -259,7 +265,9 @@ impl FromDelivery for Attempt {
 
 impl FromDelivery for Publisher {
     fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
-        Ok(d.publisher.clone().with_trace(d.event.traceparent.clone()))
+        // Events the handler publishes continue the delivery's trace.
+        let traceparent = crate::trace::child(d.event.traceparent.as_deref());
+        Ok(d.publisher.clone().with_trace(Some(traceparent)))
     }
 }
 

@@ -24,6 +24,7 @@ use crate::context::{Delivery, StateMap};
 use crate::dlq::DeadLetter;
 use crate::handler::RetryMode;
 use crate::idempotency::{render_key, Claim, IdempotencyStore};
+use crate::metrics::DeliveryOutcome;
 use crate::outcome::Outcome;
 use crate::publish::{OutgoingEvent, Publisher};
 use crate::retry::{delay_after, Failure, RetryState};
@@ -81,6 +82,7 @@ pub(crate) struct Runtime {
     /// Held (not just subscribed to) so the channel stays open for as long as routes exist.
     pub shutdown: Arc<watch::Sender<bool>>,
     pub app_id: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Answers one request on a delivery route.
@@ -247,6 +249,7 @@ pub(crate) async fn process(
     ce: CloudEvent,
     key_hint: Option<String>,
 ) -> Status {
+    let _in_flight = rt.metrics.in_flight();
     let (pubsub, topic) = target_topic(rt, target);
     // rawPayload: the broker's bytes may be a whole envelope written by a Dapr publisher.
     let ce = ce.unwrap_raw();
@@ -262,7 +265,15 @@ pub(crate) async fn process(
     };
     let handler = &rt.registry.handlers[h];
     let origin_topic = retry.origin_topic.clone().unwrap_or_else(|| topic.clone());
-    let span = tracing::info_span!("delivery", event_id = %ce.id, event_type = %ce.ty, topic = %origin_topic, handler = handler.def.name, attempt = retry.attempt);
+    let span = tracing::info_span!(
+        "delivery",
+        event_id = %ce.id,
+        event_type = %ce.ty,
+        topic = %origin_topic,
+        handler = handler.def.name,
+        attempt = retry.attempt,
+        trace_id = %crate::trace::trace_id(ce.traceparent.as_deref()).unwrap_or_default(),
+    );
     let key = partition_key(&ce, key_hint);
     run_with_retries(rt, handler, ce, retry, origin_topic, key)
         .instrument(span)
@@ -331,12 +342,16 @@ async fn run_with_retries(
         };
         match handler.def.retry_mode {
             RetryMode::Inline => {
+                rt.metrics
+                    .retry_scheduled(&handler.def.qualified_name(), RetryMode::Inline);
                 if !sleep_unless_shutdown(rt, Duration::from_secs(delay)).await {
                     return Status::Retry;
                 }
                 retry.attempt += 1;
             }
             RetryMode::Delayed => {
+                rt.metrics
+                    .retry_scheduled(&handler.def.qualified_name(), RetryMode::Delayed);
                 retry.attempt += 1;
                 retry.due_ms = Some(crate::clock::now_ms() + delay * 1000);
                 retry.handler = Some(handler.def.qualified_name());
@@ -352,7 +367,8 @@ async fn run_with_retries(
                     data: ce.data.clone(),
                     partition_key: key.clone(),
                     extensions,
-                    traceparent: ce.traceparent.clone(),
+                    // The retry continues the event's trace as a child span.
+                    traceparent: Some(crate::trace::child(ce.traceparent.as_deref())),
                 };
                 return match publish_with_retries(&rt.publisher, out).await {
                     Ok(()) => Status::Success,
@@ -387,11 +403,21 @@ async fn run_once(
             Some(template) => render_key(template, &ce.data),
             None => ce.id.clone(),
         };
-        let key = format!("{}||{}||{}", rt.app_id, def.qualified_name(), key);
+        // Dapr refuses state keys containing `||` (its key-prefix separator): one `|` between
+        // the parts, and none inside the event's own key.
+        let key = format!(
+            "{}|{}|{}",
+            rt.app_id,
+            def.qualified_name(),
+            key.replace('|', "%7C")
+        );
         match rt.store.claim(&key, rt.settings.claim_lease).await {
             Ok(Claim::Acquired(token)) => Some(token),
             Ok(Claim::Done) => {
                 tracing::info!(%key, "duplicate of an event already handled: skipped");
+                let name = def.qualified_name();
+                rt.metrics.idempotent_skip(&name);
+                rt.metrics.delivery(&name, DeliveryOutcome::Skipped);
                 record(rt, def.name, ce, attempt, "skipped", None);
                 return RunResult::Skipped;
             }
@@ -422,11 +448,21 @@ async fn run_once(
         .map(Duration::from_secs)
         .unwrap_or(rt.settings.handler_timeout);
     let run = AssertUnwindSafe((def.call)(delivery)).catch_unwind();
+    let started = std::time::Instant::now();
     let outcome = match tokio::time::timeout(limit, run).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => Outcome::retry(format!("handler panicked: {}", panic_message(&*panic))),
         Err(_) => Outcome::retry(format!("handler timed out after {} s", limit.as_secs_f64())),
     };
+    let name = def.qualified_name();
+    rt.metrics.handler_duration(&name, started.elapsed());
+    let kind = match outcome {
+        Outcome::Success => DeliveryOutcome::Success,
+        Outcome::Retry(_) => DeliveryOutcome::Retry,
+        Outcome::DeadLetter(_) => DeliveryOutcome::DeadLetter,
+        Outcome::Drop(_) => DeliveryOutcome::Drop,
+    };
+    rt.metrics.delivery(&name, kind);
     let error = match &outcome {
         Outcome::Retry(e) | Outcome::DeadLetter(e) => Some(e.to_string()),
         Outcome::Drop(r) => Some(r.clone()),
@@ -532,6 +568,8 @@ async fn publish_dead_letter(rt: &Runtime, dlq: &str, pubsub: &str, letter: Dead
     };
     match publish_with_retries(&rt.publisher, out).await {
         Ok(()) => {
+            rt.metrics
+                .dead_letter(letter.handler.as_deref().unwrap_or(""));
             tracing::warn!(dlq, reason = %letter.reason, event_id = %letter.event.id, "event dead-lettered");
             Status::Drop
         }

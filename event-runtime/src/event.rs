@@ -49,4 +49,26 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn event_id(&self) -> Option<String> {
         None
     }
+
+    /// The JSON Schema of the event's data: derived with `schemars` when the type also derives
+    /// `schemars::JsonSchema`, else the most permissive schema.
+    fn json_schema() -> serde_json::Value
+    where
+        Self: Sized,
+    {
+        serde_json::json!({})
+    }
+
+    /// Reads an event of an older major version `major` through the upcasters declared with
+    /// `#[event(upcast_from = Older)]` (chains compose); `None` when no upcaster reads it.
+    fn upcast(
+        major: u64,
+        event: &crate::cloudevent::CloudEvent,
+    ) -> Option<Result<Self, serde_json::Error>>
+    where
+        Self: Sized,
+    {
+        let _ = (major, event);
+        None
+    }
 }

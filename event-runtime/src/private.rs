@@ -3,10 +3,14 @@
 pub use futures::future::BoxFuture;
 pub use inventory;
 
-pub use crate::context::{Delivery, EventArg, FromDelivery};
+pub use serde_json;
+
+pub use crate::cloudevent::CloudEvent;
+pub use crate::context::{decode_event, Delivery, EventArg, FromDelivery};
 pub use crate::event::Event;
 pub use crate::handler::{HandlerDef, RetryMode};
 pub use crate::outcome::{IntoOutcome, Outcome};
+pub use crate::schema::EventDef;
 
 /// The field names of a handler's event, from its first argument's type.
 pub const fn fields_of<A: EventArg>() -> &'static [&'static str] {
@@ -39,4 +43,88 @@ const fn str_eq(a: &str, b: &str) -> bool {
         i += 1;
     }
     true
+}
+
+/// Compile-time check behind `upcast_from`: the older type must have a lower major version.
+pub const fn require_older(older: &str, newer: &str, message: &str) {
+    if const_major(older) >= const_major(newer) {
+        panic!("{}", message);
+    }
+}
+
+/// Compile-time check behind `upcast_from`: the older type must be the same CloudEvent type.
+pub const fn require_same_types(older: &[&str], newer: &[&str], message: &str) {
+    let mut i = 0;
+    while i < older.len() {
+        let mut j = 0;
+        let mut found = false;
+        while j < newer.len() {
+            if str_eq(older[i], newer[j]) {
+                found = true;
+            }
+            j += 1;
+        }
+        if !found {
+            panic!("{}", message);
+        }
+        i += 1;
+    }
+}
+
+const fn const_major(version: &str) -> u64 {
+    let bytes = version.as_bytes();
+    let mut n = 0u64;
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] != b'.' {
+        n = n * 10 + (bytes[i] - b'0') as u64;
+        i += 1;
+    }
+    n
+}
+
+/// The major number of an event type's version.
+pub fn major_of<E: Event>() -> u64 {
+    crate::version::major(E::VERSION).unwrap_or(0)
+}
+
+/// The JSON Schema of `T`: through `schemars` when `T: JsonSchema`, else permissive. Generated
+/// code calls `(&&SchemaProbe::<T>::new()).schema()`; method resolution picks the `JsonSchema`
+/// route when it applies (autoref specialisation, resolved per concrete type).
+pub struct SchemaProbe<T>(std::marker::PhantomData<T>);
+
+impl<T> SchemaProbe<T> {
+    /// A probe.
+    pub const fn new() -> Self {
+        SchemaProbe(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for SchemaProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `schemars` route.
+pub trait ViaJsonSchema {
+    /// The schema.
+    fn schema(&self) -> serde_json::Value;
+}
+
+impl<T: schemars::JsonSchema> ViaJsonSchema for &SchemaProbe<T> {
+    fn schema(&self) -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+    }
+}
+
+/// The fallback route.
+pub trait Permissive {
+    /// The schema.
+    fn schema(&self) -> serde_json::Value;
+}
+
+impl<T> Permissive for SchemaProbe<T> {
+    fn schema(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
 }

@@ -202,7 +202,12 @@ impl Publisher {
         event: &E,
     ) -> Result<(), PublishError> {
         let mut out = OutgoingEvent::from_event(pubsub, topic, &self.source, event)?;
-        out.traceparent = self.traceparent.clone();
+        // On Dapr the sidecar's tracer starts a trace; the embedded broker has none, so a publish
+        // outside any delivery starts one here.
+        out.traceparent = self
+            .traceparent
+            .clone()
+            .or_else(|| matches!(self.backend, Backend::Embedded(_)).then(crate::trace::new_root));
         self.send(out).await
     }
 

@@ -90,6 +90,18 @@ pub enum AppError {
         /// The other.
         second: String,
     },
+    /// Two Rust types claim one CloudEvent type at one version.
+    #[error("`{first}` and `{second}` both declare `{event_type}` version {version}: give one of them another version (and `upcast_from` the other), or use one type")]
+    DuplicateEventVersion {
+        /// The CloudEvent type.
+        event_type: String,
+        /// The version.
+        version: String,
+        /// One Rust type.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// Two handlers of one topic set one metadata key differently.
     #[error("handlers `{first}` and `{second}` of {pubsub}/{topic} set subscription metadata `{key}` differently (one Dapr subscription per topic): make them agree")]
     MetadataConflict {

@@ -112,3 +112,23 @@ fn the_same_type_on_another_pubsub_is_fine() {
         App::with_handlers(handlers_in("fine").chain(handlers_in("same_type").take(1))).unwrap();
     assert_eq!(app.subscriptions().len(), 2);
 }
+
+#[test]
+fn two_types_claiming_one_type_and_version_are_refused() {
+    // TaskCompleted and TaskEvent::Completed both declare task.completed 1.0.
+    let err = event_runtime::schema::check_unique().unwrap_err();
+    assert!(
+        matches!(&err, AppError::DuplicateEventVersion { event_type, version, .. }
+        if event_type == "task.completed" && version == "1.0"),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("conflicts::TaskCompleted") && msg.contains("conflicts::TaskEvent"),
+        "{msg}"
+    );
+    assert!(matches!(
+        App::try_new(),
+        Err(AppError::DuplicateEventVersion { .. })
+    ));
+}

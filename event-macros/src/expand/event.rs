@@ -1,11 +1,12 @@
 //! `#[derive(Event)]`: an `impl Event` inside `const _: () = { ... };`.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident, LitStr};
 
 use crate::ast::{self, Data, Field, Input, Variant};
-use crate::ctxt::Ctxt;
+use crate::ctxt::{tokens_text, Ctxt};
 use crate::valid;
 
 /// Parse, validate, generate.
@@ -34,7 +35,7 @@ pub fn fallback(input: &DeriveInput, errors: syn::Error) -> TokenStream {
             ::core::unreachable!()
         }
     };
-    let imp = implement(input, body);
+    let imp = implement(input, body, TokenStream::new());
     quote!(#errors #imp)
 }
 
@@ -56,10 +57,97 @@ fn generate(input: &Input) -> TokenStream {
         Data::Enum(variants) => enum_body(input, version, variants),
         Data::Union => unreachable!("validated: not a union"),
     };
-    implement(input.original, body)
+    let generic = !input.original.generics.params.is_empty();
+    let mut body = body;
+    let mut beside = TokenStream::new();
+    if let Some(older) = &input.attrs.upcast_from {
+        body.extend(upcast(older));
+        beside.extend(upcast_checks(&input.original.ident, older, version));
+    }
+    // A generic type has no one schema or registry entry; it keeps the trait's defaults.
+    if !generic {
+        body.extend(quote! {
+            fn json_schema() -> ::event_runtime::__private::serde_json::Value {
+                // `schemars` when the type derives `JsonSchema`, else a permissive schema.
+                #[allow(unused_imports)]
+                use ::event_runtime::__private::{Permissive as _, ViaJsonSchema as _};
+                (&&::event_runtime::__private::SchemaProbe::<Self>::new()).schema()
+            }
+        });
+        beside.extend(registration(input));
+    }
+    implement(input.original, body, beside)
 }
 
-fn implement(input: &DeriveInput, body: TokenStream) -> TokenStream {
+/// `upcast`: an event of the older type's major version is read as that type and converted with
+/// `From`; one older still goes down the older type's own chain first.
+fn upcast(older: &syn::Path) -> TokenStream {
+    let from = quote_spanned!(older.span()=> <Self as ::core::convert::From<#older>>::from);
+    quote! {
+        fn upcast(
+            major: u64,
+            event: &::event_runtime::__private::CloudEvent,
+        ) -> ::core::option::Option<::core::result::Result<Self, ::event_runtime::__private::serde_json::Error>> {
+            let older = if major == ::event_runtime::__private::major_of::<#older>() {
+                ::event_runtime::__private::decode_event::<#older>(event)
+            } else {
+                <#older as ::event_runtime::__private::Event>::upcast(major, event)?
+            };
+            ::core::option::Option::Some(older.map(#from))
+        }
+    }
+}
+
+/// The versions along an upcast chain increase, and it stays one event type.
+fn upcast_checks(ident: &Ident, older: &syn::Path, version: &LitStr) -> TokenStream {
+    let name = tokens_text(older);
+    let older_msg = format!(
+        "upcast_from: `{name}` must have an older major version than {}",
+        version.value()
+    );
+    let same_msg = format!(
+        "upcast_from: `{name}` must be the same event type (its `type`s must be this type's)"
+    );
+    quote_spanned! {older.span()=>
+        const _: () = ::event_runtime::__private::require_older(
+            <#older as ::event_runtime::__private::Event>::VERSION,
+            #version,
+            #older_msg,
+        );
+        const _: () = ::event_runtime::__private::require_same_types(
+            <#older as ::event_runtime::__private::Event>::TYPES,
+            <#ident as ::event_runtime::__private::Event>::TYPES,
+            #same_msg,
+        );
+    }
+}
+
+/// The schema-registry entry.
+fn registration(input: &Input) -> TokenStream {
+    let ident = &input.original.ident;
+    let name = ident.to_string();
+    let upcast_from = match &input.attrs.upcast_from {
+        Some(older) => {
+            let older = tokens_text(older);
+            quote!(::core::option::Option::Some(#older))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        ::event_runtime::__private::inventory::submit! {
+            ::event_runtime::__private::EventDef {
+                rust_name: #name,
+                module: ::core::module_path!(),
+                types: <#ident as ::event_runtime::__private::Event>::TYPES,
+                version: <#ident as ::event_runtime::__private::Event>::VERSION,
+                schema: <#ident as ::event_runtime::__private::Event>::json_schema,
+                upcast_from: #upcast_from,
+            }
+        }
+    }
+}
+
+fn implement(input: &DeriveInput, body: TokenStream, beside: TokenStream) -> TokenStream {
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {
@@ -68,6 +156,8 @@ fn implement(input: &DeriveInput, body: TokenStream) -> TokenStream {
             impl #impl_generics ::event_runtime::__private::Event for #ident #ty_generics #where_clause {
                 #body
             }
+
+            #beside
         };
     }
 }

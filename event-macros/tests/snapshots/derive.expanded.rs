@@ -56,5 +56,17 @@ const _: () = {
                 }
             }
         }
+        fn json_schema() -> ::event_runtime::__private::serde_json::Value {
+            #[allow(unused_imports)]
+            use ::event_runtime::__private::{Permissive as _, ViaJsonSchema as _};
+            (&&::event_runtime::__private::SchemaProbe::<Self>::new()).schema()
+        }
+    }
+    ::event_runtime::__private::inventory::submit! {
+        ::event_runtime::__private::EventDef { rust_name : "TaskEvent", module :
+        ::core::module_path!(), types : < TaskEvent as ::event_runtime::__private::Event
+        > ::TYPES, version : < TaskEvent as ::event_runtime::__private::Event >
+        ::VERSION, schema : < TaskEvent as ::event_runtime::__private::Event >
+        ::json_schema, upcast_from : ::core::option::Option::None, }
     }
 };

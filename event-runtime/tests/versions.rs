@@ -1,0 +1,192 @@
+//! Versioned events: the schema registry, upcasting chains, and unknown major versions going to
+//! the DLQ without retries. Fixtures are plain JSON as another service would publish them.
+
+#![allow(missing_docs)]
+
+use event_runtime::testing::TestApp;
+use event_runtime::{event_handler, App, Event, State};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+/// Version 1: as the reference's Python model publishes it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
+#[event(type = "task.completed", version = "1.0")]
+pub struct TaskCompletedV1 {
+    pub event_version: String,
+    pub task_id: i64,
+    pub user_id: String,
+}
+
+/// Version 2 split the owner from the user who completed it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
+#[event(type = "task.completed", version = "2.0", upcast_from = TaskCompletedV1)]
+pub struct TaskCompletedV2 {
+    pub event_version: String,
+    pub task_id: i64,
+    pub user_id: String,
+    pub completed_by: String,
+}
+
+impl From<TaskCompletedV1> for TaskCompletedV2 {
+    fn from(v1: TaskCompletedV1) -> Self {
+        TaskCompletedV2 {
+            event_version: "2.0".into(),
+            task_id: v1.task_id,
+            completed_by: v1.user_id.clone(),
+            user_id: v1.user_id,
+        }
+    }
+}
+
+/// Version 3 added a note.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
+#[event(type = "task.completed", version = "3.1", upcast_from = TaskCompletedV2)]
+pub struct TaskCompleted {
+    pub event_version: String,
+    pub task_id: i64,
+    pub user_id: String,
+    pub completed_by: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl From<TaskCompletedV2> for TaskCompleted {
+    fn from(v2: TaskCompletedV2) -> Self {
+        TaskCompleted {
+            event_version: "3.1".into(),
+            task_id: v2.task_id,
+            user_id: v2.user_id,
+            completed_by: v2.completed_by,
+            note: None,
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<TaskCompleted>>>);
+
+#[event_handler(topic = "task-events", retry = [1, 2, 3])]
+async fn on_completed(event: TaskCompleted, State(seen): State<Seen>) {
+    seen.0.lock().unwrap().push(event);
+}
+
+async fn deliver(data: Value) -> (Seen, TestApp, Value) {
+    let seen = Seen::default();
+    let app = TestApp::start(App::new().with_state(seen.clone())).await;
+    let body = json!({"specversion":"1.0","id":"e-1","type":"com.dapr.event.sent","source":"python-svc","data": data});
+    let (_, answer) = app
+        .post("/_dispatch/kafka-pubsub/task-events", body.to_string())
+        .await;
+    (seen, app, answer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_v1_event_reaches_a_v3_handler_through_the_chain() {
+    let (seen, _, answer) =
+        deliver(json!({"event_type": "task.completed", "event_version": "1.0", "task_id": 5, "user_id": "u-1"})).await;
+    assert_eq!(answer["status"], "SUCCESS");
+    let got = seen.0.lock().unwrap()[0].clone();
+    assert_eq!(
+        (got.task_id, got.completed_by.as_str(), got.note),
+        (5, "u-1", None)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_minor_version_is_read_as_is() {
+    let (seen, _, answer) = deliver(
+        json!({"event_type": "task.completed", "event_version": "3.7", "task_id": 6,
+        "user_id": "u", "completed_by": "v", "note": "n", "added_in_3_7": true}),
+    )
+    .await;
+    assert_eq!(answer["status"], "SUCCESS");
+    assert_eq!(seen.0.lock().unwrap()[0].note.as_deref(), Some("n"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_major_version_is_dead_lettered_without_retries() {
+    let (seen, app, answer) =
+        deliver(json!({"event_type": "task.completed", "event_version": "4.0", "task_id": 7, "user_id": "u"})).await;
+    assert_eq!(answer["status"], "DROP");
+    assert!(seen.0.lock().unwrap().is_empty());
+    let letters = app.dead_letters("dlq");
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].permanent && letters[0].attempts == 1,
+        "{:?}",
+        letters[0]
+    );
+    assert!(
+        letters[0].reason.contains("version 4.0"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(app.runs_of("on_completed").len(), 1, "no retries");
+}
+
+#[test]
+fn the_registry_lists_every_version_with_its_schema() {
+    let all = event_runtime::schemas();
+    let completed: Vec<_> = all
+        .iter()
+        .filter(|s| s.event_types == ["task.completed"])
+        .collect();
+    let versions: Vec<&str> = completed.iter().map(|s| s.version.as_str()).collect();
+    assert_eq!(versions, ["1.0", "2.0", "3.1"]);
+    let v3 = completed[2];
+    assert_eq!(v3.consumed_from, ["task-events"]);
+    assert!(v3.upcast_from.as_deref() == Some("TaskCompletedV2"));
+    assert_eq!(
+        v3.schema["properties"]["completed_by"]["type"], "string",
+        "{}",
+        v3.schema
+    );
+    assert!(v3.schema["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("task_id")));
+}
+
+#[test]
+fn two_types_claiming_one_type_and_version_stop_the_app() {
+    // This binary has no such pair.
+    event_runtime::schema::check_unique().unwrap();
+}
+
+#[test]
+fn the_schema_snapshot_catches_breaking_edits() {
+    let dir = std::env::temp_dir().join(format!("schemas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("event-schemas.json");
+    // First run writes the snapshot; the same program then passes against it.
+    event_runtime::schema::check_snapshot(&path).unwrap();
+    event_runtime::schema::check_snapshot(&path).unwrap();
+    // A published 3.x that had a field this build lacks, and one it did not require: breaking.
+    let mut old: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let v3 = old.get_mut("task.completed@3.1").unwrap();
+    v3["properties"]["priority"] = json!({"type": "integer"});
+    v3["properties"]["task_id"]["type"] = json!("string");
+    std::fs::write(&path, old.to_string()).unwrap();
+    let err = event_runtime::schema::check_snapshot(&path).unwrap_err();
+    assert!(
+        err.contains("`priority` of task.completed@3.1 was removed"),
+        "{err}"
+    );
+    assert!(err.contains("`task_id` changed type"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn new_required_fields_are_breaking_unless_the_major_is_raised() {
+    use event_runtime::schema::breaking_changes;
+    let old = json!({"a@1.0": {"properties": {"x": {"type": "string"}}, "required": ["x"]}});
+    let new_required = json!({"a@1.1": {"properties": {"x": {"type": "string"}, "y": {"type": "string"}}, "required": ["x", "y"]}});
+    assert_eq!(
+        breaking_changes(&old, &new_required),
+        ["a@1.1: property `y` is newly required"]
+    );
+    let raised = json!({"a@2.0": {"properties": {"y": {"type": "string"}}, "required": ["y"]}});
+    assert!(breaking_changes(&old, &raised).is_empty());
+    let optional = json!({"a@1.1": {"properties": {"x": {"type": "string"}, "z": {"type": "string"}}, "required": ["x"]}});
+    assert!(breaking_changes(&old, &optional).is_empty());
+}

@@ -1,0 +1,19 @@
+use event_runtime::Event;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "task.completed", version = "1.0")]
+pub struct TaskCompletedV1 {
+    pub task_id: i64,
+    pub user_id: String,
+}
+
+// No `impl From<TaskCompletedV1> for TaskCompleted`: the upcaster is missing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "task.completed", version = "2.0", upcast_from = TaskCompletedV1)]
+pub struct TaskCompleted {
+    pub task_id: i64,
+    pub user_id: String,
+    pub completed_by: String,
+}
+
+fn main() {}
