@@ -1,30 +1,63 @@
-//! The REST API: tasks in, task events out.
+//! The REST API: tasks in, task events out; the live stream, the page and the DLQ.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the page: a user's tasks, live |
+//! | `POST /tasks` | create (`{"user_id","title","due_at"?,"remind_at"?,"recurrence"?}`) → 201 |
+//! | `GET /tasks?user_id=` | a user's tasks |
+//! | `GET /tasks/stream?user_id=` | Server-Sent Events: the user's task updates |
+//! | `GET /tasks/{id}`, `PUT /tasks/{id}`, `DELETE /tasks/{id}` | read, replace, delete |
+//! | `POST /tasks/{id}/complete` | complete (a recurring task gets its next occurrence) |
+//! | `GET /notifications?user_id=` | reminders delivered to a user |
+//! | `GET /audit` | the audit log |
+//! | `GET /dlq[?pending=true]` | dead letters, with their failures |
+//! | `POST /dlq/replay` | replay dead letters (`{"event_type"?,"handler"?,"since"?,"until"?}`) |
+//!
+//! Every error is a JSON body `{"error": "..."}` with a 4xx/5xx status.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, Path, Query, State};
+use std::convert::Infallible;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use chrono::{DateTime, Utc};
+use event_runtime::dlq::{self, ReplayFilter, ReplayReport};
 use event_runtime::Publisher;
+use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
 
-use crate::events::{TaskEvent, TASK_EVENTS};
-use crate::store::{Store, Task};
+use crate::db::{AuditEntry, Db, Notification, StoredDeadLetter, Task, TaskFields};
+use crate::events::{SyncAction, TaskChanged, TaskCompleted, TASK_EVENTS};
+use crate::handlers::sync;
+use crate::Updates;
 
 /// What the API handlers share.
 #[derive(Clone, Debug)]
 pub struct Api {
-    /// Data.
-    pub store: Store,
-    /// Where task events go.
+    /// The database.
+    pub db: Db,
+    /// Where task events go (the app's publisher).
     pub publisher: Publisher,
+    /// This replica's live updates.
+    pub updates: Updates,
 }
 
-/// A JSON error answer.
+/// A JSON error answer: `{"error": "..."}`.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    fn invalid(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, message.into())
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -44,10 +77,36 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, r.body_text())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{e:#}"), "request failed");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the service's log)".into(),
+        )
+    }
+}
+
 /// `axum::Json` whose rejections answer with a JSON body.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct Json<T>(pub T);
+
+/// `axum::extract::Query` whose rejections answer with a JSON body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` whose rejections answer with a JSON body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
 
 /// `POST /tasks` body.
 #[derive(Debug, Deserialize)]
@@ -55,92 +114,292 @@ pub struct NewTask {
     user_id: String,
     title: String,
     #[serde(default)]
+    due_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    remind_at: Option<DateTime<Utc>>,
+    #[serde(default)]
     recurrence: Option<String>,
 }
 
-/// `GET /tasks` query.
+/// `PUT /tasks/{id}` body: the task's new fields (absent optional fields are cleared).
+#[derive(Debug, Deserialize)]
+pub struct TaskUpdate {
+    /// Optional; when given it must be the task's owner (a task cannot change hands).
+    #[serde(default)]
+    user_id: Option<String>,
+    title: String,
+    #[serde(default)]
+    due_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    remind_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    recurrence: Option<String>,
+}
+
+/// `?user_id=` query.
 #[derive(Debug, Deserialize)]
 pub struct ByUser {
     user_id: String,
 }
 
+/// `GET /dlq` query.
+#[derive(Debug, Deserialize)]
+pub struct DlqQuery {
+    #[serde(default)]
+    pending: bool,
+}
+
+/// `POST /dlq/replay` body (every field optional; an empty body replays every pending letter).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Only events of this CloudEvent type.
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// Only events this handler gave up on (`audit_log` or `module::audit_log`).
+    #[serde(default)]
+    pub handler: Option<String>,
+    /// Only letters whose last failure is at or after this time (RFC 3339).
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only letters whose last failure is before this time (RFC 3339).
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl From<ReplayRequest> for ReplayFilter {
+    fn from(r: ReplayRequest) -> Self {
+        ReplayFilter {
+            event_type: r.event_type,
+            handler: r.handler,
+            since: r.since.map(|t| t.to_rfc3339()),
+            until: r.until.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
 /// The API routes.
 pub fn routes(api: Api) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/tasks", post(create).get(list))
-        .route("/tasks/{id}", get(show).delete(remove))
+        .route("/tasks/stream", get(stream))
+        .route("/tasks/{id}", get(show).put(update).delete(remove))
         .route("/tasks/{id}/complete", post(complete))
+        .route("/notifications", get(notifications))
+        .route("/audit", get(audit))
+        .route("/dlq", get(dead_letters))
+        .route("/dlq/replay", post(replay))
         .with_state(api)
 }
 
-async fn publish(api: &Api, kind: &str, task: &Task) -> Result<(), ApiError> {
-    let payload = serde_json::to_value(task)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let event = TaskEvent::new(kind, task.id, &task.user_id, payload);
-    api.publisher
-        .publish(TASK_EVENTS, &event)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "publishing a task event failed");
-            ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        })
-}
+const MAX_TITLE: usize = 500;
+const MAX_USER_ID: usize = 200;
 
-async fn create(
-    State(api): State<Api>,
-    Json(new): Json<NewTask>,
-) -> Result<(StatusCode, axum::Json<Task>), ApiError> {
-    if new.user_id.trim().is_empty() || new.title.trim().is_empty() {
-        return Err(ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "`user_id` and `title` must not be empty".into(),
-        ));
+fn validate(user_id: &str, title: &str, recurrence: Option<&str>) -> Result<(), ApiError> {
+    if user_id.trim().is_empty() || title.trim().is_empty() {
+        return Err(ApiError::invalid("`user_id` and `title` must not be empty"));
     }
-    if let Some(r) = &new.recurrence {
-        if !matches!(r.as_str(), "daily" | "weekly" | "monthly") {
-            return Err(ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "`recurrence` is one of daily, weekly, monthly".into(),
+    if user_id.len() > MAX_USER_ID || title.len() > MAX_TITLE {
+        return Err(ApiError::invalid(format!(
+            "`user_id` is at most {MAX_USER_ID} bytes and `title` at most {MAX_TITLE}"
+        )));
+    }
+    if let Some(r) = recurrence {
+        if !matches!(r, "daily" | "weekly" | "monthly") {
+            return Err(ApiError::invalid(
+                "`recurrence` is one of daily, weekly, monthly",
             ));
         }
     }
-    let task = api
-        .store
-        .create(&new.user_id, &new.title, new.recurrence, None);
-    publish(&api, "created", &task).await?;
-    Ok((StatusCode::CREATED, axum::Json(task)))
+    Ok(())
 }
 
 fn not_found(id: i64) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("no task with id {id}"))
 }
 
+/// Publishes a task event. The change is stored already; a failed publish answers 503 so the
+/// caller knows the event did not go out (the service has no outbox: see the README).
+async fn announce<E: event_runtime::Event>(api: &Api, event: &E) -> Result<(), ApiError> {
+    api.publisher.publish(TASK_EVENTS, event).await.map_err(|e| {
+        tracing::error!(error = %e, event_type = event.event_type(), "publishing a task event failed");
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    })
+}
+
+async fn create(
+    State(api): State<Api>,
+    Json(new): Json<NewTask>,
+) -> Result<(StatusCode, axum::Json<Task>), ApiError> {
+    validate(&new.user_id, &new.title, new.recurrence.as_deref())?;
+    let fields = TaskFields {
+        title: new.title,
+        due_at: new.due_at,
+        remind_at: new.remind_at,
+        recurrence: new.recurrence,
+    };
+    let task = api.db.create_task(&new.user_id, &fields).await?;
+    announce(&api, &TaskChanged::created(&task)).await?;
+    sync(&api.publisher, SyncAction::Created, &task).await;
+    Ok((StatusCode::CREATED, axum::Json(task)))
+}
+
+async fn update(
+    State(api): State<Api>,
+    Path(id): Path<i64>,
+    Json(change): Json<TaskUpdate>,
+) -> Result<axum::Json<Task>, ApiError> {
+    let current = api.db.task(id).await?.ok_or_else(|| not_found(id))?;
+    if change
+        .user_id
+        .as_ref()
+        .is_some_and(|u| *u != current.user_id)
+    {
+        return Err(ApiError::invalid(
+            "`user_id` cannot change: a task stays with its owner",
+        ));
+    }
+    validate(
+        &current.user_id,
+        &change.title,
+        change.recurrence.as_deref(),
+    )?;
+    let fields = TaskFields {
+        title: change.title,
+        due_at: change.due_at,
+        remind_at: change.remind_at,
+        recurrence: change.recurrence,
+    };
+    let task = api
+        .db
+        .update_task(id, &fields)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    announce(&api, &TaskChanged::updated(&task)).await?;
+    sync(&api.publisher, SyncAction::Updated, &task).await;
+    Ok(axum::Json(task))
+}
+
+/// Completing a task that is done already answers it as it is, and publishes nothing.
 async fn complete(
     State(api): State<Api>,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Task>, ApiError> {
-    let task = api.store.complete(id).ok_or_else(|| not_found(id))?;
-    publish(&api, "completed", &task).await?;
+    let (task, changed) = api
+        .db
+        .complete_task(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if changed {
+        announce(&api, &TaskCompleted::of(&task)).await?;
+        sync(&api.publisher, SyncAction::Completed, &task).await;
+    }
     Ok(axum::Json(task))
 }
 
 async fn remove(State(api): State<Api>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
-    let task = api.store.delete(id).ok_or_else(|| not_found(id))?;
-    publish(&api, "deleted", &task).await?;
+    let task = api.db.delete_task(id).await?.ok_or_else(|| not_found(id))?;
+    announce(&api, &TaskChanged::deleted(&task)).await?;
+    sync(&api.publisher, SyncAction::Deleted, &task).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn show(State(api): State<Api>, Path(id): Path<i64>) -> Result<axum::Json<Task>, ApiError> {
-    api.store
-        .get(id)
-        .map(axum::Json)
-        .ok_or_else(|| not_found(id))
+    let task = api.db.task(id).await?.ok_or_else(|| not_found(id))?;
+    Ok(axum::Json(task))
 }
 
 async fn list(
     State(api): State<Api>,
-    query: Result<Query<ByUser>, QueryRejection>,
+    Query(q): Query<ByUser>,
 ) -> Result<axum::Json<Vec<Task>>, ApiError> {
-    let Query(q) = query?;
-    Ok(axum::Json(api.store.list(&q.user_id)))
+    Ok(axum::Json(api.db.tasks_of(&q.user_id).await?))
+}
+
+async fn notifications(
+    State(api): State<Api>,
+    Query(q): Query<ByUser>,
+) -> Result<axum::Json<Vec<Notification>>, ApiError> {
+    Ok(axum::Json(api.db.notifications_of(&q.user_id).await?))
+}
+
+async fn audit(State(api): State<Api>) -> Result<axum::Json<Vec<AuditEntry>>, ApiError> {
+    Ok(axum::Json(api.db.audit_log().await?))
+}
+
+/// `GET /tasks/stream?user_id=`: a `ready` event once subscribed, then one `task` event (a
+/// `task.sync` body) per change of the user's tasks; `resync` when this client fell behind
+/// and should reload the list.
+async fn stream(
+    State(api): State<Api>,
+    Query(q): Query<ByUser>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = api.updates.subscribe();
+    let ready = futures::stream::once(async { Ok(SseEvent::default().event("ready").data("{}")) });
+    let updates = futures::stream::unfold((rx, q.user_id), |(mut rx, user)| async move {
+        loop {
+            let event = match rx.recv().await {
+                Ok(update) if update.user_id == user => SseEvent::default()
+                    .event("task")
+                    .json_data(&update)
+                    .unwrap_or_else(|_| SseEvent::default().event("resync").data("{}")),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => SseEvent::default().event("resync").data("{}"),
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), (rx, user)));
+        }
+    });
+    Sse::new(futures::StreamExt::chain(ready, updates)).keep_alive(KeepAlive::default())
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+async fn dead_letters(
+    State(api): State<Api>,
+    Query(q): Query<DlqQuery>,
+) -> Result<axum::Json<Vec<StoredDeadLetter>>, ApiError> {
+    Ok(axum::Json(api.db.dead_letters(q.pending).await?))
+}
+
+/// `POST /dlq/replay`: re-publishes the pending dead letters that pass the filter to their
+/// original topics with their original ids, marks them replayed, and answers the report. A
+/// replayed event that fails again comes back to the DLQ, pending again.
+async fn replay(State(api): State<Api>, body: Bytes) -> Result<axum::Json<ReplayReport>, ApiError> {
+    let request: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid replay filter: {e}")))?
+    };
+    let filter = ReplayFilter::from(request);
+    let pending: Vec<_> = api
+        .db
+        .dead_letters(true)
+        .await?
+        .into_iter()
+        .filter(|l| filter.matches(&l.letter))
+        .collect();
+    // Marked before publishing: a replayed event that fails again is stored pending again by
+    // the DLQ handler, and must not be overwritten by this mark afterwards.
+    let ids: Vec<String> = pending.iter().map(|l| l.id.clone()).collect();
+    api.db.mark_replayed(&ids, true).await?;
+    let letters: Vec<_> = pending.iter().map(|l| l.letter.clone()).collect();
+    let report = dlq::replay(&api.publisher, &letters, &filter).await;
+    let failed: Vec<String> = pending
+        .iter()
+        .filter(|l| report.failed.iter().any(|(id, _)| *id == l.letter.event.id))
+        .map(|l| l.id.clone())
+        .collect();
+    api.db.mark_replayed(&failed, false).await?;
+    tracing::info!(
+        matched = report.matched,
+        replayed = report.replayed,
+        failed = report.failed.len(),
+        "DLQ replay done"
+    );
+    Ok(axum::Json(report))
 }

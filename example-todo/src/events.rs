@@ -1,7 +1,19 @@
-//! The events of the Phase V contract (`kafka-event-driven-reference.md` §2), as Rust types.
+//! The events of the Phase V contract (`kafka-event-driven-reference.md` §2–3), as Rust types.
+//!
+//! Each CloudEvent type is declared by exactly one Rust type, which both publishes and consumes
+//! it. `task-events` carries four types and has two handlers, so its types are split in two:
+//! [`TaskChanged`] (created, updated, deleted: the audit log) and [`TaskCompleted`] (the
+//! recurring-task handler). Both serialize to the reference's `TaskEvent` body: `event_id`,
+//! `event_type`, `event_version`, `task_id`, `user_id`, `timestamp`, `payload`.
+//!
+//! Consumers are lenient about what other services leave out (the reference's own Python
+//! example publishes only `event_type`, `user_id` and `task_id`): the other fields default.
 
+use chrono::{SecondsFormat, Utc};
 use event_runtime::Event;
 use serde::{Deserialize, Serialize};
+
+use crate::db::Task;
 
 /// Topic of every task CRUD event.
 pub const TASK_EVENTS: &str = "task-events";
@@ -9,170 +21,34 @@ pub const TASK_EVENTS: &str = "task-events";
 pub const REMINDERS: &str = "reminders";
 /// Topic of real-time client sync.
 pub const TASK_UPDATES: &str = "task-updates";
+/// The dead-letter topic.
+pub const DLQ: &str = "dlq";
+/// The pubsub component of `task-updates`. Every replica must see every update (each pushes
+/// them to its own connected clients), so this component gives each pod its own consumer
+/// group (`consumerID: "{podName}"`, see `deploy/components/kafka-fanout.yaml`), unlike
+/// `kafka-pubsub` where the replicas share the work.
+pub const FANOUT_PUBSUB: &str = "kafka-fanout";
+/// The schema version of every event here.
+pub const EVENT_VERSION: &str = "1.0";
 
-/// The fields every task event carries (the reference's `TaskEvent` model, minus its type).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskEventFields {
-    /// Unique id of this event.
-    pub event_id: String,
-    /// Schema version, `1.0`.
-    pub event_version: String,
-    /// The task.
-    pub task_id: i64,
-    /// The task's owner (the partition key).
-    pub user_id: String,
-    /// When it happened (RFC 3339).
-    pub timestamp: String,
-    /// The task as it is after the change.
-    pub payload: serde_json::Value,
+fn version() -> String {
+    EVENT_VERSION.to_owned()
 }
 
-/// The reference's versioned `TaskEvent`: `event_type` is the tag, so one Rust type covers the
-/// four types of `task-events`. This is what the service publishes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
-#[serde(tag = "event_type")]
-#[event(version = "1.0")]
-pub enum TaskEvent {
-    /// A task was created.
-    #[serde(rename = "task.created")]
-    Created {
-        /// Unique id of this event.
-        event_id: String,
-        /// Schema version.
-        event_version: String,
-        /// The task.
-        task_id: i64,
-        /// The owner.
-        user_id: String,
-        /// When.
-        timestamp: String,
-        /// The task.
-        payload: serde_json::Value,
-    },
-    /// A task was changed.
-    #[serde(rename = "task.updated")]
-    Updated {
-        /// Unique id of this event.
-        event_id: String,
-        /// Schema version.
-        event_version: String,
-        /// The task.
-        task_id: i64,
-        /// The owner.
-        user_id: String,
-        /// When.
-        timestamp: String,
-        /// The task.
-        payload: serde_json::Value,
-    },
-    /// A task was completed.
-    #[serde(rename = "task.completed")]
-    Completed {
-        /// Unique id of this event.
-        event_id: String,
-        /// Schema version.
-        event_version: String,
-        /// The task.
-        task_id: i64,
-        /// The owner.
-        user_id: String,
-        /// When.
-        timestamp: String,
-        /// The task.
-        payload: serde_json::Value,
-    },
-    /// A task was deleted.
-    #[serde(rename = "task.deleted")]
-    Deleted {
-        /// Unique id of this event.
-        event_id: String,
-        /// Schema version.
-        event_version: String,
-        /// The task.
-        task_id: i64,
-        /// The owner.
-        user_id: String,
-        /// When.
-        timestamp: String,
-        /// The task.
-        payload: serde_json::Value,
-    },
+/// Now, as the events write it (RFC 3339, milliseconds, UTC).
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-impl TaskEvent {
-    /// Builds an event of `kind` (`created`, `updated`, `completed`, `deleted`).
-    pub fn new(kind: &str, task_id: i64, user_id: &str, payload: serde_json::Value) -> Self {
-        let f = TaskEventFields {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            event_version: "1.0".into(),
-            task_id,
-            user_id: user_id.to_owned(),
-            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            payload,
-        };
-        let TaskEventFields {
-            event_id,
-            event_version,
-            task_id,
-            user_id,
-            timestamp,
-            payload,
-        } = f;
-        match kind {
-            "created" => TaskEvent::Created {
-                event_id,
-                event_version,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            },
-            "updated" => TaskEvent::Updated {
-                event_id,
-                event_version,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            },
-            "completed" => TaskEvent::Completed {
-                event_id,
-                event_version,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            },
-            _ => TaskEvent::Deleted {
-                event_id,
-                event_version,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            },
-        }
-    }
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
-/// `task.completed`, as the recurring-task handler reads it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
-#[event(type = "task.completed", version = "1.0")]
-pub struct TaskCompleted {
-    /// Unique id of this event.
-    pub event_id: String,
-    /// The task.
-    pub task_id: i64,
-    /// The owner.
-    pub user_id: String,
-    /// When (RFC 3339).
-    pub timestamp: String,
-    /// The task as completed.
-    #[serde(default)]
-    pub payload: serde_json::Value,
+fn payload_of(task: &Task) -> serde_json::Value {
+    serde_json::to_value(task).unwrap_or_default()
 }
 
-/// Every other task event, as the audit log reads them.
+/// `task.created`, `task.updated` and `task.deleted`: the audit log's events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[serde(tag = "event_type")]
 #[event(version = "1.0")]
@@ -180,37 +56,408 @@ pub enum TaskChanged {
     /// A task was created.
     #[serde(rename = "task.created")]
     Created {
-        /// Unique id of this event.
+        /// Unique id of this event (also its CloudEvent id).
+        #[serde(default)]
         event_id: String,
+        /// Schema version, `1.0`.
+        #[serde(default = "version")]
+        event_version: String,
         /// The task.
         task_id: i64,
-        /// The owner.
+        /// The owner (the partition key).
         user_id: String,
-        /// When.
+        /// When (RFC 3339).
+        #[serde(default)]
         timestamp: String,
+        /// The task as created.
+        #[serde(default)]
+        payload: serde_json::Value,
     },
     /// A task was changed.
     #[serde(rename = "task.updated")]
     Updated {
-        /// Unique id of this event.
+        /// Unique id of this event (also its CloudEvent id).
+        #[serde(default)]
         event_id: String,
+        /// Schema version, `1.0`.
+        #[serde(default = "version")]
+        event_version: String,
         /// The task.
         task_id: i64,
-        /// The owner.
+        /// The owner (the partition key).
         user_id: String,
-        /// When.
+        /// When (RFC 3339).
+        #[serde(default)]
         timestamp: String,
+        /// The task as it is now.
+        #[serde(default)]
+        payload: serde_json::Value,
     },
     /// A task was deleted.
     #[serde(rename = "task.deleted")]
     Deleted {
-        /// Unique id of this event.
+        /// Unique id of this event (also its CloudEvent id).
+        #[serde(default)]
         event_id: String,
+        /// Schema version, `1.0`.
+        #[serde(default = "version")]
+        event_version: String,
         /// The task.
         task_id: i64,
-        /// The owner.
+        /// The owner (the partition key).
         user_id: String,
-        /// When.
+        /// When (RFC 3339).
+        #[serde(default)]
         timestamp: String,
+        /// The task as it was.
+        #[serde(default)]
+        payload: serde_json::Value,
     },
+}
+
+/// The fields every [`TaskChanged`] variant has.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeView<'a> {
+    /// `task.created`, `task.updated` or `task.deleted`.
+    pub event_type: &'static str,
+    /// The event id (may be empty from a lenient producer).
+    pub event_id: &'a str,
+    /// The task.
+    pub task_id: i64,
+    /// The owner.
+    pub user_id: &'a str,
+    /// When.
+    pub timestamp: &'a str,
+    /// The task.
+    pub payload: &'a serde_json::Value,
+}
+
+impl TaskChanged {
+    /// `task.created` for `task`, with a fresh id and the current time.
+    pub fn created(task: &Task) -> Self {
+        TaskChanged::Created {
+            event_id: new_id(),
+            event_version: version(),
+            task_id: task.id,
+            user_id: task.user_id.clone(),
+            timestamp: now(),
+            payload: payload_of(task),
+        }
+    }
+
+    /// `task.updated` for `task`.
+    pub fn updated(task: &Task) -> Self {
+        TaskChanged::Updated {
+            event_id: new_id(),
+            event_version: version(),
+            task_id: task.id,
+            user_id: task.user_id.clone(),
+            timestamp: now(),
+            payload: payload_of(task),
+        }
+    }
+
+    /// `task.deleted` for `task`.
+    pub fn deleted(task: &Task) -> Self {
+        TaskChanged::Deleted {
+            event_id: new_id(),
+            event_version: version(),
+            task_id: task.id,
+            user_id: task.user_id.clone(),
+            timestamp: now(),
+            payload: payload_of(task),
+        }
+    }
+
+    /// The fields every variant has.
+    pub fn view(&self) -> ChangeView<'_> {
+        let (event_type, event_id, task_id, user_id, timestamp, payload) = match self {
+            TaskChanged::Created {
+                event_id,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+                ..
+            } => (
+                "task.created",
+                event_id,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            ),
+            TaskChanged::Updated {
+                event_id,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+                ..
+            } => (
+                "task.updated",
+                event_id,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            ),
+            TaskChanged::Deleted {
+                event_id,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+                ..
+            } => (
+                "task.deleted",
+                event_id,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            ),
+        };
+        ChangeView {
+            event_type,
+            event_id,
+            task_id: *task_id,
+            user_id,
+            timestamp,
+            payload,
+        }
+    }
+}
+
+/// `task.completed`: the recurring-task handler's event. Its JSON carries
+/// `"event_type": "task.completed"` like the other task events (serde's tag on a struct).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[serde(tag = "event_type", rename = "task.completed")]
+#[event(type = "task.completed", version = "1.0")]
+pub struct TaskCompleted {
+    /// Unique id of this event (also its CloudEvent id).
+    #[serde(default)]
+    pub event_id: String,
+    /// Schema version, `1.0`.
+    #[serde(default = "version")]
+    pub event_version: String,
+    /// The task.
+    pub task_id: i64,
+    /// The owner (the partition key).
+    pub user_id: String,
+    /// When (RFC 3339).
+    #[serde(default)]
+    pub timestamp: String,
+    /// The task as completed.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+}
+
+impl TaskCompleted {
+    /// `task.completed` for `task`, with a fresh id and the current time.
+    pub fn of(task: &Task) -> Self {
+        TaskCompleted {
+            event_id: new_id(),
+            event_version: version(),
+            task_id: task.id,
+            user_id: task.user_id.clone(),
+            timestamp: now(),
+            payload: payload_of(task),
+        }
+    }
+}
+
+/// `reminder.due` on `reminders`: a task's reminder time has come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[serde(tag = "event_type", rename = "reminder.due")]
+#[event(type = "reminder.due", version = "1.0")]
+pub struct ReminderDue {
+    /// `reminder-<task id>-<remind_at>`: the same reminder always has the same id, so a
+    /// duplicate publish is recognised by the idempotent handler.
+    pub event_id: String,
+    /// Schema version, `1.0`.
+    #[serde(default = "version")]
+    pub event_version: String,
+    /// The task.
+    pub task_id: i64,
+    /// The owner (the partition key).
+    pub user_id: String,
+    /// The task's title.
+    pub title: String,
+    /// When the task is due, if it has a due time (RFC 3339).
+    #[serde(default)]
+    pub due_at: Option<String>,
+    /// The reminder time (RFC 3339).
+    pub remind_at: String,
+    /// When it was published (RFC 3339).
+    pub timestamp: String,
+}
+
+impl ReminderDue {
+    /// The reminder of `task` (which has a `remind_at`).
+    pub fn of(task: &Task) -> Self {
+        let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let remind_at = task.remind_at.map(at).unwrap_or_default();
+        ReminderDue {
+            event_id: format!("reminder-{}-{remind_at}", task.id),
+            event_version: version(),
+            task_id: task.id,
+            user_id: task.user_id.clone(),
+            title: task.title.clone(),
+            due_at: task.due_at.map(at),
+            remind_at,
+            timestamp: now(),
+        }
+    }
+}
+
+/// What changed, for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncAction {
+    /// The task is new.
+    Created,
+    /// The task changed.
+    Updated,
+    /// The task was completed.
+    Completed,
+    /// The task is gone.
+    Deleted,
+    /// The task's reminder fired.
+    Reminder,
+}
+
+/// `task.sync` on `task-updates`: one change for a user's connected clients (the page's live
+/// list, through `GET /tasks/stream`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[serde(tag = "event_type", rename = "task.sync")]
+#[event(type = "task.sync", version = "1.0")]
+pub struct TaskSync {
+    /// Unique id of this event.
+    pub event_id: String,
+    /// Schema version, `1.0`.
+    #[serde(default = "version")]
+    pub event_version: String,
+    /// What happened.
+    pub action: SyncAction,
+    /// The task.
+    pub task_id: i64,
+    /// The owner (the partition key, and who sees it).
+    pub user_id: String,
+    /// The task as it is now (as it was, for `deleted`).
+    pub task: Task,
+    /// When (RFC 3339).
+    pub timestamp: String,
+}
+
+impl TaskSync {
+    /// `action` on `task`.
+    pub fn new(action: SyncAction, task: &Task) -> Self {
+        TaskSync {
+            event_id: new_id(),
+            event_version: version(),
+            action,
+            task_id: task.id,
+            user_id: task.user_id.clone(),
+            task: task.clone(),
+            timestamp: now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task() -> Task {
+        let t = "2026-11-26T10:00:00Z".parse().unwrap();
+        Task {
+            id: 7,
+            user_id: "u-1".into(),
+            title: "water plants".into(),
+            completed: true,
+            due_at: None,
+            remind_at: Some(t),
+            reminder_sent_at: None,
+            recurrence: Some("weekly".into()),
+            recurs_from: None,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn task_events_carry_the_reference_fields() {
+        let t = task();
+        for value in [
+            serde_json::to_value(TaskChanged::created(&t)).unwrap(),
+            serde_json::to_value(TaskChanged::updated(&t)).unwrap(),
+            serde_json::to_value(TaskChanged::deleted(&t)).unwrap(),
+            serde_json::to_value(TaskCompleted::of(&t)).unwrap(),
+        ] {
+            let mut keys: Vec<&str> = value
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                [
+                    "event_id",
+                    "event_type",
+                    "event_version",
+                    "payload",
+                    "task_id",
+                    "timestamp",
+                    "user_id"
+                ],
+                "{value}"
+            );
+            assert_eq!(value["event_version"], "1.0");
+            assert_eq!(value["payload"]["title"], "water plants");
+        }
+        let completed = serde_json::to_value(TaskCompleted::of(&t)).unwrap();
+        assert_eq!(completed["event_type"], "task.completed");
+    }
+
+    #[test]
+    fn one_rust_type_per_cloudevent_type() {
+        assert_eq!(
+            TaskChanged::TYPES,
+            ["task.created", "task.updated", "task.deleted"]
+        );
+        assert_eq!(TaskCompleted::TYPES, ["task.completed"]);
+        assert_eq!(ReminderDue::TYPES, ["reminder.due"]);
+        assert_eq!(TaskSync::TYPES, ["task.sync"]);
+    }
+
+    #[test]
+    fn lenient_about_what_other_producers_leave_out() {
+        // The reference's Python example publishes exactly this.
+        let e: TaskCompleted = serde_json::from_value(
+            json!({"event_type": "task.completed", "user_id": "user-456", "task_id": 123}),
+        )
+        .unwrap();
+        assert_eq!(
+            (e.task_id, e.event_version.as_str(), e.event_id.as_str()),
+            (123, "1.0", "")
+        );
+        // The tag may be missing (the type was only in the CloudEvent `type`).
+        let e: TaskCompleted =
+            serde_json::from_value(json!({"user_id": "u", "task_id": 1})).unwrap();
+        assert_eq!(e.task_id, 1);
+    }
+
+    #[test]
+    fn a_reminder_keeps_its_id() {
+        let t = task();
+        assert_eq!(ReminderDue::of(&t).event_id, ReminderDue::of(&t).event_id);
+        assert_eq!(
+            ReminderDue::of(&t).event_id,
+            "reminder-7-2026-11-26T10:00:00.000Z"
+        );
+    }
 }

@@ -1,84 +1,187 @@
 //! The service's event handlers: plain async functions, registered by `#[event_handler]`.
+//!
+//! | handler | topic | types | retries |
+//! |---|---|---|---|
+//! | [`audit_log`] | `task-events` | created, updated, deleted | `[1, 2, 4, 8, 16]` (the reference's `task.updated`) |
+//! | [`on_task_completed`] | `task-events` | completed | `[30, 300, 1800]` (the reference's `task.completed`) |
+//! | [`on_reminder_due`] | `reminders` | `reminder.due` | exponential 1 s … 512 s, 10 retries (the reference's `reminder.due`) |
+//! | [`on_task_sync`] | `task-updates` | `task.sync` | none: a missed push is caught up by the client |
+//! | [`on_dead_letter`] | `dlq` | dead letters | `[1, 5, 30]` |
 
-use event_runtime::{event_handler, Attempt, EventId, Publisher, State};
+use anyhow::Context as _;
+use event_runtime::dlq::DeadLetter;
+use event_runtime::{event_handler, Attempt, EventId, Permanent, Publisher, State};
 
-use crate::events::{TaskChanged, TaskCompleted, TaskEvent, TASK_EVENTS};
-use crate::store::{AuditEntry, Store};
+use crate::db::{AuditEntry, Db, Notification};
+use crate::events::{
+    SyncAction, TaskChanged, TaskCompleted, TaskSync, FANOUT_PUBSUB, TASK_EVENTS, TASK_UPDATES,
+};
+use crate::Updates;
 
-/// Audit log: every created, updated and deleted task event, recorded once.
+/// Titles starting with this make the audit log fail permanently: the way to watch an event go
+/// to the DLQ (`GET /dlq`) and come back (`POST /dlq/replay`) once the title is fixed.
+pub const FAIL_MARKER: &str = "fail:";
+
+/// Audit log: every created, updated and deleted task event, recorded once (the table is
+/// unique on `event_id`, and the handler is idempotent on the reference's key).
+///
+/// A task whose title, as it is now in the database, starts with [`FAIL_MARKER`] makes it fail
+/// with a [`Permanent`] error: no retries, straight to the DLQ. Rename the task and replay.
 #[event_handler(
     topic = "task-events",
     retry = [1, 2, 4, 8, 16],
     idempotency_key = "{event_type}-{task_id}-{timestamp}"
 )]
-pub async fn audit_log(event: TaskChanged, State(store): State<Store>) -> anyhow::Result<()> {
-    let (event_type, event_id, task_id, user_id) = match &event {
-        TaskChanged::Created {
-            event_id,
-            task_id,
-            user_id,
-            ..
-        } => ("task.created", event_id, task_id, user_id),
-        TaskChanged::Updated {
-            event_id,
-            task_id,
-            user_id,
-            ..
-        } => ("task.updated", event_id, task_id, user_id),
-        TaskChanged::Deleted {
-            event_id,
-            task_id,
-            user_id,
-            ..
-        } => ("task.deleted", event_id, task_id, user_id),
+pub async fn audit_log(
+    event: TaskChanged,
+    State(db): State<Db>,
+    EventId(ce_id): EventId,
+) -> anyhow::Result<()> {
+    let e = event.view();
+    let title = match db.task(e.task_id).await? {
+        Some(task) => task.title,
+        None => e.payload["title"].as_str().unwrap_or_default().to_owned(),
     };
-    tracing::info!(event_type, task_id, user_id = %user_id, "audit: recorded");
-    store.audit(AuditEntry {
-        event_id: event_id.clone(),
-        event_type: event_type.into(),
-        task_id: *task_id,
-        user_id: user_id.clone(),
-    });
+    if title.starts_with(FAIL_MARKER) {
+        return Err(Permanent::new(format!(
+            "task {} is titled {title:?}: the audit log refuses titles starting with {FAIL_MARKER:?} (rename it, then replay)",
+            e.task_id
+        ))
+        .into());
+    }
+    let entry = AuditEntry {
+        event_id: non_empty(e.event_id, &ce_id),
+        event_type: e.event_type.into(),
+        task_id: e.task_id,
+        user_id: e.user_id.into(),
+        occurred_at: e.timestamp.into(),
+    };
+    let new = db.audit(&entry).await?;
+    tracing::info!(
+        event_type = e.event_type,
+        task_id = e.task_id,
+        user_id = e.user_id,
+        new,
+        "audit: recorded"
+    );
     Ok(())
 }
 
-/// Recurring tasks: completing a recurring task creates its next occurrence, once. The
-/// completion is audited here too, so the audit log holds every task event.
+/// Recurring tasks: completing a recurring task creates its next occurrence, once (idempotent
+/// handler, and a `UNIQUE` constraint in the database). The completion is audited here too,
+/// so the audit log holds every task event.
 #[event_handler(topic = "task-events", retry = [30, 300, 1800], dlq = "dlq", idempotent)]
 pub async fn on_task_completed(
     event: TaskCompleted,
-    State(store): State<Store>,
+    State(db): State<Db>,
     publisher: Publisher,
-    EventId(id): EventId,
+    EventId(ce_id): EventId,
     Attempt(attempt): Attempt,
 ) -> anyhow::Result<()> {
-    tracing::info!(task_id = event.task_id, %id, attempt, "task completed");
-    store.audit(AuditEntry {
-        event_id: event.event_id.clone(),
+    tracing::info!(task_id = event.task_id, %ce_id, attempt, "task completed");
+    db.audit(&AuditEntry {
+        event_id: non_empty(&event.event_id, &ce_id),
         event_type: "task.completed".into(),
         task_id: event.task_id,
         user_id: event.user_id.clone(),
-    });
-    let Some(task) = store.get(event.task_id) else {
-        return Ok(());
+        occurred_at: event.timestamp.clone(),
+    })
+    .await?;
+    let Some(task) = db.task(event.task_id).await? else {
+        return Ok(()); // deleted since: nothing recurs
     };
     if task.recurrence.is_none() {
         return Ok(());
     }
-    let (next, created) = store.create_next_occurrence(&task);
+    let (next, created) = db.create_next_occurrence(&task).await?;
     if created {
         tracing::info!(
             task_id = next.id,
             from = task.id,
             "recurring: next occurrence created"
         );
-        let payload = serde_json::to_value(&next)?;
-        publisher
-            .publish(
-                TASK_EVENTS,
-                &TaskEvent::new("created", next.id, &next.user_id, payload),
-            )
-            .await?;
+    }
+    // Published also when the occurrence existed already: a run that created it and then
+    // failed to publish is retried, and this is where the announcement happens. The event id
+    // is derived from the occurrence, so consumers see one event however often this runs.
+    let mut announce = TaskChanged::created(&next);
+    if let TaskChanged::Created { event_id, .. } = &mut announce {
+        *event_id = format!("task-{}-recurs-from-{}", next.id, task.id);
+    }
+    publisher
+        .publish(TASK_EVENTS, &announce)
+        .await
+        .context("announcing the next occurrence")?;
+    sync(&publisher, SyncAction::Created, &next).await;
+    Ok(())
+}
+
+/// Reminders: records the notification for the user (once per event) and pushes it to their
+/// open pages. Retried on the reference's schedule for `reminder.due`.
+#[event_handler(
+    topic = "reminders",
+    retry = exponential(initial = 1, factor = 2, attempts = 10, cap = 512),
+    idempotent
+)]
+pub async fn on_reminder_due(
+    event: crate::events::ReminderDue,
+    State(db): State<Db>,
+    publisher: Publisher,
+) -> anyhow::Result<()> {
+    let message = match &event.due_at {
+        Some(due) => format!("Reminder: {} (due {due})", event.title),
+        None => format!("Reminder: {}", event.title),
+    };
+    let new = db
+        .record_notification(&Notification {
+            event_id: event.event_id.clone(),
+            task_id: event.task_id,
+            user_id: event.user_id.clone(),
+            message,
+            created_at: chrono::Utc::now(),
+        })
+        .await?;
+    tracing::info!(task_id = event.task_id, user_id = %event.user_id, new, "reminder: notified");
+    if let Some(task) = db.task(event.task_id).await? {
+        sync(&publisher, SyncAction::Reminder, &task).await;
     }
     Ok(())
+}
+
+/// Real-time sync: hands each update to this replica's connected clients (`GET /tasks/stream`
+/// filters them by user). Never fails: with no client connected the update goes nowhere, and a
+/// client that missed some reloads the list when it reconnects.
+#[event_handler(topic = "task-updates", pubsub = "kafka-fanout")]
+pub async fn on_task_sync(update: TaskSync, State(updates): State<Updates>) {
+    let clients = updates.send(update);
+    tracing::debug!(clients, "task update pushed");
+}
+
+/// The DLQ: stores every dead letter (`GET /dlq` lists them, `POST /dlq/replay` replays them).
+#[event_handler(topic = "dlq", retry = [1, 5, 30])]
+pub async fn on_dead_letter(letter: DeadLetter, State(db): State<Db>) -> anyhow::Result<()> {
+    tracing::warn!(
+        event_id = %letter.event.id,
+        event_type = %letter.event.ty,
+        handler = letter.handler.as_deref().unwrap_or("-"),
+        reason = %letter.reason,
+        "dead letter stored"
+    );
+    db.store_dead_letter(&letter).await
+}
+
+/// Publishes a `task.sync` for `task`. Best effort: the change is already stored and announced
+/// on `task-events`; a client that misses a push catches up when it reloads.
+pub async fn sync(publisher: &Publisher, action: SyncAction, task: &crate::db::Task) {
+    let update = TaskSync::new(action, task);
+    if let Err(e) = publisher
+        .publish_to(FANOUT_PUBSUB, TASK_UPDATES, &update)
+        .await
+    {
+        tracing::warn!(error = %e, task_id = task.id, "task update not published");
+    }
+}
+
+fn non_empty(id: &str, fallback: &str) -> String {
+    if id.is_empty() { fallback } else { id }.to_owned()
 }

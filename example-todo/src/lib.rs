@@ -1,29 +1,137 @@
-//! The Phase V todo service: a REST API that publishes the reference's task events, and the
-//! handlers that consume them, built with `event-runtime`.
+//! The Phase V todo service: a REST API over a database (SQLite or PostgreSQL) that publishes
+//! the reference's task events, the handlers that consume them (audit log, recurring tasks,
+//! reminders, live updates, the DLQ), a reminder scheduler and a live page — built with
+//! `event-runtime`.
 //!
-//! Run it with `cargo run -p example-todo` (embedded broker, nothing to install) or under a
-//! Dapr sidecar (`EVENTS_MODE=dapr`).
+//! Run it with `cargo run -p example-todo` (embedded broker, SQLite in `todo.db`, nothing to
+//! install) or under a Dapr sidecar (`EVENTS_MODE=dapr`); see `example-todo/README.md`.
 
 pub mod api;
+pub mod db;
 pub mod events;
 pub mod handlers;
-pub mod store;
+pub mod scheduler;
 
-use event_runtime::App;
+use event_runtime::{App, TopicSpec};
+use tokio::sync::broadcast;
 
-/// The service: the event app with its state, and the API routes to merge in.
-pub fn service() -> (App, axum::Router) {
-    let (app, routes, _) = service_parts();
-    (app, routes)
+use crate::db::Db;
+use crate::events::TaskSync;
+use crate::scheduler::Scheduler;
+
+/// The live updates of this replica: the `task-updates` handler sends, every open
+/// `GET /tasks/stream` receives (and keeps its user's).
+#[derive(Clone, Debug)]
+pub struct Updates(broadcast::Sender<TaskSync>);
+
+impl Default for Updates {
+    fn default() -> Self {
+        Updates(broadcast::channel(1024).0)
+    }
 }
 
-/// [`service`], with a handle on the data (tests look at it).
-pub fn service_parts() -> (App, axum::Router, store::Store) {
-    let store = store::Store::default();
-    let app = App::new().with_state(store.clone());
-    let api = api::Api {
-        store: store.clone(),
-        publisher: app.publisher(),
+impl Updates {
+    /// Hands `update` to every connected client; answers how many there are.
+    pub fn send(&self, update: TaskSync) -> usize {
+        self.0.send(update).unwrap_or(0)
+    }
+
+    /// A receiver for one client.
+    pub fn subscribe(&self) -> broadcast::Receiver<TaskSync> {
+        self.0.subscribe()
+    }
+}
+
+/// The topics of the Phase V contract (§3), declared once: they drive `example-todo manifests`
+/// (Strimzi `KafkaTopic`s) and the real-stack suite's topic creation.
+pub fn topics() -> [TopicSpec; 4] {
+    use events::{DLQ, REMINDERS, TASK_EVENTS, TASK_UPDATES};
+    [
+        TopicSpec::new(TASK_EVENTS)
+            .partitions(12)
+            .retention_days(7)
+            .retention_cloud_days(30),
+        TopicSpec::new(REMINDERS)
+            .partitions(12)
+            .retention_days(7)
+            .retention_cloud_days(30),
+        TopicSpec::new(TASK_UPDATES)
+            .partitions(12)
+            .retention_days(1),
+        TopicSpec::new(DLQ)
+            .partitions(12)
+            .retention_days(7)
+            .retention_cloud_days(30),
+    ]
+}
+
+/// `app` with the service's topics and what it publishes where (for the AsyncAPI `send`s).
+pub fn declare(app: App) -> App {
+    use events::{
+        ReminderDue, TaskChanged, TaskCompleted, TaskSync, REMINDERS, TASK_EVENTS, TASK_UPDATES,
     };
-    (app, api::routes(api), store)
+    app.with_topics(topics())
+        .publishes::<TaskChanged>(TASK_EVENTS)
+        .publishes::<TaskCompleted>(TASK_EVENTS)
+        .publishes::<ReminderDue>(REMINDERS)
+        .publishes::<TaskSync>(TASK_UPDATES)
+}
+
+/// The whole service, wired: the event app, the API routes (their publisher is the app's, so
+/// in a test they publish into the app's embedded broker), the database, the live updates and
+/// the reminder scheduler.
+#[derive(Debug)]
+pub struct Service {
+    /// Every `#[event_handler]` of the service, with the database and updates as state.
+    pub app: App,
+    /// `GET /`, the task API, `GET /tasks/stream`, `/dlq`.
+    pub routes: axum::Router,
+    /// The database.
+    pub db: Db,
+    /// The live updates.
+    pub updates: Updates,
+    /// The reminder scheduler.
+    pub scheduler: Scheduler,
+}
+
+impl Service {
+    /// The service on `db`, with every handler of the program.
+    pub fn new(db: Db) -> Service {
+        Service::with_app(App::new(), db)
+    }
+
+    /// The service on `db`, with `app` (a test's, say: `App::new().with_mode(Mode::Embedded)`).
+    pub fn with_app(app: App, db: Db) -> Service {
+        let updates = Updates::default();
+        let app = declare(app);
+        let app = app.with_state(db.clone()).with_state(updates.clone());
+        let publisher = app.publisher();
+        let api = api::Api {
+            db: db.clone(),
+            publisher: publisher.clone(),
+            updates: updates.clone(),
+        };
+        Service {
+            routes: api::routes(api),
+            scheduler: Scheduler::new(db.clone(), publisher),
+            app,
+            db,
+            updates,
+        }
+    }
+
+    /// Serves on `0.0.0.0:$APP_PORT` with the reminder scheduler ticking, until SIGTERM/Ctrl-C.
+    pub async fn serve(self) -> std::io::Result<()> {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], event_runtime::config::app_port()));
+        self.serve_on(tokio::net::TcpListener::bind(addr).await?)
+            .await
+    }
+
+    /// [`Service::serve`] on a listener you bound (tests bind port 0).
+    pub async fn serve_on(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let ticker = tokio::spawn(self.scheduler.run(scheduler::tick_interval()));
+        let result = self.app.serve_on(listener, self.routes).await;
+        ticker.abort();
+        result
+    }
 }

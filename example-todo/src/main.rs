@@ -1,4 +1,20 @@
-//! `example-todo`: serve the todo service (default), or print its subscriptions.
+//! `example-todo`: the todo service and its tools.
+//!
+//! ```text
+//! example-todo [serve]        serve the API, the page and the handlers (default)
+//! example-todo subscriptions  print what GET /dapr/subscribe answers
+//! example-todo manifests      print the Dapr Subscription + Strimzi KafkaTopic manifests
+//! example-todo asyncapi       print the AsyncAPI document of the service's events
+//! example-todo dlq replay [--type T] [--handler H] [--since RFC3339] [--until RFC3339] [--url URL]
+//!                             replay dead letters through a running service's POST /dlq/replay
+//! ```
+
+use anyhow::Context as _;
+use event_runtime::App;
+use serde_json::{json, Value};
+
+const USAGE: &str = "usage: example-todo [serve | subscriptions | manifests | asyncapi | \
+dlq replay [--type T] [--handler H] [--since RFC3339] [--until RFC3339] [--url http://127.0.0.1:8080]]";
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -8,18 +24,99 @@ fn init_tracing() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (app, routes) = example_todo::service();
-    match std::env::args().nth(1).as_deref() {
-        None | Some("serve") => {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] | ["serve"] => {
             init_tracing();
-            app.serve_with(routes).await?;
+            let db = example_todo::db::Db::from_env().await?;
+            tracing::info!(backend = db.backend(), "database ready");
+            example_todo::Service::new(db).serve().await?;
         }
-        Some("subscriptions") => {
-            println!("{}", serde_json::to_string_pretty(&app.subscriptions())?)
+        ["subscriptions"] => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&App::new().subscriptions())?
+            )
         }
-        Some(other) => {
-            anyhow::bail!("unknown command `{other}`: use `serve` (default) or `subscriptions`")
+        ["manifests"] => print!("{}", example_todo::declare(App::new()).manifests()),
+        ["asyncapi"] => println!(
+            "{}",
+            serde_json::to_string_pretty(&example_todo::declare(App::new()).asyncapi())?
+        ),
+        ["dlq", "replay", rest @ ..] => dlq_replay(rest).await?,
+        ["help" | "--help" | "-h"] => println!("{USAGE}"),
+        other => anyhow::bail!("unknown command `{}`\n{USAGE}", other.join(" ")),
+    }
+    Ok(())
+}
+
+/// `dlq replay`: asks the running service to replay, prints the summary; fails when some
+/// letters could not be re-published.
+async fn dlq_replay(args: &[&str]) -> anyhow::Result<()> {
+    let mut url = std::env::var("TODO_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let mut filter = serde_json::Map::new();
+    let mut it = args.iter();
+    while let Some(&flag) = it.next() {
+        let value = it
+            .next()
+            .with_context(|| format!("`{flag}` needs a value\n{USAGE}"))?;
+        let key = match flag {
+            "--type" => "event_type",
+            "--handler" => "handler",
+            "--since" => "since",
+            "--until" => "until",
+            "--url" => {
+                url = value.trim_end_matches('/').to_owned();
+                continue;
+            }
+            _ => anyhow::bail!("unknown option `{flag}`\n{USAGE}"),
+        };
+        if matches!(key, "since" | "until") {
+            chrono::DateTime::parse_from_rfc3339(value)
+                .with_context(|| format!("`{flag} {value}`: not an RFC 3339 time"))?;
         }
+        filter.insert(key.into(), json!(value));
+    }
+    let shown = if filter.is_empty() {
+        "every pending dead letter".to_owned()
+    } else {
+        Value::Object(filter.clone()).to_string()
+    };
+    println!("replaying {shown} through {url}/dlq/replay ...");
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/dlq/replay"))
+        .json(&Value::Object(filter))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the service at {url}"))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        anyhow::bail!(
+            "the service answered {status}: {}",
+            body["error"].as_str().unwrap_or(&body.to_string())
+        );
+    }
+    let failed = body["failed"].as_array().cloned().unwrap_or_default();
+    println!(
+        "matched {}, replayed {}, failed {}",
+        body["matched"],
+        body["replayed"],
+        failed.len()
+    );
+    for f in &failed {
+        println!(
+            "  failed: {} — {}",
+            f[0].as_str().unwrap_or("?"),
+            f[1].as_str().unwrap_or("?")
+        );
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} dead letters could not be replayed (still pending)",
+            failed.len()
+        );
     }
     Ok(())
 }

@@ -1,116 +1,85 @@
-//! The todo service end to end in-process: REST calls publish the reference's task events, the
-//! embedded broker delivers them through the Dapr routes, the handlers run.
+//! The todo service end to end in-process, on SQLite: REST calls publish the reference's task
+//! events, the embedded broker delivers them through the Dapr routes, the handlers run.
+
+mod common;
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use event_runtime::testing::TestApp;
+use common::{start, start_on, user};
+use event_runtime::App;
+use example_todo::db::Db;
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
-
-struct Service {
-    events: TestApp,
-    api: axum::Router,
-    store: example_todo::store::Store,
-}
-
-async fn start() -> Service {
-    let (app, api, store) = example_todo::service_parts();
-    Service {
-        events: TestApp::start(app).await,
-        api,
-        store,
-    }
-}
-
-impl Service {
-    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-        let req = Request::builder().method(method).uri(uri);
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.api.clone().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-}
 
 #[tokio::test]
 async fn creating_and_completing_a_recurring_task_runs_the_handlers() {
     let s = start().await;
-    let (code, task) = s
-        .call(
-            "POST",
-            "/tasks",
-            Some(json!({"user_id": "u-1", "title": "water plants", "recurrence": "weekly"})),
-        )
-        .await;
-    assert_eq!(code, 201, "{task}");
-    let id = task["id"].as_i64().unwrap();
-    let (code, done) = s.call("POST", &format!("/tasks/{id}/complete"), None).await;
-    assert_eq!((code, &done["completed"]), (200, &json!(true)));
-    s.events.wait_idle().await;
-
-    let published = s.events.published_to("task-events");
-    let types: Vec<&str> = published.iter().map(|e| e.ty.as_str()).collect();
-    assert_eq!(
-        types,
-        ["task.created", "task.completed", "task.created"],
-        "the next occurrence is announced too"
-    );
-    for e in &published {
-        assert_eq!(e.partition_key.as_deref(), Some("u-1"));
-        for field in [
-            "event_id",
-            "event_type",
-            "event_version",
-            "task_id",
-            "user_id",
-            "timestamp",
-            "payload",
-        ] {
-            assert!(e.data.get(field).is_some(), "{field} missing in {}", e.data);
-        }
-        assert_eq!(e.id, e.data["event_id"], "CloudEvent id is the event_id");
-    }
-    let next = s
-        .store
-        .next_occurrence_of(id)
-        .expect("next occurrence created");
-    assert!(!next.completed);
-    let audit: Vec<String> = s
-        .store
-        .audit_log()
-        .iter()
-        .map(|a| format!("{} {}", a.event_type, a.task_id))
-        .collect();
-    assert_eq!(audit.len(), 3, "{audit:?}");
-    assert!(audit.contains(&format!("task.completed {id}")));
+    common::recurring_task_scenario(&s).await;
     assert_eq!(s.events.runs_of("on_task_completed").len(), 1);
-    assert_eq!(s.events.runs_of("audit_log").len(), 2);
-    let (_, list) = s.call("GET", "/tasks?user_id=u-1", None).await;
-    assert_eq!(list.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn tasks_are_read_replaced_and_deleted() {
+    common::crud_scenario(&start().await).await;
+}
+
+#[tokio::test]
+async fn a_due_reminder_is_published_once_and_notified() {
+    let s = start().await;
+    common::reminder_scenario(&s).await;
+    let runs = s.events.runs_of("on_reminder_due");
+    assert!(runs.iter().all(|r| r.outcome == "success"), "{runs:?}");
+}
+
+#[tokio::test]
+async fn a_failing_handler_dead_letters_and_the_replay_brings_it_back() {
+    common::dlq_scenario(&start().await).await;
+}
+
+#[test]
+fn handlers_follow_the_reference_retry_schedules() {
+    let app = App::new();
+    let schedule = |name: &str| {
+        app.handlers()
+            .iter()
+            .find(|h| h.def.name == name)
+            .unwrap_or_else(|| panic!("no handler {name}"))
+            .def
+            .retry
+            .to_vec()
+    };
+    assert_eq!(
+        schedule("on_reminder_due"),
+        [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    );
+    assert_eq!(schedule("on_task_completed"), [30, 300, 1800]);
+    assert_eq!(schedule("audit_log"), [1, 2, 4, 8, 16]);
+    let topics: Vec<(String, String)> = app
+        .subscriptions()
+        .iter()
+        .map(|s| (s.pubsubname.clone(), s.topic.clone()))
+        .filter(|(_, t)| !t.contains(".retry."))
+        .collect();
+    for want in [
+        ("kafka-pubsub", "task-events"),
+        ("kafka-pubsub", "reminders"),
+        ("kafka-fanout", "task-updates"),
+        ("kafka-pubsub", "dlq"),
+    ] {
+        assert!(
+            topics.iter().any(|(p, t)| p == want.0 && t == want.1),
+            "{want:?} not subscribed: {topics:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_redelivered_completion_creates_no_second_occurrence() {
     let s = start().await;
-    let (_, task) = s
-        .call(
-            "POST",
-            "/tasks",
-            Some(json!({"user_id": "u-2", "title": "t", "recurrence": "daily"})),
-        )
+    let u = user("redeliver");
+    let task = s
+        .create(json!({"user_id": u, "title": "t", "recurrence": "daily"}))
         .await;
     s.call("POST", &format!("/tasks/{}/complete", task["id"]), None)
         .await;
@@ -123,8 +92,12 @@ async fn a_redelivered_completion_creates_no_second_occurrence() {
         .unwrap();
     s.events.send(completed).await.unwrap();
     s.events.wait_idle().await;
-    let occurrences = s.store.list("u-2").len();
-    assert_eq!(occurrences, 2, "original + one occurrence");
+    let (_, list) = s.call("GET", &format!("/tasks?user_id={u}"), None).await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "original + one occurrence"
+    );
     assert_eq!(
         s.events
             .runs_of("on_task_completed")
@@ -133,11 +106,21 @@ async fn a_redelivered_completion_creates_no_second_occurrence() {
             .collect::<Vec<_>>(),
         ["success", "skipped"]
     );
+    // The database guards it too, whatever the idempotency store says.
+    let original =
+        s.db.task(task["id"].as_i64().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    let (again, created) = s.db.create_next_occurrence(&original).await.unwrap();
+    assert!(!created);
+    assert_eq!(Some(again.id), list[1]["id"].as_i64());
 }
 
 #[tokio::test]
 async fn bad_requests_get_json_errors() {
     let s = start().await;
+    let long = "x".repeat(501);
     let cases = [
         ("POST", "/tasks", Some(json!({"title": "no user"})), 422),
         (
@@ -152,41 +135,228 @@ async fn bad_requests_get_json_errors() {
             Some(json!({"user_id": "u", "title": ""})),
             422,
         ),
+        (
+            "POST",
+            "/tasks",
+            Some(json!({"user_id": "u", "title": long})),
+            422,
+        ),
+        (
+            "POST",
+            "/tasks",
+            Some(json!({"user_id": "u", "title": "x", "recurrence": "hourly"})),
+            422,
+        ),
+        (
+            "POST",
+            "/tasks",
+            Some(json!({"user_id": "u", "title": "x", "remind_at": "tomorrow"})),
+            422,
+        ),
+        (
+            "POST",
+            "/tasks",
+            Some(json!({"user_id": "u", "title": "x", "due_at": 5})),
+            422,
+        ),
         ("POST", "/tasks/999/complete", None, 404),
         ("GET", "/tasks/999", None, 404),
+        ("GET", "/tasks/abc", None, 400),
+        ("PUT", "/tasks/999", Some(json!({"title": "x"})), 404),
         ("DELETE", "/tasks/999", None, 404),
         ("GET", "/tasks", None, 400),
+        ("GET", "/tasks/stream", None, 400),
+        ("GET", "/notifications", None, 400),
+        (
+            "POST",
+            "/dlq/replay",
+            Some(json!({"since": "yesterday"})),
+            422,
+        ),
+        ("POST", "/dlq/replay", Some(json!({"typo": "x"})), 422),
     ];
     for (method, uri, body, want) in cases {
         let (code, answer) = s.call(method, uri, body.clone()).await;
         assert_eq!(code, want, "{method} {uri} {body:?}: {answer}");
         assert!(answer["error"].is_string(), "{method} {uri}: {answer}");
     }
+    let task = s.create(json!({"user_id": "owner", "title": "x"})).await;
+    let uri = format!("/tasks/{}", task["id"]);
+    for (body, want) in [
+        (json!({"recurrence": "daily"}), 422),            // no title
+        (json!({"title": "x", "user_id": "thief"}), 422), // owner cannot change
+        (json!({"title": ["x"]}), 422),
+    ] {
+        let (code, answer) = s.call("PUT", &uri, Some(body.clone())).await;
+        assert_eq!(code, want, "PUT {body}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let (code, answer) = s
+        .send(
+            Request::post("/tasks")
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer["error"].is_string());
+}
+
+async fn consume_fixture(fixture: &str, event_type: &str) {
+    let s = start().await;
+    let u = user("python");
+    let task = s.create(json!({"user_id": u, "title": "t"})).await;
+    s.events.wait_idle().await;
+    let id = task["id"].as_i64().unwrap();
+    let body = fixture
+        .replace("user-456", &u)
+        .replace("\\\"task_id\\\": 123", &format!("\\\"task_id\\\": {id}"));
+    assert!(
+        body.contains(&u) && !body.contains("123"),
+        "fixture rewritten: {body}"
+    );
+    let (_, answer) = s
+        .events
+        .post("/_dispatch/kafka-pubsub/task-events", body)
+        .await;
+    assert_eq!(answer["status"], "SUCCESS", "{answer}");
+    s.events.wait_idle().await;
+    let audit = s.db.audit_log().await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.event_type == event_type && a.task_id == id && a.user_id == u),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]
-async fn an_event_from_a_python_service_is_consumed() {
-    // Exactly what the reference's Python example publishes (a bare JSON body, no content type):
-    // Dapr delivers it as type com.dapr.event.sent with `data` a JSON string.
-    let s = start().await;
-    let (_, task) = s
-        .call(
-            "POST",
-            "/tasks",
-            Some(json!({"user_id": "user-456", "title": "t"})),
+async fn the_reference_python_publish_is_consumed() {
+    // Exactly what the reference's Python example publishes (§4: a bare JSON POST of
+    // event_type, user_id, task_id): Dapr delivers com.dapr.event.sent, `data` a JSON string.
+    consume_fixture(
+        include_str!("fixtures/python-task-completed-minimal.json"),
+        "task.completed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_full_python_task_event_is_consumed() {
+    // The reference's TaskEvent model (§2), all seven fields, published the same way.
+    consume_fixture(
+        include_str!("fixtures/python-task-completed-full.json"),
+        "task.completed",
+    )
+    .await;
+    consume_fixture(
+        include_str!("fixtures/python-task-created-full.json"),
+        "task.created",
+    )
+    .await;
+}
+
+/// The next SSE event (keep-alive comments skipped), or a panic after 10 s.
+async fn next_event(body: &mut Body) -> String {
+    loop {
+        let frame = tokio::time::timeout(
+            Duration::from_secs(10),
+            http_body_util::BodyExt::frame(body),
         )
+        .await
+        .expect("an SSE event in time")
+        .expect("the stream is open")
+        .unwrap();
+        if let Ok(data) = frame.into_data() {
+            let text = String::from_utf8(data.to_vec()).unwrap();
+            if !text.starts_with(':') {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_stream_pushes_a_users_changes_only() {
+    let s = start().await;
+    let (me, other) = (user("me"), user("other"));
+    let resp = tower::ServiceExt::oneshot(
+        s.api.clone(),
+        Request::get(format!("/tasks/stream?user_id={me}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    assert!(next_event(&mut body).await.starts_with("event: ready"));
+    s.create(json!({"user_id": other, "title": "not mine"}))
+        .await;
+    let mine = s.create(json!({"user_id": me, "title": "mine"})).await;
+    s.events.wait_idle().await;
+    let text = next_event(&mut body).await;
+    assert!(text.starts_with("event: task\n"), "{text}");
+    let data: Value =
+        serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    assert_eq!(data["event_type"], "task.sync");
+    assert_eq!(data["action"], "created");
+    assert_eq!(data["user_id"], me.as_str());
+    assert_eq!(data["task"], mine);
+    s.call("POST", &format!("/tasks/{}/complete", mine["id"]), None)
         .await;
     s.events.wait_idle().await;
-    let fixture =
-        include_str!("fixtures/python-task-completed.json").replace("123", &task["id"].to_string());
-    let (_, answer) = s
-        .events
-        .post("/_dispatch/kafka-pubsub/task-events", fixture)
-        .await;
-    assert_eq!(answer["status"], "SUCCESS");
-    assert!(s
-        .store
-        .audit_log()
-        .iter()
-        .any(|a| a.event_type == "task.completed" && a.user_id == "user-456"));
+    let text = next_event(&mut body).await;
+    assert!(text.contains("\"action\":\"completed\""), "{text}");
+}
+
+#[tokio::test]
+async fn the_page_is_served() {
+    let s = start().await;
+    let resp = tower::ServiceExt::oneshot(
+        s.api.clone(),
+        Request::get("/").body(Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let html = String::from_utf8(html.to_vec()).unwrap();
+    assert!(html.contains("new EventSource(") && html.contains("/tasks/stream"));
+}
+
+#[tokio::test]
+async fn a_sqlite_file_keeps_the_data_and_migrates_once() {
+    let path = std::env::temp_dir().join(format!("todo-test-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let id = {
+        let s = start_on(Db::connect(&url).await.unwrap()).await;
+        let task = s.create(json!({"user_id": "u", "title": "kept"})).await;
+        s.events.wait_idle().await;
+        task["id"].as_i64().unwrap()
+    };
+    let db = Db::connect(&url)
+        .await
+        .expect("reopened, migrations already applied");
+    assert_eq!(db.task(id).await.unwrap().unwrap().title, "kept");
+    assert_eq!(db.audit_log().await.unwrap().len(), 1);
+    drop(db);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[tokio::test]
+async fn a_bad_database_url_says_what_is_wrong() {
+    let err = Db::connect("mysql://localhost/todo").await.unwrap_err();
+    assert!(err.to_string().contains("sqlite: or postgres://"), "{err}");
 }

@@ -1,0 +1,667 @@
+//! The service's data, in SQLite (a local file by default) or PostgreSQL (`DATABASE_URL=postgres://...`).
+//!
+//! Both backends run the same queries; the schema differs only where SQL does
+//! (`migrations/sqlite`, `migrations/postgres`). Migrations are embedded in the binary and run
+//! by [`Db::connect`], with sqlx's migration table and locking.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use event_runtime::dlq::DeadLetter;
+use serde::{Deserialize, Serialize};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+/// Where the data lives when `DATABASE_URL` is not set: `todo.db` in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://todo.db";
+
+/// A task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Id.
+    pub id: i64,
+    /// Owner (the partition key of its events).
+    pub user_id: String,
+    /// Title.
+    pub title: String,
+    /// Whether it is done.
+    pub completed: bool,
+    /// When it is due.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When to remind the owner (a `reminder.due` event is published then).
+    pub remind_at: Option<DateTime<Utc>>,
+    /// When the reminder was published; `None` while it is pending.
+    pub reminder_sent_at: Option<DateTime<Utc>>,
+    /// `daily`, `weekly` or `monthly` for a recurring task.
+    pub recurrence: Option<String>,
+    /// The task this one is the next occurrence of.
+    pub recurs_from: Option<i64>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The fields of a task that its owner sets (`POST /tasks`, `PUT /tasks/{id}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFields {
+    /// Title.
+    pub title: String,
+    /// Due time.
+    pub due_at: Option<DateTime<Utc>>,
+    /// Reminder time.
+    pub remind_at: Option<DateTime<Utc>>,
+    /// `daily`, `weekly` or `monthly`.
+    pub recurrence: Option<String>,
+}
+
+/// One audit-log entry: a task event, recorded once (unique on `event_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The event's id.
+    pub event_id: String,
+    /// Its type.
+    pub event_type: String,
+    /// The task.
+    pub task_id: i64,
+    /// The owner.
+    pub user_id: String,
+    /// The event's own timestamp, as it came.
+    pub occurred_at: String,
+}
+
+/// A reminder delivered to its user (once per `reminder.due` event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The `reminder.due` event it came from.
+    pub event_id: String,
+    /// The task.
+    pub task_id: i64,
+    /// The owner.
+    pub user_id: String,
+    /// What the user is told.
+    pub message: String,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A dead letter as stored from the `dlq` topic, with its replay state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDeadLetter {
+    /// `dlq:<handler>:<event id>`: one row per event and handler.
+    pub id: String,
+    /// How often this event was dead-lettered by this handler (replays that failed again count).
+    pub times_dead_lettered: i64,
+    /// When the latest record arrived.
+    pub received_at: DateTime<Utc>,
+    /// Whether it was replayed since it was last dead-lettered.
+    pub replayed: bool,
+    /// When it was last replayed.
+    pub replayed_at: Option<DateTime<Utc>>,
+    /// The record: the original event, the handler, every failure, the reason.
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The database: a connection pool to SQLite or PostgreSQL. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: Pool,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool: the same query text and code serve both
+/// backends, each with its own native types.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match &$db.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+macro_rules! task_columns {
+    () => {
+        "id, user_id, title, completed, due_at, remind_at, reminder_sent_at, recurrence, \
+         recurs_from, created_at, updated_at"
+    };
+}
+
+type TaskRow = (
+    i64,
+    String,
+    String,
+    bool,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<i64>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+fn task(row: TaskRow) -> Task {
+    let (
+        id,
+        user_id,
+        title,
+        completed,
+        due_at,
+        remind_at,
+        reminder_sent_at,
+        recurrence,
+        recurs_from,
+        created_at,
+        updated_at,
+    ) = row;
+    Task {
+        id,
+        user_id,
+        title,
+        completed,
+        due_at,
+        remind_at,
+        reminder_sent_at,
+        recurrence,
+        recurs_from,
+        created_at,
+        updated_at,
+    }
+}
+
+type DeadLetterRow = (
+    String,
+    i64,
+    DateTime<Utc>,
+    bool,
+    Option<DateTime<Utc>>,
+    String,
+);
+
+fn dead_letter(row: DeadLetterRow) -> anyhow::Result<StoredDeadLetter> {
+    let (id, times_dead_lettered, received_at, replayed, replayed_at, record) = row;
+    Ok(StoredDeadLetter {
+        letter: serde_json::from_str(&record)
+            .with_context(|| format!("dead letter {id} is not a DeadLetter record"))?,
+        id,
+        times_dead_lettered,
+        received_at,
+        replayed,
+        replayed_at,
+    })
+}
+
+/// The migrations, embedded at compile time.
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+const SQLITE_MIGRATIONS: Embedded = Embedded(&[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)]);
+const POSTGRES_MIGRATIONS: Embedded = Embedded(&[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)]);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        let migrations = self
+            .0
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+/// Whether `url` names an in-memory SQLite database (each connection would get its own).
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+impl Db {
+    /// `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
+    pub async fn from_env() -> anyhow::Result<Db> {
+        let url = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        Db::connect(&url).await
+    }
+
+    /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://...`) and runs the
+    /// migrations. A SQLite file is created when missing.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
+            Migrator::new(POSTGRES_MIGRATIONS)
+                .await?
+                .run(&pool)
+                .await
+                .context("PostgreSQL migrations failed")?;
+            Pool::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("invalid SQLite URL {url}"))?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = if in_memory(url) {
+                // One connection, kept forever: the database lives as long as it does.
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(options)
+                    .await
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(5)
+                    .connect_with(options.journal_mode(SqliteJournalMode::Wal))
+                    .await
+            }
+            .with_context(|| format!("cannot open SQLite database {url}"))?;
+            Migrator::new(SQLITE_MIGRATIONS)
+                .await?
+                .run(&pool)
+                .await
+                .context("SQLite migrations failed")?;
+            Pool::Sqlite(pool)
+        } else {
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite: or postgres://, not `{}`",
+                redact(url)
+            );
+        };
+        Ok(Db { pool })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Creates a task for `user_id`.
+    pub async fn create_task(&self, user_id: &str, fields: &TaskFields) -> anyhow::Result<Task> {
+        let now = Utc::now();
+        let row: TaskRow = on_pool!(self, pool => sqlx::query_as(concat!(
+            "INSERT INTO tasks (user_id, title, completed, due_at, remind_at, recurrence, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ", task_columns!()))
+            .bind(user_id)
+            .bind(&fields.title)
+            .bind(false)
+            .bind(fields.due_at)
+            .bind(fields.remind_at)
+            .bind(&fields.recurrence)
+            .bind(now)
+            .fetch_one(pool)
+            .await)?;
+        Ok(task(row))
+    }
+
+    /// A task by id.
+    pub async fn task(&self, id: i64) -> anyhow::Result<Option<Task>> {
+        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(
+            concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(task))
+    }
+
+    /// A user's tasks, oldest first.
+    pub async fn tasks_of(&self, user_id: &str) -> anyhow::Result<Vec<Task>> {
+        let rows: Vec<TaskRow> = on_pool!(self, pool => sqlx::query_as(
+            concat!("SELECT ", task_columns!(), " FROM tasks WHERE user_id = $1 ORDER BY id"))
+            .bind(user_id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows.into_iter().map(task).collect())
+    }
+
+    /// Replaces a task's fields. A changed `remind_at` makes its reminder pending again.
+    pub async fn update_task(&self, id: i64, fields: &TaskFields) -> anyhow::Result<Option<Task>> {
+        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(concat!(
+            "UPDATE tasks SET title = $2, due_at = $3, \
+                 reminder_sent_at = CASE WHEN remind_at IS NOT DISTINCT FROM $4 THEN reminder_sent_at ELSE NULL END, \
+                 remind_at = $4, recurrence = $5, updated_at = $6 \
+             WHERE id = $1 RETURNING ", task_columns!()))
+            .bind(id)
+            .bind(&fields.title)
+            .bind(fields.due_at)
+            .bind(fields.remind_at)
+            .bind(&fields.recurrence)
+            .bind(Utc::now())
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(task))
+    }
+
+    /// Marks a task done. `Some((task, true))` when this call completed it, `Some((task, false))`
+    /// when it was done already, `None` when there is no such task.
+    pub async fn complete_task(&self, id: i64) -> anyhow::Result<Option<(Task, bool)>> {
+        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(concat!(
+            "UPDATE tasks SET completed = $2, updated_at = $3 WHERE id = $1 AND completed = $4 RETURNING ",
+            task_columns!()))
+            .bind(id)
+            .bind(true)
+            .bind(Utc::now())
+            .bind(false)
+            .fetch_optional(pool)
+            .await)?;
+        match row {
+            Some(row) => Ok(Some((task(row), true))),
+            None => Ok(self.task(id).await?.map(|t| (t, false))),
+        }
+    }
+
+    /// Deletes a task, answering it as it was.
+    pub async fn delete_task(&self, id: i64) -> anyhow::Result<Option<Task>> {
+        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(
+            concat!("DELETE FROM tasks WHERE id = $1 RETURNING ", task_columns!()))
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(task))
+    }
+
+    /// The task created as the next occurrence of `id`, if any.
+    pub async fn next_occurrence_of(&self, id: i64) -> anyhow::Result<Option<Task>> {
+        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(
+            concat!("SELECT ", task_columns!(), " FROM tasks WHERE recurs_from = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(task))
+    }
+
+    /// Creates the next occurrence of recurring task `from`, once: the `UNIQUE (recurs_from)`
+    /// constraint makes a second call (a redelivered event, a concurrent replica) create nothing
+    /// and answer the existing occurrence with `false`.
+    pub async fn create_next_occurrence(&self, from: &Task) -> anyhow::Result<(Task, bool)> {
+        let step =
+            |t: Option<DateTime<Utc>>| t.and_then(|t| next_time(t, from.recurrence.as_deref()));
+        let now = Utc::now();
+        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(concat!(
+            "INSERT INTO tasks (user_id, title, completed, due_at, remind_at, recurrence, recurs_from, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (recurs_from) DO NOTHING RETURNING ",
+            task_columns!()))
+            .bind(&from.user_id)
+            .bind(&from.title)
+            .bind(false)
+            .bind(step(from.due_at))
+            .bind(step(from.remind_at))
+            .bind(&from.recurrence)
+            .bind(from.id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await)?;
+        match row {
+            Some(row) => Ok((task(row), true)),
+            None => {
+                let existing = self
+                    .next_occurrence_of(from.id)
+                    .await?
+                    .context("the next occurrence exists but cannot be read")?;
+                Ok((existing, false))
+            }
+        }
+    }
+
+    /// Records an audit entry; `false` when its event was recorded already.
+    pub async fn audit(&self, entry: &AuditEntry) -> anyhow::Result<bool> {
+        let done = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO audit_log (event_id, event_type, task_id, user_id, occurred_at, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING")
+            .bind(&entry.event_id)
+            .bind(&entry.event_type)
+            .bind(entry.task_id)
+            .bind(&entry.user_id)
+            .bind(&entry.occurred_at)
+            .bind(Utc::now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    /// The audit log, in the order it was recorded.
+    pub async fn audit_log(&self) -> anyhow::Result<Vec<AuditEntry>> {
+        let rows: Vec<(String, String, i64, String, String)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT event_id, event_type, task_id, user_id, occurred_at FROM audit_log ORDER BY recorded_at, event_id")
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(event_id, event_type, task_id, user_id, occurred_at)| AuditEntry {
+                    event_id,
+                    event_type,
+                    task_id,
+                    user_id,
+                    occurred_at,
+                },
+            )
+            .collect())
+    }
+
+    /// The tasks whose reminder is due at `now` and not sent yet, each claimed for this caller
+    /// (`reminder_sent_at` set by a conditional update, so that two schedulers never both
+    /// publish one reminder). Completed tasks are not reminded.
+    pub async fn claim_due_reminders(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<Task>> {
+        let due: Vec<TaskRow> = on_pool!(self, pool => sqlx::query_as(concat!(
+            "SELECT ", task_columns!(), " FROM tasks \
+             WHERE reminder_sent_at IS NULL AND remind_at <= $1 AND completed = $2 ORDER BY remind_at, id"))
+            .bind(now)
+            .bind(false)
+            .fetch_all(pool)
+            .await)?;
+        let mut claimed = Vec::new();
+        for row in due {
+            let mut t = task(row);
+            let won = on_pool!(self, pool => sqlx::query(
+                "UPDATE tasks SET reminder_sent_at = $2 WHERE id = $1 AND reminder_sent_at IS NULL AND remind_at = $3")
+                .bind(t.id)
+                .bind(now)
+                .bind(t.remind_at)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))?;
+            if won == 1 {
+                t.reminder_sent_at = Some(now);
+                claimed.push(t);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Makes a claimed reminder pending again (its publish failed; the next tick retries it).
+    pub async fn release_reminder(&self, id: i64) -> anyhow::Result<()> {
+        on_pool!(self, pool => sqlx::query("UPDATE tasks SET reminder_sent_at = NULL WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Records a notification; `false` when its event was recorded already.
+    pub async fn record_notification(&self, n: &Notification) -> anyhow::Result<bool> {
+        let done = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO notifications (event_id, task_id, user_id, message, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING")
+            .bind(&n.event_id)
+            .bind(n.task_id)
+            .bind(&n.user_id)
+            .bind(&n.message)
+            .bind(n.created_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    /// A user's notifications, oldest first.
+    pub async fn notifications_of(&self, user_id: &str) -> anyhow::Result<Vec<Notification>> {
+        let rows: Vec<(String, i64, String, String, DateTime<Utc>)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT event_id, task_id, user_id, message, created_at FROM notifications \
+             WHERE user_id = $1 ORDER BY created_at, event_id")
+            .bind(user_id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(event_id, task_id, user_id, message, created_at)| Notification {
+                    event_id,
+                    task_id,
+                    user_id,
+                    message,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Stores a dead letter. The same event dead-lettered again by the same handler (a replay
+    /// that failed again) updates its row and makes it pending again.
+    pub async fn store_dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
+        use event_runtime::Event as _;
+        let id = letter.event_id().unwrap_or_else(|| letter.event.id.clone());
+        let record = serde_json::to_string(letter)?;
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO dead_letters (id, event_id, event_type, handler, reason, last_failure_at, record, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, last_failure_at = excluded.last_failure_at, \
+                 record = excluded.record, received_at = excluded.received_at, replayed = $9, \
+                 times_dead_lettered = dead_letters.times_dead_lettered + 1")
+            .bind(&id)
+            .bind(&letter.event.id)
+            .bind(&letter.event.ty)
+            .bind(&letter.handler)
+            .bind(&letter.reason)
+            .bind(&letter.last_failure_at)
+            .bind(record)
+            .bind(Utc::now())
+            .bind(false)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Every stored dead letter, newest first; only those not replayed yet with `pending_only`.
+    pub async fn dead_letters(&self, pending_only: bool) -> anyhow::Result<Vec<StoredDeadLetter>> {
+        let rows: Vec<DeadLetterRow> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, times_dead_lettered, received_at, replayed, replayed_at, record FROM dead_letters \
+             WHERE replayed = $1 OR $2 ORDER BY received_at DESC, id")
+            .bind(false)
+            .bind(!pending_only)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(dead_letter).collect()
+    }
+
+    /// Marks dead letters replayed (or, with `false`, pending again).
+    pub async fn mark_replayed(&self, ids: &[String], replayed: bool) -> anyhow::Result<()> {
+        let at = replayed.then(Utc::now);
+        for id in ids {
+            on_pool!(self, pool => sqlx::query(
+                "UPDATE dead_letters SET replayed = $2, replayed_at = COALESCE($3, replayed_at) WHERE id = $1")
+                .bind(id)
+                .bind(replayed)
+                .bind(at)
+                .execute(pool)
+                .await
+                .map(|_| ()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The next time after `t` for a recurrence (`None` for an unknown one).
+pub fn next_time(t: DateTime<Utc>, recurrence: Option<&str>) -> Option<DateTime<Utc>> {
+    match recurrence? {
+        "daily" => t.checked_add_signed(chrono::Duration::days(1)),
+        "weekly" => t.checked_add_signed(chrono::Duration::weeks(1)),
+        "monthly" => t.checked_add_months(chrono::Months::new(1)),
+        _ => None,
+    }
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recurrences_step_forward() {
+        let t: DateTime<Utc> = "2026-01-31T09:00:00Z".parse().unwrap();
+        assert_eq!(
+            next_time(t, Some("daily")).unwrap().to_rfc3339(),
+            "2026-02-01T09:00:00+00:00"
+        );
+        assert_eq!(
+            next_time(t, Some("weekly")).unwrap().to_rfc3339(),
+            "2026-02-07T09:00:00+00:00"
+        );
+        assert_eq!(
+            next_time(t, Some("monthly")).unwrap().to_rfc3339(),
+            "2026-02-28T09:00:00+00:00"
+        );
+        assert_eq!(next_time(t, None), None);
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("postgres://todo:s3cret@db:5432/todo"),
+            "postgres://todo:***@db:5432/todo"
+        );
+        assert_eq!(redact("sqlite://todo.db"), "sqlite://todo.db");
+    }
+}

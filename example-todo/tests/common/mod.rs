@@ -1,0 +1,354 @@
+//! The service in-process on its embedded broker, and the scenarios both databases run.
+#![allow(dead_code)] // each test binary uses part of it
+
+use axum::body::Body;
+use axum::http::Request;
+use event_runtime::testing::TestApp;
+use event_runtime::{App, Mode};
+use example_todo::db::Db;
+use example_todo::scheduler::Scheduler;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+/// The service: its events on a `TestApp`, its API routes publishing into the same broker.
+pub struct Service {
+    pub events: TestApp,
+    pub api: axum::Router,
+    pub db: Db,
+    pub scheduler: Scheduler,
+}
+
+/// A fresh in-memory SQLite database.
+pub async fn memory_db() -> Db {
+    Db::connect("sqlite::memory:")
+        .await
+        .expect("in-memory SQLite")
+}
+
+pub async fn start() -> Service {
+    start_on(memory_db().await).await
+}
+
+pub async fn start_on(db: Db) -> Service {
+    let s = example_todo::Service::with_app(App::new().with_mode(Mode::Embedded), db);
+    Service {
+        events: TestApp::start(s.app).await,
+        api: s.routes,
+        db: s.db,
+        scheduler: s.scheduler,
+    }
+}
+
+impl Service {
+    /// Sends a request to the API; answers the status and the JSON body (`null` if none).
+    pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
+        let req = Request::builder().method(method).uri(uri);
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(req).await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> (u16, Value) {
+        let resp = self.api.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// `POST /tasks`, expecting 201; answers the task.
+    pub async fn create(&self, body: Value) -> Value {
+        let (code, task) = self.call("POST", "/tasks", Some(body)).await;
+        assert_eq!(code, 201, "{task}");
+        task
+    }
+
+    pub async fn audited(&self, task_id: i64) -> Vec<String> {
+        self.db
+            .audit_log()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.task_id == task_id)
+            .map(|a| a.event_type)
+            .collect()
+    }
+}
+
+/// Task ids are per database; user ids keep the scenarios apart on a shared one (PostgreSQL).
+pub fn user(name: &str) -> String {
+    format!("{name}-{}", &uuid::Uuid::new_v4().to_string()[..8])
+}
+
+/// Create, complete a recurring task: the events, the next occurrence, the audit log.
+pub async fn recurring_task_scenario(s: &Service) {
+    let u = user("recurring");
+    let task = s
+        .create(
+            json!({"user_id": u, "title": "water plants", "recurrence": "weekly",
+                       "due_at": "2026-12-01T09:00:00Z", "remind_at": "2026-12-01T08:00:00Z"}),
+        )
+        .await;
+    let id = task["id"].as_i64().unwrap();
+    assert_eq!(task["completed"], false);
+    let (code, done) = s.call("POST", &format!("/tasks/{id}/complete"), None).await;
+    assert_eq!((code, &done["completed"]), (200, &json!(true)), "{done}");
+    s.events.wait_idle().await;
+
+    let published: Vec<_> = s
+        .events
+        .published_to("task-events")
+        .into_iter()
+        .filter(|e| e.partition_key.as_deref() == Some(u.as_str()))
+        .collect();
+    let types: Vec<&str> = published.iter().map(|e| e.ty.as_str()).collect();
+    assert_eq!(
+        types,
+        ["task.created", "task.completed", "task.created"],
+        "the next occurrence is announced too"
+    );
+    for e in &published {
+        for field in [
+            "event_id",
+            "event_type",
+            "event_version",
+            "task_id",
+            "user_id",
+            "timestamp",
+            "payload",
+        ] {
+            assert!(e.data.get(field).is_some(), "{field} missing in {}", e.data);
+        }
+        assert_eq!(e.data["event_type"], e.ty.as_str());
+        assert_eq!(e.data["event_version"], "1.0");
+        assert_eq!(e.id, e.data["event_id"], "CloudEvent id is the event_id");
+    }
+    let next =
+        s.db.next_occurrence_of(id)
+            .await
+            .unwrap()
+            .expect("next occurrence");
+    assert!(!next.completed);
+    assert_eq!(next.title, "water plants");
+    assert_eq!(
+        next.due_at.unwrap().to_rfc3339(),
+        "2026-12-08T09:00:00+00:00"
+    );
+    assert_eq!(
+        next.remind_at.unwrap().to_rfc3339(),
+        "2026-12-08T08:00:00+00:00"
+    );
+    assert_eq!(s.audited(id).await, ["task.created", "task.completed"]);
+    assert_eq!(s.audited(next.id).await, ["task.created"]);
+    let (_, list) = s.call("GET", &format!("/tasks?user_id={u}"), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+
+    // Completing it again is a no-op: no second event.
+    let (code, _) = s.call("POST", &format!("/tasks/{id}/complete"), None).await;
+    assert_eq!(code, 200);
+    s.events.wait_idle().await;
+    let completions = s
+        .events
+        .published_to("task-events")
+        .iter()
+        .filter(|e| e.ty == "task.completed" && e.data["task_id"] == id)
+        .count();
+    assert_eq!(completions, 1);
+}
+
+/// Read, replace, delete; each change is an event, audited once.
+pub async fn crud_scenario(s: &Service) {
+    let u = user("crud");
+    let task = s.create(json!({"user_id": u, "title": "draft"})).await;
+    let id = task["id"].as_i64().unwrap();
+    let (code, got) = s.call("GET", &format!("/tasks/{id}"), None).await;
+    assert_eq!((code, &got), (200, &task));
+    let (code, put) = s
+        .call("PUT", &format!("/tasks/{id}"),
+              Some(json!({"title": "final", "due_at": "2027-01-01T00:00:00Z", "recurrence": "monthly"})))
+        .await;
+    assert_eq!(code, 200, "{put}");
+    assert_eq!(
+        (put["title"].as_str(), put["recurrence"].as_str()),
+        (Some("final"), Some("monthly"))
+    );
+    assert_eq!(put["due_at"], "2027-01-01T00:00:00Z");
+    let (code, _) = s.call("DELETE", &format!("/tasks/{id}"), None).await;
+    assert_eq!(code, 204);
+    let (code, _) = s.call("GET", &format!("/tasks/{id}"), None).await;
+    assert_eq!(code, 404);
+    s.events.wait_idle().await;
+    assert_eq!(
+        s.audited(id).await,
+        ["task.created", "task.updated", "task.deleted"]
+    );
+    let updated = s
+        .events
+        .published_to("task-events")
+        .into_iter()
+        .find(|e| e.ty == "task.updated" && e.data["task_id"] == id)
+        .unwrap();
+    assert_eq!(updated.data["payload"]["title"], "final");
+}
+
+/// The scheduler publishes a due reminder once; the handler records the notification once.
+pub async fn reminder_scenario(s: &Service) {
+    let u = user("remind");
+    let task = s
+        .create(json!({"user_id": u, "title": "call mum", "remind_at": "2030-05-01T10:00:00Z"}))
+        .await;
+    let id = task["id"].as_i64().unwrap();
+    let before: chrono::DateTime<chrono::Utc> = "2030-05-01T09:59:59Z".parse().unwrap();
+    let at: chrono::DateTime<chrono::Utc> = "2030-05-01T10:00:00Z".parse().unwrap();
+    assert!(
+        !s.scheduler
+            .tick(before)
+            .await
+            .unwrap()
+            .published
+            .contains(&id),
+        "not due yet"
+    );
+    assert!(
+        s.scheduler.tick(at).await.unwrap().published.contains(&id),
+        "due"
+    );
+    assert!(
+        !s.scheduler
+            .tick(at + chrono::Duration::hours(1))
+            .await
+            .unwrap()
+            .published
+            .contains(&id),
+        "once"
+    );
+    s.events.wait_idle().await;
+
+    let reminders: Vec<_> = s
+        .events
+        .published_to("reminders")
+        .into_iter()
+        .filter(|e| e.data["task_id"] == id)
+        .collect();
+    assert_eq!(reminders.len(), 1);
+    assert_eq!(reminders[0].ty, "reminder.due");
+    assert_eq!(reminders[0].partition_key.as_deref(), Some(u.as_str()));
+    let (code, notes) = s
+        .call("GET", &format!("/notifications?user_id={u}"), None)
+        .await;
+    assert_eq!(code, 200);
+    let notes = notes.as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["message"], "Reminder: call mum");
+    let (_, t) = s.call("GET", &format!("/tasks/{id}"), None).await;
+    assert_eq!(t["reminder_sent_at"], "2030-05-01T10:00:00Z");
+
+    // A new remind_at makes the reminder pending again.
+    s.call(
+        "PUT",
+        &format!("/tasks/{id}"),
+        Some(json!({"title": "call mum", "remind_at": "2030-05-02T10:00:00Z"})),
+    )
+    .await;
+    let next_day: chrono::DateTime<chrono::Utc> = "2030-05-02T10:00:00Z".parse().unwrap();
+    assert!(s
+        .scheduler
+        .tick(next_day)
+        .await
+        .unwrap()
+        .published
+        .contains(&id));
+}
+
+/// A handler that fails permanently: the event is in /dlq with its failure; fix, replay, done.
+pub async fn dlq_scenario(s: &Service) {
+    let u = user("dlq");
+    let task = s
+        .create(json!({"user_id": u, "title": "fail: audit me"}))
+        .await;
+    let id = task["id"].as_i64().unwrap();
+    s.events.wait_idle().await;
+    assert!(s.audited(id).await.is_empty());
+    let (code, letters) = s.call("GET", "/dlq?pending=true", None).await;
+    assert_eq!(code, 200);
+    let mine: Vec<&Value> = letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event"]["data"]["task_id"] == id)
+        .collect();
+    assert_eq!(mine.len(), 1, "{letters}");
+    let l = mine[0];
+    assert_eq!(l["event"]["type"], "task.created");
+    assert_eq!(l["event"]["topic"], "task-events");
+    assert!(l["handler"].as_str().unwrap().ends_with("audit_log"), "{l}");
+    assert_eq!(l["permanent"], true);
+    assert_eq!(l["replayed"], false);
+    assert!(
+        l["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("fail:"),
+        "{l}"
+    );
+
+    // Replaying a letter whose cause is still there: it fails and comes back, pending again.
+    let filter = json!({"event_type": "task.created", "handler": "audit_log"});
+    let (code, report) = s.call("POST", "/dlq/replay", Some(filter.clone())).await;
+    assert_eq!(code, 200, "{report}");
+    assert!(report["matched"].as_u64().unwrap() >= 1);
+    s.events.wait_idle().await;
+    let (_, letters) = s.call("GET", "/dlq?pending=true", None).await;
+    let again = letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["event"]["data"]["task_id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(again["times_dead_lettered"], 2);
+
+    // Fix the cause (the update itself is audited), replay: the original event is audited.
+    let (code, _) = s
+        .call(
+            "PUT",
+            &format!("/tasks/{id}"),
+            Some(json!({"title": "audit me"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, report) = s.call("POST", "/dlq/replay", Some(filter)).await;
+    assert_eq!(code, 200);
+    assert!(report["replayed"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["failed"], json!([]));
+    s.events.wait_idle().await;
+    let mut audited = s.audited(id).await;
+    audited.sort();
+    assert_eq!(audited, ["task.created", "task.updated"]);
+    let (_, all) = s.call("GET", "/dlq", None).await;
+    let mine = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["event"]["data"]["task_id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(mine["replayed"], true, "{mine}");
+    assert!(mine["replayed_at"].is_string());
+    let (_, pending) = s.call("GET", "/dlq?pending=true", None).await;
+    assert!(!pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["event"]["data"]["task_id"] == id));
+}
