@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: lint, unit + integration + UI tests, benchmarks build,
-# then the real-stack suite (daprd + Kafka + Redis, provisioned and started by scripts/e2e.sh).
+# The whole test suite, as CI runs it: lint, unit + integration + UI tests, the example on
+# PostgreSQL and in a browser, benchmarks build, then the real-stack suite (daprd + Kafka + Redis, provisioned and started by scripts/e2e.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace (unit, integration, doc, trybuild UI)"
 cargo test --workspace
+
+step "example-todo on a real PostgreSQL"
+example-todo/scripts/postgres-test.sh
+
+step "example-todo's live page in headless Chromium"
+scripts/browser-test.sh
 
 step "benchmarks build"
 cargo bench --workspace --no-run
