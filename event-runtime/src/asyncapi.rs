@@ -28,6 +28,24 @@ use crate::subscription::ResolvedHandler;
 /// The AsyncAPI version written.
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
 
+/// `#/$defs/X` → `#/components/schemas/X`, everywhere in `v`.
+fn rewrite_defs_refs(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                match child {
+                    Value::String(r) if k == "$ref" && r.starts_with("#/$defs/") => {
+                        *r = r.replacen("#/$defs/", "#/components/schemas/", 1);
+                    }
+                    _ => rewrite_defs_refs(child),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(rewrite_defs_refs),
+        _ => {}
+    }
+}
+
 /// One event type's schema, the input of [`asyncapi`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSchema {
@@ -129,9 +147,20 @@ pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventS
     let mut components_schemas = Map::new();
     components_schemas.insert("CloudEventAttributes".into(), cloud_event_attributes());
     for (s, k) in schemas.iter().zip(&schema_keys) {
-        components_schemas
-            .entry(k.clone())
-            .or_insert_with(|| s.schema.clone());
+        // schemars puts nested types under the schema's own `$defs` and refers to them as
+        // `#/$defs/X`: hoist them into `components.schemas` so the refs resolve in the document.
+        let mut schema = s.schema.clone();
+        if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+            for (name, mut def) in defs {
+                rewrite_defs_refs(&mut def);
+                components_schemas.entry(name).or_insert(def);
+            }
+        }
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+        }
+        rewrite_defs_refs(&mut schema);
+        components_schemas.entry(k.clone()).or_insert(schema);
     }
 
     let mut messages = Map::new();

@@ -11,6 +11,7 @@
 
 use chrono::{SecondsFormat, Utc};
 use event_runtime::Event;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::db::Task;
@@ -49,7 +50,7 @@ fn payload_of(task: &Task) -> serde_json::Value {
 }
 
 /// `task.created`, `task.updated` and `task.deleted`: the audit log's events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type")]
 #[event(version = "1.0")]
 pub enum TaskChanged {
@@ -231,7 +232,7 @@ impl TaskChanged {
 
 /// `task.completed`: the recurring-task handler's event. Its JSON carries
 /// `"event_type": "task.completed"` like the other task events (serde's tag on a struct).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "task.completed")]
 #[event(type = "task.completed", version = "1.0")]
 pub struct TaskCompleted {
@@ -268,7 +269,7 @@ impl TaskCompleted {
 }
 
 /// `reminder.due` on `reminders`: a task's reminder time has come.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "reminder.due")]
 #[event(type = "reminder.due", version = "1.0")]
 pub struct ReminderDue {
@@ -312,7 +313,7 @@ impl ReminderDue {
 }
 
 /// What changed, for a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncAction {
     /// The task is new.
@@ -329,7 +330,7 @@ pub enum SyncAction {
 
 /// `task.sync` on `task-updates`: one change for a user's connected clients (the page's live
 /// list, through `GET /tasks/stream`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "task.sync")]
 #[event(type = "task.sync", version = "1.0")]
 pub struct TaskSync {

@@ -5,6 +5,9 @@
 //! example-todo subscriptions  print what GET /dapr/subscribe answers
 //! example-todo manifests      print the Dapr Subscription + Strimzi KafkaTopic manifests
 //! example-todo asyncapi       print the AsyncAPI document of the service's events
+//! example-todo schemas        print the event schema registry
+//! example-todo schemas check [--snapshot PATH]
+//!                             fail on a breaking change against the committed schema snapshot
 //! example-todo dlq replay [--type T] [--handler H] [--since RFC3339] [--until RFC3339] [--url URL]
 //!                             replay dead letters through a running service's POST /dlq/replay
 //! ```
@@ -13,7 +16,8 @@ use anyhow::Context as _;
 use event_runtime::App;
 use serde_json::{json, Value};
 
-const USAGE: &str = "usage: example-todo [serve | subscriptions | manifests | asyncapi | \
+const USAGE: &str = "usage: example-todo [serve | subscriptions | manifests | asyncapi | schemas | \
+schemas check [--snapshot PATH] | \
 dlq replay [--type T] [--handler H] [--since RFC3339] [--until RFC3339] [--url http://127.0.0.1:8080]]";
 
 fn init_tracing() {
@@ -44,6 +48,19 @@ async fn main() -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&example_todo::declare(App::new()).asyncapi())?
         ),
+        ["schemas"] => println!(
+            "{}",
+            serde_json::to_string_pretty(&event_runtime::schemas())?
+        ),
+        ["schemas", "check", rest @ ..] => {
+            let path = match rest {
+                [] => "example-todo/event-schemas.json",
+                ["--snapshot", path] => path,
+                _ => anyhow::bail!("usage: example-todo schemas check [--snapshot PATH]"),
+            };
+            event_runtime::schema::check_snapshot(path).map_err(anyhow::Error::msg)?;
+            println!("event schemas compatible with {path}");
+        }
         ["dlq", "replay", rest @ ..] => dlq_replay(rest).await?,
         ["help" | "--help" | "-h"] => println!("{USAGE}"),
         other => anyhow::bail!("unknown command `{}`\n{USAGE}", other.join(" ")),

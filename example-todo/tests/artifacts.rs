@@ -83,3 +83,11 @@ fn asyncapi_lists_every_topic_message_and_operation() {
         assert!(!node.is_null(), "dangling $ref {path}");
     }
 }
+
+#[test]
+fn event_schemas_stay_compatible_with_the_committed_snapshot() {
+    // Fails on a removed or retyped field, or a new required one, in a published major version.
+    // After an intended change: EVENT_SCHEMAS_UPDATE=1 cargo test -p example-todo, and review.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/event-schemas.json");
+    event_runtime::schema::check_snapshot(path).unwrap();
+}
