@@ -138,6 +138,9 @@ _stack_on_exit() {
 # (unless STACK_KEEP_RUN_DIR=1), keep it otherwise.
 stack_cleanup() {
   local rc="${1:-0}"
+  # A script that sourced this library may define stack_pre_cleanup_hook to stop its own
+  # processes (those not started with stack_spawn) before the stack goes down.
+  if declare -F stack_pre_cleanup_hook >/dev/null; then stack_pre_cleanup_hook || true; fi
   stack_stop_all
   if [[ -n "${STACK_RUN_DIR:-}" && -d "$STACK_RUN_DIR" ]]; then
     if [[ "$rc" == 0 && "${STACK_KEEP_RUN_DIR:-0}" != 1 ]]; then

@@ -1,0 +1,644 @@
+//! The application under test of the real-stack suite: one module of `#[event_handler]`s per
+//! scenario (`E2E_SCENARIO=s4` serves only `e2e_app::s4::*`), each run recorded as one JSON line
+//! in `$LEDGER_FILE`, every request daprd makes recorded in `$REQUEST_LOG`.
+//!
+//! `e2e-app --topics` prints every topic the handlers subscribe to (`topic:partitions`), so the
+//! script can create them before any daprd subscribes.
+
+// Handlers take every extractor there is, as axum handlers may: that is what is under test.
+#![allow(clippy::too_many_arguments)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State as AxState};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use e2e::ledger::{now_ms, AppendFile};
+use event_runtime::dlq::DeadLetter;
+use event_runtime::{
+    event_handler, Attempt, Event, EventId, EventType, PartitionKey, Permanent, Publisher,
+    PubsubName, Source, State, Topic, TraceContext,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The work item every scenario publishes; behaviour knobs ride in the data.
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(type = "e2e.work", version = "1.0")]
+pub struct Work {
+    /// Stable id (the CloudEvent id).
+    pub event_id: String,
+    /// Partition key.
+    pub user_id: String,
+    /// Position in the user's sequence.
+    pub seq: u64,
+    /// Runs with `attempt < fail_until_attempt` fail (transiently).
+    #[serde(default)]
+    pub fail_until_attempt: u32,
+    /// Fail permanently (straight to the DLQ).
+    #[serde(default)]
+    pub permanent: bool,
+    /// Sleep this long inside the handler (to be killed mid-run).
+    #[serde(default)]
+    pub sleep_ms: u64,
+}
+
+/// Seed-style events, tagged by `event_type` in the data (an internally tagged enum).
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[serde(tag = "event_type")]
+#[event(version = "1.0")]
+pub enum SeedChange {
+    /// Created.
+    #[serde(rename = "e2e.seed.created")]
+    Created {
+        /// Id.
+        event_id: String,
+        /// Owner.
+        user_id: String,
+        /// Task.
+        task_id: i64,
+    },
+    /// Updated.
+    #[serde(rename = "e2e.seed.updated")]
+    Updated {
+        /// Id.
+        event_id: String,
+        /// Owner.
+        user_id: String,
+        /// Task.
+        task_id: i64,
+    },
+}
+
+/// A seed-style event with its own struct and handler.
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(type = "e2e.seed.completed", version = "1.0")]
+pub struct SeedCompleted {
+    /// Id.
+    pub event_id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Task.
+    pub task_id: i64,
+}
+
+/// What every handler shares: the ledger.
+#[derive(Clone)]
+pub struct Ledger {
+    file: Arc<AppendFile>,
+    replica: String,
+}
+
+/// The CloudEvent side of one run, from the extractors.
+pub struct Meta {
+    handler: &'static str,
+    id: String,
+    source: String,
+    ty: String,
+    topic: String,
+    pubsub: String,
+    attempt: u32,
+    key: Option<String>,
+    traceparent: Option<String>,
+}
+
+impl Ledger {
+    fn line(&self, m: &Meta, outcome: &str, extra: Value) {
+        let mut v = json!({
+            "replica": self.replica, "handler": m.handler, "outcome": outcome,
+            "ce_id": m.id, "ce_source": m.source, "ce_type": m.ty, "topic": m.topic,
+            "pubsub": m.pubsub, "attempt": m.attempt, "partition_key": m.key,
+            "traceparent": m.traceparent, "time_ms": now_ms(),
+        });
+        if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
+            a.extend(b);
+        }
+        self.file.append_json(&v);
+    }
+
+    async fn work(&self, m: Meta, w: Work) -> anyhow::Result<()> {
+        let ids = json!({"event_id": w.event_id, "user": w.user_id, "seq": w.seq});
+        if w.sleep_ms > 0 {
+            self.line(&m, "start", ids.clone());
+            tokio::time::sleep(Duration::from_millis(w.sleep_ms)).await;
+        }
+        if w.permanent {
+            self.line(&m, "fail", ids);
+            return Err(anyhow::Error::new(Permanent::new(format!(
+                "planned permanent failure of {}",
+                w.event_id
+            ))));
+        }
+        if m.attempt < w.fail_until_attempt {
+            self.line(&m, "fail", ids);
+            anyhow::bail!("planned failure of {} at attempt {}", w.event_id, m.attempt);
+        }
+        self.line(&m, "ok", ids);
+        Ok(())
+    }
+
+    fn dead_letter(&self, m: Meta, l: DeadLetter) {
+        let failed: Vec<u32> = l.failures.iter().map(|f| f.attempt).collect();
+        let failed_at: Vec<&str> = l.failures.iter().map(|f| f.at.as_str()).collect();
+        self.line(
+            &m,
+            "dead_letter",
+            json!({
+                "event_id": l.event.id, "dl_handler": l.handler, "dl_attempts": l.attempts,
+                "dl_failed_attempts": failed, "dl_failed_at": failed_at, "dl_permanent": l.permanent,
+                "dl_reason": l.reason, "dl_topic": l.event.topic, "dl_partition_key": l.event.partition_key,
+                "dl_type": l.event.ty, "dl_data": l.event.data,
+            }),
+        );
+    }
+}
+
+/// Defines a handler of `Work` with the given attributes that records every run.
+macro_rules! work_handler {
+    ($name:ident, $($attr:tt)*) => {
+        /// A recorded `Work` handler.
+        #[event_handler($($attr)*)]
+        pub async fn $name(
+            w: Work,
+            EventId(id): EventId,
+            Source(source): Source,
+            EventType(ty): EventType,
+            Topic(topic): Topic,
+            PubsubName(pubsub): PubsubName,
+            Attempt(attempt): Attempt,
+            PartitionKey(key): PartitionKey,
+            tc: TraceContext,
+            State(ledger): State<Ledger>,
+        ) -> anyhow::Result<()> {
+            let m = Meta { handler: stringify!($name), id, source, ty, topic, pubsub, attempt, key, traceparent: tc.traceparent };
+            ledger.work(m, w).await
+        }
+    };
+}
+
+/// Defines a dead-letter consumer on `topic` that records every record.
+macro_rules! dlq_handler {
+    ($name:ident, $($attr:tt)*) => {
+        /// Records dead letters.
+        #[event_handler($($attr)*)]
+        pub async fn $name(
+            letter: DeadLetter,
+            EventId(id): EventId,
+            Source(source): Source,
+            EventType(ty): EventType,
+            Topic(topic): Topic,
+            PubsubName(pubsub): PubsubName,
+            Attempt(attempt): Attempt,
+            PartitionKey(key): PartitionKey,
+            State(ledger): State<Ledger>,
+        ) {
+            let m = Meta {
+                handler: stringify!($name),
+                id,
+                source,
+                ty,
+                topic,
+                pubsub,
+                attempt,
+                key,
+                traceparent: None,
+            };
+            ledger.dead_letter(m, letter);
+        }
+    };
+}
+
+/// 1: subscription discovery (main, retry and DLQ topics).
+pub mod s1 {
+    use super::*;
+    work_handler!(
+        s1_delayed,
+        topic = "s1-events",
+        retry = [1, 2],
+        dlq = "s1-dlq"
+    );
+    work_handler!(
+        s1_inline,
+        topic = "s1-inline",
+        retry = [1],
+        retry_mode = "inline",
+        dlq = "s1-dlq"
+    );
+    dlq_handler!(s1_dead_letters, topic = "s1-dlq");
+}
+
+/// 2: framework publisher -> Kafka -> daprd -> handler.
+pub mod s2 {
+    use super::*;
+    work_handler!(s2_work, topic = "s2-events", dlq = "s2-dlq", idempotent);
+    dlq_handler!(s2_dead_letters, topic = "s2-dlq");
+}
+
+/// 3: seed-style publishers dispatched on `event_type`.
+pub mod s3 {
+    use super::*;
+
+    /// The enum handler.
+    #[event_handler(topic = "s3-events", dlq = "s3-dlq")]
+    pub async fn s3_changes(
+        e: SeedChange,
+        EventId(id): EventId,
+        Source(source): Source,
+        EventType(ty): EventType,
+        Topic(topic): Topic,
+        PubsubName(pubsub): PubsubName,
+        Attempt(attempt): Attempt,
+        PartitionKey(key): PartitionKey,
+        State(ledger): State<Ledger>,
+    ) {
+        let (kind, event_id, user, task) = match &e {
+            SeedChange::Created {
+                event_id,
+                user_id,
+                task_id,
+            } => ("created", event_id, user_id, task_id),
+            SeedChange::Updated {
+                event_id,
+                user_id,
+                task_id,
+            } => ("updated", event_id, user_id, task_id),
+        };
+        let m = Meta {
+            handler: "s3_changes",
+            id,
+            source,
+            ty,
+            topic,
+            pubsub,
+            attempt,
+            key,
+            traceparent: None,
+        };
+        ledger.line(
+            &m,
+            "ok",
+            json!({"kind": kind, "event_id": event_id, "user": user, "task_id": task}),
+        );
+    }
+
+    /// The struct handler.
+    #[event_handler(topic = "s3-events", dlq = "s3-dlq")]
+    pub async fn s3_completed(
+        e: SeedCompleted,
+        EventId(id): EventId,
+        Source(source): Source,
+        EventType(ty): EventType,
+        Topic(topic): Topic,
+        PubsubName(pubsub): PubsubName,
+        Attempt(attempt): Attempt,
+        PartitionKey(key): PartitionKey,
+        State(ledger): State<Ledger>,
+    ) {
+        let m = Meta {
+            handler: "s3_completed",
+            id,
+            source,
+            ty,
+            topic,
+            pubsub,
+            attempt,
+            key,
+            traceparent: None,
+        };
+        ledger.line(&m, "ok", json!({"kind": "completed", "event_id": e.event_id, "user": e.user_id, "task_id": e.task_id}));
+    }
+    dlq_handler!(s3_dead_letters, topic = "s3-dlq");
+}
+
+/// 4: retry schedules, DLQ, restart, inline order.
+pub mod s4 {
+    use super::*;
+    work_handler!(
+        s4_delayed,
+        topic = "s4-events",
+        retry = [2, 3],
+        dlq = "s4-dlq",
+        idempotent
+    );
+    work_handler!(
+        s4_restart,
+        topic = "s4-restart",
+        retry = [8],
+        dlq = "s4-dlq",
+        idempotent
+    );
+    work_handler!(
+        s4_inline,
+        topic = "s4-inline",
+        retry = [1, 1],
+        retry_mode = "inline",
+        dlq = "s4-dlq"
+    );
+    dlq_handler!(s4_dead_letters, topic = "s4-dlq");
+}
+
+/// 5: exactly-once effect with duplicates and a SIGKILL mid-handler.
+pub mod s5 {
+    use super::*;
+    work_handler!(
+        s5_once,
+        topic = "s5-events",
+        retry = [1],
+        dlq = "s5-dlq",
+        idempotent
+    );
+    dlq_handler!(s5_dead_letters, topic = "s5-dlq");
+}
+
+/// 6: scale-out, two replicas in one consumer group.
+pub mod s6 {
+    use super::*;
+    work_handler!(
+        s6_work,
+        topic = "s6-task-events",
+        retry = [1],
+        retry_mode = "inline",
+        dlq = "s6-dlq",
+        idempotent
+    );
+    dlq_handler!(s6_dead_letters, topic = "s6-dlq");
+}
+
+/// 7: APP_API_TOKEN / DAPR_API_TOKEN.
+pub mod s7 {
+    use super::*;
+    work_handler!(
+        s7_work,
+        topic = "s7-events",
+        retry = [1],
+        dlq = "s7-dlq",
+        idempotent
+    );
+    dlq_handler!(s7_dead_letters, topic = "s7-dlq");
+}
+
+/// 8: bulk subscribe.
+pub mod s8 {
+    use super::*;
+    work_handler!(
+        s8_bulk,
+        topic = "s8-events",
+        bulk(max_messages = 10, max_await_ms = 500),
+        retry = [1],
+        dlq = "s8-dlq"
+    );
+    dlq_handler!(s8_dead_letters, topic = "s8-dlq");
+}
+
+/// 9: broker restart.
+pub mod s9 {
+    use super::*;
+    work_handler!(
+        s9_work,
+        topic = "s9-events",
+        retry = [1, 2],
+        dlq = "s9-dlq",
+        idempotent
+    );
+    dlq_handler!(s9_dead_letters, topic = "s9-dlq");
+}
+
+/// `POST /control/publish`: publish `Work` items with the framework's publisher, each user's
+/// items in order (users in parallel); a failed publish is retried for up to `retry_for_ms`.
+#[derive(Deserialize)]
+struct PublishRequest {
+    topic: String,
+    events: Vec<Work>,
+    #[serde(default)]
+    retry_for_ms: u64,
+    #[serde(default = "default_parallel")]
+    parallel: usize,
+}
+
+fn default_parallel() -> usize {
+    16
+}
+
+async fn control_publish(
+    AxState(publisher): AxState<Publisher>,
+    Json(req): Json<PublishRequest>,
+) -> Response {
+    let mut by_user: Vec<(String, Vec<Work>)> = Vec::new();
+    for w in req.events {
+        match by_user.iter_mut().find(|(u, _)| *u == w.user_id) {
+            Some((_, v)) => v.push(w),
+            None => by_user.push((w.user_id.clone(), vec![w])),
+        }
+    }
+    let topic = Arc::new(req.topic);
+    let sem = Arc::new(tokio::sync::Semaphore::new(req.parallel.max(1)));
+    let mut tasks = Vec::new();
+    for (_, items) in by_user {
+        let (publisher, topic, sem) = (publisher.clone(), topic.clone(), sem.clone());
+        let retry_for = Duration::from_millis(req.retry_for_ms);
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let (mut ok, mut failed, mut retried) = (0u64, Vec::new(), 0u64);
+            for w in items {
+                let deadline = tokio::time::Instant::now() + retry_for;
+                loop {
+                    match publisher.publish(&topic, &w).await {
+                        Ok(()) => {
+                            ok += 1;
+                            break;
+                        }
+                        Err(e) if tokio::time::Instant::now() < deadline => {
+                            retried += 1;
+                            tracing::warn!(error = %e, event_id = %w.event_id, "publish failed, retrying");
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        Err(e) => {
+                            failed.push(json!({"event_id": w.event_id, "error": e.to_string()}));
+                            break;
+                        }
+                    }
+                }
+                if !failed.is_empty() {
+                    break; // keep the user's order: nothing after a lost item
+                }
+            }
+            (ok, failed, retried)
+        }));
+    }
+    let (mut ok, mut failed, mut retried) = (0u64, Vec::new(), 0u64);
+    for t in tasks {
+        match t.await {
+            Ok((o, f, r)) => {
+                ok += o;
+                failed.extend(f);
+                retried += r;
+            }
+            Err(e) => failed.push(json!({"error": e.to_string()})),
+        }
+    }
+    Json(json!({"published": ok, "failed": failed, "retried": retried})).into_response()
+}
+
+/// Records every request daprd makes (path, CloudEvent ids, bulk entries, the answer).
+async fn request_log(AxState(log): AxState<Arc<RequestLog>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let method = req.method().to_string();
+    if path.starts_with("/control")
+        || path == "/healthz"
+        || req.headers().contains_key(e2e::HARNESS_HEADER)
+    {
+        return next.run(req).await;
+    }
+    let had_token = req.headers().contains_key("dapr-api-token");
+    let key = req
+        .headers()
+        .get("__key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let partition = req
+        .headers()
+        .get("__partition")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let body_json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let t_start = now_ms();
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    let status = resp.status().as_u16();
+    let (rparts, rbody) = resp.into_parts();
+    let rbytes: Bytes = axum::body::to_bytes(rbody, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let answer: Value = serde_json::from_slice(&rbytes).unwrap_or(Value::Null);
+    let mut rec = json!({
+        "replica": log.replica, "method": method, "path": path, "http_status": status,
+        "t_start": t_start, "t_end": now_ms(), "had_token": had_token, "key": key,
+        "partition": partition, "content_type": content_type, "answer": answer,
+    });
+    if body_json.get("type").and_then(Value::as_str) == Some("com.dapr.event.sent.bulk") {
+        let entries: Vec<Value> = body_json["entries"]
+            .as_array()
+            .map(|es| {
+                es.iter()
+                    .map(|e| json!({"entryId": e["entryId"], "ce_id": e["event"]["id"], "event_id": e["event"]["data"]["event_id"]}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        rec["bulk_entries"] = Value::Array(entries);
+    } else if body_json.is_object() {
+        rec["ce_id"] = body_json["id"].clone();
+        rec["ce_type"] = body_json["type"].clone();
+        rec["datacontenttype"] = body_json["datacontenttype"].clone();
+        rec["event_id"] = body_json["data"]["event_id"].clone();
+        rec["data_is_string"] = Value::Bool(body_json["data"].is_string());
+    }
+    log.file.append_json(&rec);
+    Response::from_parts(rparts, Body::from(rbytes))
+}
+
+struct RequestLog {
+    file: AppendFile,
+    replica: String,
+}
+
+fn topics() {
+    let mut all: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
+    let mut add = |t: String, p: u32| {
+        let e = all.entry(t).or_insert(p);
+        *e = (*e).max(p);
+    };
+    for h in event_runtime::registered() {
+        let partitions = if h.module.ends_with("::s6") { 12 } else { 3 };
+        add(h.topic.to_owned(), partitions);
+        if h.retry_mode == event_runtime::RetryMode::Delayed {
+            for d in h.retry {
+                add(
+                    event_runtime::subscription::retry_topic(h.topic, *d),
+                    partitions,
+                );
+            }
+        }
+        if let Some(dlq) = h.dlq {
+            add(dlq.to_owned(), 3);
+        }
+    }
+    for (t, p) in all {
+        println!("{t}:{p}");
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--topics") {
+        topics();
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(false)
+        .init();
+    let scenario =
+        std::env::var("E2E_SCENARIO").map_err(|_| anyhow::anyhow!("E2E_SCENARIO is not set"))?;
+    let replica = std::env::var("REPLICA").unwrap_or_else(|_| "r1".into());
+    let ledger_path =
+        std::env::var("LEDGER_FILE").map_err(|_| anyhow::anyhow!("LEDGER_FILE is not set"))?;
+    let request_path =
+        std::env::var("REQUEST_LOG").map_err(|_| anyhow::anyhow!("REQUEST_LOG is not set"))?;
+    let port: u16 = std::env::var("APP_PORT")?.parse()?;
+    let suffix = format!("::{scenario}");
+    let app = event_runtime::App::with_handlers(
+        event_runtime::registered()
+            .into_iter()
+            .filter(|h| h.module.ends_with(&suffix)),
+    )?;
+    anyhow::ensure!(
+        !app.handlers().is_empty(),
+        "no handlers for scenario {scenario}"
+    );
+    let app = app.with_state(Ledger {
+        file: Arc::new(AppendFile::open(&ledger_path)?),
+        replica: replica.clone(),
+    });
+    tracing::info!(scenario, replica, mode = ?app.mode(), subscriptions = %serde_json::to_string(&app.subscriptions())?, "e2e app");
+    let log = Arc::new(RequestLog {
+        file: AppendFile::open(&request_path)?,
+        replica,
+    });
+    let control = Router::new()
+        .route("/control/publish", post(control_publish))
+        .with_state(app.publisher());
+    let router = app
+        .router()
+        .merge(control)
+        .layer(axum::middleware::from_fn_with_state(log, request_log));
+    let shutdown = app.shutdown_handle();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    tracing::info!(%port, "listening on 127.0.0.1");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            term.recv().await;
+            tracing::info!("SIGTERM: shutting down");
+            shutdown.shutdown();
+        })
+        .await?;
+    Ok(())
+}

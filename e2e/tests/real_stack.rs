@@ -1,0 +1,1112 @@
+//! The real-stack scenarios: Kafka + Redis + daprd + `e2e-app`. Run with `scripts/e2e.sh`.
+//!
+//! Each test uses its own topics (`sN-*`), app id and Kafka consumer group, its own ledger and
+//! logs; it waits by condition with deadlines and fails (it never skips) when the stack is not
+//! there.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use e2e::{lines, work, PairOpts, Scenario};
+use serde_json::{json, Value};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn uid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// `ok` lines per `event_id`.
+fn ok_counts(l: &[Value], handler: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for v in lines(l, handler, "ok") {
+        *m.entry(v["event_id"].as_str().unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    m
+}
+
+fn has_ok(l: &[Value], handler: &str, ids: &[String]) -> bool {
+    let c = ok_counts(l, handler);
+    ids.iter().all(|id| c.contains_key(id))
+}
+
+fn runs_of<'a>(l: &'a [Value], handler: &str, id: &str) -> Vec<&'a Value> {
+    l.iter()
+        .filter(|v| v["handler"] == handler && v["event_id"] == id && v["outcome"] != "start")
+        .collect()
+}
+
+fn t(v: &Value) -> i64 {
+    v["time_ms"].as_i64().expect("time_ms")
+}
+
+// ---------------------------------------------------------------------------------------- 1
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s1_daprd_discovers_subscriptions_with_retry_and_dlq_topics() {
+    let mut s = Scenario::new("s1");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+
+    let app_subs = s.app_subscriptions(&p).await;
+    let meta = s.metadata(&p).await;
+    let dsubs = meta["subscriptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    s.note(format!(
+        "app answers {} subscriptions; daprd lists {}",
+        app_subs.len(),
+        dsubs.len()
+    ));
+    for d in &dsubs {
+        s.note(format!("  daprd: {d}"));
+    }
+    let topics: BTreeSet<&str> = dsubs.iter().filter_map(|d| d["topic"].as_str()).collect();
+    let want: BTreeSet<&str> = [
+        "s1-events",
+        "s1-events.retry.1s",
+        "s1-events.retry.2s",
+        "s1-inline",
+        "s1-dlq",
+    ]
+    .into();
+    assert_eq!(
+        topics, want,
+        "daprd's subscribed topics (inline retries need no retry topic)"
+    );
+    for a in &app_subs {
+        let topic = a["topic"].as_str().unwrap();
+        let d = dsubs
+            .iter()
+            .find(|d| d["topic"] == topic && d["pubsubname"] == a["pubsubname"])
+            .unwrap_or_else(|| panic!("daprd lacks {topic}"));
+        let drules = d["rules"].as_array().cloned().unwrap_or_default();
+        let paths: Vec<&str> = drules.iter().filter_map(|r| r["path"].as_str()).collect();
+        for r in a["routes"]["rules"].as_array().unwrap() {
+            let rule = drules
+                .iter()
+                .find(|d| d["path"] == r["path"])
+                .unwrap_or_else(|| panic!("daprd lacks rule {r} of {topic}: {drules:?}"));
+            assert_eq!(rule["match"], r["match"], "CEL match of {topic}");
+        }
+        let default = a["routes"]["default"].as_str().unwrap();
+        assert!(
+            paths.contains(&default),
+            "default route {default} of {topic} not in {paths:?}"
+        );
+        assert_eq!(d["type"], "PROGRAMMATIC", "{d}");
+    }
+    // Main topic: the handler's CEL rule; retry topic: dispatch by the retry bookkeeping.
+    let main = app_subs.iter().find(|a| a["topic"] == "s1-events").unwrap();
+    assert_eq!(
+        main["routes"]["rules"][0]["match"],
+        "event.type == \"e2e.work\""
+    );
+    let subscribe_calls: Vec<Value> = s
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"] == "/dapr/subscribe")
+        .collect();
+    assert_eq!(
+        subscribe_calls.len(),
+        1,
+        "daprd fetches GET /dapr/subscribe once: {subscribe_calls:?}"
+    );
+    assert_eq!(subscribe_calls[0]["method"], "GET");
+}
+
+// ---------------------------------------------------------------------------------------- 2
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s2_framework_publisher_to_handler_with_cloudevent_attributes_and_key() {
+    let mut s = Scenario::new("s2");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let mut events = Vec::new();
+    let mut ids = Vec::new();
+    for (user, n) in [("user-7", 5u64), ("user-42", 3)] {
+        for seq in 0..n {
+            let id = format!("s2-{run}-{user}-{seq}");
+            events.push(work(&id, user, seq));
+            ids.push(id);
+        }
+    }
+    let t0 = Instant::now();
+    let r = s.publish(&p, "s2-events", &events).await;
+    assert_eq!(r["published"], 8, "{r}");
+    let l = s
+        .wait_ledger("8 events handled", secs(60), |l| has_ok(l, "s2_work", &ids))
+        .await;
+    s.note(format!(
+        "publish -> handled: {:.2}s",
+        t0.elapsed().as_secs_f64()
+    ));
+    for v in lines(&l, "s2_work", "ok") {
+        let id = v["event_id"].as_str().unwrap();
+        assert_eq!(v["ce_id"], id, "CloudEvent id is the event's event_id: {v}");
+        assert_eq!(v["ce_type"], "e2e.work", "{v}");
+        assert_eq!(
+            v["ce_source"],
+            s.app_id.as_str(),
+            "source is the publisher's app id: {v}"
+        );
+        assert_eq!(v["topic"], "s2-events");
+        assert_eq!(v["pubsub"], "kafka-pubsub");
+        assert_eq!(v["attempt"], 1);
+        assert_eq!(
+            v["partition_key"], v["user"],
+            "PartitionKey = the Kafka key = user id: {v}"
+        );
+        // daprd without a tracing configuration delivers `traceparent: ""` (the extractor
+        // gives None or an empty string for it); with one, a W3C `00-...` value.
+        let tp = v["traceparent"].as_str().unwrap_or_default();
+        assert!(tp.is_empty() || tp.starts_with("00-"), "{v}");
+    }
+    let reqs: Vec<Value> = s
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["event_id"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(&format!("s2-{run}")))
+        })
+        .collect();
+    assert_eq!(reqs.len(), 8, "one delivery per event: {reqs:?}");
+    let mut partitions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in &reqs {
+        let id = r["event_id"].as_str().unwrap();
+        let user = if id.contains("user-7") {
+            "user-7"
+        } else {
+            "user-42"
+        };
+        assert_eq!(r["key"], user, "Kafka __key header: {r}");
+        assert_eq!(
+            r["path"], "/events/s2-events/s2_work",
+            "routed by the CEL rule: {r}"
+        );
+        assert!(r["content_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("application/cloudevents+json"));
+        assert_eq!(r["datacontenttype"], "application/json");
+        assert_eq!(r["answer"]["status"], "SUCCESS");
+        partitions
+            .entry(user.into())
+            .or_default()
+            .insert(r["partition"].as_str().unwrap_or("?").to_owned());
+    }
+    for (u, ps) in &partitions {
+        assert_eq!(ps.len(), 1, "all of {u}'s events on one partition: {ps:?}");
+    }
+    // Order per user.
+    for user in ["user-7", "user-42"] {
+        let seqs: Vec<u64> = lines(&l, "s2_work", "ok")
+            .iter()
+            .filter(|v| v["user"] == user)
+            .map(|v| v["seq"].as_u64().unwrap())
+            .collect();
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, sorted, "{user} in order");
+    }
+}
+
+// ---------------------------------------------------------------------------------------- 3
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s3_seed_style_publishers_are_dispatched_on_event_type() {
+    let mut s = Scenario::new("s3");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    // (event_type, content type, expected handler, expected kind)
+    let cases: [(&str, Option<&str>, &str, &str); 5] = [
+        (
+            "e2e.seed.created",
+            Some("application/json"),
+            "s3_changes",
+            "created",
+        ),
+        ("e2e.seed.updated", None, "s3_changes", "updated"),
+        (
+            "e2e.seed.completed",
+            Some("application/json"),
+            "s3_completed",
+            "completed",
+        ),
+        ("e2e.seed.completed", None, "s3_completed", "completed"),
+        (
+            "e2e.seed.created",
+            Some("text/plain"),
+            "s3_changes",
+            "created",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (i, (ty, ct, _, _)) in cases.iter().enumerate() {
+        let id = format!("s3-{run}-{i}");
+        let body =
+            json!({"event_type": ty, "event_id": id, "user_id": format!("u{i}"), "task_id": i});
+        let mut req = s
+            .http
+            .post(format!(
+                "{}/v1.0/publish/kafka-pubsub/s3-events",
+                p.dapr_url()
+            ))
+            .body(body.to_string());
+        if let Some(ct) = ct {
+            req = req.header("content-type", *ct);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 204, "seed publish {i}");
+        ids.push(id);
+    }
+    let bogus = format!("s3-{run}-bogus");
+    let r = s
+        .http
+        .post(format!("{}/v1.0/publish/kafka-pubsub/s3-events", p.dapr_url()))
+        .header("content-type", "application/json")
+        .body(json!({"event_type": "e2e.seed.unknown", "event_id": bogus, "user_id": "u9", "task_id": 9}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let l = s
+        .wait_ledger("5 seed events handled + 1 dead letter", secs(60), |l| {
+            ids.iter().all(|id| {
+                l.iter()
+                    .any(|v| v["event_id"] == id.as_str() && v["outcome"] == "ok")
+            }) && l
+                .iter()
+                .any(|v| v["outcome"] == "dead_letter" && v["event_id"].as_str().is_some())
+        })
+        .await;
+    let reqs = s.requests();
+    for (i, (ty, ct, handler, kind)) in cases.iter().enumerate() {
+        let hits: Vec<&Value> = l
+            .iter()
+            .filter(|v| v["event_id"] == ids[i].as_str() && v["outcome"] == "ok")
+            .collect();
+        assert_eq!(
+            hits.len(),
+            1,
+            "case {i} ({ty}, {ct:?}) handled once: {hits:?}"
+        );
+        let v = hits[0];
+        assert_eq!(v["handler"], *handler, "case {i} ({ty}, {ct:?}): {v}");
+        assert_eq!(v["kind"], *kind, "case {i}: {v}");
+        assert_eq!(
+            v["ce_type"], "com.dapr.event.sent",
+            "seed events keep Dapr's type: {v}"
+        );
+        let req = reqs
+            .iter()
+            .find(|r| r["event_id"] == ids[i].as_str() || r["ce_id"] == v["ce_id"])
+            .unwrap_or_else(|| panic!("request of case {i}"));
+        assert_eq!(req["path"], "/_dispatch/kafka-pubsub/s3-events", "{req}");
+        s.note(format!(
+            "case {i}: {ty} content-type {ct:?} -> datacontenttype {} data_is_string {} -> {handler}",
+            req["datacontenttype"], req["data_is_string"]
+        ));
+        if ct.is_none() {
+            assert_eq!(req["datacontenttype"], "text/plain", "{req}");
+        }
+    }
+    // The unknown type is dead-lettered with the reason, not lost and not retried forever.
+    let dl = l.iter().find(|v| v["outcome"] == "dead_letter").unwrap();
+    assert!(
+        dl["dl_reason"].as_str().unwrap().contains("no handler"),
+        "{dl}"
+    );
+    assert_eq!(dl["dl_data"]["event_id"], bogus.as_str(), "{dl}");
+    assert_eq!(dl["dl_topic"], "s3-events");
+}
+
+// ---------------------------------------------------------------------------------------- 4
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s4_retry_schedules_dlq_restart_and_inline_order() {
+    let mut s = Scenario::new("s4");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+
+    // --- B: a delayed retry (8 s) survives a restart of the app and its sidecar.
+    let r_id = format!("s4-{run}-restart");
+    let mut ev = work(&r_id, "u-r", 0);
+    ev["fail_until_attempt"] = json!(2);
+    s.publish(&p, "s4-restart", &[ev]).await;
+    let l = s
+        .wait_ledger("restart: attempt 1 failed", secs(60), |l| {
+            !runs_of(l, "s4_restart", &r_id).is_empty()
+        })
+        .await;
+    let t_fail = t(runs_of(&l, "s4_restart", &r_id)[0]);
+    s.wait_until(
+        "restart: retry scheduled (answered SUCCESS)",
+        secs(30),
+        |s| {
+            let id = r_id.clone();
+            async move {
+                s.requests()
+                    .iter()
+                    .any(|r| r["event_id"] == id.as_str() && r["answer"]["status"] == "SUCCESS")
+            }
+        },
+    )
+    .await;
+    s.kill_app(&p);
+    s.stop_daprd(&p);
+    s.start_pair(&p).await;
+    let l = s
+        .wait_ledger("restart: attempt 2 ran after the restart", secs(60), |l| {
+            has_ok(l, "s4_restart", std::slice::from_ref(&r_id))
+        })
+        .await;
+    let runs = runs_of(&l, "s4_restart", &r_id);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[1]["attempt"], 2);
+    let waited = t(runs[1]) - t_fail;
+    s.note(format!(
+        "restart: attempt 2 ran {waited} ms after attempt 1 (delay 8000 ms)"
+    ));
+    assert!(waited >= 8000 - 100, "ran before its due time: {waited} ms");
+    assert!(waited <= 8000 + 25_000, "ran far too late: {waited} ms");
+
+    // --- A: schedule [2, 3] then the DLQ; a success on the first retry; a permanent failure.
+    let x = format!("s4-{run}-exhaust");
+    let y = format!("s4-{run}-second");
+    let z = format!("s4-{run}-permanent");
+    let mut ex = work(&x, "u-x", 0);
+    ex["fail_until_attempt"] = json!(99);
+    let mut ey = work(&y, "u-y", 0);
+    ey["fail_until_attempt"] = json!(2);
+    let mut ez = work(&z, "u-z", 0);
+    ez["permanent"] = json!(true);
+    // --- C: inline retries keep each user's order.
+    let mut inline = Vec::new();
+    let mut inline_ids = Vec::new();
+    for user in ["u-i1", "u-i2"] {
+        for seq in 0..8u64 {
+            let id = format!("s4-{run}-{user}-{seq}");
+            let mut e = work(&id, user, seq);
+            if seq == 3 {
+                e["fail_until_attempt"] = json!(2);
+            }
+            if seq == 5 {
+                e["fail_until_attempt"] = json!(3);
+            }
+            inline.push(e);
+            inline_ids.push(id);
+        }
+    }
+    s.publish(&p, "s4-events", &[ex, ey, ez]).await;
+    s.publish(&p, "s4-inline", &inline).await;
+    s.wait_ledger(
+        "schedules: y ok, x and z dead-lettered, inline done",
+        secs(90),
+        |l| {
+            has_ok(l, "s4_delayed", std::slice::from_ref(&y))
+                && has_ok(l, "s4_inline", &inline_ids)
+                && [&x, &z].iter().all(|id| {
+                    l.iter()
+                        .any(|v| v["outcome"] == "dead_letter" && v["event_id"] == id.as_str())
+                })
+        },
+    )
+    .await;
+    s.settle(secs(3), secs(30)).await;
+    let l = s.ledger();
+
+    // x: attempts 1, 2, 3 at +2 s and +3 s, then one dead letter with every failure.
+    let xr = runs_of(&l, "s4_delayed", &x);
+    assert_eq!(
+        xr.iter()
+            .map(|v| v["attempt"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{xr:?}"
+    );
+    let (d1, d2) = (t(xr[1]) - t(xr[0]), t(xr[2]) - t(xr[1]));
+    s.note(format!(
+        "x: attempt 2 after {d1} ms (want 2000), attempt 3 after {d2} ms (want 3000)"
+    ));
+    assert!(
+        (2000 - 100..=2000 + 10_000).contains(&d1),
+        "first retry delay {d1} ms"
+    );
+    assert!(
+        (3000 - 100..=3000 + 10_000).contains(&d2),
+        "second retry delay {d2} ms"
+    );
+    for v in &xr[1..] {
+        assert_eq!(
+            v["topic"], "s4-events",
+            "a retry still reports its origin topic: {v}"
+        );
+        assert_eq!(v["ce_id"], x.as_str());
+    }
+    let dls: Vec<&Value> = l
+        .iter()
+        .filter(|v| v["outcome"] == "dead_letter" && v["event_id"] == x.as_str())
+        .collect();
+    assert_eq!(dls.len(), 1, "one dead letter for x: {dls:?}");
+    let d = dls[0];
+    assert_eq!(d["ce_type"], "event-runtime.dead-letter");
+    assert_eq!(d["topic"], "s4-dlq");
+    assert_eq!(d["dl_attempts"], 3, "{d}");
+    assert_eq!(d["dl_failed_attempts"], json!([1, 2, 3]), "{d}");
+    assert_eq!(d["dl_permanent"], false);
+    assert!(
+        d["dl_handler"].as_str().unwrap().ends_with("s4_delayed"),
+        "{d}"
+    );
+    assert!(
+        d["dl_reason"]
+            .as_str()
+            .unwrap()
+            .contains("retries exhausted"),
+        "{d}"
+    );
+    assert_eq!(d["dl_partition_key"], "u-x");
+    assert_eq!(
+        d["partition_key"], "u-x",
+        "the DLQ record is keyed by the user: {d}"
+    );
+    assert_eq!(d["dl_topic"], "s4-events");
+    assert!(t(d) >= t(xr[2]));
+
+    // y: fails once, succeeds at attempt 2 after >= 2 s.
+    let yr = runs_of(&l, "s4_delayed", &y);
+    assert_eq!(yr.len(), 2, "{yr:?}");
+    assert_eq!(
+        (yr[0]["outcome"].as_str(), yr[1]["outcome"].as_str()),
+        (Some("fail"), Some("ok"))
+    );
+    assert!(t(yr[1]) - t(yr[0]) >= 1900, "{yr:?}");
+    assert!(!l
+        .iter()
+        .any(|v| v["outcome"] == "dead_letter" && v["event_id"] == y.as_str()));
+
+    // z: permanent, one run, dead-lettered at once.
+    let zr = runs_of(&l, "s4_delayed", &z);
+    assert_eq!(zr.len(), 1, "{zr:?}");
+    let dz: Vec<&Value> = l
+        .iter()
+        .filter(|v| v["outcome"] == "dead_letter" && v["event_id"] == z.as_str())
+        .collect();
+    assert_eq!(dz.len(), 1, "{dz:?}");
+    assert_eq!(dz[0]["dl_permanent"], true);
+    assert_eq!(dz[0]["dl_attempts"], 1);
+
+    // Inline: per user, successes in seq order; each retry waited its delay in place, and
+    // nothing after it ran before it succeeded.
+    for user in ["u-i1", "u-i2"] {
+        let runs: Vec<&Value> = l
+            .iter()
+            .filter(|v| v["handler"] == "s4_inline" && v["user"] == user)
+            .collect();
+        let oks: Vec<u64> = runs
+            .iter()
+            .filter(|v| v["outcome"] == "ok")
+            .map(|v| v["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            oks,
+            (0..8).collect::<Vec<_>>(),
+            "{user} in order, each once: {runs:?}"
+        );
+        let seq_of = |v: &Value| v["seq"].as_u64().unwrap();
+        let order: Vec<(u64, u64)> = runs
+            .iter()
+            .map(|v| (seq_of(v), v["attempt"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, 1),
+                (1, 1),
+                (2, 1),
+                (3, 1),
+                (3, 2),
+                (4, 1),
+                (5, 1),
+                (5, 2),
+                (5, 3),
+                (6, 1),
+                (7, 1)
+            ],
+            "{user}: runs in order"
+        );
+        for pair in runs.windows(2) {
+            if seq_of(pair[0]) == seq_of(pair[1]) {
+                let gap = t(pair[1]) - t(pair[0]);
+                assert!(
+                    gap >= 950,
+                    "{user}: inline retry after {gap} ms (delay 1000)"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------- 5
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s5_exactly_once_effect_with_duplicates_and_sigkill_mid_handler() {
+    let mut s = Scenario::new("s5");
+    let lease = 6;
+    let p = s.pair(
+        "r1",
+        PairOpts {
+            app_env: vec![("EVENTS_CLAIM_LEASE_SECS".into(), lease.to_string())],
+            ..Default::default()
+        },
+    );
+    s.start_pair(&p).await;
+    let run = uid();
+    let ids: Vec<String> = (0..6).map(|i| format!("s5-{run}-{i}")).collect();
+    let events: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| work(id, &format!("u{}", i % 3), i as u64))
+        .collect();
+    let k = format!("s5-{run}-killed");
+    let mut ek = work(&k, "u-k", 0);
+    ek["sleep_ms"] = json!(3000);
+
+    // Each event three times (same event_id, so the same CloudEvent id), the slow one once.
+    for _ in 0..3 {
+        s.publish(&p, "s5-events", &events).await;
+    }
+    s.publish(&p, "s5-events", std::slice::from_ref(&ek)).await;
+    s.wait_ledger("the slow handler started", secs(60), |l| {
+        l.iter()
+            .any(|v| v["event_id"] == k.as_str() && v["outcome"] == "start")
+    })
+    .await;
+    let t_kill = e2e::now_ms() as i64;
+    s.kill_app(&p); // SIGKILL in the middle of the handler
+    s.start_app(&p).await; // same port; daprd stays up and redelivers
+    for _ in 0..2 {
+        s.publish(&p, "s5-events", &events).await;
+        s.publish(&p, "s5-events", std::slice::from_ref(&ek)).await;
+    }
+    let mut all = ids.clone();
+    all.push(k.clone());
+    s.wait_ledger("every event applied", secs(120), |l| {
+        has_ok(l, "s5_once", &all)
+    })
+    .await;
+    s.settle(secs(4), secs(60)).await;
+    let l = s.ledger();
+    let counts = ok_counts(&l, "s5_once");
+    for id in &all {
+        assert_eq!(
+            counts.get(id),
+            Some(&1),
+            "{id} applied exactly once: {counts:?}"
+        );
+    }
+    let starts: Vec<&Value> = l
+        .iter()
+        .filter(|v| v["event_id"] == k.as_str() && v["outcome"] == "start")
+        .collect();
+    assert!(
+        starts.len() >= 2,
+        "the killed run and the run after the restart: {starts:?}"
+    );
+    let rerun = t(starts[1]);
+    s.note(format!(
+        "killed run restarted {} ms after the kill (claim lease {lease} s); {} deliveries of the killed event answered RETRY meanwhile",
+        rerun - t_kill,
+        s.requests().iter().filter(|r| r["event_id"] == k.as_str() && r["answer"]["status"] == "RETRY").count()
+    ));
+    assert!(
+        rerun - t(starts[0]) >= (lease as i64) * 1000 - 500,
+        "the lease held the key until it ran out"
+    );
+    let deliveries = s
+        .requests()
+        .iter()
+        .filter(|r| {
+            r["event_id"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(&format!("s5-{run}")))
+        })
+        .count();
+    s.note(format!(
+        "{deliveries} deliveries for {} events, each applied once",
+        all.len()
+    ));
+    assert!(deliveries >= 3 * ids.len() + 3, "duplicates were delivered");
+    // The claim in the real state store says done.
+    let key = format!("{}|e2e_app::s5::s5_once|{k}", s.app_id);
+    let enc: String = key
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let v: Value = s
+        .http
+        .get(format!("{}/v1.0/state/statestore/{enc}", p.dapr_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    s.note(format!("state store claim of the killed event: {v}"));
+    assert_eq!(v["status"], "done", "{v}");
+}
+
+// ---------------------------------------------------------------------------------------- 6
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s6_scale_out_two_replicas_100_users_x_100_events() {
+    let mut s = Scenario::new("s6");
+    let p1 = s.pair("r1", PairOpts::default());
+    let p2 = s.pair("r2", PairOpts::default());
+    s.start_pair(&p1).await;
+    s.start_pair(&p2).await;
+    let run = uid();
+    let (users, per_user) = (100u64, 100u64);
+    let mut events = Vec::new();
+    for seq in 0..per_user {
+        for u in 0..users {
+            events.push(work(
+                &format!("s6-{run}-u{u}-{seq}"),
+                &format!("user-{u}"),
+                seq,
+            ));
+        }
+    }
+    let total = events.len();
+    let t0 = Instant::now();
+    let r = s.publish(&p1, "s6-task-events", &events).await;
+    assert_eq!(r["published"].as_u64(), Some(total as u64), "{r}");
+    s.note(format!(
+        "published {total} events in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    ));
+    s.wait_ledger(&format!("{total} events applied"), secs(480), |l| {
+        ok_counts(l, "s6_work").len() >= total
+    })
+    .await;
+    s.note(format!(
+        "all applied {:.1}s after the first publish",
+        t0.elapsed().as_secs_f64()
+    ));
+    s.settle(secs(4), secs(60)).await;
+    let l = s.ledger();
+    let oks = lines(&l, "s6_work", "ok");
+    let counts = ok_counts(&l, "s6_work");
+    let dup: Vec<_> = counts.iter().filter(|(_, &c)| c != 1).collect();
+    assert!(dup.is_empty(), "applied more than once: {dup:?}");
+    assert_eq!(counts.len(), total);
+    assert!(lines(&l, "s6_dead_letters", "dead_letter").is_empty());
+    // Per user, in ledger order (appends are ordered across processes).
+    let mut by_user: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for v in &oks {
+        by_user
+            .entry(v["user"].as_str().unwrap())
+            .or_default()
+            .push(v["seq"].as_u64().unwrap());
+    }
+    assert_eq!(by_user.len(), users as usize);
+    for (u, seqs) in &by_user {
+        assert_eq!(
+            seqs,
+            &(0..per_user).collect::<Vec<_>>(),
+            "{u}'s events in order"
+        );
+    }
+    let mut by_replica: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut users_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for v in &oks {
+        let r = v["replica"].as_str().unwrap();
+        *by_replica.entry(r).or_default() += 1;
+        users_of
+            .entry(v["user"].as_str().unwrap())
+            .or_default()
+            .insert(r);
+    }
+    let moved = users_of.values().filter(|r| r.len() > 1).count();
+    s.note(format!(
+        "applied per replica: {by_replica:?}; users served by both (rebalance): {moved}"
+    ));
+    for r in ["r1", "r2"] {
+        let n = by_replica.get(r).copied().unwrap_or(0);
+        assert!(n >= total / 10, "replica {r} applied only {n} of {total}");
+    }
+    let deliveries = s
+        .requests()
+        .iter()
+        .filter(|r| r["path"] != "/dapr/subscribe")
+        .count();
+    s.note(format!("{deliveries} deliveries for {total} events"));
+}
+
+// ---------------------------------------------------------------------------------------- 7
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s7_app_and_dapr_api_tokens_enforced_end_to_end() {
+    let mut s = Scenario::new("s7");
+    let (app_tok, dapr_tok) = ("app-secret-7", "dapr-secret-7");
+    let both = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+    let mut opts = PairOpts {
+        app_env: both("APP_API_TOKEN", app_tok),
+        daprd_env: both("APP_API_TOKEN", app_tok),
+    };
+    opts.app_env.extend(both("DAPR_API_TOKEN", dapr_tok));
+    opts.daprd_env.extend(both("DAPR_API_TOKEN", dapr_tok));
+    let p = s.pair("r1", opts);
+    s.start_pair(&p).await;
+    let run = uid();
+    let id = format!("s7-{run}-0");
+    let r = s.publish(&p, "s7-events", &[work(&id, "u7", 0)]).await;
+    assert_eq!(
+        r["published"], 1,
+        "the app's publisher sends DAPR_API_TOKEN: {r}"
+    );
+    s.wait_ledger("event handled through both tokens", secs(60), |l| {
+        has_ok(l, "s7_work", std::slice::from_ref(&id))
+    })
+    .await;
+    for r in s.requests() {
+        assert_eq!(
+            r["had_token"], true,
+            "daprd sends APP_API_TOKEN on every call: {r}"
+        );
+        if r["path"] != "/dapr/config" {
+            assert_eq!(r["http_status"], 200, "{r}");
+        }
+    }
+    // App -> sidecar without / with a wrong token: 401.
+    let publish = format!("{}/v1.0/publish/kafka-pubsub/s7-events", p.dapr_url());
+    let body = work(&format!("s7-{run}-x"), "u7", 1).to_string();
+    for tok in [None, Some("wrong")] {
+        let mut req = s
+            .http
+            .post(&publish)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(t) = tok {
+            req = req.header("dapr-api-token", t);
+        }
+        assert_eq!(
+            req.send().await.unwrap().status().as_u16(),
+            401,
+            "publish with token {tok:?}"
+        );
+    }
+    let state = format!("{}/v1.0/state/statestore/x", p.dapr_url());
+    assert_eq!(
+        s.http.get(&state).send().await.unwrap().status().as_u16(),
+        401
+    );
+    // Sidecar -> app without / with a wrong token: 401, the handler does not run.
+    let ce = json!({"specversion": "1.0", "id": format!("s7-{run}-forged"), "type": "e2e.work", "source": "x",
+        "datacontenttype": "application/json", "data": work(&format!("s7-{run}-forged"), "u7", 2)});
+    for tok in [None, Some("wrong")] {
+        for path in [
+            "/events/s7-events/s7_work",
+            "/_dispatch/kafka-pubsub/s7-events",
+        ] {
+            let mut req = s.http.post(format!("{}{path}", p.app_url())).json(&ce);
+            if let Some(t) = tok {
+                req = req.header("dapr-api-token", t);
+            }
+            assert_eq!(
+                req.send().await.unwrap().status().as_u16(),
+                401,
+                "{path} with {tok:?}"
+            );
+        }
+        let mut req = s.http.get(format!("{}/dapr/subscribe", p.app_url()));
+        if let Some(t) = tok {
+            req = req.header("dapr-api-token", t);
+        }
+        assert_eq!(
+            req.send().await.unwrap().status().as_u16(),
+            401,
+            "/dapr/subscribe with {tok:?}"
+        );
+    }
+    // A sidecar without APP_API_TOKEN gets no subscriptions from the app, and an app with the
+    // wrong DAPR_API_TOKEN cannot publish.
+    let bad = s.pair(
+        "r2",
+        PairOpts {
+            app_env: vec![
+                ("APP_API_TOKEN".into(), app_tok.into()),
+                ("DAPR_API_TOKEN".into(), "not-the-token".into()),
+            ],
+            daprd_env: both("DAPR_API_TOKEN", dapr_tok),
+        },
+    );
+    s.start_app(&bad).await;
+    s.start_daprd(&bad).await;
+    s.wait_until(
+        "r2's daprd asked for the subscriptions",
+        secs(30),
+        |s| async move {
+            s.requests()
+                .iter()
+                .any(|r| r["replica"] == "r2" && r["path"] == "/dapr/subscribe")
+        },
+    )
+    .await;
+    let sub = s
+        .requests()
+        .into_iter()
+        .find(|r| r["replica"] == "r2" && r["path"] == "/dapr/subscribe")
+        .unwrap();
+    assert_eq!(sub["http_status"], 401, "{sub}");
+    assert_eq!(sub["had_token"], false);
+    let meta = s.metadata(&bad).await;
+    assert!(
+        meta["subscriptions"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "no subscriptions for a sidecar without the token: {meta}"
+    );
+    let r = s
+        .publish_with(
+            &bad,
+            "s7-events",
+            &[work(&format!("s7-{run}-bad"), "u7", 3)],
+            0,
+        )
+        .await;
+    assert_eq!(r["published"], 0, "{r}");
+    assert!(
+        r["failed"][0]["error"].as_str().unwrap().contains("401"),
+        "{r}"
+    );
+    s.settle(secs(2), secs(30)).await;
+    assert_eq!(
+        ok_counts(&s.ledger(), "s7_work").len(),
+        1,
+        "only the legitimate event ran"
+    );
+}
+
+// ---------------------------------------------------------------------------------------- 8
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s8_bulk_subscribe_batches_and_per_entry_statuses() {
+    let mut s = Scenario::new("s8");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let mut events = Vec::new();
+    let mut ids = Vec::new();
+    let (retried, dead) = (format!("s8-{run}-u0-3"), format!("s8-{run}-u1-5"));
+    for u in 0..3 {
+        for seq in 0..10u64 {
+            let id = format!("s8-{run}-u{u}-{seq}");
+            let mut e = work(&id, &format!("u{u}"), seq);
+            if id == retried {
+                e["fail_until_attempt"] = json!(2);
+            }
+            if id == dead {
+                e["permanent"] = json!(true);
+            }
+            events.push(e);
+            ids.push(id);
+        }
+    }
+    let r = s.publish(&p, "s8-events", &events).await;
+    assert_eq!(r["published"], 30, "{r}");
+    let good: Vec<String> = ids.iter().filter(|i| **i != dead).cloned().collect();
+    s.wait_ledger("29 applied + 1 dead letter", secs(60), |l| {
+        has_ok(l, "s8_bulk", &good)
+            && l.iter()
+                .any(|v| v["outcome"] == "dead_letter" && v["event_id"] == dead.as_str())
+    })
+    .await;
+    s.settle(secs(3), secs(30)).await;
+    let l = s.ledger();
+    let reqs = s.requests();
+    let bulks: Vec<&Value> = reqs
+        .iter()
+        .filter(|r| r["bulk_entries"].is_array())
+        .collect();
+    let sizes: Vec<usize> = bulks
+        .iter()
+        .map(|r| r["bulk_entries"].as_array().unwrap().len())
+        .collect();
+    s.note(format!(
+        "bulk requests: {} with sizes {sizes:?}",
+        bulks.len()
+    ));
+    assert!(
+        sizes.iter().any(|&n| n > 1),
+        "batches of more than one entry arrive: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().all(|&n| n <= 10),
+        "max_messages = 10: {sizes:?}"
+    );
+    // Each entry answered on its own.
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for b in &bulks {
+        let statuses = b["answer"]["statuses"].as_array().expect("statuses array");
+        let entries = b["bulk_entries"].as_array().unwrap();
+        assert_eq!(statuses.len(), entries.len(), "{b}");
+        for e in entries {
+            let st = statuses
+                .iter()
+                .find(|st| st["entryId"] == e["entryId"])
+                .expect("a status per entry");
+            seen.entry(e["event_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(st["status"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen.len(), 30, "every event arrived in a batch");
+    for (id, st) in &seen {
+        let want = if *id == dead { "DROP" } else { "SUCCESS" };
+        assert_eq!(
+            st,
+            &vec![want.to_owned()],
+            "{id}: delivered in bulk once, answered {want}"
+        );
+    }
+    // The failing entry ran again alone (on its retry topic); the dead one went to the DLQ alone.
+    let counts = ok_counts(&l, "s8_bulk");
+    for id in &good {
+        assert_eq!(counts.get(id), Some(&1), "{id} applied once");
+    }
+    let rr = runs_of(&l, "s8_bulk", &retried);
+    assert_eq!(
+        rr.iter()
+            .map(|v| (
+                v["attempt"].as_u64().unwrap(),
+                v["outcome"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [(1, "fail"), (2, "ok")]
+    );
+    assert!(t(rr[1]) - t(rr[0]) >= 900);
+    let fails: Vec<&Value> = lines(&l, "s8_bulk", "fail");
+    assert_eq!(fails.len(), 2, "only the two planned failures: {fails:?}");
+    let dl: Vec<&Value> = l.iter().filter(|v| v["outcome"] == "dead_letter").collect();
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!(dl[0]["event_id"], dead.as_str());
+    assert_eq!(dl[0]["dl_permanent"], true);
+}
+
+// ---------------------------------------------------------------------------------------- 9
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s9_broker_restart_loses_nothing() {
+    let mut s = Scenario::new("s9");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let mk = |batch: &str, users: u64, per: u64| {
+        let mut v = Vec::new();
+        for seq in 0..per {
+            for u in 0..users {
+                let mut e = work(
+                    &format!("s9-{run}-{batch}-u{u}-{seq}"),
+                    &format!("u{u}"),
+                    seq,
+                );
+                if seq % 7 == 3 {
+                    e["fail_until_attempt"] = json!(2); // delayed retries in flight across the outage
+                }
+                e["sleep_ms"] = json!(if batch == "a" { 40 } else { 0 });
+                v.push(e);
+            }
+        }
+        v
+    };
+    let b1 = mk("a", 20, 15);
+    let b2 = mk("b", 10, 10);
+    let all: Vec<String> = b1
+        .iter()
+        .chain(&b2)
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    let r = s.publish(&p, "s9-events", &b1).await;
+    assert_eq!(r["published"], 300, "{r}");
+    s.wait_ledger("some of batch a applied", secs(60), |l| {
+        lines(l, "s9_work", "ok").len() >= 30
+    })
+    .await;
+    s.stack("stack_stop_kafka");
+    let t_down = Instant::now();
+    let before = ok_counts(&s.ledger(), "s9_work").len();
+    // Publish batch b while the broker is down (each publish retried until Kafka is back).
+    let http = s.http.clone();
+    let url = format!("{}/control/publish", p.app_url());
+    let b2c = b2.clone();
+    let publishing = tokio::spawn(async move {
+        http.post(url)
+            .json(&json!({"topic": "s9-events", "events": b2c, "retry_for_ms": 180_000, "parallel": 10}))
+            .send()
+            .await
+            .expect("publish b")
+            .json::<Value>()
+            .await
+            .expect("publish b answer")
+    });
+    // An outage long enough for publishes, deliveries and retry scheduling to fail.
+    tokio::time::sleep(secs(8)).await;
+    s.stack("stack_kafka_launch");
+    let during = ok_counts(&s.ledger(), "s9_work").len();
+    s.note(format!(
+        "kafka was down {:.1}s; applied: {before} when it stopped, {during} when it was back, of {}",
+        t_down.elapsed().as_secs_f64(),
+        all.len()
+    ));
+    assert!(
+        before < b1.len(),
+        "the broker stopped while batch a was still being consumed"
+    );
+    let r = publishing.await.unwrap();
+    s.note(format!("batch b publish: {r}"));
+    assert_eq!(r["published"], 100, "{r}");
+    s.wait_ledger("every event of both batches applied", secs(300), |l| {
+        has_ok(l, "s9_work", &all)
+    })
+    .await;
+    s.settle(secs(4), secs(60)).await;
+    let l = s.ledger();
+    let counts = ok_counts(&l, "s9_work");
+    for id in &all {
+        assert_eq!(counts.get(id), Some(&1), "{id} applied exactly once");
+    }
+    assert!(
+        lines(&l, "s9_dead_letters", "dead_letter").is_empty(),
+        "nothing dead-lettered"
+    );
+    let retried = runs_of(&l, "s9_work", &all[3 * 20]).len();
+    s.note(format!(
+        "{} ok, a retried event ran {retried} times",
+        counts.len()
+    ));
+}
