@@ -208,6 +208,7 @@ const RETRY_FORMS: &str = "write `retry = [30, 300, 1800]` (seconds) or `retry =
 
 /// One element of `retry = [..]`: a non-negative integer literal.
 fn whole_seconds(cx: &Ctxt, element: &Expr) -> Option<u64> {
+    let element = &ungroup(element.clone());
     if let Expr::Lit(ExprLit {
         lit: Lit::Int(lit), ..
     }) = element
@@ -591,7 +592,7 @@ impl<'c, T> Attr<'c, T> {
 
 /// A string value: `key = "..."`.
 fn lit_str(cx: &Ctxt, meta: &ParseNestedMeta, key: Symbol) -> syn::Result<Option<LitStr>> {
-    match meta.value()?.parse()? {
+    match ungroup(meta.value()?.parse()?) {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) => Ok(Some(lit)),
@@ -605,9 +606,18 @@ fn lit_str(cx: &Ctxt, meta: &ParseNestedMeta, key: Symbol) -> syn::Result<Option
     }
 }
 
+/// A value as written: a literal passed through a `macro_rules!` fragment (`$topic:literal`)
+/// arrives wrapped in an invisible group.
+fn ungroup(expr: Expr) -> Expr {
+    match expr {
+        Expr::Group(g) => ungroup(*g.expr),
+        other => other,
+    }
+}
+
 /// A type path value: `upcast_from = TaskCompletedV1`.
 fn type_path(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Path>> {
-    match meta.value()?.parse()? {
+    match ungroup(meta.value()?.parse()?) {
         Expr::Path(p) if p.qself.is_none() => Ok(Some(p.path)),
         other => {
             cx.error_spanned_by(
@@ -625,7 +635,7 @@ where
     N: FromStr,
     N::Err: Display,
 {
-    match meta.value()?.parse()? {
+    match ungroup(meta.value()?.parse()?) {
         Expr::Lit(ExprLit {
             lit: Lit::Int(lit), ..
         }) => match lit.base10_parse::<N>() {
