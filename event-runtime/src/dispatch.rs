@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt as _;
@@ -18,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use crate::cloudevent::CloudEvent;
+use crate::cloudevent::{CloudEvent, CloudEventError};
 use crate::config::Settings;
 use crate::context::{Delivery, StateMap};
 use crate::dlq::DeadLetter;
@@ -99,7 +100,13 @@ pub(crate) async fn handle(
         .get("__key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let Some(entries) = bulk_entries(&body) {
+    // The body is parsed once: into a JSON tree that is either a bulk envelope or one event.
+    let parsed = match serde_json::from_slice::<Value>(&body) {
+        Ok(value) => Ok(value),
+        Err(_) if body.iter().all(u8::is_ascii_whitespace) => Err(CloudEventError::Empty),
+        Err(e) => Err(CloudEventError::NotJson(e.to_string())),
+    };
+    if let Some(entries) = parsed.as_ref().ok().and_then(bulk_entries) {
         let mut statuses = Vec::with_capacity(entries.len());
         for (entry_id, event) in entries {
             let status = match event {
@@ -110,14 +117,24 @@ pub(crate) async fn handle(
         }
         return answer_json(json!({ "statuses": statuses }));
     }
-    let status = match CloudEvent::from_slice(&body) {
+    let status = match parsed.and_then(CloudEvent::from_value) {
         Ok(ce) => process(&rt, target, ce, key_hint).await,
         Err(err) => {
             let raw = Value::String(String::from_utf8_lossy(&body).into_owned());
             dead_letter_undecodable(&rt, target, &err.to_string(), raw).await
         }
     };
-    answer_json(json!({ "status": status.as_str() }))
+    answer(status)
+}
+
+/// `{"status": ...}`, from constant bodies: the common answer costs no serialization.
+fn answer(status: Status) -> Response {
+    let body = match status {
+        Status::Success => r#"{"status":"SUCCESS"}"#,
+        Status::Retry => r#"{"status":"RETRY"}"#,
+        Status::Drop => r#"{"status":"DROP"}"#,
+    };
+    (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn answer_json(v: Value) -> Response {
@@ -125,8 +142,7 @@ fn answer_json(v: Value) -> Response {
 }
 
 /// The entries of a bulk delivery, or `None` when the body is a single event.
-fn bulk_entries(body: &[u8]) -> Option<Vec<(String, Result<CloudEvent, String>)>> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+fn bulk_entries(v: &Value) -> Option<Vec<(String, Result<CloudEvent, String>)>> {
     if v.get("type").and_then(Value::as_str) != Some("com.dapr.event.sent.bulk") {
         return None;
     }
