@@ -1,0 +1,306 @@
+//! What the benchmarks share: the reference's `TaskEvent`, the handlers under measurement, the
+//! framework's router with 1, 10 or 100 handlers registered, and the hand-written axum handler
+//! it is compared with.
+//!
+//! See `BENCHMARKS.md` at the repository root for how to run each benchmark and what they found.
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, Request, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use event_runtime::idempotency::MemoryStore;
+use event_runtime::{event_handler, App, Event, HandlerDef, Mode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+/// The filler handlers `build.rs` writes: `filler_000`..`filler_098`, each on its own topic
+/// `bench-topic-NNN` with its own event type, and `shared_000`..`shared_098`, all on
+/// `task-events-shared`, one event type each.
+pub mod fillers {
+    include!(concat!(env!("OUT_DIR"), "/fillers.rs"));
+}
+
+/// The topic of the measured handler.
+pub const TOPIC: &str = "task-events";
+/// The route Dapr calls for [`on_task_event`] (the framework's derived route; the hand-written
+/// handler is mounted on the same path).
+pub const ROUTE: &str = "/events/task-events/on_task_event";
+/// The route of [`on_task_event_idem`].
+pub const ROUTE_IDEMPOTENT: &str = "/events/task-events-idem/on_task_event_idem";
+/// The topic default route of `task-events-shared`, where the framework chooses the handler by
+/// CloudEvent type (what seed-style events and Dapr's default route reach).
+pub const ROUTE_SHARED_DISPATCH: &str = "/_dispatch/kafka-pubsub/task-events-shared";
+/// How many filler handlers `build.rs` generated per family.
+pub const FILLERS: usize = 99;
+
+/// The reference's versioned `TaskEvent`: `event_type` is the tag, one variant per CloudEvent type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[serde(tag = "event_type")]
+#[event(version = "1.0")]
+#[allow(missing_docs)]
+pub enum TaskEvent {
+    /// A task was created.
+    #[serde(rename = "task.created")]
+    Created {
+        event_id: String,
+        event_version: String,
+        task_id: i64,
+        user_id: String,
+        timestamp: String,
+        payload: Value,
+    },
+    /// A task was changed.
+    #[serde(rename = "task.updated")]
+    Updated {
+        event_id: String,
+        event_version: String,
+        task_id: i64,
+        user_id: String,
+        timestamp: String,
+        payload: Value,
+    },
+    /// A task was completed.
+    #[serde(rename = "task.completed")]
+    Completed {
+        event_id: String,
+        event_version: String,
+        task_id: i64,
+        user_id: String,
+        timestamp: String,
+        payload: Value,
+    },
+    /// A task was deleted.
+    #[serde(rename = "task.deleted")]
+    Deleted {
+        event_id: String,
+        event_version: String,
+        task_id: i64,
+        user_id: String,
+        timestamp: String,
+        payload: Value,
+    },
+}
+
+/// The measured handler: does nothing with the event.
+#[event_handler(topic = "task-events")]
+pub async fn on_task_event(event: TaskEvent) {
+    std::hint::black_box(&event);
+}
+
+/// The same, idempotent (keyed by the CloudEvent id).
+#[event_handler(topic = "task-events-idem", idempotent)]
+pub async fn on_task_event_idem(event: TaskEvent) {
+    std::hint::black_box(&event);
+}
+
+/// The same, on the topic shared with the `shared_NNN` fillers. Its name sorts after theirs,
+/// so choosing it by type scans every other handler of the topic first (the worst case).
+#[event_handler(topic = "task-events-shared")]
+pub async fn shared_task_event(event: TaskEvent) {
+    std::hint::black_box(&event);
+}
+
+/// A handler that takes 1 ms (embedded-mode throughput).
+#[event_handler(topic = "task-events-sleep")]
+pub async fn on_task_event_sleep(event: TaskEvent) {
+    std::hint::black_box(&event);
+    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+}
+
+/// A `TaskEvent` of the reference's shape: the given ids and a typical task as payload.
+pub fn task_event(event_id: &str, task_id: i64, user_id: &str) -> TaskEvent {
+    TaskEvent::Created {
+        event_id: event_id.to_owned(),
+        event_version: "1.0".to_owned(),
+        task_id,
+        user_id: user_id.to_owned(),
+        timestamp: "2026-01-15T09:30:00.000Z".to_owned(),
+        payload: json!({
+            "id": task_id,
+            "user_id": user_id,
+            "title": "Write the benchmarks",
+            "description": "Measure the framework against a bare axum handler",
+            "completed": false,
+            "priority": "high",
+            "tags": ["perf", "rust"],
+            "due_date": "2026-02-01T09:00:00Z",
+            "recurring": null,
+            "created_at": "2026-01-15T09:30:00.000Z",
+            "updated_at": "2026-01-15T09:30:00.000Z"
+        }),
+    }
+}
+
+/// The body Dapr delivers for [`task_event`] published to `task-events` (structured CloudEvent,
+/// as the sidecar and the embedded broker write it). About 800 bytes.
+pub fn cloud_event_body(event_id: &str) -> String {
+    json!({
+        "specversion": "1.0",
+        "id": event_id,
+        "type": "task.created",
+        "source": "todo-api",
+        "datacontenttype": "application/json",
+        "topic": TOPIC,
+        "pubsubname": "kafka-pubsub",
+        "time": "2026-01-15T09:30:00.000Z",
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "data": task_event(event_id, 42, "user-7"),
+    })
+    .to_string()
+}
+
+/// A delivery as the sidecar sends it: `POST path` with a CloudEvent body.
+pub fn delivery(path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/cloudevents+json")
+        .header("pubsubname", "kafka-pubsub")
+        .body(body.into())
+        .expect("a valid request")
+}
+
+/// Sends one request and returns the status and body (for checks, not for timing).
+pub async fn send(router: &Router, req: Request<Body>) -> (StatusCode, Bytes) {
+    let Ok(resp) = router.clone().oneshot(req).await;
+    let status = resp.status();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("an in-memory body")
+        .to_bytes();
+    (status, body)
+}
+
+/// The registered handlers whose function names are in `names`, panicking when one is missing
+/// (so a benchmark never silently measures fewer handlers than it says).
+pub fn handlers_named(names: &[String]) -> Vec<&'static HandlerDef> {
+    let defs: Vec<&'static HandlerDef> = event_runtime::registered()
+        .into_iter()
+        .filter(|h| names.iter().any(|n| n == h.name))
+        .collect();
+    assert_eq!(
+        defs.len(),
+        names.len(),
+        "some handlers are not registered: wanted {names:?}"
+    );
+    defs
+}
+
+fn app_of(names: &[String]) -> App {
+    App::with_handlers(handlers_named(names))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_mode(Mode::Embedded)
+        .with_idempotency_store(MemoryStore::new())
+}
+
+/// The framework's router with `n` handlers on distinct topics: [`on_task_event`] and `n - 1`
+/// fillers. Deliver to [`ROUTE`].
+pub fn framework_router(n: usize) -> Router {
+    assert!(
+        (1..=FILLERS + 1).contains(&n),
+        "1..={} handlers",
+        FILLERS + 1
+    );
+    let mut names = vec!["on_task_event".to_owned()];
+    names.extend((0..n - 1).map(|i| format!("filler_{i:03}")));
+    app_of(&names).router()
+}
+
+/// The framework's router with [`on_task_event_idem`] (in-memory idempotency store). Deliver to
+/// [`ROUTE_IDEMPOTENT`].
+pub fn framework_router_idempotent() -> Router {
+    app_of(&["on_task_event_idem".to_owned()]).router()
+}
+
+/// The framework's router with `n` handlers on one topic: `n - 1` fillers and
+/// [`shared_task_event`], chosen by type on [`ROUTE_SHARED_DISPATCH`].
+pub fn framework_router_shared_topic(n: usize) -> Router {
+    assert!(
+        (1..=FILLERS + 1).contains(&n),
+        "1..={} handlers",
+        FILLERS + 1
+    );
+    let mut names = vec!["shared_task_event".to_owned()];
+    names.extend((0..n - 1).map(|i| format!("shared_{i:03}")));
+    app_of(&names).router()
+}
+
+/// An app of only the handler named `name` (embedded mode, fresh in-memory idempotency store).
+pub fn app_with(name: &str) -> App {
+    app_of(&[name.to_owned()])
+}
+
+/// What a hand-written axum handler reads: the CloudEvent envelope with typed data.
+#[derive(Debug, Deserialize)]
+#[allow(missing_docs)]
+pub struct CloudEventIn {
+    pub specversion: String,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub source: String,
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub datacontenttype: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub pubsubname: Option<String>,
+    #[serde(default)]
+    pub traceparent: Option<String>,
+    /// The event.
+    pub data: TaskEvent,
+}
+
+/// The hand-written handler: deserialize the body, do nothing, answer Dapr's SUCCESS (DROP for a
+/// body that is not a `TaskEvent` CloudEvent).
+pub async fn baseline_handler(body: Bytes) -> (StatusCode, Json<Value>) {
+    let status = match serde_json::from_slice::<CloudEventIn>(&body) {
+        Ok(ce) if ce.specversion == "1.0" => {
+            std::hint::black_box(&ce);
+            "SUCCESS"
+        }
+        _ => "DROP",
+    };
+    (StatusCode::OK, Json(json!({ "status": status })))
+}
+
+/// A router with only [`baseline_handler`], on [`ROUTE`].
+pub fn baseline_router() -> Router {
+    Router::new().route(ROUTE, post(baseline_handler))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answers_success(router: Router, route: &str) {
+        let (status, body) = send(&router, delivery(route, cloud_event_body("e-1"))).await;
+        assert_eq!(status, StatusCode::OK);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body, json!({"status": "SUCCESS"}));
+    }
+
+    #[tokio::test]
+    async fn every_benchmarked_router_answers_success() {
+        answers_success(baseline_router(), ROUTE).await;
+        for n in [1, 10, 100] {
+            answers_success(framework_router(n), ROUTE).await;
+            answers_success(framework_router_shared_topic(n), ROUTE_SHARED_DISPATCH).await;
+        }
+        answers_success(framework_router_idempotent(), ROUTE_IDEMPOTENT).await;
+    }
+
+    #[tokio::test]
+    async fn idempotent_duplicate_is_skipped_but_acknowledged() {
+        let router = framework_router_idempotent();
+        answers_success(router.clone(), ROUTE_IDEMPOTENT).await;
+        answers_success(router, ROUTE_IDEMPOTENT).await;
+    }
+
+    #[test]
+    fn the_body_decodes_as_the_baseline_reads_it() {
+        let ce: CloudEventIn = serde_json::from_str(&cloud_event_body("e-2")).unwrap();
+        assert_eq!(ce.data, task_event("e-2", 42, "user-7"));
+    }
+}
