@@ -25,6 +25,9 @@ use tower::ServiceExt as _;
 use crate::publish::{OutgoingEvent, PublishError};
 use crate::subscription::{parse_type_match, DaprSubscription};
 
+/// How many published events the broker remembers for [`Broker::published`].
+pub const LOG_CAPACITY: usize = 100_000;
+
 /// Partitions per topic (the reference's `task-events` has 12).
 pub const DEFAULT_PARTITIONS: usize = 12;
 
@@ -38,8 +41,10 @@ struct Partition {
 struct State {
     /// (pubsub, topic) → partitions.
     topics: HashMap<(String, String), Vec<Partition>>,
-    /// Everything ever published, in order.
-    log: Vec<OutgoingEvent>,
+    /// What was published, in order: the last [`LOG_CAPACITY`] events.
+    log: VecDeque<OutgoingEvent>,
+    /// How many events were ever published (spreads unkeyed events over partitions).
+    published: usize,
     router: Option<Router>,
     subscriptions: Vec<DaprSubscription>,
     api_token: Option<String>,
@@ -99,8 +104,13 @@ impl Broker {
     /// Appends an event to its topic; delivered when the app subscribes to the topic.
     pub fn publish(self: &Arc<Self>, event: OutgoingEvent) -> Result<(), PublishError> {
         let mut st = self.lock();
-        let seq = st.log.len();
-        st.log.push(event.clone());
+        let seq = st.published;
+        st.published += 1;
+        if st.log.len() == LOG_CAPACITY {
+            // A long-running embedded app must not grow without bound.
+            st.log.pop_front();
+        }
+        st.log.push_back(event.clone());
         let subscribed = st
             .subscriptions
             .iter()
@@ -178,9 +188,9 @@ impl Broker {
         self.changed.notify_waiters();
     }
 
-    /// Every event published so far, in order.
+    /// The events published so far, in order (the last [`LOG_CAPACITY`]).
     pub fn published(&self) -> Vec<OutgoingEvent> {
-        self.lock().log.clone()
+        self.lock().log.iter().cloned().collect()
     }
 
     /// How many events wait on subscribed topics (queued or being delivered).

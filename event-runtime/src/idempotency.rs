@@ -52,6 +52,9 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     fn release<'a>(&'a self, token: &'a ClaimToken) -> BoxFuture<'a, Result<(), StateError>>;
 }
 
+/// Past this many keys, the in-memory store drops expired ones (each time it doubles).
+const PRUNE_AT: usize = 4096;
+
 #[derive(Debug, Clone)]
 struct MemEntry {
     done: bool,
@@ -94,6 +97,10 @@ impl IdempotencyStore for MemoryStore {
         Box::pin(async move {
             let now = tokio::time::Instant::now();
             let mut map = self.lock();
+            // Expired keys are dropped now and then, so the map holds what the retention keeps.
+            if map.len() >= PRUNE_AT && map.len().is_power_of_two() {
+                map.retain(|_, e| e.expires > now);
+            }
             match map.get(key) {
                 Some(e) if e.expires > now && e.done => Ok(Claim::Done),
                 Some(e) if e.expires > now => Ok(Claim::Busy),
@@ -299,6 +306,31 @@ mod tests {
             "task.completed-123-2025-01-01T00:00:00Z"
         );
         assert_eq!(render_key("x-{missing}-y", &data), "x--y");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_keys_are_pruned() {
+        let store = MemoryStore::new();
+        for i in 0..PRUNE_AT - 1 {
+            store
+                .claim(&format!("k{i}"), Duration::from_secs(1))
+                .await
+                .unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        store
+            .claim("one-more", Duration::from_secs(1))
+            .await
+            .unwrap();
+        store
+            .claim("and-another", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(
+            store.lock().len() <= 2,
+            "expired keys stay: {}",
+            store.lock().len()
+        );
     }
 
     #[tokio::test(start_paused = true)]
