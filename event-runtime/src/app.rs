@@ -375,22 +375,35 @@ impl App {
     /// topic and its retry and dead-letter topics, as one multi-document YAML stream.
     /// `EVENTS_ENV=cloud` picks the cloud retention; `KAFKA_CLUSTER` names the Strimzi cluster.
     pub fn manifests(&self) -> String {
-        let options = crate::manifests::ManifestOptions {
-            deployment: crate::topics::Deployment::from_env(),
-            namespace: crate::config::non_empty("EVENTS_NAMESPACE"),
-            dead_letter_topics: crate::manifests::dead_letter_topics(
-                self.handlers(),
-                &self.settings.default_dlq,
-            ),
-        };
         let cluster = crate::config::non_empty("KAFKA_CLUSTER").unwrap_or_else(|| "kafka".into());
         crate::manifests::manifests_with(
             &self.subscriptions(),
             &self.topics,
             &self.app_id,
             &cluster,
-            &options,
+            &self.manifest_options(),
         )
+    }
+
+    /// The Kafka topics the app needs: the declared ones, then their retry and dead-letter
+    /// topics. The same list as the `KafkaTopic` manifests; test scripts create topics from it.
+    pub fn kafka_topics(&self) -> Vec<crate::manifests::KafkaTopicPlan> {
+        crate::manifests::kafka_topics(
+            &self.subscriptions(),
+            &self.topics,
+            &self.manifest_options(),
+        )
+    }
+
+    fn manifest_options(&self) -> crate::manifests::ManifestOptions {
+        crate::manifests::ManifestOptions {
+            deployment: crate::topics::Deployment::from_env(),
+            namespace: crate::config::non_empty("EVENTS_NAMESPACE"),
+            dead_letter_topics: crate::manifests::dead_letter_topics(
+                self.handlers(),
+                &self.settings.default_dlq,
+            ),
+        }
     }
 
     /// An AsyncAPI 3.0 document of every topic, message and operation, with the JSON Schemas of

@@ -112,6 +112,63 @@ pub fn manifests_with(
 
     let declared: HashMap<&str, &TopicSpec> = topics.iter().rev().map(|t| (t.name, t)).collect();
     let subscribed: HashSet<&str> = subscriptions.iter().map(|s| s.topic.as_str()).collect();
+    let plan = kafka_topics(subscriptions, topics, options);
+    for t in &plan {
+        let name = names.claim("KafkaTopic", &t.name);
+        docs.push(kafka_topic_doc(
+            &name,
+            &t.name,
+            t.partitions,
+            t.replicas,
+            t.retention,
+            &t.config,
+            kafka_cluster,
+            options,
+        ));
+    }
+    let planned: HashSet<&str> = plan.iter().map(|t| t.name.as_str()).collect();
+
+    let mut undeclared: Vec<&str> = subscribed
+        .iter()
+        .copied()
+        .filter(|t| !declared.contains_key(t) && !planned.contains(*t))
+        .collect();
+    undeclared.sort_unstable();
+    let mut out = String::new();
+    if !undeclared.is_empty() {
+        out.push_str("# Subscribed topics without a TopicSpec (no KafkaTopic generated): ");
+        out.push_str(&undeclared.join(", ").replace(['\n', '\r'], " "));
+        out.push('\n');
+    }
+    out.push_str(&yaml::stream(&docs));
+    out
+}
+
+/// One Kafka topic the app needs, with its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaTopicPlan {
+    /// The topic's name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: u32,
+    /// Replicas.
+    pub replicas: u16,
+    /// Retention.
+    pub retention: std::time::Duration,
+    /// Extra topic configuration.
+    pub config: Vec<(String, String)>,
+}
+
+/// The Kafka topics of an app: every declared [`TopicSpec`], then the retry and dead-letter topics
+/// derived from them (which inherit their base topic's partitions and retention). The one list
+/// behind both `KafkaTopic` manifests and the real-stack suite's topic creation.
+pub fn kafka_topics(
+    subscriptions: &[DaprSubscription],
+    topics: &[TopicSpec],
+    options: &ManifestOptions,
+) -> Vec<KafkaTopicPlan> {
+    let declared: HashMap<&str, &TopicSpec> = topics.iter().rev().map(|t| (t.name, t)).collect();
+    let subscribed: HashSet<&str> = subscriptions.iter().map(|s| s.topic.as_str()).collect();
 
     // Topics derived from others: name → bases.
     let mut derived: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -142,25 +199,21 @@ pub fn manifests_with(
         add(dlq, &base_of(base));
     }
 
+    let mut out = Vec::new();
     let mut seen = HashSet::new();
     for spec in topics {
         if seen.insert(spec.name) {
-            let name = names.claim("KafkaTopic", spec.name);
-            let config: Vec<(String, String)> = spec
-                .config
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            docs.push(kafka_topic_doc(
-                &name,
-                spec.name,
-                spec.partitions,
-                spec.replicas_for(options.deployment),
-                spec.retention_for(options.deployment),
-                &config,
-                kafka_cluster,
-                options,
-            ));
+            out.push(KafkaTopicPlan {
+                name: spec.name.to_owned(),
+                partitions: spec.partitions,
+                replicas: spec.replicas_for(options.deployment),
+                retention: spec.retention_for(options.deployment),
+                config: spec
+                    .config
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            });
         }
     }
     for (topic, bases) in &derived {
@@ -194,32 +247,15 @@ pub fn manifests_with(
                     .unwrap_or_default(),
             )
         };
-        let name = names.claim("KafkaTopic", topic);
-        docs.push(kafka_topic_doc(
-            &name,
-            topic,
+        out.push(KafkaTopicPlan {
+            name: topic.clone(),
             partitions,
             replicas,
             retention,
-            &[],
-            kafka_cluster,
-            options,
-        ));
+            config: Vec::new(),
+        });
     }
 
-    let mut undeclared: Vec<&str> = subscribed
-        .iter()
-        .copied()
-        .filter(|t| !declared.contains_key(t) && !derived.contains_key(*t))
-        .collect();
-    undeclared.sort_unstable();
-    let mut out = String::new();
-    if !undeclared.is_empty() {
-        out.push_str("# Subscribed topics without a TopicSpec (no KafkaTopic generated): ");
-        out.push_str(&undeclared.join(", ").replace(['\n', '\r'], " "));
-        out.push('\n');
-    }
-    out.push_str(&yaml::stream(&docs));
     out
 }
 

@@ -555,37 +555,43 @@ struct RequestLog {
     replica: String,
 }
 
-fn topics() {
+/// The topics of every scenario, from the same declarations that drive `App::manifests()`:
+/// each scenario app declares its main topics as `TopicSpec`s (12 partitions for the scale-out
+/// scenario, as the reference's `task-events`, 3 elsewhere) and `App::kafka_topics()` adds their
+/// retry and dead-letter topics.
+fn topics() -> anyhow::Result<()> {
+    let mut scenarios: Vec<&'static str> = event_runtime::registered()
+        .iter()
+        .map(|h| h.module)
+        .collect();
+    scenarios.dedup();
     let mut all: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
-    let mut add = |t: String, p: u32| {
-        let e = all.entry(t).or_insert(p);
-        *e = (*e).max(p);
-    };
-    for h in event_runtime::registered() {
-        let partitions = if h.module.ends_with("::s6") { 12 } else { 3 };
-        add(h.topic.to_owned(), partitions);
-        if h.retry_mode == event_runtime::RetryMode::Delayed {
-            for d in h.retry {
-                add(
-                    event_runtime::subscription::retry_topic(h.topic, *d),
-                    partitions,
-                );
-            }
-        }
-        if let Some(dlq) = h.dlq {
-            add(dlq.to_owned(), 3);
+    for module in scenarios {
+        let handlers = event_runtime::registered()
+            .into_iter()
+            .filter(|h| h.module == module);
+        let app = event_runtime::App::with_handlers(handlers)?;
+        let partitions = if module.ends_with("::s6") { 12 } else { 3 };
+        let specs: Vec<event_runtime::TopicSpec> = app
+            .handlers()
+            .iter()
+            .map(|h| event_runtime::TopicSpec::new(h.def.topic).partitions(partitions))
+            .collect();
+        for t in app.with_topics(specs).kafka_topics() {
+            let p = all.entry(t.name).or_insert(t.partitions);
+            *p = (*p).max(t.partitions);
         }
     }
     for (t, p) in all {
         println!("{t}:{p}");
     }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--topics") {
-        topics();
-        return Ok(());
+        return topics();
     }
     tracing_subscriber::fmt()
         .with_env_filter(
