@@ -27,7 +27,7 @@ step "example-todo's live page in headless Chromium"
 scripts/browser-test.sh
 
 step "benchmarks build"
-cargo bench --workspace --no-run
+cargo bench -p event-bench --no-run
 
 step "real stack: daprd + Kafka + Redis"
 scripts/e2e.sh
