@@ -302,7 +302,12 @@ impl App {
                 get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
             );
         let metrics = self.metrics.clone();
-        let asyncapi = Arc::new(self.asyncapi());
+        // Built on request, not with the router: it is rarely asked for and costs a schema walk.
+        let asyncapi = Arc::new((
+            self.app_id.clone(),
+            self.registry.handlers.clone(),
+            self.published.clone(),
+        ));
         router = router
             .route(
                 "/metrics",
@@ -319,8 +324,8 @@ impl App {
             .route(
                 "/asyncapi.json",
                 get(move || {
-                    let doc = asyncapi.clone();
-                    async move { axum::Json((*doc).clone()) }
+                    let parts = asyncapi.clone();
+                    async move { axum::Json(asyncapi_doc(&parts.0, &parts.1, &parts.2)) }
                 }),
             )
             .route(
@@ -409,22 +414,7 @@ impl App {
     /// An AsyncAPI 3.0 document of every topic, message and operation, with the JSON Schemas of
     /// the registered event types (also served at `GET /asyncapi.json`).
     pub fn asyncapi(&self) -> serde_json::Value {
-        let schemas: Vec<crate::asyncapi::EventSchema> = crate::schema::defs()
-            .into_iter()
-            .map(|d| crate::asyncapi::EventSchema {
-                rust_name: d.rust_name,
-                event_types: d.types,
-                version: d.version,
-                schema: (d.schema)(),
-                topics: self
-                    .published
-                    .iter()
-                    .filter(|(ty, _)| d.types.contains(ty))
-                    .map(|(_, topic)| topic.clone())
-                    .collect(),
-            })
-            .collect();
-        crate::asyncapi::asyncapi(&self.app_id, self.handlers(), &schemas)
+        asyncapi_doc(&self.app_id, self.handlers(), &self.published)
     }
 
     /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;
@@ -475,6 +465,30 @@ impl App {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
     }
+}
+
+/// The AsyncAPI document of `handlers`, with every registered event type's schema and the
+/// declared publish targets.
+fn asyncapi_doc(
+    app_id: &str,
+    handlers: &[ResolvedHandler],
+    published: &[(&'static str, String)],
+) -> serde_json::Value {
+    let schemas: Vec<crate::asyncapi::EventSchema> = crate::schema::defs()
+        .into_iter()
+        .map(|d| crate::asyncapi::EventSchema {
+            rust_name: d.rust_name,
+            event_types: d.types,
+            version: d.version,
+            schema: (d.schema)(),
+            topics: published
+                .iter()
+                .filter(|(ty, _)| d.types.contains(ty))
+                .map(|(_, topic)| topic.clone())
+                .collect(),
+        })
+        .collect();
+    crate::asyncapi::asyncapi(app_id, handlers, &schemas)
 }
 
 /// Shuts a serving app down: it stops accepting connections, lets in-flight deliveries finish,
