@@ -189,6 +189,10 @@ async fn s2_framework_publisher_to_handler_with_cloudevent_attributes_and_key() 
         };
         assert_eq!(r["key"], user, "Kafka __key header: {r}");
         assert_eq!(
+            r["eventversion"], "1.0",
+            "the version, sent as publish metadata, arrives as a header: {r}"
+        );
+        assert_eq!(
             r["path"], "/events/s2-events/s2_work",
             "routed by the CEL rule: {r}"
         );

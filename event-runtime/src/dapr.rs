@@ -73,7 +73,17 @@ impl DaprClient {
         if let Some(tp) = &ev.traceparent {
             query.push(("metadata.cloudevent.traceparent", tp));
         }
-        let req = if ev.extensions.is_empty() {
+        // The version alone does not need an envelope: publish metadata reaches the consumer as
+        // a Kafka record header, which Dapr delivers as an HTTP header.
+        let version = ev
+            .extensions
+            .get(crate::version::EXT_VERSION)
+            .and_then(Value::as_str);
+        if let Some(v) = version {
+            query.push(("metadata.eventversion", v));
+        }
+        let only_version = ev.extensions.len() == usize::from(version.is_some());
+        let req = if only_version {
             query.push(("metadata.cloudevent.id", &ev.id));
             query.push(("metadata.cloudevent.type", &ev.ty));
             query.push(("metadata.cloudevent.source", &ev.source));

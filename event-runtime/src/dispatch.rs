@@ -118,7 +118,22 @@ pub(crate) async fn handle(
         return answer_json(json!({ "statuses": statuses }));
     }
     let status = match parsed.and_then(CloudEvent::from_value) {
-        Ok(ce) => process(&rt, target, ce, key_hint).await,
+        Ok(mut ce) => {
+            // Our publisher's version arrives as a header (publish metadata → Kafka header).
+            let version = headers
+                .get(crate::version::EXT_VERSION)
+                .and_then(|v| v.to_str().ok());
+            if let (Some(v), false) = (
+                version,
+                ce.extensions.contains_key(crate::version::EXT_VERSION),
+            ) {
+                ce.extensions.insert(
+                    crate::version::EXT_VERSION.to_owned(),
+                    Value::String(v.to_owned()),
+                );
+            }
+            process(&rt, target, ce, key_hint).await
+        }
         Err(err) => {
             let raw = Value::String(String::from_utf8_lossy(&body).into_owned());
             dead_letter_undecodable(&rt, target, &err.to_string(), raw).await

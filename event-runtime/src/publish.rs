@@ -54,7 +54,11 @@ impl OutgoingEvent {
             source: source.to_owned(),
             data,
             partition_key: event.partition_key(),
-            extensions: Map::new(),
+            // The version travels with the event (a Kafka record header on Dapr, see `version`).
+            extensions: Map::from_iter([(
+                crate::version::EXT_VERSION.to_owned(),
+                Value::String(E::VERSION.to_owned()),
+            )]),
             traceparent: None,
         })
     }

@@ -90,6 +90,7 @@ async fn publishes_json_with_cloudevent_metadata_partition_key_and_token() {
         "metadata.cloudevent.id=evt-1",
         "metadata.cloudevent.type=task.completed",
         "metadata.cloudevent.source=",
+        "metadata.eventversion=1.0",
     ] {
         assert!(query.contains(part), "{part} not in {query}");
     }

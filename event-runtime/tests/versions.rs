@@ -190,3 +190,41 @@ fn new_required_fields_are_breaking_unless_the_major_is_raised() {
     let optional = json!({"a@1.1": {"properties": {"x": {"type": "string"}, "z": {"type": "string"}}, "required": ["x"]}});
     assert!(breaking_changes(&old, &optional).is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_version_header_of_our_publisher_selects_the_upcaster() {
+    // Our publisher sends the version as publish metadata, which Dapr delivers as a header; the
+    // header wins over the data. Valid 1.0 data under a 2.0 header is read as 2.0 (and fails
+    // for lack of `completed_by`); without the header it is upcast from 1.0 (tested above).
+    let seen = Seen::default();
+    let app = TestApp::start(App::new().with_state(seen.clone())).await;
+    let body = json!({"specversion":"1.0","id":"e-9","type":"task.completed","source":"rust-svc",
+        "data": {"task_id": 9, "user_id": "u-9", "event_version": "1.0"}});
+    let req = axum::http::Request::post("/events/task-events/on_completed")
+        .header("eventversion", "2.0")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let (_, answer) = app.request(req).await;
+    assert_eq!(answer["status"], "DROP");
+    let letters = app.dead_letters("dlq");
+    assert!(
+        letters[0].reason.contains("completed_by"),
+        "read as 2.0: {}",
+        letters[0].reason
+    );
+
+    let published = TaskCompleted {
+        event_version: "3.1".into(),
+        task_id: 1,
+        user_id: "u".into(),
+        completed_by: "u".into(),
+        note: None,
+    };
+    app.publish("task-events", &published).await.unwrap();
+    app.wait_idle().await;
+    assert_eq!(
+        app.published_to("task-events")[0].extensions["eventversion"],
+        "3.1"
+    );
+    assert_eq!(seen.0.lock().unwrap().len(), 1);
+}

@@ -504,6 +504,11 @@ async fn request_log(AxState(log): AxState<Arc<RequestLog>>, req: Request, next:
         .get("__partition")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let event_version = req
+        .headers()
+        .get("eventversion")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let content_type = req
         .headers()
         .get("content-type")
@@ -528,6 +533,7 @@ async fn request_log(AxState(log): AxState<Arc<RequestLog>>, req: Request, next:
         "replica": log.replica, "method": method, "path": path, "http_status": status,
         "t_start": t_start, "t_end": now_ms(), "had_token": had_token, "key": key,
         "partition": partition, "content_type": content_type, "answer": answer,
+        "eventversion": event_version,
     });
     if body_json.get("type").and_then(Value::as_str) == Some("com.dapr.event.sent.bulk") {
         let entries: Vec<Value> = body_json["entries"]
