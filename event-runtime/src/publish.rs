@@ -104,6 +104,17 @@ pub enum PublishError {
     },
 }
 
+impl PublishError {
+    /// Whether trying again may succeed: the sidecar was unreachable or answered 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PublishError::Unreachable { .. } => true,
+            PublishError::Rejected { status, .. } => *status >= 500,
+            PublishError::Encode(_) | PublishError::Stopped { .. } => false,
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Backend {
     Dapr(DaprClient),
@@ -216,10 +227,24 @@ impl Publisher {
     }
 
     /// Publishes a prepared event (used for retries, dead letters and replays).
+    ///
+    /// On Dapr, a sidecar that cannot be reached or answers 5xx (Kafka's "not the leader for
+    /// that partition" right after a topic is created, say) is tried twice more, 100 ms and
+    /// 400 ms later. A 4xx is the caller's mistake and is returned at once. The CloudEvent id is
+    /// the same on every try, so an idempotent consumer applies a doubled publish once.
     pub async fn send(&self, event: OutgoingEvent) -> Result<(), PublishError> {
-        match &self.backend {
-            Backend::Dapr(client) => client.publish(&event).await,
-            Backend::Embedded(broker) => broker.publish(event),
+        let client = match &self.backend {
+            Backend::Dapr(client) => client,
+            Backend::Embedded(broker) => return broker.publish(event),
+        };
+        let mut result = client.publish(&event).await;
+        for backoff_ms in [100, 400] {
+            if !result.as_ref().is_err_and(PublishError::is_transient) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(backoff_ms)).await;
+            result = client.publish(&event).await;
         }
+        result
     }
 }

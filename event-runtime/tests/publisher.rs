@@ -142,3 +142,30 @@ async fn an_unreachable_sidecar_is_an_error_not_a_hang() {
         .unwrap_err();
     assert!(matches!(err, PublishError::Unreachable { .. }), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_5xx_is_tried_again_and_a_4xx_is_not() {
+    let (base, seen) = sidecar((
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE", "message": "not the leader"}),
+    ))
+    .await;
+    let err = publisher(&base, None)
+        .publish("task-events", &event())
+        .await
+        .unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(seen.0.lock().unwrap().len(), 3, "tried three times");
+
+    let (base, seen) = sidecar((
+        StatusCode::BAD_REQUEST,
+        json!({"errorCode": "ERR_PUBSUB_REQUEST_METADATA", "message": "bad"}),
+    ))
+    .await;
+    let err = publisher(&base, None)
+        .publish("task-events", &event())
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient());
+    assert_eq!(seen.0.lock().unwrap().len(), 1, "a 4xx is final");
+}
