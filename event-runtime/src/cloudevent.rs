@@ -2,14 +2,25 @@
 //!
 //! We parse the envelope ourselves rather than with `cloudevents-sdk`: Dapr's envelope carries
 //! non-standard members (`topic`, `pubsubname`, `traceid`), a `data` that may be a JSON string
-//! holding JSON, and a rawPayload form whose bytes may themselves be an envelope. A small
-//! `serde_json::Value` walk states those rules in one place and never panics on bad input.
+//! holding JSON, and a rawPayload form whose bytes may themselves be an envelope. One file states
+//! those rules, and nothing in it panics on bad input.
+//!
+//! `data` is kept as the raw JSON text it arrived as and parsed only when asked: a handler's
+//! event is decoded straight from that text, as a hand-written handler would, and the JSON tree
+//! is built only for the paths that need one (seed-style dispatch, key templates, dead letters).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::OnceLock;
 
 use base64::Engine as _;
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A structured CloudEvent 1.0, as delivered by the Dapr sidecar (or our embedded broker).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CloudEvent {
     /// `id`.
     pub id: String,
@@ -31,11 +42,69 @@ pub struct CloudEvent {
     pub traceparent: Option<String>,
     /// `tracestate` (Dapr extension).
     pub tracestate: Option<String>,
-    /// The event data, decoded: JSON data as is, a JSON string holding JSON parsed, `data_base64`
-    /// decoded (and parsed when it is JSON).
-    pub data: Value,
     /// Every other attribute (extensions such as our retry bookkeeping).
     pub extensions: Map<String, Value>,
+    data: Data,
+}
+
+impl PartialEq for CloudEvent {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.id,
+            &self.ty,
+            &self.source,
+            &self.specversion,
+            &self.time,
+            &self.datacontenttype,
+        ) == (
+            &other.id,
+            &other.ty,
+            &other.source,
+            &other.specversion,
+            &other.time,
+            &other.datacontenttype,
+        ) && (
+            &self.topic,
+            &self.pubsubname,
+            &self.traceparent,
+            &self.tracestate,
+            &self.extensions,
+        ) == (
+            &other.topic,
+            &other.pubsubname,
+            &other.traceparent,
+            &other.tracestate,
+            &other.extensions,
+        ) && self.data() == other.data()
+    }
+}
+
+/// The `data` member: its raw text until someone needs the JSON tree.
+#[derive(Debug, Clone, Default)]
+struct Data {
+    raw: Option<Box<RawValue>>,
+    value: OnceLock<Value>,
+    /// It came as `data_base64` (a rawPayload delivery, which may wrap a whole envelope).
+    from_base64: bool,
+}
+
+impl Data {
+    fn parsed(value: Value) -> Self {
+        Data {
+            raw: None,
+            value: OnceLock::from(value),
+            from_base64: false,
+        }
+    }
+}
+
+/// Dapr turns JSON published without `Content-Type: application/json` into a JSON string: a
+/// string that holds a JSON object or array stands for that JSON.
+fn unstring(s: String) -> Value {
+    serde_json::from_str::<Value>(&s)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array())
+        .unwrap_or(Value::String(s))
 }
 
 /// Why a body is not a CloudEvent we can handle.
@@ -73,14 +142,92 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 impl CloudEvent {
+    /// A CloudEvent with the given attributes and data, and no others.
+    pub fn new(
+        id: impl Into<String>,
+        ty: impl Into<String>,
+        source: impl Into<String>,
+        data: Value,
+    ) -> Self {
+        CloudEvent {
+            id: id.into(),
+            ty: ty.into(),
+            source: source.into(),
+            specversion: "1.0".to_owned(),
+            time: None,
+            datacontenttype: None,
+            topic: None,
+            pubsubname: None,
+            traceparent: None,
+            tracestate: None,
+            extensions: Map::new(),
+            data: Data::parsed(data),
+        }
+    }
+
+    /// The event data, decoded: JSON data as is, a JSON string holding JSON parsed,
+    /// `data_base64` decoded (and parsed when it is JSON); `null` when there is none.
+    pub fn data(&self) -> &Value {
+        self.data.value.get_or_init(|| match &self.data.raw {
+            Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+                Ok(Value::String(s)) => unstring(s),
+                Ok(v) => v,
+                Err(_) => Value::Null,
+            },
+            None => Value::Null,
+        })
+    }
+
+    /// Replaces the data.
+    pub fn set_data(&mut self, data: Value) {
+        self.data = Data::parsed(data);
+    }
+
+    /// Decodes the data as `T`: straight from the JSON text when it arrived as a JSON object or
+    /// array, else from [`CloudEvent::data`].
+    pub fn decode_data<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        if self.data.value.get().is_none() {
+            if let Some(raw) = &self.data.raw {
+                let text = raw.get();
+                if text.starts_with('{') || text.starts_with('[') {
+                    return serde_json::from_str(text);
+                }
+            }
+        }
+        T::deserialize(self.data())
+    }
+
+    /// A top-level string member of the data (`event_version`, say), read from the raw text
+    /// without building the data's JSON tree when that has not been built yet.
+    pub fn data_str(&self, name: &str) -> Option<String> {
+        if self.data.value.get().is_none() {
+            if let Some(raw) = &self.data.raw {
+                if raw.get().starts_with('{') {
+                    let mut de = serde_json::Deserializer::from_str(raw.get());
+                    return serde::de::DeserializeSeed::deserialize(StrMember(name), &mut de)
+                        .ok()
+                        .flatten();
+                }
+            }
+        }
+        self.data()
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
     /// Parses a structured CloudEvent from a request body.
     pub fn from_slice(body: &[u8]) -> Result<Self, CloudEventError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(CloudEventError::Empty);
+        match serde_json::from_slice::<Wire>(body) {
+            Ok(wire) => Self::from_parts(wire.known, wire.attributes, wire.data),
+            // The fast path only reads objects; let the general one say precisely what is wrong.
+            Err(_) if body.iter().all(u8::is_ascii_whitespace) => Err(CloudEventError::Empty),
+            Err(_) => {
+                let value: Value = serde_json::from_slice(body)
+                    .map_err(|e| CloudEventError::NotJson(e.to_string()))?;
+                Self::from_value(value)
+            }
         }
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| CloudEventError::NotJson(e.to_string()))?;
-        Self::from_value(value)
     }
 
     /// Parses a structured CloudEvent from JSON.
@@ -88,10 +235,21 @@ impl CloudEvent {
         let Value::Object(mut map) = value else {
             return Err(CloudEventError::NotObject(json_kind(&value)));
         };
-        let mut take_str = |key: &'static str| match map.remove(key) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
+        let data = match (map.remove("data_base64"), map.remove("data")) {
+            (Some(b64), _) => WireData::Base64(b64),
+            (None, Some(v)) => WireData::Value(v),
+            (None, None) => WireData::None,
         };
+        let known = Known::from_map(&mut map);
+        Self::from_parts(known, map, data)
+    }
+
+    fn from_parts(
+        mut known: Known,
+        map: Map<String, Value>,
+        data: WireData,
+    ) -> Result<Self, CloudEventError> {
+        let mut take_str = |key: &'static str| known.take(key);
         let specversion = take_str("specversion").ok_or(CloudEventError::Missing("specversion"))?;
         if specversion != "1.0" {
             return Err(CloudEventError::SpecVersion(specversion));
@@ -105,28 +263,29 @@ impl CloudEvent {
         let pubsubname = take_str("pubsubname");
         let traceparent = take_str("traceparent");
         let tracestate = take_str("tracestate");
-        let data = match (map.remove("data_base64"), map.remove("data")) {
-            (Some(Value::String(b64)), _) => {
+        let data = match data {
+            WireData::Base64(Value::String(b64)) => {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b64.trim())
                     .map_err(|e| CloudEventError::Base64(e.to_string()))?;
-                bytes_to_value(&bytes)
+                Data {
+                    from_base64: true,
+                    ..Data::parsed(bytes_to_value(&bytes))
+                }
             }
-            (Some(other), _) => {
+            WireData::Base64(other) => {
                 return Err(CloudEventError::Base64(format!(
                     "expected a string, found a JSON {}",
                     json_kind(&other)
                 )))
             }
-            (None, Some(Value::String(s))) => {
-                // Dapr turns JSON published without `Content-Type: application/json` into a string.
-                serde_json::from_str::<Value>(&s)
-                    .ok()
-                    .filter(|v| v.is_object() || v.is_array())
-                    .unwrap_or(Value::String(s))
-            }
-            (None, Some(v)) => v,
-            (None, None) => Value::Null,
+            WireData::Raw(raw) => Data {
+                raw: Some(raw),
+                ..Data::default()
+            },
+            WireData::Value(Value::String(s)) => Data::parsed(unstring(s)),
+            WireData::Value(v) => Data::parsed(v),
+            WireData::None => Data::parsed(Value::Null),
         };
         Ok(CloudEvent {
             id,
@@ -139,16 +298,16 @@ impl CloudEvent {
             pubsubname,
             traceparent,
             tracestate,
-            data,
             extensions: map,
+            data,
         })
     }
 
     /// For rawPayload deliveries: when the raw bytes are themselves a CloudEvent (what a Dapr
     /// publisher writes to the broker), the inner event; otherwise `self` unchanged.
     pub fn unwrap_raw(self) -> Self {
-        if self.data.get("specversion").is_some() {
-            if let Ok(mut inner) = CloudEvent::from_value(self.data.clone()) {
+        if self.data.from_base64 && self.data().get("specversion").is_some() {
+            if let Ok(mut inner) = CloudEvent::from_value(self.data().clone()) {
                 inner.topic = inner.topic.or(self.topic);
                 inner.pubsubname = inner.pubsubname.or(self.pubsubname);
                 return inner;
@@ -178,13 +337,146 @@ impl CloudEvent {
         map.insert("id".into(), Value::String(self.id.clone()));
         map.insert("type".into(), Value::String(self.ty.clone()));
         map.insert("source".into(), Value::String(self.source.clone()));
-        map.insert("data".into(), self.data.clone());
+        map.insert("data".into(), self.data().clone());
         Value::Object(map)
     }
 
     /// A string extension attribute.
     pub fn extension_str(&self, name: &str) -> Option<&str> {
         self.extensions.get(name).and_then(Value::as_str)
+    }
+}
+
+/// Reads one string member of a JSON object, skipping the others without allocating.
+struct StrMember<'n>(&'n str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrMember<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrMember<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if found.is_none() && key == self.0 {
+                found = map
+                    .next_value::<Option<Cow<'de, str>>>()
+                    .ok()
+                    .flatten()
+                    .map(Cow::into_owned);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The attributes the envelope names, read into their own slots rather than a map.
+const KNOWN: [&str; 10] = [
+    "specversion",
+    "id",
+    "type",
+    "source",
+    "time",
+    "datacontenttype",
+    "topic",
+    "pubsubname",
+    "traceparent",
+    "tracestate",
+];
+
+/// The [`KNOWN`] attributes that were strings (any other value counts as absent).
+#[derive(Default)]
+struct Known([Option<String>; KNOWN.len()]);
+
+impl Known {
+    fn from_map(map: &mut Map<String, Value>) -> Known {
+        let mut known = Known::default();
+        for (slot, name) in known.0.iter_mut().zip(KNOWN) {
+            if let Some(Value::String(s)) = map.remove(name) {
+                *slot = Some(s);
+            }
+        }
+        known
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let i = KNOWN.iter().position(|k| *k == name)?;
+        self.0[i].take()
+    }
+}
+
+/// Where the data was found while reading the envelope.
+enum WireData {
+    Raw(Box<RawValue>),
+    Value(Value),
+    Base64(Value),
+    None,
+}
+
+/// The envelope as read from the wire: `data` left as raw text, every other member as JSON.
+struct Wire {
+    known: Known,
+    attributes: Map<String, Value>,
+    data: WireData,
+}
+
+impl<'de> Deserialize<'de> for Wire {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WireVisitor;
+
+        impl<'de> Visitor<'de> for WireVisitor {
+            type Value = Wire;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a CloudEvent object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire, A::Error> {
+                let mut known = Known::default();
+                let mut attributes = Map::new();
+                let mut data = WireData::None;
+                let mut base64 = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "data" => data = WireData::Raw(map.next_value()?),
+                        "data_base64" => base64 = Some(map.next_value::<Value>()?),
+                        name => match KNOWN.iter().position(|k| *k == name) {
+                            Some(i) => {
+                                if let Value::String(s) = map.next_value()? {
+                                    known.0[i] = Some(s);
+                                }
+                            }
+                            None => {
+                                let value = map.next_value()?;
+                                attributes.insert(key.into_owned(), value);
+                            }
+                        },
+                    }
+                }
+                if let Some(b64) = base64 {
+                    data = WireData::Base64(b64);
+                }
+                Ok(Wire {
+                    known,
+                    attributes,
+                    data,
+                })
+            }
+        }
+
+        deserializer.deserialize_map(WireVisitor)
     }
 }
 
@@ -210,21 +502,21 @@ mod tests {
     #[test]
     fn json_data_as_is() {
         let ce = CloudEvent::from_value(envelope(json!({"data":{"a":1}}))).unwrap();
-        assert_eq!(ce.data, json!({"a":1}));
+        assert_eq!(*ce.data(), json!({"a":1}));
     }
 
     #[test]
     fn string_data_holding_json_is_parsed() {
         let ce = CloudEvent::from_value(envelope(json!({"data":"{\"a\":1}"}))).unwrap();
-        assert_eq!(ce.data, json!({"a":1}));
+        assert_eq!(*ce.data(), json!({"a":1}));
         let ce = CloudEvent::from_value(envelope(json!({"data":"hello"}))).unwrap();
-        assert_eq!(ce.data, json!("hello"));
+        assert_eq!(*ce.data(), json!("hello"));
     }
 
     #[test]
     fn base64_data() {
         let ce = CloudEvent::from_value(envelope(json!({"data_base64":"eyJhIjoxfQ=="}))).unwrap();
-        assert_eq!(ce.data, json!({"a":1}));
+        assert_eq!(*ce.data(), json!({"a":1}));
         let err = CloudEvent::from_value(envelope(json!({"data_base64":"%%%"}))).unwrap_err();
         assert!(matches!(err, CloudEventError::Base64(_)));
     }
@@ -237,8 +529,45 @@ mod tests {
             "topic":"t","pubsubname":"p","data_base64":b64});
         let ce = CloudEvent::from_value(outer).unwrap().unwrap_raw();
         assert_eq!(ce.ty, "task.completed");
-        assert_eq!(ce.data, json!({"a":2}));
+        assert_eq!(*ce.data(), json!({"a":2}));
         assert_eq!(ce.topic.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn the_wire_path_reads_every_data_form_like_the_tree_path() {
+        let forms = [
+            json!({"data": {"a": 1, "b": [1, 2]}}),
+            json!({"data": "{\"a\":1}"}),
+            json!({"data": "hello"}),
+            json!({"data_base64": "eyJhIjoxfQ=="}),
+            json!({"data": null}),
+            json!({}),
+            json!({"data": {"a": 1}, "traceid": "x", "evrattempt": "2", "id": 7}),
+        ];
+        for extra in forms {
+            let body = envelope(extra.clone()).to_string();
+            let wire = CloudEvent::from_slice(body.as_bytes());
+            let tree = CloudEvent::from_value(envelope(extra.clone()));
+            assert_eq!(wire, tree, "{extra}");
+            if let Ok(ce) = wire {
+                assert_eq!(
+                    ce.data_str("a"),
+                    ce.data()
+                        .get("a")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                );
+                if ce.data().is_object() {
+                    assert_eq!(ce.decode_data::<Value>().unwrap(), *ce.data(), "{extra}");
+                }
+            }
+        }
+        let ce = CloudEvent::from_slice(br#"{"specversion":"1.0","id":"1","type":"t","source":"s","data":{"event_version":"2.1","x":{"event_version":"9"}}}"#).unwrap();
+        assert_eq!(
+            ce.data_str("event_version").as_deref(),
+            Some("2.1"),
+            "top-level member only"
+        );
     }
 
     #[test]

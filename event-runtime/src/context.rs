@@ -77,14 +77,19 @@ impl Delivery {
 /// path). For an internally tagged enum whose data lacks the tag (a publisher
 /// that put the type only in the CloudEvent `type`), the tag is taken from the CloudEvent type.
 pub fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {
-    if let (Some(tag), Value::Object(map)) = (E::TAG, &ce.data) {
-        if !map.contains_key(tag) && E::TYPES.contains(&ce.ty.as_str()) {
+    let fast = ce.decode_data::<E>();
+    let Some(tag) = E::TAG else { return fast };
+    if fast.is_ok() {
+        return fast;
+    }
+    match ce.data() {
+        Value::Object(map) if !map.contains_key(tag) && E::TYPES.contains(&ce.ty.as_str()) => {
             let mut map = map.clone();
             map.insert(tag.to_owned(), Value::String(ce.ty.clone()));
-            return serde_json::from_value(Value::Object(map));
+            serde_json::from_value(Value::Object(map))
         }
+        _ => fast,
     }
-    E::deserialize(&ce.data)
 }
 
 /// The first argument of a handler: an [`Event`] or an [`Envelope`] around one.
@@ -210,7 +215,10 @@ pub struct PartitionKey(pub Option<String>);
 
 impl FromDelivery for PartitionKey {
     fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
-        Ok(PartitionKey(d.partition_key.clone()))
+        Ok(PartitionKey(crate::dispatch::partition_key(
+            &d.event,
+            d.partition_key.clone(),
+        )))
     }
 }
 

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use crate::cloudevent::{CloudEvent, CloudEventError};
+use crate::cloudevent::CloudEvent;
 use crate::config::Settings;
 use crate::context::{Delivery, StateMap};
 use crate::dlq::DeadLetter;
@@ -100,24 +100,27 @@ pub(crate) async fn handle(
         .get("__key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // The body is parsed once: into a JSON tree that is either a bulk envelope or one event.
-    let parsed = match serde_json::from_slice::<Value>(&body) {
-        Ok(value) => Ok(value),
-        Err(_) if body.iter().all(u8::is_ascii_whitespace) => Err(CloudEventError::Empty),
-        Err(e) => Err(CloudEventError::NotJson(e.to_string())),
-    };
-    if let Some(entries) = parsed.as_ref().ok().and_then(bulk_entries) {
-        let mut statuses = Vec::with_capacity(entries.len());
-        for (entry_id, event) in entries {
-            let status = match event {
-                Ok(ce) => process(&rt, target, ce, None).await,
-                Err(reason) => dead_letter_undecodable(&rt, target, &reason, Value::Null).await,
-            };
-            statuses.push(json!({"entryId": entry_id, "status": status.as_str()}));
+    // The body is read once as an event, its `data` left as raw text for the handler to decode;
+    // only a body that is no event (a bulk batch, or garbage) is looked at again.
+    let parsed = CloudEvent::from_slice(&body);
+    if parsed.is_err() {
+        let entries = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .as_ref()
+            .and_then(bulk_entries);
+        if let Some(entries) = entries {
+            let mut statuses = Vec::with_capacity(entries.len());
+            for (entry_id, event) in entries {
+                let status = match event {
+                    Ok(ce) => process(&rt, target, ce, None).await,
+                    Err(reason) => dead_letter_undecodable(&rt, target, &reason, Value::Null).await,
+                };
+                statuses.push(json!({"entryId": entry_id, "status": status.as_str()}));
+            }
+            return answer_json(json!({ "statuses": statuses }));
         }
-        return answer_json(json!({ "statuses": statuses }));
     }
-    let status = match parsed.and_then(CloudEvent::from_value) {
+    let status = match parsed {
         Ok(mut ce) => {
             // Our publisher's version arrives as a header (publish metadata → Kafka header).
             let version = headers
@@ -246,11 +249,11 @@ fn resolve(
             .def
             .event_tag
             .unwrap_or("event_type");
-        if let Some(h) = ce.data.get(tag).and_then(Value::as_str).and_then(by_type) {
+        if let Some(h) = ce.data().get(tag).and_then(Value::as_str).and_then(by_type) {
             return Ok(h);
         }
     }
-    if let Some(ty) = ce.data.get("event_type").and_then(Value::as_str) {
+    if let Some(ty) = ce.data().get("event_type").and_then(Value::as_str) {
         if let Some(h) = by_type(ty) {
             return Ok(h);
         }
@@ -264,9 +267,11 @@ fn resolve(
     ))
 }
 
-fn partition_key(ce: &CloudEvent, hint: Option<String>) -> Option<String> {
+/// The partition key of a delivered event: the Kafka record key Dapr sent (`__key`), else the
+/// data's `user_id`. Only failure paths need it, so it is worked out there.
+pub(crate) fn partition_key(ce: &CloudEvent, hint: Option<String>) -> Option<String> {
     hint.or_else(|| {
-        ce.data
+        ce.data()
             .get("user_id")
             .and_then(Value::as_str)
             .map(str::to_owned)
@@ -303,10 +308,9 @@ pub(crate) async fn process(
         topic = %origin_topic,
         handler = handler.def.name,
         attempt = retry.attempt,
-        trace_id = %crate::trace::trace_id(ce.traceparent.as_deref()).unwrap_or_default(),
+        traceparent = ce.traceparent.as_deref().unwrap_or_default(),
     );
-    let key = partition_key(&ce, key_hint);
-    run_with_retries(rt, handler, ce, retry, origin_topic, key)
+    run_with_retries(rt, handler, ce, retry, origin_topic, key_hint)
         .instrument(span)
         .await
 }
@@ -317,7 +321,7 @@ async fn run_with_retries(
     ce: CloudEvent,
     mut retry: RetryState,
     origin_topic: String,
-    key: Option<String>,
+    key_hint: Option<String>,
 ) -> Status {
     if let Some(due) = retry.due_ms {
         if !hold_until(rt, due).await {
@@ -331,7 +335,7 @@ async fn run_with_retries(
             handler,
             &ce,
             &origin_topic,
-            key.as_deref(),
+            key_hint.as_deref(),
             retry.attempt,
         )
         .await;
@@ -364,7 +368,8 @@ async fn run_with_retries(
             } else {
                 format!("retries exhausted after {} attempts: {err}", retry.attempt)
             };
-            let mut letter = DeadLetter::new(&ce, &handler.pubsub, &origin_topic, key.clone())
+            let key = partition_key(&ce, key_hint);
+            let mut letter = DeadLetter::new(&ce, &handler.pubsub, &origin_topic, key)
                 .with_failures(retry.failures);
             letter.handler = Some(handler.def.qualified_name());
             letter.permanent = permanent;
@@ -395,8 +400,8 @@ async fn run_with_retries(
                     id: ce.id.clone(),
                     ty: ce.ty.clone(),
                     source: ce.source.clone(),
-                    data: ce.data.clone(),
-                    partition_key: key.clone(),
+                    data: ce.data().clone(),
+                    partition_key: partition_key(&ce, key_hint.clone()),
                     extensions,
                     // The retry continues the event's trace as a child span.
                     traceparent: Some(crate::trace::child(ce.traceparent.as_deref())),
@@ -431,7 +436,7 @@ async fn run_once(
     let def = handler.def;
     let token = if def.idempotent {
         let key = match def.idempotency_key {
-            Some(template) => render_key(template, &ce.data),
+            Some(template) => render_key(template, ce.data()),
             None => ce.id.clone(),
         };
         // Dapr refuses state keys containing `||` (its key-prefix separator): one `|` between
@@ -542,7 +547,7 @@ fn record(
             attempt,
             outcome,
             error,
-            data: ce.data.clone(),
+            data: ce.data().clone(),
         };
         journal.lock().unwrap_or_else(|p| p.into_inner()).push(run);
     }
@@ -615,21 +620,11 @@ async fn publish_dead_letter(rt: &Runtime, dlq: &str, pubsub: &str, letter: Dead
 async fn dead_letter_undecodable(rt: &Runtime, target: Target, reason: &str, raw: Value) -> Status {
     let (pubsub, topic) = target_topic(rt, target);
     tracing::warn!(%topic, "undecodable delivery: {reason}");
-    let ce = CloudEvent {
-        // Deterministic, so a redelivered bad body yields the same dead letter, not a second one.
-        id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, raw.to_string().as_bytes()).to_string(),
-        ty: "event-runtime.undecodable".to_owned(),
-        source: String::new(),
-        specversion: "1.0".to_owned(),
-        time: None,
-        datacontenttype: None,
-        topic: Some(topic.clone()),
-        pubsubname: Some(pubsub.clone()),
-        traceparent: None,
-        tracestate: None,
-        data: raw,
-        extensions: Default::default(),
-    };
+    // Deterministic, so a redelivered bad body yields the same dead letter, not a second one.
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, raw.to_string().as_bytes()).to_string();
+    let mut ce = CloudEvent::new(id, "event-runtime.undecodable", "", raw);
+    ce.topic = Some(topic.clone());
+    ce.pubsubname = Some(pubsub.clone());
     let letter = DeadLetter::new(&ce, &pubsub, &topic, None)
         .reason(format!("undecodable delivery: {reason}"));
     publish_dead_letter(rt, &rt.settings.default_dlq, &pubsub, letter).await

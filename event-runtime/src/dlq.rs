@@ -104,7 +104,7 @@ impl DeadLetter {
                 ty: ce.ty.clone(),
                 source: ce.source.clone(),
                 time: ce.time.clone(),
-                data: ce.data.clone(),
+                data: ce.data().clone(),
                 partition_key,
                 topic: topic.to_owned(),
                 pubsub: pubsub.to_owned(),

@@ -7,8 +7,6 @@
 //! their defaults. A major version the handler's type does not read, and no upcaster reaches, is
 //! not retried: the event goes to the dead-letter topic with that reason.
 
-use serde_json::Value;
-
 use crate::cloudevent::CloudEvent;
 use crate::context::decode_event;
 use crate::event::Event;
@@ -27,9 +25,11 @@ pub fn major(version: &str) -> Option<u64> {
 }
 
 /// The version an event says it has, if it says one.
-pub fn version_of(ce: &CloudEvent) -> Option<&str> {
-    ce.extension_str(EXT_VERSION)
-        .or_else(|| ce.data.get("event_version").and_then(Value::as_str))
+pub fn version_of(ce: &CloudEvent) -> Option<String> {
+    match ce.extension_str(EXT_VERSION) {
+        Some(v) => Some(v.to_owned()),
+        None => ce.data_str("event_version"),
+    }
 }
 
 /// Why an event cannot be read.
@@ -53,7 +53,8 @@ pub enum VersionError {
 /// Decodes `ce` as `E`, upcasting an older major version and refusing an unknown one.
 pub fn decode_versioned<E: Event>(ce: &CloudEvent) -> Result<E, VersionError> {
     let expected = major(E::VERSION).unwrap_or(0);
-    let found = version_of(ce).and_then(|v| major(v).map(|m| (v, m)));
+    let version = version_of(ce);
+    let found = version.as_deref().and_then(|v| major(v).map(|m| (v, m)));
     match found {
         Some((version, m)) if m != expected => match E::upcast(m, ce) {
             Some(result) => Ok(result?),
