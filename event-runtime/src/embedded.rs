@@ -25,8 +25,9 @@ use tower::ServiceExt as _;
 use crate::publish::{OutgoingEvent, PublishError};
 use crate::subscription::{parse_type_match, DaprSubscription};
 
-/// How many published events the broker remembers for [`Broker::published`].
-pub const LOG_CAPACITY: usize = 100_000;
+/// How many published events the broker remembers for [`Broker::published`] by default: a
+/// served app needs none of them; the test harness raises it with [`Broker::keep_published`].
+pub const LOG_CAPACITY: usize = 1_000;
 
 /// Partitions per topic (the reference's `task-events` has 12).
 pub const DEFAULT_PARTITIONS: usize = 12;
@@ -45,6 +46,8 @@ struct State {
     log: VecDeque<OutgoingEvent>,
     /// How many events were ever published (spreads unkeyed events over partitions).
     published: usize,
+    /// How many published events `log` keeps.
+    log_capacity: usize,
     router: Option<Router>,
     subscriptions: Vec<DaprSubscription>,
     api_token: Option<String>,
@@ -79,7 +82,10 @@ impl Broker {
     /// A broker whose topics have `partitions` partitions.
     pub fn with_partitions(partitions: usize) -> Self {
         Broker {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                log_capacity: LOG_CAPACITY,
+                ..State::default()
+            }),
             partitions: partitions.max(1),
             changed: Notify::new(),
             wake: Notify::new(),
@@ -106,7 +112,7 @@ impl Broker {
         let mut st = self.lock();
         let seq = st.published;
         st.published += 1;
-        if st.log.len() == LOG_CAPACITY {
+        while st.log.len() >= st.log_capacity.max(1) {
             // A long-running embedded app must not grow without bound.
             st.log.pop_front();
         }
@@ -188,7 +194,13 @@ impl Broker {
         self.changed.notify_waiters();
     }
 
-    /// The events published so far, in order (the last [`LOG_CAPACITY`]).
+    /// Keeps the last `n` published events for [`Broker::published`] (tests look at them).
+    pub fn keep_published(&self, n: usize) {
+        self.lock().log_capacity = n;
+    }
+
+    /// The events published so far, in order (the last [`LOG_CAPACITY`], or as many as
+    /// [`Broker::keep_published`] says).
     pub fn published(&self) -> Vec<OutgoingEvent> {
         self.lock().log.iter().cloned().collect()
     }

@@ -38,6 +38,9 @@ use crate::App;
 
 pub use crate::dispatch::Run as HandlerRun;
 
+/// How many published events a test app remembers (every one a test is likely to publish).
+pub const TEST_LOG_CAPACITY: usize = 1_000_000;
+
 /// How long [`TestApp::wait_idle`] waits before it fails the test (in the test's clock).
 pub const IDLE_DEADLINE: Duration = Duration::from_secs(3600 * 24);
 
@@ -63,6 +66,7 @@ impl TestApp {
     /// REST routes, publish into it) with a fresh in-memory idempotency store.
     pub async fn start(app: App) -> Self {
         let broker = app.broker();
+        broker.keep_published(TEST_LOG_CAPACITY);
         Self::start_on(app, broker, MemoryStore::new(), Arc::default()).await
     }
 
