@@ -6,7 +6,7 @@ use syn::{DeriveInput, FnArg, Ident, ItemFn, LitStr, ReturnType, Type};
 
 use crate::attr::{ContainerAttrs, FieldAttrs, HandlerArgs, VariantAttrs};
 use crate::ctxt::Ctxt;
-use crate::symbol::{EVENT_ID, USER_ID};
+use crate::symbol::{EVENT_ID, EVENT_VERSION, USER_ID};
 
 /// An `#[event_handler]` function.
 pub struct Handler<'a> {
@@ -139,6 +139,17 @@ pub fn partition_key<'f, 'a>(fields: &'f [Field<'a>]) -> Option<&'f Field<'a>> {
         .iter()
         .find(|f| f.attrs.partition_key.is_some())
         .or_else(|| fields.iter().find(|f| f.is_named(USER_ID)))
+}
+
+/// The field serde reads the data's `event_version` member into, when it reads it as written
+/// (`renames_all`: the container or variant renames its fields, so no field can be trusted).
+pub fn event_version<'f, 'a>(fields: &'f [Field<'a>], renames_all: bool) -> Option<&'f Field<'a>> {
+    fields.iter().find(|f| {
+        !renames_all
+            && f.ident().is_some()
+            && f.attrs.serde_plain
+            && f.serialized_name() == EVENT_VERSION
+    })
 }
 
 /// The `event_id` field, if there is one.

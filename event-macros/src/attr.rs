@@ -430,6 +430,8 @@ pub struct ContainerAttrs {
     pub serde_tag: Option<LitStr>,
     /// `#[serde(content = "...")]`: the enum is adjacently tagged, which the derive rejects.
     pub serde_content: Option<LitStr>,
+    /// `#[serde(rename_all ...)]` or `rename_all_fields`: field names are not their idents.
+    pub serde_rename_all: bool,
 }
 
 impl ContainerAttrs {
@@ -463,6 +465,7 @@ impl ContainerAttrs {
             upcast_from: upcast_from.get(),
             serde_tag: serde_str(attrs, TAG),
             serde_content: serde_str(attrs, CONTENT),
+            serde_rename_all: renames_all(attrs),
         }
     }
 }
@@ -471,6 +474,8 @@ impl ContainerAttrs {
 pub struct VariantAttrs {
     pub ty: Option<LitStr>,
     pub serde_rename: Option<LitStr>,
+    /// `#[serde(rename_all ...)]`: the variant's field names are not their idents.
+    pub serde_rename_all: bool,
 }
 
 impl VariantAttrs {
@@ -490,6 +495,7 @@ impl VariantAttrs {
         VariantAttrs {
             ty: ty.get(),
             serde_rename: serde_str(attrs, RENAME),
+            serde_rename_all: renames_all(attrs),
         }
     }
 }
@@ -499,6 +505,9 @@ pub struct FieldAttrs {
     /// The `partition_key` word of `#[event(partition_key)]`, for errors to point at.
     pub partition_key: Option<Path>,
     pub serde_rename: Option<LitStr>,
+    /// Serde reads the field as it is written: no `#[serde(...)]` key other than `rename` and
+    /// `default` (no `with`, `skip`, `flatten`, `alias`, ...).
+    pub serde_plain: bool,
 }
 
 impl FieldAttrs {
@@ -519,6 +528,9 @@ impl FieldAttrs {
         FieldAttrs {
             partition_key: partition_key.get(),
             serde_rename: serde_str(attrs, RENAME),
+            serde_plain: serde_keys(attrs)
+                .iter()
+                .all(|key| key == RENAME || key == DEFAULT),
         }
     }
 }
@@ -553,6 +565,25 @@ fn serde_str(attrs: &[Attribute], key: Symbol) -> Option<LitStr> {
         });
     }
     found
+}
+
+/// The keys of the `#[serde(...)]` attributes, whatever their values.
+fn serde_keys(attrs: &[Attribute]) -> Vec<Path> {
+    let mut keys = Vec::new();
+    for attr in attrs.iter().filter(|a| a.path() == SERDE) {
+        let _ = attr.parse_nested_meta(|meta| {
+            keys.push(meta.path.clone());
+            skip_value(&meta)
+        });
+    }
+    keys
+}
+
+/// Whether `#[serde(rename_all ...)]` or `rename_all_fields` renames the fields.
+fn renames_all(attrs: &[Attribute]) -> bool {
+    serde_keys(attrs)
+        .iter()
+        .any(|key| key == RENAME_ALL || key == RENAME_ALL_FIELDS)
 }
 
 /// A key while parsing: remembers whether it was given, so that a second one is reported

@@ -72,8 +72,12 @@ pub const TAG: Symbol = Symbol("tag");
 pub const CONTENT: Symbol = Symbol("content");
 pub const RENAME: Symbol = Symbol("rename");
 pub const SERIALIZE: Symbol = Symbol("serialize");
+pub const RENAME_ALL: Symbol = Symbol("rename_all");
+pub const RENAME_ALL_FIELDS: Symbol = Symbol("rename_all_fields");
+pub const DEFAULT: Symbol = Symbol("default");
 pub const USER_ID: &str = "user_id";
 pub const EVENT_ID: &str = "event_id";
+pub const EVENT_VERSION: &str = "event_version";
 
 impl PartialEq<Symbol> for Path {
     fn eq(&self, word: &Symbol) -> bool {

@@ -3,7 +3,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::{get, post};
 use axum::Router;
@@ -285,6 +284,7 @@ impl App {
             shutdown: self.shutdown.clone(),
             app_id: self.app_id.clone(),
             metrics: self.metrics.clone(),
+            handlers: dispatch::HandlerRuntime::all(&self.registry, &self.metrics),
         });
         let subscriptions = self.subscriptions();
         let token = self.settings.app_api_token.clone();
@@ -336,10 +336,10 @@ impl App {
             let rt = rt.clone();
             router = router.route(
                 route,
-                post(move |headers, body| dispatch::handle(rt.clone(), target, headers, body)),
+                post(move |request| dispatch::handle(rt.clone(), target, request)),
             );
         }
-        router.layer(DefaultBodyLimit::max(self.settings.body_limit))
+        router
     }
 
     /// Declares the app's topics once (partitions, retention); they drive `manifests()` (Strimzi

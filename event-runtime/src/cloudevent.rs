@@ -9,12 +9,15 @@
 //! event is decoded straight from that text, as a hand-written handler would, and the JSON tree
 //! is built only for the paths that need one (seed-style dispatch, key templates, dead letters).
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
+use axum::body::Bytes;
 use base64::Engine as _;
-use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -82,19 +85,40 @@ impl PartialEq for CloudEvent {
 /// The `data` member: its raw text until someone needs the JSON tree.
 #[derive(Debug, Clone, Default)]
 struct Data {
-    raw: Option<Box<RawValue>>,
+    raw: OnceLock<Option<Box<RawValue>>>,
     value: OnceLock<Value>,
     /// It came as `data_base64` (a rawPayload delivery, which may wrap a whole envelope).
     from_base64: bool,
+    /// The body the event was read from when its data was decoded straight into the handler's
+    /// type: the raw text is read again from it, on the paths that need it.
+    body: Option<Bytes>,
 }
 
 impl Data {
     fn parsed(value: Value) -> Self {
         Data {
-            raw: None,
             value: OnceLock::from(value),
-            from_base64: false,
+            ..Data::default()
         }
+    }
+
+    fn raw(raw: Box<RawValue>) -> Self {
+        Data {
+            raw: OnceLock::from(Some(raw)),
+            ..Data::default()
+        }
+    }
+
+    /// The data's JSON text, when it arrived as JSON (not `data_base64`).
+    fn text(&self) -> Option<&RawValue> {
+        self.raw
+            .get_or_init(|| {
+                let body = self.body.as_ref()?;
+                serde_json::from_slice::<Wire<Box<RawValue>>>(body)
+                    .ok()?
+                    .data
+            })
+            .as_deref()
     }
 }
 
@@ -168,7 +192,7 @@ impl CloudEvent {
     /// The event data, decoded: JSON data as is, a JSON string holding JSON parsed,
     /// `data_base64` decoded (and parsed when it is JSON); `null` when there is none.
     pub fn data(&self) -> &Value {
-        self.data.value.get_or_init(|| match &self.data.raw {
+        self.data.value.get_or_init(|| match self.data.text() {
             Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
                 Ok(Value::String(s)) => unstring(s),
                 Ok(v) => v,
@@ -187,7 +211,7 @@ impl CloudEvent {
     /// array, else from [`CloudEvent::data`].
     pub fn decode_data<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         if self.data.value.get().is_none() {
-            if let Some(raw) = &self.data.raw {
+            if let Some(raw) = self.data.text() {
                 let text = raw.get();
                 if text.starts_with('{') || text.starts_with('[') {
                     return serde_json::from_str(text);
@@ -201,7 +225,7 @@ impl CloudEvent {
     /// without building the data's JSON tree when that has not been built yet.
     pub fn data_str(&self, name: &str) -> Option<String> {
         if self.data.value.get().is_none() {
-            if let Some(raw) = &self.data.raw {
+            if let Some(raw) = self.data.text() {
                 if raw.get().starts_with('{') {
                     let mut de = serde_json::Deserializer::from_str(raw.get());
                     return serde::de::DeserializeSeed::deserialize(StrMember(name), &mut de)
@@ -218,8 +242,11 @@ impl CloudEvent {
 
     /// Parses a structured CloudEvent from a request body.
     pub fn from_slice(body: &[u8]) -> Result<Self, CloudEventError> {
-        match serde_json::from_slice::<Wire>(body) {
-            Ok(wire) => Self::from_parts(wire.known, wire.attributes, wire.data),
+        match serde_json::from_slice::<Wire<Box<RawValue>>>(body) {
+            Ok(wire) => {
+                let (known, attributes, data) = wire.data();
+                Self::from_parts(known, attributes, data)
+            }
             // The fast path only reads objects; let the general one say precisely what is wrong.
             Err(_) if body.iter().all(u8::is_ascii_whitespace) => Err(CloudEventError::Empty),
             Err(_) => {
@@ -279,8 +306,9 @@ impl CloudEvent {
                     json_kind(&other)
                 )))
             }
-            WireData::Raw(raw) => Data {
-                raw: Some(raw),
+            WireData::Raw(raw) => Data::raw(raw),
+            WireData::Read(body) => Data {
+                body: Some(body),
                 ..Data::default()
             },
             WireData::Value(Value::String(s)) => Data::parsed(unstring(s)),
@@ -412,73 +440,208 @@ impl Known {
     }
 
     fn take(&mut self, name: &str) -> Option<String> {
-        let i = KNOWN.iter().position(|k| *k == name)?;
+        let i = known_index(name)?;
         self.0[i].take()
     }
+}
+
+/// The slot of a [`KNOWN`] attribute (a `match`, which the compiler turns into a length switch).
+fn known_index(name: &str) -> Option<usize> {
+    let i = match name {
+        "specversion" => 0,
+        "id" => 1,
+        "type" => 2,
+        "source" => 3,
+        "time" => 4,
+        "datacontenttype" => 5,
+        "topic" => 6,
+        "pubsubname" => 7,
+        "traceparent" => 8,
+        "tracestate" => 9,
+        _ => return None,
+    };
+    debug_assert_eq!(KNOWN[i], name);
+    Some(i)
 }
 
 /// Where the data was found while reading the envelope.
 enum WireData {
     Raw(Box<RawValue>),
+    /// Decoded straight into the handler's type; its text stays in this body.
+    Read(Bytes),
     Value(Value),
     Base64(Value),
     None,
 }
 
-/// The envelope as read from the wire: `data` left as raw text, every other member as JSON.
-struct Wire {
+/// The envelope as read from the wire: `data` as `T` (its raw text, or the handler's type),
+/// every other member as JSON.
+struct Wire<T> {
     known: Known,
     attributes: Map<String, Value>,
-    data: WireData,
+    data: Option<T>,
+    base64: Option<Value>,
 }
 
-impl<'de> Deserialize<'de> for Wire {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct WireVisitor;
+impl Wire<Box<RawValue>> {
+    fn data(self) -> (Known, Map<String, Value>, WireData) {
+        let data = match (self.base64, self.data) {
+            (Some(b64), _) => WireData::Base64(b64),
+            (None, Some(raw)) => WireData::Raw(raw),
+            (None, None) => WireData::None,
+        };
+        (self.known, self.attributes, data)
+    }
+}
 
-        impl<'de> Visitor<'de> for WireVisitor {
-            type Value = Wire;
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Wire<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WireVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for WireVisitor<T> {
+            type Value = Wire<T>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a CloudEvent object")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire, A::Error> {
-                let mut known = Known::default();
-                let mut attributes = Map::new();
-                let mut data = WireData::None;
-                let mut base64 = None;
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<T>, A::Error> {
+                let mut wire = Wire {
+                    known: Known::default(),
+                    attributes: Map::new(),
+                    data: None,
+                    base64: None,
+                };
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     match &*key {
-                        "data" => data = WireData::Raw(map.next_value()?),
-                        "data_base64" => base64 = Some(map.next_value::<Value>()?),
-                        name => match KNOWN.iter().position(|k| *k == name) {
-                            Some(i) => {
-                                if let Value::String(s) = map.next_value()? {
-                                    known.0[i] = Some(s);
-                                }
-                            }
+                        "data" => wire.data = Some(map.next_value()?),
+                        "data_base64" => wire.base64 = Some(map.next_value()?),
+                        name => match known_index(name) {
+                            Some(i) => wire.known.0[i] = map.next_value::<KnownStr>()?.0,
                             None => {
                                 let value = map.next_value()?;
-                                attributes.insert(key.into_owned(), value);
+                                wire.attributes.insert(key.into_owned(), value);
                             }
                         },
                     }
                 }
-                if let Some(b64) = base64 {
-                    data = WireData::Base64(b64);
-                }
-                Ok(Wire {
-                    known,
-                    attributes,
-                    data,
-                })
+                Ok(wire)
             }
         }
 
-        deserializer.deserialize_map(WireVisitor)
+        deserializer.deserialize_map(WireVisitor(PhantomData))
     }
 }
+
+/// A known attribute's value: the string, or `None` for any other JSON value (which counts as
+/// absent), read without building a JSON tree for it.
+struct KnownStr(Option<String>);
+
+impl<'de> Deserialize<'de> for KnownStr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KnownStrVisitor;
+
+        impl<'de> Visitor<'de> for KnownStrVisitor {
+            type Value = KnownStr;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KnownStr, E> {
+                Ok(KnownStr(Some(v.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<KnownStr, E> {
+                Ok(KnownStr(Some(v)))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<KnownStr, E> {
+                Ok(KnownStr(None))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<KnownStr, E> {
+                Ok(KnownStr(None))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<KnownStr, E> {
+                Ok(KnownStr(None))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<KnownStr, E> {
+                Ok(KnownStr(None))
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<KnownStr, E> {
+                Ok(KnownStr(None))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<KnownStr, A::Error> {
+                serde::de::IgnoredAny.visit_map(map).map(|_| KnownStr(None))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<KnownStr, A::Error> {
+                serde::de::IgnoredAny.visit_seq(seq).map(|_| KnownStr(None))
+            }
+        }
+
+        deserializer.deserialize_any(KnownStrVisitor)
+    }
+}
+
+/// A JSON object or array decoded as `E`, in the same pass as the envelope around it. Any other
+/// JSON value is an error, which sends the body down the general path (a string holding JSON,
+/// say, is unwrapped there first).
+struct Typed<E>(E);
+
+impl<'de, E: DeserializeOwned> Deserialize<'de> for Typed<E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TypedVisitor<E>(PhantomData<E>);
+
+        impl<'de, E: DeserializeOwned> Visitor<'de> for TypedVisitor<E> {
+            type Value = Typed<E>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object or array")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Typed<E>, A::Error> {
+                E::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Typed)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Typed<E>, A::Error> {
+                E::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Typed)
+            }
+        }
+
+        deserializer.deserialize_any(TypedVisitor(PhantomData))
+    }
+}
+
+/// Reads an envelope whose `data` is decoded as the handler's type `E` in the same pass, as a
+/// hand-written handler would: the fast path of a delivery to a handler's own route.
+///
+/// `None` when anything differs from that common case (no `data`, `data_base64`, data that is
+/// not an object or array, data that does not decode as `E`, a bad envelope): the caller then
+/// reads the body the general way, which says precisely what is wrong. The data's raw text is not
+/// kept; it is read again from `body` on the paths that need it.
+#[doc(hidden)]
+pub fn read_typed<E: DeserializeOwned + Send + 'static>(
+    body: &Bytes,
+) -> Option<(CloudEvent, Box<dyn Any + Send>)> {
+    let wire = serde_json::from_slice::<Wire<Typed<E>>>(body).ok()?;
+    if wire.base64.is_some() {
+        return None;
+    }
+    let event = wire.data?.0;
+    let ce =
+        CloudEvent::from_parts(wire.known, wire.attributes, WireData::Read(body.clone())).ok()?;
+    Some((ce, Box::new(event)))
+}
+
+/// The signature of [`read_typed`] for one event type, as a handler registers it.
+#[doc(hidden)]
+pub type ReadTyped = fn(&Bytes) -> Option<(CloudEvent, Box<dyn Any + Send>)>;
 
 /// Raw bytes as a JSON value: parsed JSON when they are JSON, else a (lossy) string.
 fn bytes_to_value(bytes: &[u8]) -> Value {
@@ -497,6 +660,14 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         base
+    }
+
+    #[test]
+    fn every_known_attribute_has_its_slot() {
+        for (i, name) in KNOWN.iter().enumerate() {
+            assert_eq!(known_index(name), Some(i), "{name}");
+        }
+        assert_eq!(known_index("traceid"), None);
     }
 
     #[test]

@@ -37,10 +37,12 @@ impl StateMap {
 /// The generated adapter builds the handler's arguments from it.
 pub struct Delivery {
     pub(crate) event: Arc<CloudEvent>,
-    pub(crate) topic: String,
-    pub(crate) pubsub: String,
+    pub(crate) topic: Arc<str>,
+    pub(crate) pubsub: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) partition_key: Option<String>,
+    /// The handler's event when it was decoded with the envelope; taken by [`Delivery::event_arg`].
+    pub(crate) decoded: std::cell::Cell<Option<Box<dyn Any + Send>>>,
     pub(crate) handler: &'static HandlerDef,
     pub(crate) state: Arc<StateMap>,
     pub(crate) publisher: Publisher,
@@ -55,15 +57,21 @@ impl Delivery {
     /// Decodes the handler's first argument. A body that does not match the event type is a
     /// permanent failure: retrying cannot fix it.
     pub fn event_arg<A: EventArg>(&self) -> Result<A, Outcome> {
-        let event = crate::version::decode_versioned::<A::Event>(&self.event).map_err(|e| {
-            Outcome::DeadLetter(
-                format!(
-                    "event {} of type `{}` cannot be read as `{}`: {e}",
-                    self.event.id, self.event.ty, self.handler.event_type_name
+        let decoded = self
+            .decoded
+            .take()
+            .and_then(|event| event.downcast::<A::Event>().ok())
+            .map(|event| *event);
+        let event = crate::version::decode_versioned_from::<A::Event>(&self.event, decoded)
+            .map_err(|e| {
+                Outcome::DeadLetter(
+                    format!(
+                        "event {} of type `{}` cannot be read as `{}`: {e}",
+                        self.event.id, self.event.ty, self.handler.event_type_name
+                    )
+                    .into(),
                 )
-                .into(),
-            )
-        })?;
+            })?;
         Ok(A::from_event(event, self))
     }
 
@@ -154,8 +162,8 @@ impl<E: Event> EventArg for Envelope<E> {
             source: d.event.source.clone(),
             ty: d.event.ty.clone(),
             time: d.event.time.clone(),
-            topic: d.topic.clone(),
-            pubsub: d.pubsub.clone(),
+            topic: d.topic.to_string(),
+            pubsub: d.pubsub.to_string(),
             extensions: d.event.extensions.clone(),
             data,
         }
@@ -201,11 +209,11 @@ string_extractor!(
 );
 string_extractor!(
     /// The topic the event arrived on.
-    Topic, |d| d.topic.clone()
+    Topic, |d| d.topic.to_string()
 );
 string_extractor!(
     /// The pubsub component the event arrived through.
-    PubsubName, |d| d.pubsub.clone()
+    PubsubName, |d| d.pubsub.to_string()
 );
 
 /// The event's partition key as delivered: the Kafka record key (Dapr's `__key` header) when the

@@ -10,9 +10,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt as _;
 use serde_json::{json, Value};
@@ -29,7 +31,7 @@ use crate::metrics::DeliveryOutcome;
 use crate::outcome::Outcome;
 use crate::publish::{OutgoingEvent, Publisher};
 use crate::retry::{delay_after, Failure, RetryState};
-use crate::subscription::{Registry, ResolvedHandler, Target};
+use crate::subscription::{Registry, Target};
 
 /// Dapr's answer to one delivered event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,24 +86,74 @@ pub(crate) struct Runtime {
     pub shutdown: Arc<watch::Sender<bool>>,
     pub app_id: String,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Per handler (same index as `registry.handlers`): what every delivery to it would
+    /// otherwise look up or format again.
+    pub handlers: Vec<HandlerRuntime>,
 }
 
+/// What one handler's deliveries share, worked out once with the router.
+pub(crate) struct HandlerRuntime {
+    /// `module::name`.
+    pub name: String,
+    pub metrics: crate::metrics::HandlerMetrics,
+    pub pubsub: Arc<str>,
+    pub topic: Arc<str>,
+}
+
+impl HandlerRuntime {
+    /// One entry per registered handler.
+    pub fn all(registry: &Registry, metrics: &crate::metrics::Metrics) -> Vec<HandlerRuntime> {
+        registry
+            .handlers
+            .iter()
+            .map(|h| {
+                let name = h.def.qualified_name();
+                HandlerRuntime {
+                    metrics: metrics.handler(&name),
+                    name,
+                    pubsub: h.pubsub.as_str().into(),
+                    topic: h.def.topic.into(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The Kafka record key Dapr passes along.
+static KEY_HEADER: HeaderName = HeaderName::from_static("__key");
+/// Our publisher's version (publish metadata, a Kafka header).
+static VERSION_HEADER: HeaderName = HeaderName::from_static(crate::version::EXT_VERSION);
+
 /// Answers one request on a delivery route.
-pub(crate) async fn handle(
-    rt: Arc<Runtime>,
-    target: Target,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn handle(rt: Arc<Runtime>, target: Target, request: Request) -> Response {
+    // The headers are taken, not cloned as axum's `HeaderMap` extractor would.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     if !crate::server::token_ok(&headers, rt.settings.app_api_token.as_deref()) {
         return crate::server::unauthorized();
     }
+    let body = match read_body(body, rt.settings.body_limit).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let key_hint = headers
-        .get("__key")
+        .get(&KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // The body is read once as an event, its `data` left as raw text for the handler to decode;
-    // only a body that is no event (a bulk batch, or garbage) is looked at again.
+    // On a handler's own route (where Dapr's routing rules send its types), the envelope and the
+    // handler's event are read in one pass, as a hand-written handler reads them.
+    if let Target::Handler(h) = target {
+        if let Some((ce, event)) = rt.registry.handlers[h]
+            .def
+            .read_typed
+            .and_then(|read| read(&body))
+        {
+            let ce = with_version_header(ce, &headers);
+            return answer(process(&rt, target, ce, key_hint, Some(event)).await);
+        }
+    }
+    // Otherwise the body is read once as an event, its `data` left as raw text for the handler
+    // to decode; only a body that is no event (a bulk batch, or garbage) is looked at again.
     let parsed = CloudEvent::from_slice(&body);
     if parsed.is_err() {
         let entries = serde_json::from_slice::<Value>(&body)
@@ -112,7 +164,7 @@ pub(crate) async fn handle(
             let mut statuses = Vec::with_capacity(entries.len());
             for (entry_id, event) in entries {
                 let status = match event {
-                    Ok(ce) => process(&rt, target, ce, None).await,
+                    Ok(ce) => process(&rt, target, ce, None, None).await,
                     Err(reason) => dead_letter_undecodable(&rt, target, &reason, Value::Null).await,
                 };
                 statuses.push(json!({"entryId": entry_id, "status": status.as_str()}));
@@ -121,21 +173,15 @@ pub(crate) async fn handle(
         }
     }
     let status = match parsed {
-        Ok(mut ce) => {
-            // Our publisher's version arrives as a header (publish metadata → Kafka header).
-            let version = headers
-                .get(crate::version::EXT_VERSION)
-                .and_then(|v| v.to_str().ok());
-            if let (Some(v), false) = (
-                version,
-                ce.extensions.contains_key(crate::version::EXT_VERSION),
-            ) {
-                ce.extensions.insert(
-                    crate::version::EXT_VERSION.to_owned(),
-                    Value::String(v.to_owned()),
-                );
-            }
-            process(&rt, target, ce, key_hint).await
+        Ok(ce) => {
+            process(
+                &rt,
+                target,
+                with_version_header(ce, &headers),
+                key_hint,
+                None,
+            )
+            .await
         }
         Err(err) => {
             let raw = Value::String(String::from_utf8_lossy(&body).into_owned());
@@ -143,6 +189,40 @@ pub(crate) async fn handle(
         }
     };
     answer(status)
+}
+
+/// The request body, up to `limit` bytes. Beyond that the answer is 413, which Dapr does not take
+/// as an acknowledgement, so the broker keeps the event.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            let message = format!("the body is larger than the limit of {limit} bytes");
+            (StatusCode::PAYLOAD_TOO_LARGE, message).into_response()
+        } else {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {e}"),
+            )
+                .into_response()
+        }
+    })
+}
+
+/// Our publisher's version arrives as a header (publish metadata → Kafka header); an extension
+/// in the envelope wins.
+fn with_version_header(mut ce: CloudEvent, headers: &HeaderMap) -> CloudEvent {
+    let version = headers.get(&VERSION_HEADER).and_then(|v| v.to_str().ok());
+    if let Some(v) = version {
+        if !ce.extensions.contains_key(crate::version::EXT_VERSION) {
+            ce.extensions.insert(
+                crate::version::EXT_VERSION.to_owned(),
+                Value::String(v.to_owned()),
+            );
+        }
+    }
+    ce
 }
 
 /// `{"status": ...}`, from constant bodies: the common answer costs no serialization.
@@ -195,15 +275,12 @@ fn bulk_entries(v: &Value) -> Option<Vec<(String, Result<CloudEvent, String>)>> 
 }
 
 /// The pubsub and topic a target stands for.
-fn target_topic(rt: &Runtime, target: Target) -> (String, String) {
+fn target_topic(rt: &Runtime, target: Target) -> (&str, &str) {
     match target {
-        Target::Topic(t) => (
-            rt.registry.topics[t].pubsub.clone(),
-            rt.registry.topics[t].topic.clone(),
-        ),
+        Target::Topic(t) => (&rt.registry.topics[t].pubsub, &rt.registry.topics[t].topic),
         Target::Handler(h) => {
             let h = &rt.registry.handlers[h];
-            (h.pubsub.clone(), h.def.topic.to_owned())
+            (&h.pubsub, h.def.topic)
         }
     }
 }
@@ -225,7 +302,7 @@ fn resolve(
             .handlers
             .iter()
             .copied()
-            .find(|&i| rt.registry.handlers[i].def.qualified_name() == name)
+            .find(|&i| rt.handlers[i].name == name)
             .ok_or_else(|| {
                 format!(
                     "retry message for unknown handler `{name}` on {}",
@@ -278,62 +355,93 @@ pub(crate) fn partition_key(ce: &CloudEvent, hint: Option<String>) -> Option<Str
     })
 }
 
-/// Processes one event and decides Dapr's answer.
+/// Processes one event and decides Dapr's answer. `decoded` is the handler's event when the
+/// body was read in one pass with it.
 pub(crate) async fn process(
     rt: &Runtime,
     target: Target,
     ce: CloudEvent,
     key_hint: Option<String>,
+    decoded: Option<Decoded>,
 ) -> Status {
     let _in_flight = rt.metrics.in_flight();
     let (pubsub, topic) = target_topic(rt, target);
     // rawPayload: the broker's bytes may be a whole envelope written by a Dapr publisher.
     let ce = ce.unwrap_raw();
-    let retry = RetryState::from_event(&ce);
+    let mut retry = RetryState::from_event(&ce);
     let h = match resolve(rt, target, &ce, &retry) {
         Ok(h) => h,
         Err(reason) => {
             tracing::warn!(event_id = %ce.id, event_type = %ce.ty, %topic, "{reason}");
             let letter =
-                DeadLetter::new(&ce, &pubsub, &topic, partition_key(&ce, key_hint)).reason(reason);
-            return publish_dead_letter(rt, &rt.settings.default_dlq, &pubsub, letter).await;
+                DeadLetter::new(&ce, pubsub, topic, partition_key(&ce, key_hint)).reason(reason);
+            return publish_dead_letter(rt, &rt.settings.default_dlq, pubsub, letter).await;
         }
     };
-    let handler = &rt.registry.handlers[h];
-    let origin_topic = retry.origin_topic.clone().unwrap_or_else(|| topic.clone());
+    let own_topic = &rt.handlers[h].topic;
+    let origin_topic: Arc<str> = match retry.origin_topic.take() {
+        Some(origin) => origin.into(),
+        None if topic == &**own_topic => own_topic.clone(),
+        None => topic.into(),
+    };
     let span = tracing::info_span!(
         "delivery",
         event_id = %ce.id,
         event_type = %ce.ty,
         topic = %origin_topic,
-        handler = handler.def.name,
+        handler = rt.registry.handlers[h].def.name,
         attempt = retry.attempt,
         traceparent = ce.traceparent.as_deref().unwrap_or_default(),
     );
-    run_with_retries(rt, handler, ce, retry, origin_topic, key_hint)
+    let delivery = Pending {
+        ce,
+        decoded,
+        origin_topic,
+        key_hint,
+    };
+    run_with_retries(rt, h, delivery, retry)
         .instrument(span)
         .await
 }
 
+/// The handler's event, decoded with the envelope (see [`CloudEvent`]'s `read_typed`).
+pub(crate) type Decoded = Box<dyn std::any::Any + Send>;
+
+/// An event on its way to a handler, with what was learnt about it so far.
+struct Pending {
+    ce: CloudEvent,
+    decoded: Option<Decoded>,
+    /// The topic the event was first delivered on (a retry message names it).
+    origin_topic: Arc<str>,
+    key_hint: Option<String>,
+}
+
 async fn run_with_retries(
     rt: &Runtime,
-    handler: &ResolvedHandler,
-    ce: CloudEvent,
+    h: usize,
+    pending: Pending,
     mut retry: RetryState,
-    origin_topic: String,
-    key_hint: Option<String>,
 ) -> Status {
+    let handler = &rt.registry.handlers[h];
+    let hrt = &rt.handlers[h];
     if let Some(due) = retry.due_ms {
         if !hold_until(rt, due).await {
             return Status::Retry;
         }
     }
+    let Pending {
+        ce,
+        mut decoded,
+        origin_topic,
+        key_hint,
+    } = pending;
     let ce = Arc::new(ce);
     loop {
         let outcome = run_once(
             rt,
-            handler,
+            h,
             &ce,
+            decoded.take(),
             &origin_topic,
             key_hint.as_deref(),
             retry.attempt,
@@ -371,27 +479,25 @@ async fn run_with_retries(
             let key = partition_key(&ce, key_hint);
             let mut letter = DeadLetter::new(&ce, &handler.pubsub, &origin_topic, key)
                 .with_failures(retry.failures);
-            letter.handler = Some(handler.def.qualified_name());
+            letter.handler = Some(hrt.name.clone());
             letter.permanent = permanent;
             return publish_dead_letter(rt, &handler.dlq, &handler.pubsub, letter.reason(reason))
                 .await;
         };
         match handler.def.retry_mode {
             RetryMode::Inline => {
-                rt.metrics
-                    .retry_scheduled(&handler.def.qualified_name(), RetryMode::Inline);
+                hrt.metrics.retry_scheduled(RetryMode::Inline);
                 if !sleep_unless_shutdown(rt, Duration::from_secs(delay)).await {
                     return Status::Retry;
                 }
                 retry.attempt += 1;
             }
             RetryMode::Delayed => {
-                rt.metrics
-                    .retry_scheduled(&handler.def.qualified_name(), RetryMode::Delayed);
+                hrt.metrics.retry_scheduled(RetryMode::Delayed);
                 retry.attempt += 1;
                 retry.due_ms = Some(crate::clock::now_ms() + delay * 1000);
-                retry.handler = Some(handler.def.qualified_name());
-                retry.origin_topic = Some(origin_topic.clone());
+                retry.handler = Some(hrt.name.clone());
+                retry.origin_topic = Some(origin_topic.to_string());
                 let mut extensions = ce.extensions.clone();
                 extensions.extend(retry.to_extensions());
                 let out = OutgoingEvent {
@@ -427,12 +533,15 @@ enum RunResult {
 /// One run of the handler: idempotency claim, timeout, panic capture.
 async fn run_once(
     rt: &Runtime,
-    handler: &ResolvedHandler,
+    h: usize,
     ce: &Arc<CloudEvent>,
-    topic: &str,
+    decoded: Option<Decoded>,
+    topic: &Arc<str>,
     partition_key: Option<&str>,
     attempt: u32,
 ) -> RunResult {
+    let handler = &rt.registry.handlers[h];
+    let hrt = &rt.handlers[h];
     let def = handler.def;
     let token = if def.idempotent {
         let key = match def.idempotency_key {
@@ -441,19 +550,13 @@ async fn run_once(
         };
         // Dapr refuses state keys containing `||` (its key-prefix separator): one `|` between
         // the parts, and none inside the event's own key.
-        let key = format!(
-            "{}|{}|{}",
-            rt.app_id,
-            def.qualified_name(),
-            key.replace('|', "%7C")
-        );
+        let key = format!("{}|{}|{}", rt.app_id, hrt.name, key.replace('|', "%7C"));
         match rt.store.claim(&key, rt.settings.claim_lease).await {
             Ok(Claim::Acquired(token)) => Some(token),
             Ok(Claim::Done) => {
                 tracing::info!(%key, "duplicate of an event already handled: skipped");
-                let name = def.qualified_name();
-                rt.metrics.idempotent_skip(&name);
-                rt.metrics.delivery(&name, DeliveryOutcome::Skipped);
+                hrt.metrics.idempotent_skip();
+                hrt.metrics.delivery(DeliveryOutcome::Skipped);
                 record(rt, def.name, ce, attempt, "skipped", None);
                 return RunResult::Skipped;
             }
@@ -471,10 +574,11 @@ async fn run_once(
     };
     let delivery = Delivery {
         event: ce.clone(),
-        topic: topic.to_owned(),
-        pubsub: handler.pubsub.clone(),
+        topic: topic.clone(),
+        pubsub: hrt.pubsub.clone(),
         attempt,
         partition_key: partition_key.map(str::to_owned),
+        decoded: std::cell::Cell::new(decoded),
         handler: def,
         state: rt.state.clone(),
         publisher: rt.publisher.clone(),
@@ -490,15 +594,14 @@ async fn run_once(
         Ok(Err(panic)) => Outcome::retry(format!("handler panicked: {}", panic_message(&*panic))),
         Err(_) => Outcome::retry(format!("handler timed out after {} s", limit.as_secs_f64())),
     };
-    let name = def.qualified_name();
-    rt.metrics.handler_duration(&name, started.elapsed());
+    hrt.metrics.handler_duration(started.elapsed());
     let kind = match outcome {
         Outcome::Success => DeliveryOutcome::Success,
         Outcome::Retry(_) => DeliveryOutcome::Retry,
         Outcome::DeadLetter(_) => DeliveryOutcome::DeadLetter,
         Outcome::Drop(_) => DeliveryOutcome::Drop,
     };
-    rt.metrics.delivery(&name, kind);
+    hrt.metrics.delivery(kind);
     let error = match &outcome {
         Outcome::Retry(e) | Outcome::DeadLetter(e) => Some(e.to_string()),
         Outcome::Drop(r) => Some(r.clone()),
@@ -623,9 +726,9 @@ async fn dead_letter_undecodable(rt: &Runtime, target: Target, reason: &str, raw
     // Deterministic, so a redelivered bad body yields the same dead letter, not a second one.
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, raw.to_string().as_bytes()).to_string();
     let mut ce = CloudEvent::new(id, "event-runtime.undecodable", "", raw);
-    ce.topic = Some(topic.clone());
-    ce.pubsubname = Some(pubsub.clone());
-    let letter = DeadLetter::new(&ce, &pubsub, &topic, None)
-        .reason(format!("undecodable delivery: {reason}"));
-    publish_dead_letter(rt, &rt.settings.default_dlq, &pubsub, letter).await
+    ce.topic = Some(topic.to_owned());
+    ce.pubsubname = Some(pubsub.to_owned());
+    let letter =
+        DeadLetter::new(&ce, pubsub, topic, None).reason(format!("undecodable delivery: {reason}"));
+    publish_dead_letter(rt, &rt.settings.default_dlq, pubsub, letter).await
 }

@@ -50,6 +50,15 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
         None
     }
 
+    /// The version this decoded event read from its data's `event_version` member:
+    /// `Some(Some(v))`, `Some(None)` when the data had none, `None` when the type cannot tell
+    /// (it has no such field). The derive implements it; the runtime then checks the version
+    /// after decoding instead of searching the text for it first.
+    #[doc(hidden)]
+    fn data_version(&self) -> Option<Option<&str>> {
+        None
+    }
+
     /// The JSON Schema of the event's data: derived with `schemars` when the type also derives
     /// `schemars::JsonSchema`, else the most permissive schema.
     fn json_schema() -> serde_json::Value

@@ -75,6 +75,10 @@ pub struct HandlerDef {
     pub metadata: &'static [(&'static str, &'static str)],
     /// Per-run timeout in seconds (else the app-wide default).
     pub timeout_secs: Option<u64>,
+    /// Reads a body whose data is this handler's event type in one pass (set by
+    /// [`HandlerDef::event`]).
+    #[doc(hidden)]
+    pub read_typed: Option<crate::cloudevent::ReadTyped>,
     /// The generated adapter.
     pub call: HandlerFn,
 }
@@ -107,6 +111,7 @@ impl HandlerDef {
             raw_payload: false,
             metadata: &[],
             timeout_secs: None,
+            read_typed: None,
             call,
         }
     }
@@ -118,6 +123,7 @@ impl HandlerDef {
         self.event_version = <A::Event as Event>::VERSION;
         self.event_fields = <A::Event as Event>::FIELDS;
         self.event_type_name = type_name;
+        self.read_typed = Some(crate::cloudevent::read_typed::<A::Event>);
         self
     }
 

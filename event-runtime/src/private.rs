@@ -87,6 +87,42 @@ pub fn major_of<E: Event>() -> u64 {
     crate::version::major(E::VERSION).unwrap_or(0)
 }
 
+/// The version a decoded event's `event_version` field holds. Generated code calls
+/// `VersionProbe(&field).version()`: a `String` or `Option<String>` field answers (autoref
+/// specialisation, resolved per concrete type), any other type "cannot tell".
+#[derive(Clone, Copy)]
+pub struct VersionProbe<'a, T>(pub &'a T);
+
+/// The probe for fields that hold the version as text.
+pub trait VersionText<'a> {
+    /// `Some(version)`, `Some(None)` when the event has none.
+    fn version(self) -> Option<Option<&'a str>>;
+}
+
+impl<'a> VersionText<'a> for VersionProbe<'a, String> {
+    fn version(self) -> Option<Option<&'a str>> {
+        Some(Some(self.0))
+    }
+}
+
+impl<'a> VersionText<'a> for VersionProbe<'a, Option<String>> {
+    fn version(self) -> Option<Option<&'a str>> {
+        Some(self.0.as_deref())
+    }
+}
+
+/// The probe's fallback: a field of another type cannot tell.
+pub trait VersionUnknown<'a> {
+    /// `None`.
+    fn version(self) -> Option<Option<&'a str>>;
+}
+
+impl<'a, T> VersionUnknown<'a> for &VersionProbe<'a, T> {
+    fn version(self) -> Option<Option<&'a str>> {
+        None
+    }
+}
+
 /// The JSON Schema of `T`: through `schemars` when `T: JsonSchema`, else permissive. Generated
 /// code calls `(&&SchemaProbe::<T>::new()).schema()`; method resolution picks the `JsonSchema`
 /// route when it applies (autoref specialisation, resolved per concrete type).

@@ -52,7 +52,50 @@ pub enum VersionError {
 
 /// Decodes `ce` as `E`, upcasting an older major version and refusing an unknown one.
 pub fn decode_versioned<E: Event>(ce: &CloudEvent) -> Result<E, VersionError> {
+    decode_versioned_from(ce, None)
+}
+
+/// [`decode_versioned`], given the event when it was already decoded with the envelope.
+pub(crate) fn decode_versioned_from<E: Event>(
+    ce: &CloudEvent,
+    decoded: Option<E>,
+) -> Result<E, VersionError> {
     let expected = major(E::VERSION).unwrap_or(0);
+    let extension = ce.extension_str(EXT_VERSION);
+    // The common case, one pass over the data: the event is decoded first and its version
+    // checked after, from the extension or from the `event_version` the type read itself.
+    // Anything else (another major, a decode error, a type that cannot tell) looks for the
+    // version before decoding, below.
+    let decoded = match (decoded, extension) {
+        (Some(event), _) => Some(event),
+        (None, None) => decode_event::<E>(ce).ok(),
+        (None, Some(_)) => None,
+    };
+    if let Some(event) = decoded {
+        let version = match extension {
+            Some(v) => Some(Some(v)),
+            None => event.data_version(),
+        };
+        let fits = match version {
+            Some(None) => true,
+            Some(Some(v)) => major(v).is_none_or(|m| m == expected),
+            None => false,
+        };
+        if fits {
+            return Ok(event);
+        }
+        return checked(ce, expected, Some(event));
+    }
+    checked(ce, expected, None)
+}
+
+/// Reads the version from the event first: an upcaster for an older major, an error for an
+/// unknown one, else `decoded` or a fresh decode.
+fn checked<E: Event>(
+    ce: &CloudEvent,
+    expected: u64,
+    decoded: Option<E>,
+) -> Result<E, VersionError> {
     let version = version_of(ce);
     let found = version.as_deref().and_then(|v| major(v).map(|m| (v, m)));
     match found {
@@ -64,6 +107,9 @@ pub fn decode_versioned<E: Event>(ce: &CloudEvent) -> Result<E, VersionError> {
                 expected,
             }),
         },
-        _ => Ok(decode_event(ce)?),
+        _ => match decoded {
+            Some(event) => Ok(event),
+            None => Ok(decode_event(ce)?),
+        },
     }
 }

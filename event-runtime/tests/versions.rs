@@ -124,6 +124,112 @@ async fn an_unknown_major_version_is_dead_lettered_without_retries() {
     assert_eq!(app.runs_of("on_completed").len(), 1, "no retries");
 }
 
+/// The version is checked after decoding when the data also reads as the handler's type: such
+/// an event of another major must still be upcast or refused, never handled as is.
+#[tokio::test(start_paused = true)]
+async fn an_older_major_that_also_decodes_as_the_new_type_is_still_upcast() {
+    let (seen, _, answer) = deliver(
+        json!({"event_type": "task.completed", "event_version": "2.0", "task_id": 8,
+        "user_id": "u", "completed_by": "v"}),
+    )
+    .await;
+    assert_eq!(answer["status"], "SUCCESS");
+    let got = seen.0.lock().unwrap()[0].clone();
+    assert_eq!(
+        got.event_version, "3.1",
+        "read through the v2 -> v3 upcaster"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_major_that_also_decodes_as_the_type_is_dead_lettered() {
+    let (seen, app, answer) = deliver(
+        json!({"event_type": "task.completed", "event_version": "4.0", "task_id": 9,
+        "user_id": "u", "completed_by": "v"}),
+    )
+    .await;
+    assert_eq!(answer["status"], "DROP");
+    assert!(seen.0.lock().unwrap().is_empty());
+    assert!(app.dead_letters("dlq")[0].reason.contains("version 4.0"));
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "v.optional", version = "1.0", unkeyed)]
+pub struct OptionalVersion {
+    #[serde(default)]
+    pub event_version: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "v.number", version = "1.0", unkeyed)]
+pub struct NumberVersion {
+    pub event_version: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "v.camel", version = "1.0", unkeyed)]
+#[serde(rename_all = "camelCase")]
+pub struct CamelCase {
+    pub event_version: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "v.aliased", version = "1.0", unkeyed)]
+pub struct Aliased {
+    #[serde(alias = "version")]
+    pub event_version: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(version = "1.0", unkeyed)]
+#[serde(tag = "event_type")]
+pub enum Mixed {
+    #[serde(rename = "m.with")]
+    With { event_version: String },
+    #[serde(rename = "m.without")]
+    Without { x: i64 },
+}
+
+/// What the derive tells the runtime about the version a decoded event carries: only a field
+/// serde reads as written, as text, can tell; anything else leaves the runtime to look in the
+/// data first.
+#[test]
+fn the_derive_reports_the_data_version_only_when_it_can_tell() {
+    let v3: TaskCompleted = serde_json::from_value(
+        json!({"event_version": "3.2", "task_id": 1, "user_id": "u", "completed_by": "u"}),
+    )
+    .unwrap();
+    assert_eq!(v3.data_version(), Some(Some("3.2")));
+    let none = OptionalVersion {
+        event_version: None,
+    };
+    assert_eq!(none.data_version(), Some(None));
+    let some = OptionalVersion {
+        event_version: Some("1.4".into()),
+    };
+    assert_eq!(some.data_version(), Some(Some("1.4")));
+    assert_eq!(NumberVersion { event_version: 1 }.data_version(), None);
+    assert_eq!(
+        CamelCase {
+            event_version: "1.0".into()
+        }
+        .data_version(),
+        None
+    );
+    assert_eq!(
+        Aliased {
+            event_version: "1.0".into()
+        }
+        .data_version(),
+        None
+    );
+    let with = Mixed::With {
+        event_version: "1.1".into(),
+    };
+    assert_eq!(with.data_version(), Some(Some("1.1")));
+    assert_eq!(Mixed::Without { x: 1 }.data_version(), None);
+}
+
 #[test]
 fn the_registry_lists_every_version_with_its_schema() {
     let all = event_runtime::schemas();

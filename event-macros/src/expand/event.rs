@@ -179,6 +179,10 @@ fn struct_body(input: &Input, ty: &LitStr, version: &LitStr, fields: &[Field]) -
             }
         }
     });
+    let data_version = ast::event_version(fields, input.attrs.serde_rename_all).map(|field| {
+        let field = field.ident();
+        data_version_fn(quote!(::event_runtime::__private::VersionProbe(&self.#field).version()))
+    });
     quote! {
         const TYPES: &'static [&'static str] = &[#ty];
         const VERSION: &'static str = #version;
@@ -193,6 +197,20 @@ fn struct_body(input: &Input, ty: &LitStr, version: &LitStr, fields: &[Field]) -
         }
 
         #event_id
+        #data_version
+    }
+}
+
+/// `data_version`: the version the decoded event read from its data's `event_version`, so the
+/// runtime need not look for it in the text first. `body` calls the probe, which answers "cannot
+/// tell" for a field that is not a `String` or `Option<String>`.
+fn data_version_fn(body: TokenStream) -> TokenStream {
+    quote! {
+        fn data_version(&self) -> ::core::option::Option<::core::option::Option<&str>> {
+            #[allow(unused_imports)]
+            use ::event_runtime::__private::{VersionText as _, VersionUnknown as _};
+            #body
+        }
     }
 }
 
@@ -252,6 +270,27 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
         }
     });
 
+    let versions: Vec<Option<&Ident>> = variants
+        .iter()
+        .map(|v| {
+            let renames_all = input.attrs.serde_rename_all || v.attrs.serde_rename_all;
+            ast::event_version(&v.fields, renames_all).and_then(Field::ident)
+        })
+        .collect();
+    let data_version = versions.iter().any(Option::is_some).then(|| {
+        let arms = idents.iter().zip(&versions).map(|(variant, field)| match field {
+            Some(field) => quote! {
+                Self::#variant { #field, .. } => ::event_runtime::__private::VersionProbe(#field).version(),
+            },
+            None => quote!(Self::#variant { .. } => ::core::option::Option::None,),
+        });
+        data_version_fn(quote! {
+            match self {
+                #(#arms)*
+            }
+        })
+    });
+
     quote! {
         const TYPES: &'static [&'static str] = &[#(#types),*];
         const VERSION: &'static str = #version;
@@ -269,5 +308,6 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
         }
 
         #event_id
+        #data_version
     }
 }
