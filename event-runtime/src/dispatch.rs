@@ -6,8 +6,10 @@
 //! the event is on the dead-letter topic (or the handler dropped it on purpose), RETRY whenever
 //! the framework could not make the event safe (the broker then keeps it).
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,6 +18,7 @@ use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::future::{BoxFuture, Either};
 use futures::FutureExt as _;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -125,35 +128,70 @@ static KEY_HEADER: HeaderName = HeaderName::from_static("__key");
 static VERSION_HEADER: HeaderName = HeaderName::from_static(crate::version::EXT_VERSION);
 
 /// Answers one request on a delivery route.
-pub(crate) async fn handle(rt: Arc<Runtime>, target: Target, request: Request) -> Response {
+///
+/// Written with combinators rather than as one `async fn`: axum boxes this future for every
+/// request, and an `async fn` would keep the event it reads, and the run's future, twice over in
+/// its state. This way the common path's future stays small, and so cheap to allocate and move.
+pub(crate) fn handle(
+    rt: Arc<Runtime>,
+    target: Target,
+    request: Request,
+) -> impl Future<Output = Response> + Send + 'static {
     // The headers are taken, not cloned as axum's `HeaderMap` extractor would.
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     if !crate::server::token_ok(&headers, rt.settings.app_api_token.as_deref()) {
-        return crate::server::unauthorized();
+        return Either::Left(std::future::ready(crate::server::unauthorized()));
     }
-    let body = match read_body(body, rt.settings.body_limit).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
+    let limit = rt.settings.body_limit;
+    Either::Right(read_body(body, limit).then(move |body| match body {
+        Ok(body) => Either::Left(deliver(rt, target, headers, body)),
+        Err(refused) => Either::Right(std::future::ready(refused)),
+    }))
+}
+
+/// A delivery whose body has been read. On a handler's own route (where Dapr's routing rules
+/// send its types), the envelope and the handler's event are read in one pass, as a hand-written
+/// handler reads them; anything else takes the general path.
+fn deliver(
+    rt: Arc<Runtime>,
+    target: Target,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl Future<Output = Response> + Send + 'static {
     let key_hint = headers
         .get(&KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // On a handler's own route (where Dapr's routing rules send its types), the envelope and the
-    // handler's event are read in one pass, as a hand-written handler reads them.
-    if let Target::Handler(h) = target {
-        if let Some((ce, event)) = rt.registry.handlers[h]
+    let one_pass = match target {
+        Target::Handler(h) => rt.registry.handlers[h]
             .def
             .read_typed
-            .and_then(|read| read(&body))
-        {
+            .and_then(|read| read(&body)),
+        Target::Topic(_) => None,
+    };
+    match one_pass {
+        Some((ce, event)) => {
             let ce = with_version_header(ce, &headers);
-            return answer(process(&rt, target, ce, key_hint, Some(event)).await);
+            Either::Left(process(rt, target, ce, key_hint, Some(event)).map(answer))
         }
+        // Boxed: its future is large, and only this less common path pays for it.
+        None => Either::Right(Box::pin(async move {
+            handle_general(&rt, target, &headers, body, key_hint).await
+        })),
     }
-    // Otherwise the body is read once as an event, its `data` left as raw text for the handler
-    // to decode; only a body that is no event (a bulk batch, or garbage) is looked at again.
+}
+
+/// A delivery the one-pass read did not take: the body is read once as an event, its `data` left
+/// as raw text for the handler to decode; only a body that is no event (a bulk batch, or garbage)
+/// is looked at again.
+async fn handle_general(
+    rt: &Arc<Runtime>,
+    target: Target,
+    headers: &HeaderMap,
+    body: Bytes,
+    key_hint: Option<String>,
+) -> Response {
     let parsed = CloudEvent::from_slice(&body);
     if parsed.is_err() {
         let entries = serde_json::from_slice::<Value>(&body)
@@ -164,8 +202,10 @@ pub(crate) async fn handle(rt: Arc<Runtime>, target: Target, request: Request) -
             let mut statuses = Vec::with_capacity(entries.len());
             for (entry_id, event) in entries {
                 let status = match event {
-                    Ok(ce) => process(&rt, target, ce, None, None).await,
-                    Err(reason) => dead_letter_undecodable(&rt, target, &reason, Value::Null).await,
+                    Ok(ce) => process(rt.clone(), target, ce, None, None).await,
+                    Err(reason) => {
+                        Box::pin(dead_letter_undecodable(rt, target, &reason, Value::Null)).await
+                    }
                 };
                 statuses.push(json!({"entryId": entry_id, "status": status.as_str()}));
             }
@@ -175,9 +215,9 @@ pub(crate) async fn handle(rt: Arc<Runtime>, target: Target, request: Request) -
     let status = match parsed {
         Ok(ce) => {
             process(
-                &rt,
+                rt.clone(),
                 target,
-                with_version_header(ce, &headers),
+                with_version_header(ce, headers),
                 key_hint,
                 None,
             )
@@ -185,7 +225,7 @@ pub(crate) async fn handle(rt: Arc<Runtime>, target: Target, request: Request) -
         }
         Err(err) => {
             let raw = Value::String(String::from_utf8_lossy(&body).into_owned());
-            dead_letter_undecodable(&rt, target, &err.to_string(), raw).await
+            Box::pin(dead_letter_undecodable(rt, target, &err.to_string(), raw)).await
         }
     };
     answer(status)
@@ -357,51 +397,55 @@ pub(crate) fn partition_key(ce: &CloudEvent, hint: Option<String>) -> Option<Str
 
 /// Processes one event and decides Dapr's answer. `decoded` is the handler's event when the
 /// body was read in one pass with it.
-pub(crate) async fn process(
-    rt: &Runtime,
+///
+/// The choice of handler is made before the future is built, so the future holds only what the
+/// run needs (the event behind an `Arc`), not the event itself: a smaller future to allocate
+/// and move on every delivery.
+pub(crate) fn process(
+    rt: Arc<Runtime>,
     target: Target,
     ce: CloudEvent,
     key_hint: Option<String>,
     decoded: Option<Decoded>,
-) -> Status {
-    let _in_flight = rt.metrics.in_flight();
-    let (pubsub, topic) = target_topic(rt, target);
+) -> impl Future<Output = Status> + Send + 'static {
     // rawPayload: the broker's bytes may be a whole envelope written by a Dapr publisher.
     let ce = ce.unwrap_raw();
     let mut retry = RetryState::from_event(&ce);
-    let h = match resolve(rt, target, &ce, &retry) {
-        Ok(h) => h,
-        Err(reason) => {
+    match resolve(&rt, target, &ce, &retry) {
+        Ok(h) => {
+            let topic = target_topic(&rt, target).1;
+            let own_topic = &rt.handlers[h].topic;
+            let origin_topic: Arc<str> = match retry.origin_topic.take() {
+                Some(origin) => origin.into(),
+                None if topic == &**own_topic => own_topic.clone(),
+                None => topic.into(),
+            };
+            let span = tracing::info_span!(
+                "delivery",
+                event_id = %ce.id,
+                event_type = %ce.ty,
+                topic = %origin_topic,
+                handler = rt.registry.handlers[h].def.name,
+                attempt = retry.attempt,
+                traceparent = ce.traceparent.as_deref().unwrap_or_default(),
+            );
+            let pending = Pending {
+                ce: Arc::new(ce),
+                decoded,
+                origin_topic,
+                key_hint,
+            };
+            Either::Left(run_with_retries(rt, h, pending, retry).instrument(span))
+        }
+        Err(reason) => Either::Right(Box::pin(async move {
+            let _in_flight = rt.metrics.in_flight();
+            let (pubsub, topic) = target_topic(&rt, target);
             tracing::warn!(event_id = %ce.id, event_type = %ce.ty, %topic, "{reason}");
             let letter =
                 DeadLetter::new(&ce, pubsub, topic, partition_key(&ce, key_hint)).reason(reason);
-            return publish_dead_letter(rt, &rt.settings.default_dlq, pubsub, letter).await;
-        }
-    };
-    let own_topic = &rt.handlers[h].topic;
-    let origin_topic: Arc<str> = match retry.origin_topic.take() {
-        Some(origin) => origin.into(),
-        None if topic == &**own_topic => own_topic.clone(),
-        None => topic.into(),
-    };
-    let span = tracing::info_span!(
-        "delivery",
-        event_id = %ce.id,
-        event_type = %ce.ty,
-        topic = %origin_topic,
-        handler = rt.registry.handlers[h].def.name,
-        attempt = retry.attempt,
-        traceparent = ce.traceparent.as_deref().unwrap_or_default(),
-    );
-    let delivery = Pending {
-        ce,
-        decoded,
-        origin_topic,
-        key_hint,
-    };
-    run_with_retries(rt, h, delivery, retry)
-        .instrument(span)
-        .await
+            publish_dead_letter(&rt, &rt.settings.default_dlq, pubsub, letter).await
+        })),
+    }
 }
 
 /// The handler's event, decoded with the envelope (see [`CloudEvent`]'s `read_typed`).
@@ -409,7 +453,7 @@ pub(crate) type Decoded = Box<dyn std::any::Any + Send>;
 
 /// An event on its way to a handler, with what was learnt about it so far.
 struct Pending {
-    ce: CloudEvent,
+    ce: Arc<CloudEvent>,
     decoded: Option<Decoded>,
     /// The topic the event was first delivered on (a retry message names it).
     origin_topic: Arc<str>,
@@ -417,36 +461,33 @@ struct Pending {
 }
 
 async fn run_with_retries(
-    rt: &Runtime,
+    rt: Arc<Runtime>,
     h: usize,
-    pending: Pending,
+    mut pending: Pending,
     mut retry: RetryState,
 ) -> Status {
+    let rt = &*rt;
+    let _in_flight = rt.metrics.in_flight();
     let handler = &rt.registry.handlers[h];
     let hrt = &rt.handlers[h];
     if let Some(due) = retry.due_ms {
-        if !hold_until(rt, due).await {
+        if !Box::pin(hold_until(rt, due)).await {
             return Status::Retry;
         }
     }
-    let Pending {
-        ce,
-        mut decoded,
-        origin_topic,
-        key_hint,
-    } = pending;
-    let ce = Arc::new(ce);
+    // Borrowed, not moved out: this future then holds the event's parts once.
+    let ce = &pending.ce;
+    let origin_topic = &pending.origin_topic;
+    let key_hint = &pending.key_hint;
     loop {
-        let outcome = run_once(
-            rt,
+        let run = Attempt {
             h,
-            &ce,
-            decoded.take(),
-            &origin_topic,
-            key_hint.as_deref(),
-            retry.attempt,
-        )
-        .await;
+            ce,
+            topic: origin_topic,
+            partition_key: key_hint.as_deref(),
+            attempt: retry.attempt,
+        };
+        let outcome = run_once(rt, run, pending.decoded.take()).await;
         let (err, permanent) = match outcome {
             RunResult::Done(Outcome::Success) | RunResult::Skipped => return Status::Success,
             RunResult::Busy => return Status::Retry,
@@ -469,59 +510,98 @@ async fn run_with_retries(
             delay_after(handler.def.retry, retry.attempt)
         };
         let Some(delay) = next_delay else {
-            let reason = if permanent {
-                format!("permanent failure: {err}")
-            } else if handler.def.retry.is_empty() {
-                format!("failed with no retries configured: {err}")
-            } else {
-                format!("retries exhausted after {} attempts: {err}", retry.attempt)
-            };
-            let key = partition_key(&ce, key_hint);
-            let mut letter = DeadLetter::new(&ce, &handler.pubsub, &origin_topic, key)
-                .with_failures(retry.failures);
-            letter.handler = Some(hrt.name.clone());
-            letter.permanent = permanent;
-            return publish_dead_letter(rt, &handler.dlq, &handler.pubsub, letter.reason(reason))
-                .await;
+            let failures = std::mem::take(&mut retry.failures);
+            return dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
         };
         match handler.def.retry_mode {
             RetryMode::Inline => {
                 hrt.metrics.retry_scheduled(RetryMode::Inline);
-                if !sleep_unless_shutdown(rt, Duration::from_secs(delay)).await {
+                if !Box::pin(sleep_unless_shutdown(rt, Duration::from_secs(delay))).await {
                     return Status::Retry;
                 }
                 retry.attempt += 1;
             }
             RetryMode::Delayed => {
                 hrt.metrics.retry_scheduled(RetryMode::Delayed);
-                retry.attempt += 1;
-                retry.due_ms = Some(crate::clock::now_ms() + delay * 1000);
-                retry.handler = Some(hrt.name.clone());
-                retry.origin_topic = Some(origin_topic.to_string());
-                let mut extensions = ce.extensions.clone();
-                extensions.extend(retry.to_extensions());
-                let out = OutgoingEvent {
-                    pubsub: handler.pubsub.clone(),
-                    topic: handler.retry_topic(delay),
-                    id: ce.id.clone(),
-                    ty: ce.ty.clone(),
-                    source: ce.source.clone(),
-                    data: ce.data().clone(),
-                    partition_key: partition_key(&ce, key_hint.clone()),
-                    extensions,
-                    // The retry continues the event's trace as a child span.
-                    traceparent: Some(crate::trace::child(ce.traceparent.as_deref())),
-                };
-                return match publish_with_retries(&rt.publisher, out).await {
-                    Ok(()) => Status::Success,
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not schedule the retry; asking the broker to redeliver");
-                        Status::Retry
-                    }
-                };
+                return schedule_retry(rt, h, &pending, &mut retry, delay).await;
             }
         }
     }
+}
+
+// The failure paths build their messages in plain functions and return boxed futures, so that
+// none of what they build is kept in `run_with_retries`' future, which every delivery allocates.
+
+/// Dead-letters an event whose handler failed for good (or ran out of retries).
+fn dead_letter_failed<'r>(
+    rt: &'r Runtime,
+    h: usize,
+    pending: &Pending,
+    failures: Vec<Failure>,
+    err: &str,
+    permanent: bool,
+) -> BoxFuture<'r, Status> {
+    let handler = &rt.registry.handlers[h];
+    let attempts = failures.last().map_or(1, |f| f.attempt);
+    let reason = if permanent {
+        format!("permanent failure: {err}")
+    } else if handler.def.retry.is_empty() {
+        format!("failed with no retries configured: {err}")
+    } else {
+        format!("retries exhausted after {attempts} attempts: {err}")
+    };
+    let ce = &pending.ce;
+    let key = partition_key(ce, pending.key_hint.clone());
+    let mut letter =
+        DeadLetter::new(ce, &handler.pubsub, &pending.origin_topic, key).with_failures(failures);
+    letter.handler = Some(rt.handlers[h].name.clone());
+    letter.permanent = permanent;
+    Box::pin(publish_dead_letter(
+        rt,
+        &handler.dlq,
+        &handler.pubsub,
+        letter.reason(reason),
+    ))
+}
+
+/// Schedules the next attempt of a delayed retry: the event goes to the retry topic of `delay`,
+/// carrying its attempt, due time, handler, origin and failures.
+fn schedule_retry<'r>(
+    rt: &'r Runtime,
+    h: usize,
+    pending: &Pending,
+    retry: &mut RetryState,
+    delay: u64,
+) -> BoxFuture<'r, Status> {
+    let handler = &rt.registry.handlers[h];
+    let ce = &pending.ce;
+    retry.attempt += 1;
+    retry.due_ms = Some(crate::clock::now_ms() + delay * 1000);
+    retry.handler = Some(rt.handlers[h].name.clone());
+    retry.origin_topic = Some(pending.origin_topic.to_string());
+    let mut extensions = ce.extensions.clone();
+    extensions.extend(retry.to_extensions());
+    let out = OutgoingEvent {
+        pubsub: handler.pubsub.clone(),
+        topic: handler.retry_topic(delay),
+        id: ce.id.clone(),
+        ty: ce.ty.clone(),
+        source: ce.source.clone(),
+        data: ce.data().clone(),
+        partition_key: partition_key(ce, pending.key_hint.clone()),
+        extensions,
+        // The retry continues the event's trace as a child span.
+        traceparent: Some(crate::trace::child(ce.traceparent.as_deref())),
+    };
+    Box::pin(async move {
+        match publish_with_retries(&rt.publisher, out).await {
+            Ok(()) => Status::Success,
+            Err(e) => {
+                tracing::error!(error = %e, "could not schedule the retry; asking the broker to redeliver");
+                Status::Retry
+            }
+        }
+    })
 }
 
 enum RunResult {
@@ -530,16 +610,20 @@ enum RunResult {
     Busy,
 }
 
-/// One run of the handler: idempotency claim, timeout, panic capture.
-async fn run_once(
-    rt: &Runtime,
+/// Which attempt of which handler on which event.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
     h: usize,
-    ce: &Arc<CloudEvent>,
-    decoded: Option<Decoded>,
-    topic: &Arc<str>,
-    partition_key: Option<&str>,
+    ce: &'a Arc<CloudEvent>,
+    /// The topic the event was first delivered on.
+    topic: &'a Arc<str>,
+    partition_key: Option<&'a str>,
     attempt: u32,
-) -> RunResult {
+}
+
+/// One run of the handler: idempotency claim, timeout, panic capture.
+async fn run_once(rt: &Runtime, run: Attempt<'_>, decoded: Option<Decoded>) -> RunResult {
+    let Attempt { h, ce, attempt, .. } = run;
     let handler = &rt.registry.handlers[h];
     let hrt = &rt.handlers[h];
     let def = handler.def;
@@ -572,28 +656,8 @@ async fn run_once(
     } else {
         None
     };
-    let delivery = Delivery {
-        event: ce.clone(),
-        topic: topic.clone(),
-        pubsub: hrt.pubsub.clone(),
-        attempt,
-        partition_key: partition_key.map(str::to_owned),
-        decoded: std::cell::Cell::new(decoded),
-        handler: def,
-        state: rt.state.clone(),
-        publisher: rt.publisher.clone(),
-    };
-    let limit = def
-        .timeout_secs
-        .map(Duration::from_secs)
-        .unwrap_or(rt.settings.handler_timeout);
-    let run = AssertUnwindSafe((def.call)(delivery)).catch_unwind();
-    let started = std::time::Instant::now();
-    let outcome = match tokio::time::timeout(limit, run).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(panic)) => Outcome::retry(format!("handler panicked: {}", panic_message(&*panic))),
-        Err(_) => Outcome::retry(format!("handler timed out after {} s", limit.as_secs_f64())),
-    };
+    let started = tokio::time::Instant::now();
+    let outcome = call(rt, run, decoded).await;
     hrt.metrics.handler_duration(started.elapsed());
     let kind = match outcome {
         Outcome::Success => DeliveryOutcome::Success,
@@ -624,6 +688,59 @@ async fn run_once(
         }
     }
     RunResult::Done(outcome)
+}
+
+/// One call of the handler: its arguments built, a panic caught, a timeout applied. A plain
+/// function returning the future, so the delivery it builds is not kept in the caller's future.
+fn call<'r>(
+    rt: &'r Runtime,
+    run: Attempt<'_>,
+    decoded: Option<Decoded>,
+) -> impl Future<Output = Outcome> + Send + 'r {
+    let Attempt {
+        h,
+        ce,
+        topic,
+        partition_key,
+        attempt,
+    } = run;
+    let hrt = &rt.handlers[h];
+    let def = rt.registry.handlers[h].def;
+    let delivery = Delivery {
+        event: ce.clone(),
+        topic: topic.clone(),
+        pubsub: hrt.pubsub.clone(),
+        attempt,
+        partition_key: partition_key.map(str::to_owned),
+        decoded: std::cell::Cell::new(decoded),
+        handler: def,
+        state: rt.state.clone(),
+        publisher: rt.publisher.clone(),
+    };
+    let limit = def
+        .timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(rt.settings.handler_timeout);
+    let started = tokio::time::Instant::now();
+    let run = AssertUnwindSafe((def.call)(delivery)).catch_unwind();
+    async move {
+        let mut run = std::pin::pin!(run);
+        // Most handlers finish in their first poll; the timer is armed only for those that do not.
+        let finished = match futures::poll!(run.as_mut()) {
+            Poll::Ready(done) => Ok(done),
+            Poll::Pending => match started.checked_add(limit) {
+                Some(deadline) => tokio::time::timeout_at(deadline, run).await,
+                None => Ok(run.await),
+            },
+        };
+        match finished {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => {
+                Outcome::retry(format!("handler panicked: {}", panic_message(&*panic)))
+            }
+            Err(_) => Outcome::retry(format!("handler timed out after {} s", limit.as_secs_f64())),
+        }
+    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
