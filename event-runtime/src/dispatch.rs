@@ -29,7 +29,7 @@ use crate::config::Settings;
 use crate::context::{Delivery, StateMap};
 use crate::dlq::DeadLetter;
 use crate::handler::RetryMode;
-use crate::idempotency::{render_key, Claim, IdempotencyStore};
+use crate::idempotency::{render_key, Claim, ClaimToken, IdempotencyStore};
 use crate::metrics::DeliveryOutcome;
 use crate::outcome::Outcome;
 use crate::publish::{OutgoingEvent, Publisher};
@@ -460,70 +460,77 @@ struct Pending {
     key_hint: Option<String>,
 }
 
-async fn run_with_retries(
+/// Runs the handler until it succeeds, its retries are scheduled or spent, or it gives up.
+///
+/// A plain function returning an `async` block rather than an `async fn`: an `async fn` keeps
+/// its arguments twice in its future (as arguments, and moved into locals).
+#[expect(clippy::manual_async_fn, reason = "an async fn's future holds its arguments twice")]
+fn run_with_retries(
     rt: Arc<Runtime>,
     h: usize,
     mut pending: Pending,
     mut retry: RetryState,
-) -> Status {
-    let rt = &*rt;
-    let _in_flight = rt.metrics.in_flight();
-    let handler = &rt.registry.handlers[h];
-    let hrt = &rt.handlers[h];
-    if let Some(due) = retry.due_ms {
-        if !Box::pin(hold_until(rt, due)).await {
-            return Status::Retry;
+) -> impl Future<Output = Status> + Send + 'static {
+    async move {
+        let rt = &*rt;
+        let _in_flight = rt.metrics.in_flight();
+        let handler = &rt.registry.handlers[h];
+        let hrt = &rt.handlers[h];
+        if let Some(due) = retry.due_ms {
+            if !Box::pin(hold_until(rt, due)).await {
+                return Status::Retry;
+            }
         }
-    }
-    // Borrowed, not moved out: this future then holds the event's parts once.
-    let ce = &pending.ce;
-    let origin_topic = &pending.origin_topic;
-    let key_hint = &pending.key_hint;
-    loop {
-        let run = Attempt {
-            h,
-            ce,
-            topic: origin_topic,
-            partition_key: key_hint.as_deref(),
-            attempt: retry.attempt,
-        };
-        let outcome = run_once(rt, run, pending.decoded.take()).await;
-        let (err, permanent) = match outcome {
-            RunResult::Done(Outcome::Success) | RunResult::Skipped => return Status::Success,
-            RunResult::Busy => return Status::Retry,
-            RunResult::Done(Outcome::Drop(reason)) => {
-                tracing::info!(%reason, "handler dropped the event");
-                return Status::Drop;
-            }
-            RunResult::Done(Outcome::Retry(err)) => (err.to_string(), false),
-            RunResult::Done(Outcome::DeadLetter(err)) => (err.to_string(), true),
-        };
-        tracing::warn!(error = %err, permanent, "handler failed");
-        retry.failures.push(Failure {
-            attempt: retry.attempt,
-            at: crate::clock::now_rfc3339(),
-            error: err.clone(),
-        });
-        let next_delay = if permanent {
-            None
-        } else {
-            delay_after(handler.def.retry, retry.attempt)
-        };
-        let Some(delay) = next_delay else {
-            let failures = std::mem::take(&mut retry.failures);
-            return dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
-        };
-        match handler.def.retry_mode {
-            RetryMode::Inline => {
-                hrt.metrics.retry_scheduled(RetryMode::Inline);
-                if !Box::pin(sleep_unless_shutdown(rt, Duration::from_secs(delay))).await {
-                    return Status::Retry;
+        // Borrowed, not moved out: this future then holds the event's parts once.
+        let ce = &pending.ce;
+        let origin_topic = &pending.origin_topic;
+        let key_hint = &pending.key_hint;
+        loop {
+            let run = Attempt {
+                h,
+                ce,
+                topic: origin_topic,
+                partition_key: key_hint.as_deref(),
+                attempt: retry.attempt,
+            };
+            let outcome = run_once(rt, run, pending.decoded.take()).await;
+            let (err, permanent) = match outcome {
+                RunResult::Done(Outcome::Success) | RunResult::Skipped => return Status::Success,
+                RunResult::Busy => return Status::Retry,
+                RunResult::Done(Outcome::Drop(reason)) => {
+                    tracing::info!(%reason, "handler dropped the event");
+                    return Status::Drop;
                 }
-                retry.attempt += 1;
-            }
-            RetryMode::Delayed => {
-                hrt.metrics.retry_scheduled(RetryMode::Delayed);
-                return schedule_retry(rt, h, &pending, &mut retry, delay).await;
+                RunResult::Done(Outcome::Retry(err)) => (err.to_string(), false),
+                RunResult::Done(Outcome::DeadLetter(err)) => (err.to_string(), true),
+            };
+            tracing::warn!(error = %err, permanent, "handler failed");
+            retry.failures.push(Failure {
+                attempt: retry.attempt,
+                at: crate::clock::now_rfc3339(),
+                error: err.clone(),
+            });
+            let next_delay = if permanent {
+                None
+            } else {
+                delay_after(handler.def.retry, retry.attempt)
+            };
+            let Some(delay) = next_delay else {
+                let failures = std::mem::take(&mut retry.failures);
+                return dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
+            };
+            match handler.def.retry_mode {
+                RetryMode::Inline => {
+                    hrt.metrics.retry_scheduled(RetryMode::Inline);
+                    if !Box::pin(sleep_unless_shutdown(rt, Duration::from_secs(delay))).await {
+                        return Status::Retry;
+                    }
+                    retry.attempt += 1;
+                }
+                RetryMode::Delayed => {
+                    hrt.metrics.retry_scheduled(RetryMode::Delayed);
+                    return schedule_retry(rt, h, &pending, &mut retry, delay).await;
+                }
             }
         }
     }
@@ -621,73 +628,99 @@ struct Attempt<'a> {
     attempt: u32,
 }
 
-/// One run of the handler: idempotency claim, timeout, panic capture.
-async fn run_once(rt: &Runtime, run: Attempt<'_>, decoded: Option<Decoded>) -> RunResult {
-    let Attempt { h, ce, attempt, .. } = run;
-    let handler = &rt.registry.handlers[h];
-    let hrt = &rt.handlers[h];
-    let def = handler.def;
-    let token = if def.idempotent {
-        let key = match def.idempotency_key {
-            Some(template) => render_key(template, ce.data()),
-            None => ce.id.clone(),
+/// One run of the handler: idempotency claim, timeout, panic capture. (Not an `async fn`, for
+/// the reason given on [`run_with_retries`].)
+#[expect(clippy::manual_async_fn, reason = "an async fn's future holds its arguments twice")]
+fn run_once<'a>(
+    rt: &'a Runtime,
+    run: Attempt<'a>,
+    decoded: Option<Decoded>,
+) -> impl Future<Output = RunResult> + Send + 'a {
+    async move {
+        let Attempt { h, ce, attempt, .. } = run;
+        let hrt = &rt.handlers[h];
+        let def = rt.registry.handlers[h].def;
+        // The store's calls are boxed: only idempotent handlers pay for their futures.
+        let token = if def.idempotent {
+            match Box::pin(claim(rt, run)).await {
+                Ok(token) => Some(token),
+                Err(skipped_or_busy) => return skipped_or_busy,
+            }
+        } else {
+            None
         };
-        // Dapr refuses state keys containing `||` (its key-prefix separator): one `|` between
-        // the parts, and none inside the event's own key.
-        let key = format!("{}|{}|{}", rt.app_id, hrt.name, key.replace('|', "%7C"));
-        match rt.store.claim(&key, rt.settings.claim_lease).await {
-            Ok(Claim::Acquired(token)) => Some(token),
-            Ok(Claim::Done) => {
-                tracing::info!(%key, "duplicate of an event already handled: skipped");
-                hrt.metrics.idempotent_skip();
-                hrt.metrics.delivery(DeliveryOutcome::Skipped);
-                record(rt, def.name, ce, attempt, "skipped", None);
-                return RunResult::Skipped;
-            }
-            Ok(Claim::Busy) => {
-                tracing::info!(%key, "another delivery of this event is running; asking for redelivery");
-                return RunResult::Busy;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "idempotency store unavailable; asking for redelivery");
-                return RunResult::Busy;
-            }
+        let started = tokio::time::Instant::now();
+        let outcome = call(rt, run, decoded).await;
+        hrt.metrics.handler_duration(started.elapsed());
+        let kind = match outcome {
+            Outcome::Success => DeliveryOutcome::Success,
+            Outcome::Retry(_) => DeliveryOutcome::Retry,
+            Outcome::DeadLetter(_) => DeliveryOutcome::DeadLetter,
+            Outcome::Drop(_) => DeliveryOutcome::Drop,
+        };
+        hrt.metrics.delivery(kind);
+        let error = match &outcome {
+            Outcome::Retry(e) | Outcome::DeadLetter(e) => Some(e.to_string()),
+            Outcome::Drop(r) => Some(r.clone()),
+            Outcome::Success => None,
+        };
+        record(rt, def.name, ce, attempt, outcome.kind(), error);
+        if let Some(token) = token {
+            Box::pin(settle(rt, token, &outcome)).await;
         }
-    } else {
-        None
+        RunResult::Done(outcome)
+    }
+}
+
+/// Claims the event's idempotency key for this run: the token, or why the handler must not run
+/// (a duplicate of a handled event, or a run of it in progress).
+async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, RunResult> {
+    let Attempt { h, ce, attempt, .. } = run;
+    let hrt = &rt.handlers[h];
+    let def = rt.registry.handlers[h].def;
+    let key = match def.idempotency_key {
+        Some(template) => render_key(template, ce.data()),
+        None => ce.id.clone(),
     };
-    let started = tokio::time::Instant::now();
-    let outcome = call(rt, run, decoded).await;
-    hrt.metrics.handler_duration(started.elapsed());
-    let kind = match outcome {
-        Outcome::Success => DeliveryOutcome::Success,
-        Outcome::Retry(_) => DeliveryOutcome::Retry,
-        Outcome::DeadLetter(_) => DeliveryOutcome::DeadLetter,
-        Outcome::Drop(_) => DeliveryOutcome::Drop,
-    };
-    hrt.metrics.delivery(kind);
-    let error = match &outcome {
-        Outcome::Retry(e) | Outcome::DeadLetter(e) => Some(e.to_string()),
-        Outcome::Drop(r) => Some(r.clone()),
-        Outcome::Success => None,
-    };
-    record(rt, def.name, ce, attempt, outcome.kind(), error);
-    if let Some(token) = token {
-        let stored = match outcome {
-            Outcome::Success | Outcome::Drop(_) => {
-                rt.store
-                    .complete(&token, rt.settings.idempotency_retention)
-                    .await
-            }
-            Outcome::Retry(_) | Outcome::DeadLetter(_) => rt.store.release(&token).await,
-        };
-        if let Err(e) = stored {
-            // The lease will run out and free the key; a completed run may then run once more,
-            // which is why we ask for redelivery only on failure paths.
-            tracing::error!(error = %e, "idempotency store update failed");
+    // Dapr refuses state keys containing `||` (its key-prefix separator): one `|` between
+    // the parts, and none inside the event's own key.
+    let key = format!("{}|{}|{}", rt.app_id, hrt.name, key.replace('|', "%7C"));
+    match rt.store.claim(&key, rt.settings.claim_lease).await {
+        Ok(Claim::Acquired(token)) => Ok(token),
+        Ok(Claim::Done) => {
+            tracing::info!(%key, "duplicate of an event already handled: skipped");
+            hrt.metrics.idempotent_skip();
+            hrt.metrics.delivery(DeliveryOutcome::Skipped);
+            record(rt, def.name, ce, attempt, "skipped", None);
+            Err(RunResult::Skipped)
+        }
+        Ok(Claim::Busy) => {
+            tracing::info!(%key, "another delivery of this event is running; asking for redelivery");
+            Err(RunResult::Busy)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "idempotency store unavailable; asking for redelivery");
+            Err(RunResult::Busy)
         }
     }
-    RunResult::Done(outcome)
+}
+
+/// Completes the claim after a run that succeeded (or dropped the event on purpose), releases
+/// it after a failure.
+async fn settle(rt: &Runtime, token: ClaimToken, outcome: &Outcome) {
+    let stored = match outcome {
+        Outcome::Success | Outcome::Drop(_) => {
+            rt.store
+                .complete(&token, rt.settings.idempotency_retention)
+                .await
+        }
+        Outcome::Retry(_) | Outcome::DeadLetter(_) => rt.store.release(&token).await,
+    };
+    if let Err(e) = stored {
+        // The lease will run out and free the key; a completed run may then run once more,
+        // which is why we ask for redelivery only on failure paths.
+        tracing::error!(error = %e, "idempotency store update failed");
+    }
 }
 
 /// One call of the handler: its arguments built, a panic caught, a timeout applied. A plain
