@@ -38,14 +38,21 @@ impl StateMap {
 pub struct Delivery {
     pub(crate) event: Arc<CloudEvent>,
     pub(crate) topic: Arc<str>,
-    pub(crate) pubsub: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) partition_key: Option<String>,
     /// The handler's event when it was decoded with the envelope; taken by [`Delivery::event_arg`].
     pub(crate) decoded: std::cell::Cell<Option<Box<dyn Any + Send>>>,
     pub(crate) handler: &'static HandlerDef,
-    pub(crate) state: Arc<StateMap>,
-    pub(crate) publisher: Publisher,
+    /// The app (its state, publisher and per-handler settings), shared by every delivery.
+    pub(crate) rt: Arc<crate::dispatch::Runtime>,
+    /// The handler's index in the app.
+    pub(crate) h: usize,
+}
+
+impl Delivery {
+    fn pubsub(&self) -> &str {
+        &self.rt.handlers[self.h].pubsub
+    }
 }
 
 impl Delivery {
@@ -163,7 +170,7 @@ impl<E: Event> EventArg for Envelope<E> {
             ty: d.event.ty.clone(),
             time: d.event.time.clone(),
             topic: d.topic.to_string(),
-            pubsub: d.pubsub.to_string(),
+            pubsub: d.pubsub().to_owned(),
             extensions: d.event.extensions.clone(),
             data,
         }
@@ -213,7 +220,7 @@ string_extractor!(
 );
 string_extractor!(
     /// The pubsub component the event arrived through.
-    PubsubName, |d| d.pubsub.to_string()
+    PubsubName, |d| d.pubsub().to_owned()
 );
 
 /// The event's partition key as delivered: the Kafka record key (Dapr's `__key` header) when the
@@ -283,7 +290,7 @@ impl FromDelivery for Publisher {
     fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
         // Events the handler publishes continue the delivery's trace.
         let traceparent = crate::trace::child(d.event.traceparent.as_deref());
-        Ok(d.publisher.clone().with_trace(Some(traceparent)))
+        Ok(d.rt.publisher.clone().with_trace(Some(traceparent)))
     }
 }
 
@@ -310,7 +317,7 @@ pub struct State<T>(pub T);
 
 impl<T: Clone + Send + Sync + 'static> FromDelivery for State<T> {
     fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
-        d.state.get::<T>().map(State).ok_or_else(|| {
+        d.rt.state.get::<T>().map(State).ok_or_else(|| {
             // A deployment mistake, not the event's fault: retry so nothing is lost once fixed.
             Outcome::retry(format!(
                 "handler {} asks for State<{}>, but the app has no such state: call App::with_state",

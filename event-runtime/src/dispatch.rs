@@ -464,7 +464,10 @@ struct Pending {
 ///
 /// A plain function returning an `async` block rather than an `async fn`: an `async fn` keeps
 /// its arguments twice in its future (as arguments, and moved into locals).
-#[expect(clippy::manual_async_fn, reason = "an async fn's future holds its arguments twice")]
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its arguments twice"
+)]
 fn run_with_retries(
     rt: Arc<Runtime>,
     h: usize,
@@ -472,7 +475,7 @@ fn run_with_retries(
     mut retry: RetryState,
 ) -> impl Future<Output = Status> + Send + 'static {
     async move {
-        let rt = &*rt;
+        let rt = &rt;
         let _in_flight = rt.metrics.in_flight();
         let handler = &rt.registry.handlers[h];
         let hrt = &rt.handlers[h];
@@ -630,9 +633,12 @@ struct Attempt<'a> {
 
 /// One run of the handler: idempotency claim, timeout, panic capture. (Not an `async fn`, for
 /// the reason given on [`run_with_retries`].)
-#[expect(clippy::manual_async_fn, reason = "an async fn's future holds its arguments twice")]
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its arguments twice"
+)]
 fn run_once<'a>(
-    rt: &'a Runtime,
+    rt: &'a Arc<Runtime>,
     run: Attempt<'a>,
     decoded: Option<Decoded>,
 ) -> impl Future<Output = RunResult> + Send + 'a {
@@ -726,7 +732,7 @@ async fn settle(rt: &Runtime, token: ClaimToken, outcome: &Outcome) {
 /// One call of the handler: its arguments built, a panic caught, a timeout applied. A plain
 /// function returning the future, so the delivery it builds is not kept in the caller's future.
 fn call<'r>(
-    rt: &'r Runtime,
+    rt: &'r Arc<Runtime>,
     run: Attempt<'_>,
     decoded: Option<Decoded>,
 ) -> impl Future<Output = Outcome> + Send + 'r {
@@ -737,18 +743,16 @@ fn call<'r>(
         partition_key,
         attempt,
     } = run;
-    let hrt = &rt.handlers[h];
     let def = rt.registry.handlers[h].def;
     let delivery = Delivery {
         event: ce.clone(),
         topic: topic.clone(),
-        pubsub: hrt.pubsub.clone(),
         attempt,
         partition_key: partition_key.map(str::to_owned),
         decoded: std::cell::Cell::new(decoded),
         handler: def,
-        state: rt.state.clone(),
-        publisher: rt.publisher.clone(),
+        rt: rt.clone(),
+        h,
     };
     let limit = def
         .timeout_secs
