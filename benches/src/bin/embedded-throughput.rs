@@ -69,6 +69,8 @@ async fn run(case: &Case) -> f64 {
         }
         Harness::Bare => {
             let broker: Arc<Broker> = app.broker();
+            // A served app keeps only the last 1,000 published events; this run counts them all.
+            broker.keep_published(case.events);
             broker.start(app.router(), None).await.expect("start");
             let publisher: Publisher = app.publisher();
             let start = Instant::now();
