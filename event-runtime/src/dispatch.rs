@@ -150,9 +150,10 @@ pub(crate) fn handle(
     }))
 }
 
-/// A delivery whose body has been read. On a handler's own route (where Dapr's routing rules
-/// send its types), the envelope and the handler's event are read in one pass, as a hand-written
-/// handler reads them; anything else takes the general path.
+/// A delivery whose body has been read. When the handler is known before the body is read (on
+/// its own route, where Dapr's routing rules send its types, or on a topic it alone consumes), the
+/// envelope and the handler's event are read in one pass, as a hand-written handler reads them;
+/// anything else takes the general path.
 fn deliver(
     rt: Arc<Runtime>,
     target: Target,
@@ -163,13 +164,18 @@ fn deliver(
         .get(&KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let one_pass = match target {
-        Target::Handler(h) => rt.registry.handlers[h]
-            .def
-            .read_typed
-            .and_then(|read| read(&body)),
-        Target::Topic(_) => None,
+    // The handler is known from the route, or is the only one on the topic (which `resolve`
+    // still checks against the event's type before running it).
+    let handler = match target {
+        Target::Handler(h) => Some(h),
+        Target::Topic(t) => match rt.registry.topics[t].handlers[..] {
+            [h] => Some(h),
+            _ => None,
+        },
     };
+    let one_pass = handler
+        .and_then(|h| rt.registry.handlers[h].def.read_typed)
+        .and_then(|read| read(&body));
     match one_pass {
         Some((ce, event)) => {
             let ce = with_version_header(ce, &headers);
