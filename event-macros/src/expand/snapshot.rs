@@ -53,9 +53,9 @@ fn derive_expansion() {
         #[event(version = "1.0")]
         pub enum TaskEvent {
             #[serde(rename = "task.created")]
-            Created { event_id: String, task_id: i64, user_id: String, title: String },
+            Created { event_id: String, event_version: String, task_id: i64, user_id: String, title: String },
             #[serde(rename = "task.completed")]
-            Completed { event_id: String, task_id: i64, user_id: String },
+            Completed { event_id: String, event_version: String, task_id: i64, user_id: String },
             #[event(type = "task.reassigned")]
             Reassigned { event_id: String, task_id: i64, #[event(partition_key)] new_owner: String },
         }

@@ -56,6 +56,19 @@ const _: () = {
                 }
             }
         }
+        fn data_version(&self) -> ::core::option::Option<::core::option::Option<&str>> {
+            #[allow(unused_imports)]
+            use ::event_runtime::__private::{VersionText as _, VersionUnknown as _};
+            match self {
+                Self::Created { event_version, .. } => {
+                    ::event_runtime::__private::VersionProbe(event_version).version()
+                }
+                Self::Completed { event_version, .. } => {
+                    ::event_runtime::__private::VersionProbe(event_version).version()
+                }
+                Self::Reassigned { .. } => ::core::option::Option::None,
+            }
+        }
         fn json_schema() -> ::event_runtime::__private::serde_json::Value {
             #[allow(unused_imports)]
             use ::event_runtime::__private::{Permissive as _, ViaJsonSchema as _};
