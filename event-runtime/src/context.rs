@@ -51,7 +51,7 @@ pub struct Delivery {
 
 impl Delivery {
     fn pubsub(&self) -> &str {
-        &self.rt.handlers[self.h].pubsub
+        &self.rt.registry.handlers[self.h].pubsub
     }
 }
 

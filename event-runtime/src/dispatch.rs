@@ -99,7 +99,7 @@ pub(crate) struct HandlerRuntime {
     /// `module::name`.
     pub name: String,
     pub metrics: crate::metrics::HandlerMetrics,
-    pub pubsub: Arc<str>,
+    /// The handler's topic, shared by its deliveries' `Delivery::topic` without a copy.
     pub topic: Arc<str>,
 }
 
@@ -114,7 +114,6 @@ impl HandlerRuntime {
                 HandlerRuntime {
                     metrics: metrics.handler(&name),
                     name,
-                    pubsub: h.pubsub.as_str().into(),
                     topic: h.def.topic.into(),
                 }
             })
