@@ -106,7 +106,9 @@ impl App {
         let defs: Vec<&'static HandlerDef> = defs.into_iter().collect();
         let settings = Settings::from_env();
         let default_pubsub = crate::config::default_pubsub();
-        let registry = Registry::resolve(&defs, &default_pubsub, &settings.default_dlq)?;
+        let app_id = crate::config::app_id();
+        let registry =
+            Registry::resolve_app(&defs, &app_id, &default_pubsub, &settings.default_dlq)?;
         let metrics = Arc::new(Metrics::new(
             registry.handlers.iter().map(|h| h.def.qualified_name()),
         ));
@@ -118,7 +120,7 @@ impl App {
             default_pubsub,
             state: StateMap::default(),
             mode: Mode::from_env(),
-            app_id: crate::config::app_id(),
+            app_id,
             broker: Arc::new(Broker::default()),
             dapr: DaprClient::from_env(),
             store: None,
@@ -132,8 +134,12 @@ impl App {
     }
 
     fn re_resolve(mut self) -> Result<Self, AppError> {
-        self.registry =
-            Registry::resolve(&self.defs, &self.default_pubsub, &self.settings.default_dlq)?;
+        self.registry = Registry::resolve_app(
+            &self.defs,
+            &self.app_id,
+            &self.default_pubsub,
+            &self.settings.default_dlq,
+        )?;
         Ok(self)
     }
 
@@ -283,6 +289,7 @@ impl App {
             journal: self.journal.clone(),
             shutdown: self.shutdown.clone(),
             app_id: self.app_id.clone(),
+            signing_key: crate::retry::SigningKey::from_env(&self.app_id),
             metrics: self.metrics.clone(),
             handlers: dispatch::HandlerRuntime::all(&self.registry, &self.metrics),
         });

@@ -48,6 +48,9 @@ pub struct CloudEvent {
     /// Every other attribute (extensions such as our retry bookkeeping).
     pub extensions: Map<String, Value>,
     data: Data,
+    /// The broker record's exact bytes, when the event was read from one: what dead letters and
+    /// retries keep, so that a replay writes back exactly what arrived.
+    record: Option<Bytes>,
 }
 
 impl PartialEq for CloudEvent {
@@ -87,8 +90,6 @@ impl PartialEq for CloudEvent {
 struct Data {
     raw: OnceLock<Option<Box<RawValue>>>,
     value: OnceLock<Value>,
-    /// It came as `data_base64` (a rawPayload delivery, which may wrap a whole envelope).
-    from_base64: bool,
     /// The body the event was read from when its data was decoded straight into the handler's
     /// type: the raw text is read again from it, on the paths that need it.
     body: Option<Bytes>,
@@ -186,6 +187,7 @@ impl CloudEvent {
             tracestate: None,
             extensions: Map::new(),
             data: Data::parsed(data),
+            record: None,
         }
     }
 
@@ -271,6 +273,62 @@ impl CloudEvent {
         Self::from_parts(known, map, data)
     }
 
+    /// Reads one broker record, whatever its bytes:
+    /// - a structured CloudEvent (what a Dapr publisher writes);
+    /// - a JSON object that is no CloudEvent (what a plain Kafka producer writes): read as
+    ///   Dapr reads it, a `com.dapr.event.sent` event whose data is the object, dispatched on its
+    ///   `event_type`;
+    /// - with `raw_payload`, anything else too, as data (binary data as lossy text; the exact
+    ///   bytes stay in [`CloudEvent::record`]).
+    ///
+    /// Events read from records that are not CloudEvents get an id that is a digest of the bytes,
+    /// so a redelivered record keeps its id. Anything else is an error that says why.
+    pub fn from_record(record: Bytes, raw_payload: bool) -> Result<Self, CloudEventError> {
+        let mut ce = match Self::from_slice(&record) {
+            Ok(ce) => ce,
+            Err(CloudEventError::Missing("specversion")) => {
+                match serde_json::from_slice::<Box<RawValue>>(&record) {
+                    Ok(raw) => Self::bare(&record, Data::raw(raw), "application/json"),
+                    Err(e) => return Err(CloudEventError::NotJson(e.to_string())),
+                }
+            }
+            Err(_) if raw_payload => {
+                let data = Data::parsed(bytes_to_value(&record));
+                Self::bare(&record, data, "application/octet-stream")
+            }
+            Err(e) => return Err(e),
+        };
+        ce.record = Some(record);
+        Ok(ce)
+    }
+
+    /// A record that is no CloudEvent, as Dapr would wrap it.
+    fn bare(record: &[u8], data: Data, content_type: &str) -> Self {
+        let mut ce = CloudEvent::new(record_digest(record), BARE_TYPE, "", Value::Null);
+        ce.datacontenttype = Some(content_type.to_owned());
+        ce.data = data;
+        ce
+    }
+
+    /// The exact bytes of the broker record this event was read from.
+    pub fn record(&self) -> Option<&Bytes> {
+        self.record.as_ref()
+    }
+
+    /// Keeps `record` as the exact bytes this event was read from.
+    pub(crate) fn with_record(mut self, record: Bytes) -> Self {
+        self.record = Some(record);
+        self
+    }
+
+    /// The exact bytes to keep for this event: the record it was read from, else its envelope.
+    pub fn record_or_envelope(&self) -> Bytes {
+        match &self.record {
+            Some(record) => record.clone(),
+            None => Bytes::from(self.to_value().to_string()),
+        }
+    }
+
     fn from_parts(
         known: Known,
         map: Map<String, Value>,
@@ -292,10 +350,7 @@ impl CloudEvent {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b64.trim())
                     .map_err(|e| CloudEventError::Base64(e.to_string()))?;
-                Data {
-                    from_base64: true,
-                    ..Data::parsed(bytes_to_value(&bytes))
-                }
+                Data::parsed(bytes_to_value(&bytes))
             }
             WireData::Base64(other) => {
                 return Err(CloudEventError::Base64(format!(
@@ -325,20 +380,8 @@ impl CloudEvent {
             tracestate,
             extensions: map,
             data,
+            record: None,
         })
-    }
-
-    /// For rawPayload deliveries: when the raw bytes are themselves a CloudEvent (what a Dapr
-    /// publisher writes to the broker), the inner event; otherwise `self` unchanged.
-    pub fn unwrap_raw(self) -> Self {
-        if self.data.from_base64 && self.data().get("specversion").is_some() {
-            if let Ok(mut inner) = CloudEvent::from_value(self.data().clone()) {
-                inner.topic = inner.topic.or(self.topic);
-                inner.pubsubname = inner.pubsubname.or(self.pubsubname);
-                return inner;
-            }
-        }
-        self
     }
 
     /// Serializes back into a structured CloudEvent (data as JSON).
@@ -615,6 +658,45 @@ impl<'de> Deserialize<'de> for KnownStr {
     }
 }
 
+/// The CloudEvent type Dapr gives what it wraps: seed-style publishes, records that are no
+/// CloudEvent, and rawPayload deliveries.
+pub const BARE_TYPE: &str = "com.dapr.event.sent";
+
+/// The broker record's bytes, when `body` is the envelope daprd wraps a rawPayload delivery in
+/// (type `com.dapr.event.sent`, source `Dapr`, the record as `data_base64`). `None` for any other
+/// body, which is then the record itself (a delivery of a subscription without rawPayload, or a
+/// test posting an event).
+pub fn dapr_raw_record(body: &[u8]) -> Option<Bytes> {
+    if !contains(body, b"\"data_base64\"") {
+        return None;
+    }
+    let wire = serde_json::from_slice::<Wire<serde::de::IgnoredAny>>(body).ok()?;
+    let [_, _, ty, source, _, content_type, ..] = &wire.known.0;
+    let wrapped = ty.as_deref() == Some(BARE_TYPE)
+        && source.as_deref() == Some("Dapr")
+        && content_type.as_deref() == Some("application/octet-stream")
+        && wire.data.is_none();
+    match wire.base64 {
+        Some(Value::String(b64)) if wrapped => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+            .map(Bytes::from),
+        _ => None,
+    }
+}
+
+/// Whether `needle` occurs in `haystack`: a cheap look before a full parse.
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A stable id for bytes that carry none: a UUIDv5 of a SHA-256 of them.
+pub fn record_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &digest).to_string()
+}
+
 /// The data decoded as `E`, in the same pass as the envelope around it. Data in another form
 /// (a JSON string holding JSON, say) fails to decode as an event type (a struct or a tagged
 /// enum), which sends the body down the general path, where it is unwrapped first.
@@ -649,7 +731,7 @@ pub fn read_typed<E: DeserializeOwned + Send + 'static>(
     let event = wire.data?.0;
     let ce =
         CloudEvent::from_parts(wire.known, wire.attributes, WireData::Read(body.clone())).ok()?;
-    Some((ce, Box::new(event)))
+    Some((ce.with_record(body.clone()), Box::new(event)))
 }
 
 /// The signature of [`read_typed`] for one event type, as a handler registers it.
@@ -706,15 +788,45 @@ mod tests {
     }
 
     #[test]
-    fn raw_payload_holding_an_envelope_unwraps() {
+    fn a_raw_delivery_carries_the_record_byte_for_byte() {
         let inner = envelope(json!({"data":{"a":2}})).to_string();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(inner);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&inner);
         let outer = json!({"specversion":"1.0","id":"x","type":"com.dapr.event.sent","source":"Dapr",
-            "topic":"t","pubsubname":"p","data_base64":b64});
-        let ce = CloudEvent::from_value(outer).unwrap().unwrap_raw();
+            "datacontenttype":"application/octet-stream","topic":"t","pubsubname":"p","data_base64":b64});
+        let record = dapr_raw_record(outer.to_string().as_bytes()).unwrap();
+        assert_eq!(&record[..], inner.as_bytes());
+        let ce = CloudEvent::from_record(record, false).unwrap();
         assert_eq!(ce.ty, "task.completed");
         assert_eq!(*ce.data(), json!({"a":2}));
-        assert_eq!(ce.topic.as_deref(), Some("t"));
+        assert_eq!(ce.record().map(|r| &r[..]), Some(inner.as_bytes()));
+        // An event that merely carries binary data is no wrapper.
+        let binary = envelope(json!({"data_base64": "eyJhIjoxfQ=="})).to_string();
+        assert_eq!(dapr_raw_record(binary.as_bytes()), None);
+    }
+
+    #[test]
+    fn records_that_are_no_cloudevent() {
+        // A plain producer's JSON object: read as Dapr reads it, with an id of its bytes.
+        let plain =
+            Bytes::from_static(br#"{"event_type":"task.created","n":12345678901234567890123}"#);
+        let ce = CloudEvent::from_record(plain.clone(), false).unwrap();
+        assert_eq!(ce.ty, BARE_TYPE);
+        assert_eq!(
+            ce.id,
+            CloudEvent::from_record(plain.clone(), false).unwrap().id
+        );
+        assert_eq!(ce.record(), Some(&plain));
+        // Anything else is refused, unless the handler takes raw payloads.
+        for garbage in [
+            &b"\xff\x00 not json"[..],
+            b"[1,2]",
+            b"",
+            b"{\"specversion\":\"0.3\"}",
+        ] {
+            assert!(CloudEvent::from_record(Bytes::copy_from_slice(garbage), false).is_err());
+        }
+        let raw = CloudEvent::from_record(Bytes::from_static(b"\xff\x00"), true).unwrap();
+        assert_eq!(raw.record().map(|r| &r[..]), Some(&b"\xff\x00"[..]));
     }
 
     #[test]

@@ -83,7 +83,14 @@ impl DaprClient {
             query.push(("metadata.eventversion", v));
         }
         let only_version = ev.extensions.len() == usize::from(version.is_some());
-        let req = if only_version {
+        let req = if let Some(record) = &ev.record {
+            // Written to the broker as these bytes, unchanged.
+            query.push(("metadata.rawPayload", "true"));
+            self.request(reqwest::Method::POST, &path)
+                .query(&query)
+                .header("content-type", "application/octet-stream")
+                .body(record.clone())
+        } else if only_version {
             query.push(("metadata.cloudevent.id", &ev.id));
             query.push(("metadata.cloudevent.type", &ev.ty));
             query.push(("metadata.cloudevent.source", &ev.source));

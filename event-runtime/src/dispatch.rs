@@ -20,11 +20,13 @@ use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::{BoxFuture, Either};
 use futures::FutureExt as _;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use crate::cloudevent::CloudEvent;
+use crate::cloudevent::{self, CloudEvent};
 use crate::config::Settings;
 use crate::context::{Delivery, StateMap};
 use crate::dlq::DeadLetter;
@@ -33,7 +35,7 @@ use crate::idempotency::{render_key, Claim, ClaimToken, IdempotencyStore};
 use crate::metrics::DeliveryOutcome;
 use crate::outcome::Outcome;
 use crate::publish::{OutgoingEvent, Publisher};
-use crate::retry::{delay_after, Failure, RetryState};
+use crate::retry::{delay_after, Failure, RetryRejected, RetryState, SigningKey};
 use crate::subscription::{Registry, Target};
 
 /// Dapr's answer to one delivered event.
@@ -88,6 +90,8 @@ pub(crate) struct Runtime {
     /// Held (not just subscribed to) so the channel stays open for as long as routes exist.
     pub shutdown: Arc<watch::Sender<bool>>,
     pub app_id: String,
+    /// Signs and verifies retry bookkeeping.
+    pub signing_key: SigningKey,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per handler (same index as `registry.handlers`): what every delivery to it would
     /// otherwise look up or format again.
@@ -126,6 +130,45 @@ static KEY_HEADER: HeaderName = HeaderName::from_static("__key");
 /// Our publisher's version (publish metadata, a Kafka header).
 static VERSION_HEADER: HeaderName = HeaderName::from_static(crate::version::EXT_VERSION);
 
+/// What the broker said about a record besides its bytes: its key, its version header, and
+/// where it sits (topic, partition, offset), from the delivery's headers or a bulk entry's
+/// metadata.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RecordMeta {
+    key: Option<String>,
+    version: Option<String>,
+    coordinates: Option<String>,
+}
+
+impl RecordMeta {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        RecordMeta {
+            key: get(KEY_HEADER.as_str()).map(str::to_owned),
+            version: get(VERSION_HEADER.as_str()).map(str::to_owned),
+            coordinates: coordinates(get),
+        }
+    }
+
+    fn from_entry(metadata: &Map<String, Value>) -> Self {
+        let get = |name: &str| metadata.get(name).and_then(Value::as_str);
+        RecordMeta {
+            key: get("__key").map(str::to_owned),
+            version: get(crate::version::EXT_VERSION).map(str::to_owned),
+            coordinates: coordinates(get),
+        }
+    }
+}
+
+/// `topic/partition/offset`, when the broker says them.
+fn coordinates<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+    let (partition, offset) = (get("__partition")?, get("__offset")?);
+    Some(format!(
+        "{}/{partition}/{offset}",
+        get("__topic").unwrap_or("")
+    ))
+}
+
 /// Answers one request on a delivery route.
 ///
 /// Written with combinators rather than as one `async fn`: axum boxes this future for every
@@ -142,98 +185,197 @@ pub(crate) fn handle(
     if !crate::server::token_ok(&headers, rt.settings.app_api_token.as_deref()) {
         return Either::Left(std::future::ready(crate::server::unauthorized()));
     }
-    let limit = rt.settings.body_limit;
+    let limit = body_limit(&rt, target);
     Either::Right(read_body(body, limit).then(move |body| match body {
         Ok(body) => Either::Left(deliver(rt, target, headers, body)),
         Err(refused) => Either::Right(std::future::ready(refused)),
     }))
 }
 
-/// A delivery whose body has been read. When the handler is known before the body is read (on
-/// its own route, where Dapr's routing rules send its types, or on a topic it alone consumes), the
-/// envelope and the handler's event are read in one pass, as a hand-written handler reads them;
-/// anything else takes the general path.
+/// The largest body a route takes: the app's limit per event, so a bulk batch may hold up to
+/// its subscription's `maxMessagesCount` events of that size (a batch refused as a whole would be
+/// redelivered as a whole, forever).
+fn body_limit(rt: &Runtime, target: Target) -> usize {
+    let per_event = rt.settings.body_limit;
+    match target {
+        Target::Topic(t) => match rt.registry.topics[t].bulk {
+            Some(bulk) => per_event.saturating_mul(bulk.max_messages.max(1) as usize),
+            None => per_event,
+        },
+        Target::Handler(_) => per_event,
+    }
+}
+
+/// A delivery whose body has been read. Every subscription is rawPayload, so the body is daprd's
+/// wrapper around the broker record's bytes; the record is read here, whatever it holds. When the
+/// handler is known before the record is read (on its own route, or on a topic it alone
+/// consumes), the envelope and the handler's event are read in one pass, as a hand-written
+/// handler reads them; anything else takes the general path.
 fn deliver(
     rt: Arc<Runtime>,
     target: Target,
     headers: HeaderMap,
     body: Bytes,
 ) -> impl Future<Output = Response> + Send + 'static {
-    let key_hint = headers
-        .get(&KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let meta = RecordMeta::from_headers(&headers);
+    let record = cloudevent::dapr_raw_record(&body).unwrap_or(body);
     // The handler is known from the route, or is the only one on the topic (which `resolve`
     // still checks against the event's type before running it).
     let handler = match target {
         Target::Handler(h) => Some(h),
-        Target::Topic(t) => match rt.registry.topics[t].handlers[..] {
-            [h] => Some(h),
-            _ => None,
+        Target::Topic(t) => match &rt.registry.topics[t] {
+            sub if sub.is_retry || sub.bulk.is_some() => None,
+            sub => match sub.handlers[..] {
+                [h] => Some(h),
+                _ => None,
+            },
         },
     };
     let one_pass = handler
         .and_then(|h| rt.registry.handlers[h].def.read_typed)
-        .and_then(|read| read(&body));
+        .and_then(|read| read(&record));
     match one_pass {
         Some((ce, event)) => {
-            let ce = with_version_header(ce, &headers);
-            Either::Left(process(rt, target, ce, key_hint, Some(event)).map(answer))
+            let ce = with_version(ce, meta.version.as_deref());
+            let first = RetryState::first();
+            Either::Left(process(rt, target, ce, first, meta.key, Some(event)).map(answer))
         }
         // Boxed: its future is large, and only this less common path pays for it.
         None => Either::Right(Box::pin(async move {
-            handle_general(&rt, target, &headers, body, key_hint).await
+            handle_general(&rt, target, record, meta).await
         })),
     }
 }
 
-/// A delivery the one-pass read did not take: the body is read once as an event, its `data` left
-/// as raw text for the handler to decode; only a body that is no event (a bulk batch, or garbage)
-/// is looked at again.
+/// A delivery the one-pass read did not take: a bulk batch, a retry, or a record read the
+/// general way (its `data` left as raw text for the handler to decode).
 async fn handle_general(
     rt: &Arc<Runtime>,
     target: Target,
-    headers: &HeaderMap,
-    body: Bytes,
-    key_hint: Option<String>,
+    record: Bytes,
+    meta: RecordMeta,
 ) -> Response {
-    let parsed = CloudEvent::from_slice(&body);
-    if parsed.is_err() {
-        let entries = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .as_ref()
-            .and_then(bulk_entries);
-        if let Some(entries) = entries {
-            let mut statuses = Vec::with_capacity(entries.len());
-            for (entry_id, event) in entries {
-                let status = match event {
-                    Ok(ce) => process(rt.clone(), target, ce, None, None).await,
-                    Err(reason) => {
-                        Box::pin(dead_letter_undecodable(rt, target, &reason, Value::Null)).await
-                    }
-                };
-                statuses.push(json!({"entryId": entry_id, "status": status.as_str()}));
-            }
-            return answer_json(json!({ "statuses": statuses }));
+    if let Some(batch) = bulk_request(target, &record) {
+        let mut statuses = Vec::with_capacity(batch.entries.len());
+        for (i, entry) in batch.entries.into_iter().enumerate() {
+            let entry_id = entry.entry_id.unwrap_or_else(|| i.to_string());
+            let meta = RecordMeta::from_entry(&entry.metadata);
+            let status = match entry.event.as_deref().map(entry_record) {
+                Some(Ok(record)) => deliver_record(rt, target, record, meta).await,
+                Some(Err(reason)) => {
+                    let bytes = entry.event.map(|e| Bytes::from(e.get().to_owned()));
+                    let bytes = bytes.unwrap_or_default();
+                    Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
+                }
+                None => {
+                    let reason = "bulk entry has no event";
+                    Box::pin(dead_letter_undecodable(
+                        rt,
+                        target,
+                        reason,
+                        Bytes::new(),
+                        &meta,
+                    ))
+                    .await
+                }
+            };
+            statuses.push(EntryStatus { entry_id, status });
+        }
+        return (StatusCode::OK, axum::Json(BulkResponse { statuses })).into_response();
+    }
+    answer(deliver_record(rt, target, record, meta).await)
+}
+
+/// One record, read the general way, to its handler or to the dead-letter topic.
+async fn deliver_record(
+    rt: &Arc<Runtime>,
+    target: Target,
+    record: Bytes,
+    meta: RecordMeta,
+) -> Status {
+    match read_record(rt, target, record, &meta) {
+        Read::Event(ce, retry) => process(rt.clone(), target, *ce, retry, meta.key, None).await,
+        Read::Undecodable(reason, bytes) => {
+            Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
+        }
+        Read::Foreign(reason) => {
+            tracing::warn!(
+                topic = target_topic(rt, target).1,
+                "{reason}: acknowledged and ignored"
+            );
+            Status::Success
         }
     }
-    let status = match parsed {
-        Ok(ce) => {
-            process(
-                rt.clone(),
-                target,
-                with_version_header(ce, headers),
-                key_hint,
-                None,
-            )
-            .await
-        }
-        Err(err) => {
-            let raw = Value::String(String::from_utf8_lossy(&body).into_owned());
-            Box::pin(dead_letter_undecodable(rt, target, &err.to_string(), raw)).await
-        }
+}
+
+/// What a record turned out to be.
+enum Read {
+    /// An event, with its retry bookkeeping (a first delivery's, except on this app's retry
+    /// topics, where it was verified).
+    Event(Box<CloudEvent>, RetryState),
+    /// Not an event a handler can take: why, and the exact bytes.
+    Undecodable(String, Bytes),
+    /// A retry message of another app: not this app's to run or to dead-letter.
+    Foreign(String),
+}
+
+/// Reads a record. Retry bookkeeping is honoured only on this app's own retry topics, and only
+/// when this app signed it; everywhere else a delivery is a first attempt.
+fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -> Read {
+    let raw_payload = |h: Option<usize>| h.is_some_and(|h| rt.registry.handlers[h].def.raw_payload);
+    let sub = match target {
+        Target::Topic(t) => Some(&rt.registry.topics[t]),
+        Target::Handler(_) => None,
     };
-    answer(status)
+    if !sub.is_some_and(|s| s.is_retry) {
+        let raw = match target {
+            Target::Handler(h) => raw_payload(Some(h)),
+            Target::Topic(t) => rt.registry.topics[t].raw_payload,
+        };
+        return match CloudEvent::from_record(record.clone(), raw) {
+            Ok(ce) => Read::Event(
+                Box::new(with_version(ce, meta.version.as_deref())),
+                RetryState::first(),
+            ),
+            Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), record),
+        };
+    }
+    match RetryState::open(&record, &rt.registry.app_id, &rt.signing_key) {
+        Ok(opened) => {
+            let h = opened
+                .state
+                .handler
+                .as_deref()
+                .and_then(|name| rt.handlers.iter().position(|h| h.name == name));
+            match CloudEvent::from_record(opened.record.clone(), raw_payload(h)) {
+                Ok(mut ce) => {
+                    ce.traceparent = opened.traceparent.or(ce.traceparent);
+                    let ce = with_version(ce, opened.state.version.as_deref());
+                    Read::Event(Box::new(ce), opened.state)
+                }
+                Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), opened.record),
+            }
+        }
+        Err(RetryRejected::Foreign(app)) => {
+            Read::Foreign(format!("a retry message of app `{app}`"))
+        }
+        Err(e @ RetryRejected::Unverified(_)) => Read::Undecodable(e.to_string(), record),
+    }
+}
+
+/// The record a bulk entry holds: the broker's bytes (base64, for rawPayload), or the event's
+/// JSON text.
+fn entry_record(event: &RawValue) -> Result<Bytes, String> {
+    match serde_json::from_str::<String>(event.get()) {
+        Ok(b64) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map(Bytes::from)
+                .map_err(|e| format!("bulk entry is not valid base64: {e}"))
+        }
+        Err(_) => Ok(Bytes::from(event.get().to_owned())),
+    }
 }
 
 /// The request body, up to `limit` bytes. Beyond that the answer is 413, which Dapr does not take
@@ -255,10 +397,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     })
 }
 
-/// Our publisher's version arrives as a header (publish metadata → Kafka header); an extension
-/// in the envelope wins.
-fn with_version_header(mut ce: CloudEvent, headers: &HeaderMap) -> CloudEvent {
-    let version = headers.get(&VERSION_HEADER).and_then(|v| v.to_str().ok());
+/// The version the broker carried beside the record (our publisher's header, a bulk entry's
+/// metadata, a retry's bookkeeping); an extension in the envelope wins.
+fn with_version(mut ce: CloudEvent, version: Option<&str>) -> CloudEvent {
     if let Some(v) = version {
         if !ce.extensions.contains_key(crate::version::EXT_VERSION) {
             ce.extensions.insert(
@@ -280,44 +421,58 @@ fn answer(status: Status) -> Response {
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn answer_json(v: Value) -> Response {
-    (StatusCode::OK, axum::Json(v)).into_response()
+/// A Dapr bulk delivery (`com.dapr.event.sent.bulk`).
+#[derive(Deserialize)]
+struct BulkRequest {
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default)]
+    entries: Vec<BulkEntry>,
 }
 
-/// The entries of a bulk delivery, or `None` when the body is a single event.
-fn bulk_entries(v: &Value) -> Option<Vec<(String, Result<CloudEvent, String>)>> {
-    if v.get("type").and_then(Value::as_str) != Some("com.dapr.event.sent.bulk") {
+#[derive(Deserialize)]
+struct BulkEntry {
+    #[serde(rename = "entryId")]
+    entry_id: Option<String>,
+    event: Option<Box<RawValue>>,
+    #[serde(default)]
+    metadata: Map<String, Value>,
+}
+
+/// The answer to a bulk delivery: one status per entry.
+#[derive(Serialize)]
+struct BulkResponse {
+    statuses: Vec<EntryStatus>,
+}
+
+#[derive(Serialize)]
+struct EntryStatus {
+    #[serde(rename = "entryId")]
+    entry_id: String,
+    status: Status,
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The bulk batch of a delivery to a topic route, when it is one.
+fn bulk_request(target: Target, body: &[u8]) -> Option<BulkRequest> {
+    let Target::Topic(_) = target else {
+        return None;
+    };
+    if !cloudevent::contains(body, BULK_TYPE.as_bytes()) {
         return None;
     }
-    let entries = v.get("entries")?.as_array()?;
-    Some(
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let id = e
-                    .get("entryId")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| i.to_string(), str::to_owned);
-                let event = match e.get("event") {
-                    // rawPayload: the event is the base64 of the broker's bytes.
-                    Some(Value::String(b64)) => {
-                        use base64::Engine as _;
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b64.trim())
-                            .map_err(|e| format!("bulk entry is not valid base64: {e}"))
-                            .and_then(|bytes| {
-                                CloudEvent::from_slice(&bytes).map_err(|e| e.to_string())
-                            })
-                    }
-                    Some(ev) => CloudEvent::from_value(ev.clone()).map_err(|e| e.to_string()),
-                    None => Err("bulk entry has no event".to_owned()),
-                };
-                (id, event)
-            })
-            .collect(),
-    )
+    serde_json::from_slice::<BulkRequest>(body)
+        .ok()
+        .filter(|b| b.ty == BULK_TYPE)
 }
+
+/// The CloudEvent type of a bulk delivery.
+const BULK_TYPE: &str = "com.dapr.event.sent.bulk";
 
 /// The pubsub and topic a target stands for.
 fn target_topic(rt: &Runtime, target: Target) -> (&str, &str) {
@@ -342,18 +497,14 @@ fn resolve(
         Target::Topic(t) => &rt.registry.topics[t],
     };
     if sub.is_retry {
+        // The bookkeeping is this app's own (verified when read): a handler it names that is
+        // gone (removed since the retry was scheduled) leaves the event to the dead-letter topic.
         let name = retry.handler.as_deref().unwrap_or_default();
-        return sub
+        return rt
             .handlers
             .iter()
-            .copied()
-            .find(|&i| rt.handlers[i].name == name)
-            .ok_or_else(|| {
-                format!(
-                    "retry message for unknown handler `{name}` on {}",
-                    sub.topic
-                )
-            });
+            .position(|h| h.name == name)
+            .ok_or_else(|| format!("retry for handler `{name}`, which this app no longer has"));
     }
     let by_type = |ty: &str| {
         sub.handlers
@@ -380,7 +531,7 @@ fn resolve(
             return Ok(h);
         }
     }
-    if ce.ty == "com.dapr.event.sent" && sub.handlers.len() == 1 {
+    if ce.ty == cloudevent::BARE_TYPE && sub.handlers.len() == 1 {
         return Ok(sub.handlers[0]);
     }
     Err(format!(
@@ -410,12 +561,10 @@ pub(crate) fn process(
     rt: Arc<Runtime>,
     target: Target,
     ce: CloudEvent,
+    mut retry: RetryState,
     key_hint: Option<String>,
     decoded: Option<Decoded>,
 ) -> impl Future<Output = Status> + Send + 'static {
-    // rawPayload: the broker's bytes may be a whole envelope written by a Dapr publisher.
-    let ce = ce.unwrap_raw();
-    let mut retry = RetryState::from_event(&ce);
     match resolve(&rt, target, &ce, &retry) {
         Ok(h) => {
             let topic = target_topic(&rt, target).1;
@@ -444,10 +593,13 @@ pub(crate) fn process(
         }
         Err(reason) => Either::Right(Box::pin(async move {
             let _in_flight = rt.metrics.in_flight();
-            let (pubsub, topic) = target_topic(&rt, target);
+            let (pubsub, sub_topic) = target_topic(&rt, target);
+            // A retry names the topic the event was first delivered on; the record came from there.
+            let topic = retry.origin_topic.as_deref().unwrap_or(sub_topic);
             tracing::warn!(event_id = %ce.id, event_type = %ce.ty, %topic, "{reason}");
             let letter =
                 DeadLetter::new(&ce, pubsub, topic, partition_key(&ce, key_hint)).reason(reason);
+            let letter = letter.with_failures(retry.failures);
             publish_dead_letter(&rt, &rt.settings.default_dlq, pubsub, letter).await
         })),
     }
@@ -579,8 +731,9 @@ fn dead_letter_failed<'r>(
     ))
 }
 
-/// Schedules the next attempt of a delayed retry: the event goes to the retry topic of `delay`,
-/// carrying its attempt, due time, handler, origin and failures.
+/// Schedules the next attempt of a delayed retry: the event's record, byte for byte, goes to
+/// this app's retry topic of `delay`, with its attempt, due time, handler, origin, version and
+/// failures signed beside it.
 fn schedule_retry<'r>(
     rt: &'r Runtime,
     h: usize,
@@ -594,20 +747,26 @@ fn schedule_retry<'r>(
     retry.due_ms = Some(crate::clock::now_ms() + delay * 1000);
     retry.handler = Some(rt.handlers[h].name.clone());
     retry.origin_topic = Some(pending.origin_topic.to_string());
-    let mut extensions = ce.extensions.clone();
-    extensions.extend(retry.to_extensions());
-    let out = OutgoingEvent {
-        pubsub: handler.pubsub.clone(),
-        topic: handler.retry_topic(delay),
-        id: ce.id.clone(),
-        ty: ce.ty.clone(),
-        source: ce.source.clone(),
-        data: ce.data().clone(),
-        partition_key: partition_key(ce, pending.key_hint.clone()),
-        extensions,
-        // The retry continues the event's trace as a child span.
-        traceparent: Some(crate::trace::child(ce.traceparent.as_deref())),
-    };
+    retry.version = crate::version::version_of(ce);
+    // The retry continues the event's trace as a child span.
+    let traceparent = crate::trace::child(ce.traceparent.as_deref());
+    let sealed = retry.seal(
+        &rt.app_id,
+        &rt.signing_key,
+        ce,
+        &ce.record_or_envelope(),
+        Some(&traceparent),
+    );
+    let topic = crate::subscription::retry_topic(handler.def.topic, &rt.app_id, delay);
+    let out = OutgoingEvent::record(
+        rt.publisher.default_pubsub(),
+        &topic,
+        &ce.id,
+        &ce.ty,
+        partition_key(ce, pending.key_hint.clone()),
+        None,
+        Bytes::from(sealed),
+    );
     Box::pin(async move {
         match publish_with_retries(&rt.publisher, out).await {
             Ok(()) => Status::Success,
@@ -878,16 +1037,32 @@ async fn publish_dead_letter(rt: &Runtime, dlq: &str, pubsub: &str, letter: Dead
     }
 }
 
-/// A body that is not a CloudEvent: dead-letter what we have of it, with the reason.
-async fn dead_letter_undecodable(rt: &Runtime, target: Target, reason: &str, raw: Value) -> Status {
+/// A record that is no event a handler can take: dead-letter its exact bytes, with the reason
+/// and where it came from.
+async fn dead_letter_undecodable(
+    rt: &Runtime,
+    target: Target,
+    reason: &str,
+    record: Bytes,
+    meta: &RecordMeta,
+) -> Status {
     let (pubsub, topic) = target_topic(rt, target);
     tracing::warn!(%topic, "undecodable delivery: {reason}");
-    // Deterministic, so a redelivered bad body yields the same dead letter, not a second one.
-    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, raw.to_string().as_bytes()).to_string();
-    let mut ce = CloudEvent::new(id, "event-runtime.undecodable", "", raw);
+    // Deterministic, so a redelivered record yields the same dead letter, not a second one; and
+    // distinct for distinct records, even of the same bytes.
+    let mut name = meta.coordinates.clone().unwrap_or_default().into_bytes();
+    name.push(b'\n');
+    name.extend_from_slice(&record);
+    let mut ce = CloudEvent::new(
+        cloudevent::record_digest(&name),
+        "event-runtime.undecodable",
+        "",
+        Value::Null,
+    )
+    .with_record(record);
     ce.topic = Some(topic.to_owned());
     ce.pubsubname = Some(pubsub.to_owned());
-    let letter =
-        DeadLetter::new(&ce, pubsub, topic, None).reason(format!("undecodable delivery: {reason}"));
+    let letter = DeadLetter::new(&ce, pubsub, topic, meta.key.clone())
+        .reason(format!("undecodable delivery: {reason}"));
     publish_dead_letter(rt, &rt.settings.default_dlq, pubsub, letter).await
 }

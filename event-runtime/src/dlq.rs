@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::cloudevent::CloudEvent;
 use crate::event::Event;
 use crate::publish::OutgoingEvent;
-use crate::retry::{self, Failure};
+use crate::retry::Failure;
 
 /// The CloudEvent type of dead-letter records.
 pub const DEAD_LETTER_TYPE: &str = "event-runtime.dead-letter";
@@ -33,6 +33,21 @@ pub struct DeadEvent {
     pub topic: String,
     /// The pubsub component.
     pub pubsub: String,
+    /// The broker record exactly as it arrived, base64: what a replay writes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// The event's version, as it arrived (data, envelope or record header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl DeadEvent {
+    /// The exact bytes of the record, when the dead letter kept them.
+    pub fn record_bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let b64 = self.record.as_deref()?;
+        base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    }
 }
 
 /// What lands on the dead-letter topic: the original event and why it was given up.
@@ -98,6 +113,7 @@ impl Event for DeadLetter {
 impl DeadLetter {
     /// A record for `ce`, delivered on `pubsub`/`topic`.
     pub fn new(ce: &CloudEvent, pubsub: &str, topic: &str, partition_key: Option<String>) -> Self {
+        use base64::Engine as _;
         DeadLetter {
             event: DeadEvent {
                 id: ce.id.clone(),
@@ -108,6 +124,10 @@ impl DeadLetter {
                 partition_key,
                 topic: topic.to_owned(),
                 pubsub: pubsub.to_owned(),
+                record: ce
+                    .record()
+                    .map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
+                version: crate::version::version_of(ce),
             },
             handler: None,
             attempts: 0,
@@ -134,27 +154,46 @@ impl DeadLetter {
         self
     }
 
-    /// The original event, ready to publish again to its original topic with its original id
-    /// (an idempotent handler that never succeeded on it will run it).
+    /// The original event, ready to publish again to the topic it was delivered on, with its
+    /// original id and version (an idempotent handler that never succeeded on it will run it).
+    /// A dead letter that kept the record is re-published as exactly those bytes.
     pub fn replay_event(&self, source: &str) -> OutgoingEvent {
-        let mut data = self.event.data.clone();
-        if let Value::Object(map) = &mut data {
-            retry::strip(map);
+        let e = &self.event;
+        if let Some(bytes) = e.record_bytes() {
+            return OutgoingEvent::record(
+                &e.pubsub,
+                &e.topic,
+                &e.id,
+                &e.ty,
+                e.partition_key.clone(),
+                e.version.as_deref(),
+                bytes.into(),
+            );
         }
         OutgoingEvent {
-            pubsub: self.event.pubsub.clone(),
-            topic: self.event.topic.clone(),
-            id: self.event.id.clone(),
-            ty: self.event.ty.clone(),
-            source: if self.event.source.is_empty() {
+            pubsub: e.pubsub.clone(),
+            topic: e.topic.clone(),
+            id: e.id.clone(),
+            ty: e.ty.clone(),
+            source: if e.source.is_empty() {
                 source.to_owned()
             } else {
-                self.event.source.clone()
+                e.source.clone()
             },
-            data,
-            partition_key: self.event.partition_key.clone(),
-            extensions: Default::default(),
+            data: e.data.clone(),
+            partition_key: e.partition_key.clone(),
+            extensions: e
+                .version
+                .iter()
+                .map(|v| {
+                    (
+                        crate::version::EXT_VERSION.to_owned(),
+                        Value::String(v.clone()),
+                    )
+                })
+                .collect(),
             traceparent: None,
+            record: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::Request;
 use axum::Router;
 use base64::Engine as _;
@@ -32,9 +32,20 @@ pub const LOG_CAPACITY: usize = 1_000;
 /// Partitions per topic (the reference's `task-events` has 12).
 pub const DEFAULT_PARTITIONS: usize = 12;
 
+/// One record of a partition: the event, the bytes a Dapr publisher would have written for it,
+/// and its offset.
+#[derive(Clone)]
+struct Stored {
+    event: OutgoingEvent,
+    record: Bytes,
+    offset: u64,
+}
+
 #[derive(Default)]
 struct Partition {
-    queue: VecDeque<OutgoingEvent>,
+    queue: VecDeque<Stored>,
+    /// The offset of the next record.
+    next_offset: u64,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -126,7 +137,17 @@ impl Broker {
             .topics
             .entry((event.pubsub.clone(), event.topic.clone()))
             .or_insert_with(|| (0..self.partitions).map(|_| Partition::default()).collect());
-        partitions[p].queue.push_back(event.clone());
+        let part = &mut partitions[p];
+        let record = match &event.record {
+            Some(bytes) => bytes.clone(),
+            None => Bytes::from(envelope(&event).to_string()),
+        };
+        part.queue.push_back(Stored {
+            event: event.clone(),
+            record,
+            offset: part.next_offset,
+        });
+        part.next_offset += 1;
         let needs_worker = subscribed && !st.stopped && st.router.is_some();
         if needs_worker {
             self.ensure_worker(&mut st, (event.pubsub, event.topic), p);
@@ -243,7 +264,7 @@ impl Broker {
                     .iter()
                     .find(|s| s.pubsubname == topic.0 && s.topic == topic.1)
                     .cloned();
-                let batch: Vec<OutgoingEvent> = match (&sub, st.topics.get(&topic)) {
+                let batch: Vec<Stored> = match (&sub, st.topics.get(&topic)) {
                     (Some(sub), Some(parts)) => {
                         let n = sub
                             .bulk_subscribe
@@ -261,7 +282,7 @@ impl Broker {
                 wake.await;
                 continue;
             }
-            let acked = deliver(&router, &sub, &batch, token.as_deref()).await;
+            let acked = deliver(&router, &sub, p, &batch, token.as_deref()).await;
             let mut redeliver = false;
             {
                 let mut st = self.lock();
@@ -269,7 +290,7 @@ impl Broker {
                     // Acknowledged events leave; the others stay at the head, in order, and are
                     // delivered again (per-entry statuses of bulk deliveries, as Dapr honours them).
                     let q = &mut parts[p].queue;
-                    let head: Vec<OutgoingEvent> = q.drain(..batch.len().min(q.len())).collect();
+                    let head: Vec<Stored> = q.drain(..batch.len().min(q.len())).collect();
                     for (ev, ok) in head.into_iter().zip(&acked).rev() {
                         if !ok {
                             q.push_front(ev);
@@ -316,7 +337,7 @@ async fn fetch_subscriptions(
         .map_err(|e| format!("GET /dapr/subscribe answered an invalid list: {e}"))
 }
 
-/// The envelope Dapr would deliver for an event published with our publisher.
+/// The envelope a Dapr publisher writes for an event published with our publisher.
 fn envelope(ev: &OutgoingEvent) -> Value {
     let mut m = ev.extensions.clone();
     m.insert("specversion".into(), json!("1.0"));
@@ -334,53 +355,97 @@ fn envelope(ev: &OutgoingEvent) -> Value {
     Value::Object(m)
 }
 
-fn raw_envelope(ev: &OutgoingEvent) -> Value {
-    let bytes = envelope(ev).to_string();
+/// What daprd delivers for a record on a rawPayload subscription.
+fn raw_envelope(sub: &DaprSubscription, record: &[u8]) -> Value {
     json!({"id": uuid::Uuid::new_v4().to_string(), "specversion": "1.0", "datacontenttype": "application/octet-stream",
-        "source": "Dapr", "type": "com.dapr.event.sent", "topic": ev.topic, "pubsubname": ev.pubsub,
-        "data_base64": base64::engine::general_purpose::STANDARD.encode(bytes)})
+        "source": "Dapr", "type": "com.dapr.event.sent", "topic": sub.topic, "pubsubname": sub.pubsubname,
+        "data_base64": base64::engine::general_purpose::STANDARD.encode(record)})
 }
 
-fn route_for(sub: &DaprSubscription, ty: &str) -> String {
-    for rule in &sub.routes.rules {
-        if parse_type_match(&rule.r#match).is_some_and(|types| types.iter().any(|t| t == ty)) {
-            return rule.path.clone();
+/// The route of a record. daprd matches the rules against the envelope it delivers, which for a
+/// rawPayload subscription is its own wrapper: those records all take the default route.
+fn route_for(sub: &DaprSubscription, raw: bool, ty: &str) -> String {
+    if !raw {
+        for rule in &sub.routes.rules {
+            if parse_type_match(&rule.r#match).is_some_and(|types| types.iter().any(|t| t == ty)) {
+                return rule.path.clone();
+            }
         }
     }
     sub.routes.default.clone()
+}
+
+/// The metadata Dapr's Kafka component passes along with a record: the record key, the
+/// coordinates, and the record headers (our publisher writes the version as one).
+fn record_metadata(
+    sub: &DaprSubscription,
+    p: usize,
+    stored: &Stored,
+) -> Vec<(&'static str, String)> {
+    let ev = &stored.event;
+    let mut m = vec![
+        ("__topic", sub.topic.clone()),
+        ("__partition", p.to_string()),
+        ("__offset", stored.offset.to_string()),
+    ];
+    if let Some(k) = &ev.partition_key {
+        m.push(("__key", k.clone()));
+    }
+    if let Some(v) = ev
+        .extensions
+        .get(crate::version::EXT_VERSION)
+        .and_then(Value::as_str)
+    {
+        m.push((crate::version::EXT_VERSION, v.to_owned()));
+    }
+    m
 }
 
 /// Delivers a batch; per event, whether it is acknowledged (SUCCESS or DROP).
 async fn deliver(
     router: &Router,
     sub: &DaprSubscription,
-    batch: &[OutgoingEvent],
+    p: usize,
+    batch: &[Stored],
     token: Option<&str>,
 ) -> Vec<bool> {
     let raw = sub.metadata.get("rawPayload").is_some_and(|v| v == "true");
-    let body_of = |ev: &OutgoingEvent| if raw { raw_envelope(ev) } else { envelope(ev) };
     let bulk = sub.bulk_subscribe.is_some_and(|b| b.enabled);
     let (path, body, content_type) = if bulk {
         let entries: Vec<Value> = batch
             .iter()
             .enumerate()
-            .map(|(i, ev)| {
+            .map(|(i, stored)| {
                 let event = if raw {
-                    Value::String(base64::engine::general_purpose::STANDARD.encode(envelope(ev).to_string()))
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(&stored.record))
                 } else {
-                    envelope(ev)
+                    serde_json::from_slice(&stored.record).unwrap_or(Value::Null)
                 };
-                json!({"entryId": i.to_string(), "event": event, "metadata": {},
+                let metadata: serde_json::Map<String, Value> = record_metadata(sub, p, stored)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), Value::String(v)))
+                    .collect();
+                json!({"entryId": i.to_string(), "event": event, "metadata": metadata,
                     "contentType": if raw { "application/octet-stream" } else { "application/cloudevents+json" }})
             })
             .collect();
         let body = json!({"id": uuid::Uuid::new_v4().to_string(), "type": "com.dapr.event.sent.bulk",
             "topic": sub.topic, "pubsubname": sub.pubsubname, "metadata": {}, "entries": entries});
-        (sub.routes.default.clone(), body, "application/json")
-    } else {
         (
-            route_for(sub, &batch[0].ty),
-            body_of(&batch[0]),
+            sub.routes.default.clone(),
+            Bytes::from(body.to_string()),
+            "application/json",
+        )
+    } else {
+        let stored = &batch[0];
+        let body = if raw {
+            Bytes::from(raw_envelope(sub, &stored.record).to_string())
+        } else {
+            stored.record.clone()
+        };
+        (
+            route_for(sub, raw, &stored.event.ty),
+            body,
             "application/cloudevents+json",
         )
     };
@@ -388,14 +453,14 @@ async fn deliver(
         .header("content-type", content_type)
         .header("pubsubname", &sub.pubsubname);
     if !bulk {
-        if let Some(k) = &batch[0].partition_key {
-            req = req.header("__key", k);
+        for (k, v) in record_metadata(sub, p, &batch[0]) {
+            req = req.header(k, v);
         }
     }
     if let Some(t) = token {
         req = req.header("dapr-api-token", t);
     }
-    let Ok(req) = req.body(Body::from(body.to_string())) else {
+    let Ok(req) = req.body(Body::from(body)) else {
         return vec![false; batch.len()];
     };
     let Ok(resp) = router.clone().oneshot(req).await;

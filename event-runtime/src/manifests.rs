@@ -87,7 +87,7 @@ pub fn manifests(
 ///   `app_id`, with the same pubsub, topic, routes, dead-letter topic, bulk settings and
 ///   (string) metadata as `GET /dapr/subscribe` answers;
 /// - one Strimzi `KafkaTopic` (labelled `strimzi.io/cluster: kafka_cluster`) per [`TopicSpec`];
-/// - one `KafkaTopic` per retry topic (`<base>.retry.<N>s`) and dead-letter topic that has no
+/// - one `KafkaTopic` per retry topic (`<base>.retry.<app>.<N>s`) and dead-letter topic that has no
 ///   spec of its own: partitions and retention are the largest of its base topics' specs (the
 ///   defaults when none is declared).
 ///
@@ -371,10 +371,10 @@ fn kafka_topic_doc(
     ])
 }
 
-/// The base of a retry topic `<base>.retry.<N>s`.
+/// The base of a retry topic `<base>.retry.<app>.<N>s` (or `<base>.retry.<N>s`).
 fn retry_base(topic: &str) -> Option<&str> {
     let (base, rest) = topic.rsplit_once(".retry.")?;
-    let secs = rest.strip_suffix('s')?;
+    let secs = rest.rsplit('.').next()?.strip_suffix('s')?;
     (!base.is_empty() && !secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()))
         .then_some(base)
 }
@@ -490,8 +490,9 @@ mod tests {
     };
 
     fn registry() -> Registry {
-        Registry::resolve(
+        Registry::resolve_app(
             &[&ON_COMPLETED, &ON_CREATED, &ON_REMINDER],
+            "todo",
             "kafka-pubsub",
             "dlq",
         )
@@ -585,7 +586,7 @@ mod tests {
             .map(|d| d["metadata"]["name"].as_str().unwrap())
             .collect();
         assert_eq!(names.len(), sub_docs.len(), "names are unique");
-        assert!(names.contains("todo-app-kafka-pubsub-task-events-retry-30s"));
+        assert!(names.contains("todo-app-kafka-pubsub-task-events-retry-todo-30s"));
     }
 
     #[test]
@@ -623,12 +624,12 @@ mod tests {
         topic_named(&docs, "audit");
 
         // Retry topics inherit from their base.
-        let retry = topic_named(&docs, "task-events.retry.30s");
-        assert_eq!(retry["metadata"]["name"], "task-events-retry-30s");
+        let retry = topic_named(&docs, "task-events.retry.todo.30s");
+        assert_eq!(retry["metadata"]["name"], "task-events-retry-todo-30s");
         assert_eq!(retry["spec"]["partitions"], Value::from(6));
         assert_eq!(retry["spec"]["config"]["retention.ms"], "604800000");
-        topic_named(&docs, "task-events.retry.300s");
-        let r = topic_named(&docs, "reminders.retry.60s");
+        topic_named(&docs, "task-events.retry.todo.300s");
+        let r = topic_named(&docs, "reminders.retry.todo.60s");
         assert_eq!(r["spec"]["partitions"], Value::from(3));
         assert_eq!(r["spec"]["config"]["retention.ms"], "3600000");
         assert!(r["spec"]["config"].get("cleanup.policy").is_none());
@@ -668,7 +669,7 @@ mod tests {
         ));
         let docs = docs(&text);
         // Retry topics of undeclared bases still get one, with the defaults.
-        let retry = topic_named(&docs, "task-events.retry.30s");
+        let retry = topic_named(&docs, "task-events.retry.todo.30s");
         assert_eq!(retry["spec"]["replicas"], Value::from(3));
         assert_eq!(retry["spec"]["partitions"], Value::from(12));
         assert_eq!(retry["spec"]["config"]["retention.ms"], "2592000000");
@@ -764,6 +765,7 @@ mod tests {
         assert!(is_dns_label(&b));
         assert_eq!(c, "a-b");
         assert_eq!(retry_base("t.retry.30s"), Some("t"));
+        assert_eq!(retry_base("t.retry.my-app.30s"), Some("t"));
         assert_eq!(retry_base("t.retry.s"), None);
         assert_eq!(retry_base("t.retry.30"), None);
     }

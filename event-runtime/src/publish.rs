@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use serde_json::{Map, Value};
 
 use crate::dapr::DaprClient;
@@ -29,6 +30,10 @@ pub struct OutgoingEvent {
     pub extensions: Map<String, Value>,
     /// W3C `traceparent` to carry on.
     pub traceparent: Option<String>,
+    /// The exact bytes to write as the broker record, instead of an envelope built from the
+    /// fields above (which then only describe it): retries, and replays of what arrived. On Dapr
+    /// this is a publish with `rawPayload`, so the bytes reach Kafka unchanged.
+    pub record: Option<Bytes>,
 }
 
 impl OutgoingEvent {
@@ -60,7 +65,40 @@ impl OutgoingEvent {
                 Value::String(E::VERSION.to_owned()),
             )]),
             traceparent: None,
+            record: None,
         })
+    }
+
+    /// A record of exactly `bytes` for `topic`, keyed by `partition_key`. `id` and `ty` describe
+    /// it (for logs, and the embedded broker's routing); `version` travels as publish metadata.
+    pub fn record(
+        pubsub: &str,
+        topic: &str,
+        id: &str,
+        ty: &str,
+        partition_key: Option<String>,
+        version: Option<&str>,
+        bytes: Bytes,
+    ) -> Self {
+        OutgoingEvent {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            id: id.to_owned(),
+            ty: ty.to_owned(),
+            source: String::new(),
+            data: Value::Null,
+            partition_key,
+            extensions: version
+                .map(|v| {
+                    Map::from_iter([(
+                        crate::version::EXT_VERSION.to_owned(),
+                        Value::String(v.to_owned()),
+                    )])
+                })
+                .unwrap_or_default(),
+            traceparent: None,
+            record: Some(bytes),
+        }
     }
 }
 

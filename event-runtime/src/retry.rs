@@ -1,6 +1,7 @@
 //! Retry schedules, and the bookkeeping a delayed retry carries in CloudEvent extensions.
 #![doc = include_str!("../docs/retries.md")]
 
+use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -58,7 +59,60 @@ pub fn exponential(initial: u64, factor: u64, attempts: u32, cap: Option<u64>) -
     out
 }
 
+/// Extension attribute: the app that scheduled the retry (its `APP_ID`).
+pub const EXT_APP: &str = "evrapp";
+/// Extension attribute: the HMAC-SHA256 over the bookkeeping and the record, hex.
+pub const EXT_MAC: &str = "evrmac";
+
+/// The secret retry bookkeeping is signed with: `EVENTS_SIGNING_KEY`, else one derived from the
+/// app id (which keeps apps apart, but is no secret: set the variable from a secret store in
+/// production).
+#[derive(Clone)]
+pub struct SigningKey(Vec<u8>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+impl SigningKey {
+    /// A key from secret bytes.
+    pub fn new(secret: impl AsRef<[u8]>) -> Self {
+        SigningKey(secret.as_ref().to_vec())
+    }
+
+    /// `EVENTS_SIGNING_KEY`, else [`SigningKey::derived`] from the app id.
+    pub fn from_env(app_id: &str) -> Self {
+        match crate::config::non_empty("EVENTS_SIGNING_KEY") {
+            Some(secret) => SigningKey::new(secret),
+            None => SigningKey::derived(app_id),
+        }
+    }
+
+    /// The fallback when no secret is configured.
+    pub fn derived(app_id: &str) -> Self {
+        SigningKey(format!("event-runtime retry key of {app_id}").into_bytes())
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        for part in parts {
+            // Length-prefixed, so no two different field lists sign alike.
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+}
+
 /// The retry bookkeeping of a delivery: which attempt it is and what failed before.
+///
+/// It travels in CloudEvent extensions of the retry message, signed with the app's
+/// [`SigningKey`], and is read back only from the app's own retry topics ([`RetryState::open`]);
+/// on every other topic a delivery is a first attempt, whatever its extensions say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetryState {
     /// The attempt about to run (1 for a first delivery).
@@ -69,57 +123,218 @@ pub struct RetryState {
     pub handler: Option<String>,
     /// The topic the event was first delivered on.
     pub origin_topic: Option<String>,
+    /// The event's version, as it was first delivered.
+    pub version: Option<String>,
     /// Earlier failures.
     pub failures: Vec<Failure>,
 }
 
+/// Why a message on a retry topic is not run as a retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetryRejected {
+    /// Another app (another `APP_ID`) scheduled it.
+    #[error("retry message of app `{0}`, not this one")]
+    Foreign(String),
+    /// The message does not carry bookkeeping this app signed.
+    #[error("retry message whose bookkeeping is not signed by this app: {0}")]
+    Unverified(&'static str),
+}
+
+/// A retry message read back: its bookkeeping and the record it carries.
+#[derive(Debug)]
+pub struct Opened {
+    /// The bookkeeping.
+    pub state: RetryState,
+    /// The exact bytes of the record as first delivered.
+    pub record: Bytes,
+    /// The trace context the retry continues.
+    pub traceparent: Option<String>,
+}
+
 impl RetryState {
-    /// Reads the bookkeeping from a CloudEvent (a first delivery has none).
-    pub fn from_event(ce: &CloudEvent) -> RetryState {
-        let num = |k: &str| match ce.extensions.get(k) {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
+    /// A first delivery.
+    pub fn first() -> Self {
         RetryState {
-            attempt: num(EXT_ATTEMPT)
-                .map(|a| a.clamp(1, u32::MAX as u64) as u32)
-                .unwrap_or(1),
-            due_ms: num(EXT_DUE),
-            handler: ce.extension_str(EXT_HANDLER).map(str::to_owned),
-            origin_topic: ce.extension_str(EXT_TOPIC).map(str::to_owned),
-            failures: ce
-                .extension_str(EXT_FAILURES)
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default(),
+            attempt: 1,
+            ..RetryState::default()
         }
     }
 
-    /// The extension attributes of the retry message for the next attempt.
-    pub fn to_extensions(&self) -> Map<String, Value> {
+    fn fields(&self) -> [String; 6] {
+        [
+            self.attempt.to_string(),
+            self.due_ms.map(|d| d.to_string()).unwrap_or_default(),
+            self.handler.clone().unwrap_or_default(),
+            self.origin_topic.clone().unwrap_or_default(),
+            self.version.clone().unwrap_or_default(),
+            serde_json::to_string(&self.failures).unwrap_or_else(|_| "[]".into()),
+        ]
+    }
+
+    /// The retry message for the next attempt: the original record, byte for byte, as
+    /// `data_base64` of an envelope whose extensions carry this bookkeeping, signed.
+    pub fn seal(
+        &self,
+        app_id: &str,
+        key: &SigningKey,
+        ce: &CloudEvent,
+        record: &[u8],
+        traceparent: Option<&str>,
+    ) -> Vec<u8> {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(record);
+        let fields = self.fields();
+        let mut parts: Vec<&[u8]> = vec![app_id.as_bytes(), ce.id.as_bytes(), ce.ty.as_bytes()];
+        parts.extend(fields.iter().map(|f| f.as_bytes()));
+        parts.push(data.as_bytes());
+        let mac = key.mac(&parts).finalize().into_bytes();
+        let [attempt, due, handler, topic, version, failures] = fields;
         let mut m = Map::new();
-        // Strings: CloudEvents extension values are strings on every transport.
-        m.insert(EXT_ATTEMPT.into(), Value::String(self.attempt.to_string()));
-        if let Some(due) = self.due_ms {
-            m.insert(EXT_DUE.into(), Value::String(due.to_string()));
+        let mut put = |k: &str, v: String| {
+            m.insert(k.to_owned(), Value::String(v));
+        };
+        put("specversion", "1.0".into());
+        put("id", ce.id.clone());
+        put("type", ce.ty.clone());
+        put("source", app_id.to_owned());
+        put("datacontenttype", "application/octet-stream".into());
+        if let Some(tp) = traceparent {
+            put("traceparent", tp.to_owned());
         }
-        if let Some(h) = &self.handler {
-            m.insert(EXT_HANDLER.into(), Value::String(h.clone()));
+        put(EXT_APP, app_id.to_owned());
+        put(EXT_ATTEMPT, attempt);
+        put(EXT_DUE, due);
+        put(EXT_HANDLER, handler);
+        put(EXT_TOPIC, topic);
+        put(crate::version::EXT_VERSION, version);
+        put(EXT_FAILURES, failures);
+        put(EXT_MAC, hex(&mac));
+        put("data_base64", data);
+        Value::Object(m).to_string().into_bytes()
+    }
+
+    /// Reads a message of one of this app's retry topics back: its bookkeeping, verified
+    /// against `key`, and the record it carries.
+    pub fn open(record: &[u8], app_id: &str, key: &SigningKey) -> Result<Opened, RetryRejected> {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let m: Map<String, Value> = serde_json::from_slice(record)
+            .map_err(|_| RetryRejected::Unverified("not a JSON object"))?;
+        let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default();
+        let app = text(EXT_APP);
+        if app.is_empty() {
+            return Err(RetryRejected::Unverified("no app id"));
         }
-        if let Some(t) = &self.origin_topic {
-            m.insert(EXT_TOPIC.into(), Value::String(t.clone()));
+        if app != app_id {
+            return Err(RetryRejected::Foreign(app.to_owned()));
         }
-        m.insert(
-            EXT_FAILURES.into(),
-            Value::String(serde_json::to_string(&self.failures).unwrap_or_else(|_| "[]".into())),
-        );
-        m
+        let fields = [
+            EXT_ATTEMPT,
+            EXT_DUE,
+            EXT_HANDLER,
+            EXT_TOPIC,
+            crate::version::EXT_VERSION,
+            EXT_FAILURES,
+        ]
+        .map(text);
+        let data = text("data_base64");
+        let mut parts: Vec<&[u8]> = vec![
+            app.as_bytes(),
+            text("id").as_bytes(),
+            text("type").as_bytes(),
+        ];
+        parts.extend(fields.iter().map(|f| f.as_bytes()));
+        parts.push(data.as_bytes());
+        let given = unhex(text(EXT_MAC)).ok_or(RetryRejected::Unverified("no signature"))?;
+        key.mac(&parts)
+            .verify_slice(&given)
+            .map_err(|_| RetryRejected::Unverified("the signature does not match"))?;
+        let record = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|_| RetryRejected::Unverified("the record is not base64"))?;
+        let [attempt, due, handler, topic, version, failures] = fields;
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let state = RetryState {
+            attempt: attempt.parse::<u32>().unwrap_or(1).max(1),
+            due_ms: due.parse().ok(),
+            handler: some(handler),
+            origin_topic: some(topic),
+            version: some(version),
+            failures: serde_json::from_str(failures).unwrap_or_default(),
+        };
+        Ok(Opened {
+            state,
+            record: record.into(),
+            traceparent: some(text("traceparent")),
+        })
     }
 }
 
-/// Removes our bookkeeping from a set of extensions (what a replayed or dead-lettered event keeps).
-pub fn strip(extensions: &mut Map<String, Value>) {
-    for k in [EXT_ATTEMPT, EXT_DUE, EXT_HANDLER, EXT_TOPIC, EXT_FAILURES] {
-        extensions.remove(k);
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(key: &SigningKey) -> Vec<u8> {
+        let ce = CloudEvent::new("e-1", "task.completed", "s", Value::Null);
+        let state = RetryState {
+            attempt: 2,
+            due_ms: Some(5),
+            handler: Some("m::h".into()),
+            origin_topic: Some("task-events".into()),
+            version: Some("1.0".into()),
+            failures: vec![Failure {
+                attempt: 1,
+                at: "t".into(),
+                error: "boom".into(),
+            }],
+        };
+        state.seal("app", key, &ce, b"\xff exact \x00 bytes", None)
+    }
+
+    #[test]
+    fn sealed_bookkeeping_opens_with_its_record() {
+        let key = SigningKey::new("k");
+        let opened = RetryState::open(&sealed(&key), "app", &key).unwrap();
+        assert_eq!(opened.state.attempt, 2);
+        assert_eq!(opened.state.handler.as_deref(), Some("m::h"));
+        assert_eq!(opened.state.version.as_deref(), Some("1.0"));
+        assert_eq!(&opened.record[..], b"\xff exact \x00 bytes");
+    }
+
+    #[test]
+    fn forged_or_foreign_bookkeeping_is_refused() {
+        let key = SigningKey::new("k");
+        let msg = sealed(&key);
+        assert_eq!(
+            RetryState::open(&msg, "other-app", &key).unwrap_err(),
+            RetryRejected::Foreign("app".into())
+        );
+        assert!(matches!(
+            RetryState::open(&msg, "app", &SigningKey::new("other key")),
+            Err(RetryRejected::Unverified(_))
+        ));
+        let forged = String::from_utf8(msg)
+            .unwrap()
+            .replace("\"evrattempt\":\"2\"", "\"evrattempt\":\"9\"");
+        assert!(matches!(
+            RetryState::open(forged.as_bytes(), "app", &key),
+            Err(RetryRejected::Unverified(_))
+        ));
+        assert!(RetryState::open(b"garbage", "app", &key).is_err());
     }
 }

@@ -23,16 +23,25 @@ pub struct ResolvedHandler {
     pub dlq: String,
 }
 
-impl ResolvedHandler {
-    /// The retry topic for a delay, one per distinct delay (Spring Kafka's naming).
-    pub fn retry_topic(&self, delay_secs: u64) -> String {
-        retry_topic(self.def.topic, delay_secs)
-    }
+/// `task-events.retry.todo.30s`: the retry topic of `topic` for delay `delay_secs`, of the app
+/// `app_id` alone (one per distinct delay, Spring Kafka's naming, plus the app). Apps that share
+/// a topic, each with its own consumer group, never see each other's retries.
+pub fn retry_topic(topic: &str, app_id: &str, delay_secs: u64) -> String {
+    format!("{topic}.retry.{}.{delay_secs}s", topic_segment(app_id))
 }
 
-/// `task-events.retry.30s`.
-pub fn retry_topic(topic: &str, delay_secs: u64) -> String {
-    format!("{topic}.retry.{delay_secs}s")
+/// An app id as a part of a Kafka topic name (`[a-zA-Z0-9._-]`; anything else becomes `_`).
+fn topic_segment(app_id: &str) -> String {
+    app_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Where a delivery route leads.
@@ -55,8 +64,10 @@ pub struct TopicSubscription {
     pub default_route: String,
     /// Handlers (indexes into the handler table), in rule priority order.
     pub handlers: Vec<usize>,
-    /// Whether this is one of our retry topics.
+    /// Whether this is one of this app's retry topics.
     pub is_retry: bool,
+    /// Whether a handler of the topic takes raw payloads (records that are no CloudEvent).
+    pub raw_payload: bool,
     /// Subscription metadata (string values only).
     pub metadata: BTreeMap<String, String>,
     /// Bulk subscription.
@@ -121,6 +132,8 @@ pub enum AppError {
 /// The resolved handler table.
 #[derive(Debug, Clone)]
 pub struct Registry {
+    /// The app these handlers belong to (`APP_ID`): it names the retry topics.
+    pub app_id: String,
     /// Handlers.
     pub handlers: Vec<ResolvedHandler>,
     /// Subscriptions, main topics first, then retry topics.
@@ -135,9 +148,22 @@ fn derived_route(def: &HandlerDef) -> String {
 }
 
 impl Registry {
-    /// Resolves registrations with the app-wide defaults and checks them against each other.
+    /// Resolves registrations with the app-wide defaults and checks them against each other, for
+    /// the app of `APP_ID`.
     pub fn resolve(
         defs: &[&'static HandlerDef],
+        default_pubsub: &str,
+        default_dlq: &str,
+    ) -> Result<Self, AppError> {
+        Self::resolve_app(defs, &crate::config::app_id(), default_pubsub, default_dlq)
+    }
+
+    /// [`Registry::resolve`] for the app `app_id`. Retry topics live on `default_pubsub`, whose
+    /// consumer group the app's replicas share: a retry runs once, even for a handler of a
+    /// per-pod (fan-out) component.
+    pub fn resolve_app(
+        defs: &[&'static HandlerDef],
+        app_id: &str,
         default_pubsub: &str,
         default_dlq: &str,
     ) -> Result<Self, AppError> {
@@ -185,6 +211,7 @@ impl Registry {
                             default_route: format!("{prefix}/{pubsub}/{topic}"),
                             handlers: Vec::new(),
                             is_retry,
+                            raw_payload: false,
                             metadata: BTreeMap::new(),
                             bulk: None,
                         });
@@ -206,6 +233,7 @@ impl Registry {
                 }
             }
             topics[t].handlers.push(i);
+            topics[t].raw_payload |= h.def.raw_payload;
             let mut metadata: Vec<(&str, &str)> = h.def.metadata.to_vec();
             if h.def.raw_payload {
                 metadata.push(("rawPayload", "true"));
@@ -246,7 +274,8 @@ impl Registry {
                 continue;
             }
             for &delay in h.def.retry {
-                let t = add_topic(&mut topics, &h.pubsub, &h.retry_topic(delay), true);
+                let topic = retry_topic(h.def.topic, app_id, delay);
+                let t = add_topic(&mut topics, default_pubsub, &topic, true);
                 if !topics[t].handlers.contains(&i) {
                     topics[t].handlers.push(i);
                 }
@@ -264,6 +293,7 @@ impl Registry {
             }
         }
         Ok(Registry {
+            app_id: app_id.to_owned(),
             handlers,
             topics,
             routes,
@@ -297,7 +327,7 @@ impl Registry {
                         default: sub.default_route.clone(),
                     },
                     dead_letter_topic: dead_letter_topic.map(str::to_owned),
-                    metadata: sub.metadata.clone(),
+                    metadata: with_raw_payload(&sub.metadata),
                     bulk_subscribe: sub.bulk.map(|b| BulkSubscribe {
                         enabled: true,
                         max_messages_count: b.max_messages,
@@ -307,6 +337,15 @@ impl Registry {
             })
             .collect()
     }
+}
+
+/// Every subscription takes records raw: daprd then parses nothing, so a record that is not a
+/// CloudEvent (not even JSON) reaches the app, which dead-letters it, instead of stalling its
+/// partition in daprd's endless retry (see the README's "What Dapr does, what we add").
+fn with_raw_payload(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut metadata = metadata.clone();
+    metadata.insert("rawPayload".to_owned(), "true".to_owned());
+    metadata
 }
 
 /// `event.type == "a" || event.type == "b"`: a CEL expression Dapr compiles.

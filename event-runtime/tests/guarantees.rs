@@ -277,7 +277,12 @@ async fn delayed_retry_survives_an_app_restart() {
     .unwrap();
     // Let the first attempt fail and the retry be scheduled in the broker.
     tokio::time::timeout(Duration::from_secs(30), async {
-        while app.published_to("restart-topic.retry.60s").is_empty() {
+        let retry_topic = event_runtime::subscription::retry_topic(
+            "restart-topic",
+            &event_runtime::config::app_id(),
+            60,
+        );
+        while app.published_to(&retry_topic).is_empty() {
             tokio::task::yield_now().await;
         }
     })
