@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::config::ConfigError;
 use crate::publish::{OutgoingEvent, PublishError};
 
 /// A minimal Dapr HTTP client (publish, state), sending `dapr-api-token` when configured.
@@ -147,12 +148,23 @@ pub(crate) fn shown(name: &str) -> String {
 }
 
 impl DaprClient {
-    /// A client for the sidecar at `http://127.0.0.1:$DAPR_HTTP_PORT`, with `DAPR_API_TOKEN`.
+    /// A client for the sidecar the environment names: `DAPR_HTTP_ENDPOINT`, else
+    /// `http://127.0.0.1:$DAPR_HTTP_PORT` (3500), with `DAPR_API_TOKEN`.
+    ///
+    /// # Panics
+    ///
+    /// When `DAPR_HTTP_ENDPOINT` or `DAPR_HTTP_PORT` is malformed, with the message of
+    /// [`DaprClient::try_from_env`]'s error.
     pub fn from_env() -> Self {
-        Self::new(
-            &format!("http://127.0.0.1:{}", crate::config::dapr_http_port()),
+        Self::try_from_env().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`DaprClient::from_env`], or the error that names the malformed variable.
+    pub fn try_from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            &crate::config::dapr_endpoint()?,
             crate::config::non_empty("DAPR_API_TOKEN"),
-        )
+        ))
     }
 
     /// A client for the sidecar at `base` (for example `http://127.0.0.1:3500`).

@@ -35,7 +35,7 @@ pub mod yaml;
 pub mod __private;
 
 pub use app::{App, ShutdownHandle};
-pub use config::Mode;
+pub use config::{ConfigError, Mode};
 pub use context::{
     Attempt, Delivery, Envelope, EventArg, EventId, EventTime, EventType, FromDelivery,
     PartitionKey, PubsubName, Source, State, Topic, TraceContext,

@@ -116,6 +116,10 @@ pub enum AppError {
         /// The other.
         second: String,
     },
+    /// The environment's configuration is malformed, or an idempotent handler's timeout is not
+    /// shorter than its claim lease.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The resolved handler table.

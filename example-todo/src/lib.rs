@@ -121,8 +121,11 @@ impl Service {
     }
 
     /// Serves on `0.0.0.0:$APP_PORT` with the reminder scheduler ticking, until SIGTERM/Ctrl-C.
+    /// A malformed `APP_PORT` is an error before anything is bound.
     pub async fn serve(self) -> std::io::Result<()> {
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], event_runtime::config::app_port()));
+        let port = event_runtime::config::app_port()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
         self.serve_on(tokio::net::TcpListener::bind(addr).await?)
             .await
     }

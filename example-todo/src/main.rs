@@ -33,9 +33,11 @@ async fn main() -> anyhow::Result<()> {
     match args.as_slice() {
         [] | ["serve"] => {
             init_tracing();
+            // The configuration first: a malformed variable stops here, before any connection.
+            let app = App::try_new()?;
             let db = example_todo::db::Db::from_env().await?;
             tracing::info!(backend = db.backend(), "database ready");
-            example_todo::Service::new(db).serve().await?;
+            example_todo::Service::with_app(app, db).serve().await?;
         }
         ["subscriptions"] => {
             println!(
