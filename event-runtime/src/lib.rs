@@ -49,5 +49,6 @@ pub use metrics::Metrics;
 pub use outcome::{BoxError, IntoOutcome, Outcome, Permanent};
 pub use publish::{PublishError, Publisher};
 pub use schema::schemas;
+pub use server::api_token_ok;
 pub use subscription::AppError;
 pub use topics::{Deployment, TopicSpec};
