@@ -84,7 +84,7 @@ pub fn declare(app: App) -> App {
 pub struct Service {
     /// Every `#[event_handler]` of the service, with the database and updates as state.
     pub app: App,
-    /// `GET /`, the task API, `GET /tasks/stream`, `/dlq`.
+    /// `GET /`, the task API, `GET /tasks/stream`, `/dlq` (behind the ops token, if any).
     pub routes: axum::Router,
     /// The database.
     pub db: Db,
@@ -100,8 +100,14 @@ impl Service {
         Service::with_app(App::new(), db)
     }
 
-    /// The service on `db`, with `app` (a test's, say: `App::new().with_mode(Mode::Embedded)`).
+    /// The service on `db`, with `app` (a test's, say: `App::new().with_mode(Mode::Embedded)`),
+    /// its ops routes guarded by [`api::ops_token_from_env`].
     pub fn with_app(app: App, db: Db) -> Service {
+        Service::with_ops_token(app, db, api::ops_token_from_env())
+    }
+
+    /// [`Service::with_app`] with the ops routes' token given (`None` leaves them open).
+    pub fn with_ops_token(app: App, db: Db, ops_token: Option<String>) -> Service {
         let updates = Updates::default();
         let app = declare(app);
         let app = app.with_state(db.clone()).with_state(updates.clone());
@@ -110,6 +116,7 @@ impl Service {
             db: db.clone(),
             publisher: publisher.clone(),
             updates: updates.clone(),
+            ops_token,
         };
         Service {
             routes: api::routes(api),
