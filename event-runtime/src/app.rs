@@ -143,8 +143,44 @@ impl App {
             published: Vec::new(),
             shutdown: Arc::new(shutdown),
         };
-        app.check_timeouts()?;
+        app.check_startup()?;
         Ok(app)
+    }
+
+    /// The start-up checks, run when the app is built and again by `serve*` before it binds
+    /// (the builder methods may have changed what they look at).
+    fn check_startup(&self) -> Result<(), ConfigError> {
+        self.check_names()?;
+        self.check_timeouts()
+    }
+
+    /// Start-up check: every name a delivery may put into a sidecar URL follows its rule
+    /// ([`crate::dapr::check_component`], [`crate::dapr::check_topic`]): each handler's pubsub
+    /// component, dead-letter topic and retry topics (a long topic plus `.retry.<N>s` can pass
+    /// Kafka's 249 characters), and the Dapr dead-letter topic. Caught here, not as a failed
+    /// publish on every delivery.
+    fn check_names(&self) -> Result<(), ConfigError> {
+        use crate::dapr::{check_component, check_topic};
+        for h in &self.registry.handlers {
+            let refused = |invalid| ConfigError::InvalidName {
+                owner: format!("handler `{}`", h.def.qualified_name()),
+                invalid,
+            };
+            check_component("pubsub component", &h.pubsub).map_err(refused)?;
+            check_topic(&h.dlq).map_err(refused)?;
+            if h.def.retry_mode == crate::RetryMode::Delayed {
+                for &delay in h.def.retry {
+                    check_topic(&h.retry_topic(delay)).map_err(refused)?;
+                }
+            }
+        }
+        if let Some(topic) = &self.dapr_dead_letter_topic {
+            check_topic(topic).map_err(|invalid| ConfigError::InvalidName {
+                owner: "App::with_dapr_dead_letter_topic".into(),
+                invalid,
+            })?;
+        }
+        Ok(())
     }
 
     /// Start-up check: every idempotent handler's timeout (its own `timeout = N`, else the
@@ -464,15 +500,15 @@ impl App {
     /// deliveries finish (those waiting on a retry delay are answered RETRY).
     ///
     /// An idempotent handler whose timeout is not shorter than the claim lease (see
-    /// [`App::with_claim_lease`]) stops it before it binds, with an error of kind
-    /// `InvalidInput` that wraps the [`AppError`].
+    /// [`App::with_claim_lease`]), or a name a builder method set that breaks its rule, stops it
+    /// before it binds, with an error of kind `InvalidInput` that wraps the [`AppError`].
     pub async fn serve(self) -> std::io::Result<()> {
         self.serve_with(Router::new()).await
     }
 
     /// [`App::serve`] with `routes` (your REST API, say) merged into the event routes.
     pub async fn serve_with(self, routes: Router) -> std::io::Result<()> {
-        self.check_timeouts().map_err(refused)?;
+        self.check_startup().map_err(refused)?;
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.app_port));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         self.serve_on(listener, routes).await
@@ -484,7 +520,7 @@ impl App {
         listener: tokio::net::TcpListener,
         routes: Router,
     ) -> std::io::Result<()> {
-        self.check_timeouts().map_err(refused)?;
+        self.check_startup().map_err(refused)?;
         let router = self.router().merge(routes);
         crate::server::log_startup(&self, listener.local_addr()?);
         if let Some((level, notice)) = mode_notice(self.mode, self.mode_source) {

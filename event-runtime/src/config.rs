@@ -24,6 +24,15 @@ pub enum ConfigError {
         /// What it must be.
         expected: String,
     },
+    /// A name the app would put into a sidecar URL breaks its rule: a handler's pubsub
+    /// component, dead-letter topic or retry topic, or the Dapr dead-letter topic.
+    #[error("{owner}: {invalid}")]
+    InvalidName {
+        /// Whose name: ``handler `module::name` `` or `App::with_dapr_dead_letter_topic`.
+        owner: String,
+        /// The name and the rule it breaks.
+        invalid: crate::dapr::InvalidName,
+    },
     /// An idempotent handler may run as long as, or longer than, its idempotency claim is held.
     #[error(
         "handler `{handler}` is idempotent and may run for {timeout_secs} s ({timeout_from}), \
