@@ -43,13 +43,13 @@ async fn main() -> anyhow::Result<()> {
         ["subscriptions"] => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&App::new().subscriptions())?
+                serde_json::to_string_pretty(&App::try_new()?.subscriptions())?
             )
         }
-        ["manifests"] => print!("{}", example_todo::declare(App::new()).manifests()),
+        ["manifests"] => print!("{}", example_todo::declare(App::try_new()?).manifests()),
         ["asyncapi"] => println!(
             "{}",
-            serde_json::to_string_pretty(&example_todo::declare(App::new()).asyncapi())?
+            serde_json::to_string_pretty(&example_todo::declare(App::try_new()?).asyncapi())?
         ),
         ["schemas"] => println!(
             "{}",
