@@ -116,8 +116,8 @@ pub enum AppError {
         /// The other.
         second: String,
     },
-    /// The environment's configuration is malformed, or an idempotent handler's timeout is not
-    /// shorter than its claim lease.
+    /// A start-up check failed: a malformed environment variable, a name that breaks its rule,
+    /// or an idempotent handler's timeout not shorter than its claim lease.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
