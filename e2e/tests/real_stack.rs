@@ -574,7 +574,15 @@ async fn s5_exactly_once_effect_with_duplicates_and_sigkill_mid_handler() {
     let p = s.pair(
         "r1",
         PairOpts {
-            app_env: vec![("EVENTS_CLAIM_LEASE_SECS".into(), lease.to_string())],
+            // An idempotent handler's timeout must be shorter than the lease (the app refuses to
+            // start otherwise); the slow run below takes 3 s.
+            app_env: vec![
+                ("EVENTS_CLAIM_LEASE_SECS".into(), lease.to_string()),
+                (
+                    "EVENTS_HANDLER_TIMEOUT_SECS".into(),
+                    (lease - 1).to_string(),
+                ),
+            ],
             ..Default::default()
         },
     );

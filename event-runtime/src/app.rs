@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::config::{Mode, Settings};
+use crate::config::{Config, ConfigError, Mode, ModeSource, Settings};
 use crate::context::StateMap;
 use crate::dapr::DaprClient;
 use crate::dispatch::{self, Run, Runtime};
@@ -43,6 +43,8 @@ pub struct App {
     default_pubsub: String,
     state: StateMap,
     mode: Mode,
+    mode_source: ModeSource,
+    app_port: u16,
     app_id: String,
     broker: Arc<Broker>,
     dapr: DaprClient,
@@ -81,13 +83,15 @@ impl Default for App {
 impl App {
     /// Collects every registered handler. Panics when two of them conflict (the same route, or
     /// the same pubsub + topic + event type), naming both, as axum's `Router` does for
-    /// overlapping routes; [`App::try_new`] returns the error instead.
+    /// overlapping routes, and when the environment's configuration is malformed (naming the
+    /// variable and its value); [`App::try_new`] returns the error instead.
     pub fn new() -> Self {
         Self::try_new().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Collects every registered handler, or says which two conflict (or which two event types
-    /// claim one CloudEvent type at one version).
+    /// claim one CloudEvent type at one version), which environment variable is malformed, or
+    /// which idempotent handler may run longer than its claim lease ([`AppError::Config`]).
     pub fn try_new() -> Result<Self, AppError> {
         crate::schema::check_unique()?;
         Self::with_handlers(crate::handler::registered())
@@ -104,25 +108,34 @@ impl App {
         defs: impl IntoIterator<Item = &'static HandlerDef>,
     ) -> Result<Self, AppError> {
         let defs: Vec<&'static HandlerDef> = defs.into_iter().collect();
-        let settings = Settings::from_env();
-        let default_pubsub = crate::config::default_pubsub();
-        let app_id = crate::config::app_id();
+        let Config {
+            mode,
+            mode_source,
+            app_port,
+            dapr_endpoint,
+            dapr_api_token,
+            app_id,
+            default_pubsub,
+            settings,
+        } = Config::from_env()?;
         let registry =
             Registry::resolve_app(&defs, &app_id, &default_pubsub, &settings.default_dlq)?;
         let metrics = Arc::new(Metrics::new(
             registry.handlers.iter().map(|h| h.def.qualified_name()),
         ));
         let (shutdown, _) = watch::channel(false);
-        Ok(App {
+        let app = App {
             defs,
             registry,
             settings,
             default_pubsub,
             state: StateMap::default(),
-            mode: Mode::from_env(),
+            mode,
+            mode_source,
+            app_port,
             app_id,
             broker: Arc::new(Broker::default()),
-            dapr: DaprClient::from_env(),
+            dapr: DaprClient::new(&dapr_endpoint, dapr_api_token),
             store: None,
             journal: None,
             dapr_dead_letter_topic: None,
@@ -130,7 +143,78 @@ impl App {
             topics: Vec::new(),
             published: Vec::new(),
             shutdown: Arc::new(shutdown),
-        })
+        };
+        app.check_startup()?;
+        Ok(app)
+    }
+
+    /// The start-up checks, run when the app is built and again by `serve*` before it binds
+    /// (the builder methods may have changed what they look at).
+    fn check_startup(&self) -> Result<(), ConfigError> {
+        self.check_names()?;
+        self.check_timeouts()
+    }
+
+    /// Start-up check: every name a delivery may put into a sidecar URL follows its rule
+    /// ([`crate::dapr::check_component`], [`crate::dapr::check_topic`]): each handler's pubsub
+    /// component, dead-letter topic and retry topics (a long topic plus `.retry.<app>.<N>s` can pass
+    /// Kafka's 249 characters), and the Dapr dead-letter topic. Caught here, not as a failed
+    /// publish on every delivery.
+    fn check_names(&self) -> Result<(), ConfigError> {
+        use crate::dapr::{check_component, check_topic};
+        for h in &self.registry.handlers {
+            let refused = |invalid| ConfigError::InvalidName {
+                owner: format!("handler `{}`", h.def.qualified_name()),
+                invalid,
+            };
+            check_component("pubsub component", &h.pubsub).map_err(refused)?;
+            check_topic(&h.dlq).map_err(refused)?;
+        }
+        // Every subscribed topic, the retry topics included.
+        for sub in &self.registry.topics {
+            let owner = sub.handlers.first().map(|&i| &self.registry.handlers[i]);
+            let refused = |invalid| ConfigError::InvalidName {
+                owner: owner.map_or_else(
+                    || format!("topic `{}`", sub.topic),
+                    |h| format!("handler `{}`", h.def.qualified_name()),
+                ),
+                invalid,
+            };
+            check_component("pubsub component", &sub.pubsub).map_err(refused)?;
+            check_topic(&sub.topic).map_err(refused)?;
+        }
+        if let Some(topic) = &self.dapr_dead_letter_topic {
+            check_topic(topic).map_err(|invalid| ConfigError::InvalidName {
+                owner: "App::with_dapr_dead_letter_topic".into(),
+                invalid,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Start-up check: every idempotent handler's timeout (its own `timeout = N`, else the
+    /// app-wide one) is shorter than the idempotency claim lease, so no duplicate delivery can
+    /// take the claim over while the first run may still be going.
+    fn check_timeouts(&self) -> Result<(), ConfigError> {
+        let lease = self.settings.claim_lease;
+        for h in self.registry.handlers.iter().filter(|h| h.def.idempotent) {
+            let (timeout, timeout_from) = match h.def.timeout_secs {
+                Some(secs) => (Duration::from_secs(secs), "its own `timeout`"),
+                None => (
+                    self.settings.handler_timeout,
+                    "the app-wide handler timeout, EVENTS_HANDLER_TIMEOUT_SECS",
+                ),
+            };
+            if timeout >= lease {
+                return Err(ConfigError::TimeoutNotUnderLease {
+                    handler: h.def.qualified_name(),
+                    timeout_secs: timeout.as_secs(),
+                    timeout_from,
+                    lease_secs: lease.as_secs(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn re_resolve(mut self) -> Result<Self, AppError> {
@@ -164,21 +248,20 @@ impl App {
     /// Dapr sidecar or embedded broker (default: [`Mode::from_env`]).
     pub fn with_mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
+        self.mode_source = ModeSource::Code;
         self
     }
 
     /// Runs on `broker` (embedded mode), for example one that outlives an app restart in a test.
     pub fn with_broker(mut self, broker: Arc<Broker>) -> Self {
         self.broker = broker;
-        self.mode = Mode::Embedded;
-        self
+        self.with_mode(Mode::Embedded)
     }
 
     /// Talks to the sidecar through `client` (Dapr mode).
     pub fn with_dapr_client(mut self, client: DaprClient) -> Self {
         self.dapr = client;
-        self.mode = Mode::Dapr;
-        self
+        self.with_mode(Mode::Dapr)
     }
 
     /// Keeps idempotency keys in `store` (default: in memory when embedded, the Dapr state store
@@ -188,13 +271,15 @@ impl App {
         self
     }
 
-    /// The default per-run handler timeout (60 s).
+    /// The default per-run handler timeout (60 s). It must stay shorter than the claim lease
+    /// for idempotent handlers without a `timeout` of their own, or `serve` refuses to start.
     pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
         self.settings.handler_timeout = timeout;
         self
     }
 
-    /// The idempotency claim lease (120 s): how long a crashed holder blocks a key.
+    /// The idempotency claim lease (120 s): how long a crashed holder blocks a key. It must stay
+    /// longer than every idempotent handler's timeout, or `serve` refuses to start.
     pub fn with_claim_lease(mut self, lease: Duration) -> Self {
         self.settings.claim_lease = lease;
         self
@@ -427,13 +512,18 @@ impl App {
     /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;
     /// in embedded mode also runs the broker. Stops on SIGTERM or Ctrl-C, letting in-flight
     /// deliveries finish (those waiting on a retry delay are answered RETRY).
+    ///
+    /// An idempotent handler whose timeout is not shorter than the claim lease (see
+    /// [`App::with_claim_lease`]), or a name a builder method set that breaks its rule, stops it
+    /// before it binds, with an error of kind `InvalidInput` that wraps the [`AppError`].
     pub async fn serve(self) -> std::io::Result<()> {
         self.serve_with(Router::new()).await
     }
 
     /// [`App::serve`] with `routes` (your REST API, say) merged into the event routes.
     pub async fn serve_with(self, routes: Router) -> std::io::Result<()> {
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], crate::config::app_port()));
+        self.check_startup().map_err(refused)?;
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.app_port));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         self.serve_on(listener, routes).await
     }
@@ -444,8 +534,16 @@ impl App {
         listener: tokio::net::TcpListener,
         routes: Router,
     ) -> std::io::Result<()> {
+        self.check_startup().map_err(refused)?;
         let router = self.router().merge(routes);
         crate::server::log_startup(&self, listener.local_addr()?);
+        if let Some((level, notice)) = mode_notice(self.mode, self.mode_source) {
+            if level == tracing::Level::WARN {
+                tracing::warn!("{notice}");
+            } else {
+                tracing::info!("{notice}");
+            }
+        }
         if self.mode == Mode::Embedded {
             self.broker
                 .start(router.clone(), self.settings.app_api_token.clone())
@@ -471,6 +569,30 @@ impl App {
     /// A handle that shuts a running [`App::serve`] down gracefully, as SIGTERM does.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
+    }
+}
+
+/// A start-up error as `serve` returns it.
+fn refused(e: ConfigError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, AppError::Config(e))
+}
+
+/// What a served app says about its mode: a warning when it fell back to the embedded broker
+/// because nothing named a mode or a sidecar, a note when embedded was asked for.
+fn mode_notice(mode: Mode, source: ModeSource) -> Option<(tracing::Level, &'static str)> {
+    match (mode, source) {
+        (Mode::Dapr, _) => None,
+        (Mode::Embedded, ModeSource::Default) => Some((
+            tracing::Level::WARN,
+            "EMBEDDED MODE: neither EVENTS_MODE nor a Dapr sidecar variable (DAPR_HTTP_PORT, \
+             DAPR_HTTP_ENDPOINT) is set, so events stay in memory in this process and are LOST \
+             when it exits. To use the Dapr sidecar set EVENTS_MODE=dapr (or DAPR_HTTP_PORT); to \
+             keep the embedded broker and silence this warning set EVENTS_MODE=embedded",
+        )),
+        (Mode::Embedded, _) => Some((
+            tracing::Level::INFO,
+            "embedded mode: events stay in memory in this process and are lost when it exits",
+        )),
     }
 }
 
@@ -508,5 +630,36 @@ impl ShutdownHandle {
     /// Starts shutting down.
     pub fn shutdown(&self) {
         let _ = self.0.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_by_default_is_a_loud_warning_and_says_how_to_switch() {
+        let (level, text) = mode_notice(Mode::Embedded, ModeSource::Default).unwrap();
+        assert_eq!(level, tracing::Level::WARN);
+        for part in [
+            "in memory in this process",
+            "LOST",
+            "EVENTS_MODE=dapr",
+            "DAPR_HTTP_PORT",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        for source in [ModeSource::EventsMode, ModeSource::Code] {
+            let (level, text) = mode_notice(Mode::Embedded, source).unwrap();
+            assert_eq!(level, tracing::Level::INFO);
+            assert!(text.contains("lost when it exits"), "{text}");
+        }
+        for source in [
+            ModeSource::EventsMode,
+            ModeSource::SidecarVariable,
+            ModeSource::Code,
+        ] {
+            assert_eq!(mode_notice(Mode::Dapr, source), None);
+        }
     }
 }

@@ -35,7 +35,7 @@ pub mod yaml;
 pub mod __private;
 
 pub use app::{App, ShutdownHandle};
-pub use config::Mode;
+pub use config::{ConfigError, Mode};
 pub use context::{
     Attempt, Delivery, Envelope, EventArg, EventId, EventTime, EventType, FromDelivery,
     PartitionKey, PubsubName, Source, State, Topic, TraceContext,
@@ -49,5 +49,6 @@ pub use metrics::Metrics;
 pub use outcome::{BoxError, IntoOutcome, Outcome, Permanent};
 pub use publish::{PublishError, Publisher};
 pub use schema::schemas;
+pub use server::api_token_ok;
 pub use subscription::AppError;
 pub use topics::{Deployment, TopicSpec};

@@ -140,6 +140,9 @@ pub enum PublishError {
         /// Topic.
         topic: String,
     },
+    /// The pubsub or topic name breaks its rule: refused before anything was sent.
+    #[error("publish refused before reaching the sidecar: {0}")]
+    InvalidName(#[from] crate::dapr::InvalidName),
 }
 
 impl PublishError {
@@ -148,7 +151,9 @@ impl PublishError {
         match self {
             PublishError::Unreachable { .. } => true,
             PublishError::Rejected { status, .. } => *status >= 500,
-            PublishError::Encode(_) | PublishError::Stopped { .. } => false,
+            PublishError::Encode(_)
+            | PublishError::Stopped { .. }
+            | PublishError::InvalidName(_) => false,
         }
     }
 }

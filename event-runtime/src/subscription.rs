@@ -127,6 +127,10 @@ pub enum AppError {
         /// The other.
         second: String,
     },
+    /// A start-up check failed: a malformed environment variable, a name that breaks its rule,
+    /// or an idempotent handler's timeout not shorter than its claim lease.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The resolved handler table.

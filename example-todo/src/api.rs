@@ -10,17 +10,22 @@
 //! | `POST /tasks/{id}/complete` | complete (a recurring task gets its next occurrence) |
 //! | `GET /notifications?user_id=` | reminders delivered to a user |
 //! | `GET /audit` | the audit log |
-//! | `GET /dlq[?pending=true]` | dead letters, with their failures |
-//! | `POST /dlq/replay` | replay dead letters (`{"event_type"?,"handler"?,"since"?,"until"?}`) |
+//! | `GET /dlq[?pending=true]` | dead letters, with their failures (ops) |
+//! | `POST /dlq/replay` | replay dead letters (`{"event_type"?,"handler"?,"since"?,"until"?}`) (ops) |
 //!
 //! Every error is a JSON body `{"error": "..."}` with a 4xx/5xx status.
+//!
+//! The ops routes take a token when one is configured ([`ops_token_from_env`]: `ADMIN_API_TOKEN`,
+//! else `APP_API_TOKEN`): `dapr-api-token: <token>` or `Authorization: Bearer <token>`, else 401.
+//! With neither variable set they are open.
 
 use std::convert::Infallible;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -47,6 +52,15 @@ pub struct Api {
     pub publisher: Publisher,
     /// This replica's live updates.
     pub updates: Updates,
+    /// The token the ops routes (`/dlq`, `/dlq/replay`) require; `None` leaves them open.
+    pub ops_token: Option<String>,
+}
+
+/// The ops routes' token: `ADMIN_API_TOKEN` when set, else `APP_API_TOKEN` (the token Dapr
+/// sends), else none (the ops routes are open).
+pub fn ops_token_from_env() -> Option<String> {
+    event_runtime::config::non_empty("ADMIN_API_TOKEN")
+        .or_else(|| event_runtime::config::non_empty("APP_API_TOKEN"))
 }
 
 /// A JSON error answer: `{"error": "..."}`.
@@ -180,6 +194,10 @@ impl From<ReplayRequest> for ReplayFilter {
 
 /// The API routes.
 pub fn routes(api: Api) -> Router {
+    let ops = Router::new()
+        .route("/dlq", get(dead_letters))
+        .route("/dlq/replay", post(replay))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), ops_auth));
     Router::new()
         .route("/", get(page))
         .route("/tasks", post(create).get(list))
@@ -188,9 +206,23 @@ pub fn routes(api: Api) -> Router {
         .route("/tasks/{id}/complete", post(complete))
         .route("/notifications", get(notifications))
         .route("/audit", get(audit))
-        .route("/dlq", get(dead_letters))
-        .route("/dlq/replay", post(replay))
+        .merge(ops)
         .with_state(api)
+}
+
+/// Lets an ops request through when it carries the ops token (compared in constant time by
+/// `event_runtime::api_token_ok`), or when there is none; else 401, before the body is read.
+async fn ops_auth(State(api): State<Api>, request: Request, next: Next) -> Response {
+    if event_runtime::api_token_ok(request.headers(), api.ops_token.as_deref()) {
+        return next.run(request).await;
+    }
+    let error = ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send `dapr-api-token: <token>` or `Authorization: Bearer \
+         <token>` (ADMIN_API_TOKEN, else APP_API_TOKEN)"
+            .into(),
+    );
+    ([(header::WWW_AUTHENTICATE, "Bearer")], error).into_response()
 }
 
 const MAX_TITLE: usize = 500;

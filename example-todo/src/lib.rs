@@ -84,7 +84,7 @@ pub fn declare(app: App) -> App {
 pub struct Service {
     /// Every `#[event_handler]` of the service, with the database and updates as state.
     pub app: App,
-    /// `GET /`, the task API, `GET /tasks/stream`, `/dlq`.
+    /// `GET /`, the task API, `GET /tasks/stream`, `/dlq` (behind the ops token, if any).
     pub routes: axum::Router,
     /// The database.
     pub db: Db,
@@ -100,8 +100,14 @@ impl Service {
         Service::with_app(App::new(), db)
     }
 
-    /// The service on `db`, with `app` (a test's, say: `App::new().with_mode(Mode::Embedded)`).
+    /// The service on `db`, with `app` (a test's, say: `App::new().with_mode(Mode::Embedded)`),
+    /// its ops routes guarded by [`api::ops_token_from_env`].
     pub fn with_app(app: App, db: Db) -> Service {
+        Service::with_ops_token(app, db, api::ops_token_from_env())
+    }
+
+    /// [`Service::with_app`] with the ops routes' token given (`None` leaves them open).
+    pub fn with_ops_token(app: App, db: Db, ops_token: Option<String>) -> Service {
         let updates = Updates::default();
         let app = declare(app);
         let app = app.with_state(db.clone()).with_state(updates.clone());
@@ -110,6 +116,7 @@ impl Service {
             db: db.clone(),
             publisher: publisher.clone(),
             updates: updates.clone(),
+            ops_token,
         };
         Service {
             routes: api::routes(api),
@@ -121,8 +128,11 @@ impl Service {
     }
 
     /// Serves on `0.0.0.0:$APP_PORT` with the reminder scheduler ticking, until SIGTERM/Ctrl-C.
+    /// A malformed `APP_PORT` is an error before anything is bound.
     pub async fn serve(self) -> std::io::Result<()> {
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], event_runtime::config::app_port()));
+        let port = event_runtime::config::app_port()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
         self.serve_on(tokio::net::TcpListener::bind(addr).await?)
             .await
     }

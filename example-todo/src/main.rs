@@ -10,6 +10,7 @@
 //!                             fail on a breaking change against the committed schema snapshot
 //! example-todo dlq replay [--type T] [--handler H] [--since RFC3339] [--until RFC3339] [--url URL]
 //!                             replay dead letters through a running service's POST /dlq/replay
+//!                             (with ADMIN_API_TOKEN, else APP_API_TOKEN, as its bearer token)
 //! ```
 
 use anyhow::Context as _;
@@ -33,20 +34,22 @@ async fn main() -> anyhow::Result<()> {
     match args.as_slice() {
         [] | ["serve"] => {
             init_tracing();
+            // The configuration first: a malformed variable stops here, before any connection.
+            let app = App::try_new()?;
             let db = example_todo::db::Db::from_env().await?;
             tracing::info!(backend = db.backend(), "database ready");
-            example_todo::Service::new(db).serve().await?;
+            example_todo::Service::with_app(app, db).serve().await?;
         }
         ["subscriptions"] => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&App::new().subscriptions())?
+                serde_json::to_string_pretty(&App::try_new()?.subscriptions())?
             )
         }
-        ["manifests"] => print!("{}", example_todo::declare(App::new()).manifests()),
+        ["manifests"] => print!("{}", example_todo::declare(App::try_new()?).manifests()),
         ["asyncapi"] => println!(
             "{}",
-            serde_json::to_string_pretty(&example_todo::declare(App::new()).asyncapi())?
+            serde_json::to_string_pretty(&example_todo::declare(App::try_new()?).asyncapi())?
         ),
         ["schemas"] => println!(
             "{}",
@@ -69,7 +72,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `dlq replay`: asks the running service to replay, prints the summary; fails when some
-/// letters could not be re-published.
+/// letters could not be re-published. Sends the ops token (`ADMIN_API_TOKEN`, else
+/// `APP_API_TOKEN`) when one is set.
 async fn dlq_replay(args: &[&str]) -> anyhow::Result<()> {
     let mut url = std::env::var("TODO_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let mut filter = serde_json::Map::new();
@@ -101,14 +105,28 @@ async fn dlq_replay(args: &[&str]) -> anyhow::Result<()> {
         Value::Object(filter.clone()).to_string()
     };
     println!("replaying {shown} through {url}/dlq/replay ...");
-    let resp = reqwest::Client::new()
+    let token = example_todo::api::ops_token_from_env();
+    let mut request = reqwest::Client::new()
         .post(format!("{url}/dlq/replay"))
-        .json(&Value::Object(filter))
+        .json(&Value::Object(filter));
+    if let Some(token) = &token {
+        request = request.bearer_auth(token);
+    }
+    let resp = request
         .send()
         .await
         .with_context(|| format!("cannot reach the service at {url}"))?;
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        anyhow::bail!(if token.is_some() {
+            "the service refused the token (401 Unauthorized): set ADMIN_API_TOKEN (or \
+             APP_API_TOKEN) to the token the service was started with"
+        } else {
+            "the service requires a token (401 Unauthorized): set ADMIN_API_TOKEN (or \
+             APP_API_TOKEN) to the token the service was started with"
+        });
+    }
     if !status.is_success() {
         anyhow::bail!(
             "the service answered {status}: {}",

@@ -210,6 +210,46 @@ fn the_deployment_runs_under_dapr() {
 }
 
 #[test]
+fn the_tokens_come_from_secrets() {
+    let d = one("app/deployment.yaml");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    let env: BTreeMap<&str, &Value> = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (s(&e["name"]), e))
+        .collect();
+    for var in ["APP_API_TOKEN", "ADMIN_API_TOKEN"] {
+        let e = env
+            .get(var)
+            .unwrap_or_else(|| panic!("the deployment sets no {var}"));
+        assert!(
+            e["value"].is_null(),
+            "{var} must not be written in the manifest"
+        );
+        let secret = &e["valueFrom"]["secretKeyRef"];
+        assert!(!s(&secret["name"]).is_empty(), "{var}: {e:?}");
+        // Dapr's injector reads the app token from the key `token`; the admin token follows suit.
+        assert_eq!(s(&secret["key"]), "token", "{var}");
+        assert!(
+            secret["optional"].is_null(),
+            "{var}: a missing secret must stop the pod"
+        );
+    }
+    // daprd sends the same token the app requires.
+    let a = &d["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        s(&a["dapr.io/app-token-secret"]),
+        s(&env["APP_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"])
+    );
+    assert_ne!(
+        s(&env["ADMIN_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"]),
+        s(&env["APP_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"]),
+        "the ops token is not the one daprd holds"
+    );
+}
+
+#[test]
 fn every_subscribed_topic_is_declared() {
     let docs = documents();
     let topics: BTreeMap<String, Value> = docs["kafka-topics.yaml"]

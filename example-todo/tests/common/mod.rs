@@ -29,8 +29,18 @@ pub async fn start() -> Service {
     start_on(memory_db().await).await
 }
 
+/// The service with open ops routes, whatever the environment says.
 pub async fn start_on(db: Db) -> Service {
-    let s = example_todo::Service::with_app(App::new().with_mode(Mode::Embedded), db);
+    start_with_ops_token(db, None).await
+}
+
+/// The service with its ops routes (`/dlq`, `/dlq/replay`) behind `ops_token`.
+pub async fn start_with_ops_token(db: Db, ops_token: Option<&str>) -> Service {
+    let s = example_todo::Service::with_ops_token(
+        App::new().with_mode(Mode::Embedded),
+        db,
+        ops_token.map(str::to_owned),
+    );
     Service {
         events: TestApp::start(s.app).await,
         api: s.routes,

@@ -1,0 +1,193 @@
+//! The ops routes (`GET /dlq`, `POST /dlq/replay`) behind a token: refused without it (and
+//! nothing replayed), served with it, and the `dlq replay` CLI sends it.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::{memory_db, start_with_ops_token, user, Service};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "ops-t0ken";
+
+/// A task whose audit fails permanently: its `task.created` lands in the DLQ, pending.
+async fn dead_letter(s: &Service) -> i64 {
+    let task = s
+        .create(json!({"user_id": user("ops"), "title": "fail: audit me"}))
+        .await;
+    s.events.wait_idle().await;
+    task["id"].as_i64().unwrap()
+}
+
+/// The task's dead letter as stored: (times dead-lettered, replayed).
+async fn letter_of(s: &Service, task_id: i64) -> (i64, bool) {
+    let letters = s.db.dead_letters(false).await.unwrap();
+    let l = letters
+        .iter()
+        .find(|l| l.letter.event.data["task_id"] == task_id)
+        .expect("the task's dead letter");
+    (l.times_dead_lettered, l.replayed)
+}
+
+async fn call_with(
+    s: &Service,
+    method: &str,
+    uri: &str,
+    header: Option<(&str, &str)>,
+) -> (u16, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
+    }
+    let body = if method == "POST" {
+        req = req.header("content-type", "application/json");
+        Body::from(json!({"handler": "audit_log"}).to_string())
+    } else {
+        Body::empty()
+    };
+    s.send(req.body(body).unwrap()).await
+}
+
+#[tokio::test]
+async fn without_the_token_the_ops_routes_answer_401_and_replay_nothing() {
+    let s = start_with_ops_token(memory_db().await, Some(TOKEN)).await;
+    let id = dead_letter(&s).await;
+    let published = s.events.published_to("task-events").len();
+
+    let wrong = [
+        None,
+        Some(("dapr-api-token", "ops-t0ke")),
+        Some(("authorization", "Bearer wrong")),
+        Some(("authorization", TOKEN)),
+        Some(("x-api-token", TOKEN)),
+    ];
+    for header in wrong {
+        for (method, uri) in [
+            ("GET", "/dlq"),
+            ("GET", "/dlq?pending=true"),
+            ("POST", "/dlq/replay"),
+        ] {
+            let (code, answer) = call_with(&s, method, uri, header).await;
+            assert_eq!(code, 401, "{method} {uri} with {header:?}: {answer}");
+            assert!(
+                answer["error"].as_str().unwrap().contains("token"),
+                "{answer}"
+            );
+        }
+    }
+    s.events.wait_idle().await;
+    assert_eq!(letter_of(&s, id).await, (1, false), "nothing replayed");
+    assert_eq!(
+        s.events.published_to("task-events").len(),
+        published,
+        "nothing re-published"
+    );
+    // The rest of the API needs no token.
+    let (code, _) = s.call("GET", "/audit", None).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn with_the_token_the_ops_routes_answer() {
+    let s = start_with_ops_token(memory_db().await, Some(TOKEN)).await;
+    let id = dead_letter(&s).await;
+
+    let (code, letters) = call_with(
+        &s,
+        "GET",
+        "/dlq?pending=true",
+        Some(("dapr-api-token", TOKEN)),
+    )
+    .await;
+    assert_eq!(code, 200, "{letters}");
+    assert!(letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["event"]["data"]["task_id"] == id));
+
+    let bearer = format!("Bearer {TOKEN}");
+    let (code, report) =
+        call_with(&s, "POST", "/dlq/replay", Some(("authorization", &bearer))).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["replayed"], 1, "{report}");
+    s.events.wait_idle().await;
+    // Still failing, so back in the DLQ, pending again.
+    assert_eq!(letter_of(&s, id).await, (2, false));
+}
+
+#[tokio::test]
+async fn with_no_token_the_ops_routes_stay_open() {
+    let s = start_with_ops_token(memory_db().await, None).await;
+    dead_letter(&s).await;
+    let (code, _) = s.call("GET", "/dlq", None).await;
+    assert_eq!(code, 200);
+    let (code, report) = s.call("POST", "/dlq/replay", None).await;
+    assert_eq!((code, &report["replayed"]), (200, &json!(1)), "{report}");
+}
+
+/// Runs `example-todo dlq replay --handler audit_log --url <base>` with `env`.
+async fn cli(base: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_example-todo"));
+    cmd.args(["dlq", "replay", "--handler", "audit_log", "--url", base])
+        .env_remove("ADMIN_API_TOKEN")
+        .env_remove("APP_API_TOKEN")
+        .env_remove("TODO_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("the example-todo binary runs")
+}
+
+#[tokio::test]
+async fn the_cli_sends_the_token_and_says_when_it_is_refused() {
+    let s = start_with_ops_token(memory_db().await, Some(TOKEN)).await;
+    let id = dead_letter(&s).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let api = s.api.clone();
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+
+    let out = cli(&base, &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("requires a token (401 Unauthorized)"),
+        "{stderr}"
+    );
+    let out = cli(&base, &[("ADMIN_API_TOKEN", "wrong")]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("refused the token (401 Unauthorized)"),
+        "{stderr}"
+    );
+    assert_eq!(letter_of(&s, id).await, (1, false), "nothing replayed");
+
+    // ADMIN_API_TOKEN wins over APP_API_TOKEN.
+    let out = cli(
+        &base,
+        &[("ADMIN_API_TOKEN", TOKEN), ("APP_API_TOKEN", "dapr's")],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("matched 1, replayed 1, failed 0"),
+        "{stdout}"
+    );
+    s.events.wait_idle().await;
+    assert_eq!(letter_of(&s, id).await, (2, false));
+
+    // APP_API_TOKEN alone is used when it is the service's token.
+    let out = cli(&base, &[("APP_API_TOKEN", TOKEN)]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
