@@ -99,7 +99,7 @@ _stack_java_kafka "$CREATE_JAVA" "$KAFKA_BOOTSTRAP" task-events:12 "${TOPICS[@]}
   >"$STACK_RUN_DIR/logs/create-topics.log" 2>&1 || { cat "$STACK_RUN_DIR/logs/create-topics.log" >&2; fail "topics"; }
 echo "e2e: $(grep -c '^created' "$STACK_RUN_DIR/logs/create-topics.log") topics created" >&2
 
-export DAPRD_BIN E2E_APP_BIN="$APP_BIN" E2E_REPO_ROOT="$REPO_ROOT" E2E_RUN_DIR="$STACK_RUN_DIR/scenarios"
+export KAFKA_LIBS DAPRD_BIN E2E_APP_BIN="$APP_BIN" E2E_REPO_ROOT="$REPO_ROOT" E2E_RUN_DIR="$STACK_RUN_DIR/scenarios"
 mkdir -p "$E2E_RUN_DIR"
 
 # On exit or interrupt, before the stack goes down: stop the test binary, then every app and

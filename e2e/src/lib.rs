@@ -34,6 +34,8 @@ pub struct StackEnv {
     pub run_dir: PathBuf,
     /// The repository (for `scripts/stack.sh`).
     pub repo_root: PathBuf,
+    /// Kafka's jars (for its own Java producer).
+    pub kafka_libs: PathBuf,
 }
 
 fn need(name: &str) -> String {
@@ -55,6 +57,7 @@ impl StackEnv {
             app_bin: need("E2E_APP_BIN").into(),
             run_dir: need("E2E_RUN_DIR").into(),
             repo_root: need("E2E_REPO_ROOT").into(),
+            kafka_libs: need("KAFKA_LIBS").into(),
         };
         for p in [&env.daprd_bin, &env.app_bin] {
             assert!(p.exists(), "{} does not exist", p.display());
@@ -190,14 +193,18 @@ pub struct Scenario {
     started: Instant,
 }
 
+/// The app id of scenario `name` (`s1`, ...).
+pub fn scenario_app_id(name: &str) -> String {
+    format!("e2e-{name}")
+}
+
 impl Scenario {
     /// A fresh scenario `name` (handlers of module `e2e_app::<name>`), with a unique app id.
     pub fn new(name: &str) -> Scenario {
         let env = StackEnv::from_env();
-        let app_id = format!(
-            "e2e-{name}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..6]
-        );
+        // The same id `e2e-app --topics` names this scenario's retry topics with (every run starts
+        // on a freshly formatted Kafka and an empty Redis).
+        let app_id = scenario_app_id(name);
         let dir = env.run_dir.join(&app_id);
         let resources = dir.join("resources");
         fs::create_dir_all(dir.join("logs")).expect("run dir");
@@ -608,6 +615,55 @@ spec:
         r
     }
 
+    /// Writes `records` to `topic` with Kafka's own Java producer, not through Dapr: the bytes a
+    /// service with a plain Kafka client can put on any topic. Returns once the broker has
+    /// acknowledged every record.
+    pub fn produce(&self, topic: &str, records: &[RawRecord]) {
+        use base64::Engine as _;
+        use std::io::Write as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let mut input = String::new();
+        for r in records {
+            input.push_str(&r.key.as_deref().map(b64).unwrap_or_default());
+            input.push('\t');
+            input.push_str(&b64(&r.value));
+            for (name, value) in &r.headers {
+                input.push_str(&format!("\t{name}={}", b64(value)));
+            }
+            input.push('\n');
+        }
+        let source = self.env.repo_root.join("e2e/java/ProduceRecords.java");
+        let mut child = Command::new("java")
+            .args([
+                "-Xmx256m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-cp",
+            ])
+            .arg(format!("{}/*", self.env.kafka_libs.display()))
+            .arg(&source)
+            .args([&self.env.kafka_bootstrap, topic])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run java (Kafka's producer)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write records");
+        let out = child.wait_with_output().expect("java producer");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("produced {}", records.len())),
+            "Kafka's producer failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.note(format!("produced {} raw records to {topic}", records.len()));
+    }
+
     /// SIGKILL the app of `pair`.
     pub fn kill_app(&mut self, pair: &Pair) {
         if let Some(mut p) = self.procs.remove(&pair.app_name()) {
@@ -709,6 +765,17 @@ pub fn summarize(l: &[Value]) -> String {
         *m.entry(k).or_default() += 1;
     }
     format!("{m:?}")
+}
+
+/// A record for [`Scenario::produce`].
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    /// The record key (the partition key).
+    pub key: Option<Vec<u8>>,
+    /// The value, byte for byte.
+    pub value: Vec<u8>,
+    /// Record headers.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// A `Work` item as JSON.

@@ -245,6 +245,25 @@ impl App {
         self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// This app's id (default `APP_ID`, else `event-runtime-app`): the CloudEvent `source` of
+    /// what it publishes, the namespace of its idempotency keys, and part of its retry topics'
+    /// names, which keeps apps that share a topic out of each other's retries.
+    ///
+    /// ```
+    /// # use event_runtime::App;
+    /// let app = App::with_handlers([]).unwrap().with_app_id("todo");
+    /// assert_eq!(app.app_id(), "todo");
+    /// ```
+    pub fn with_app_id(mut self, app_id: &str) -> Self {
+        self.app_id = app_id.to_owned();
+        self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// This app's id.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
     /// Dapr sidecar or embedded broker (default: [`Mode::from_env`]).
     pub fn with_mode(mut self, mode: Mode) -> Self {
         self.mode = mode;

@@ -485,6 +485,25 @@ fn target_topic(rt: &Runtime, target: Target) -> (&str, &str) {
     }
 }
 
+/// The dead-letter topic of what no handler of `target` took: the handlers' own when they agree
+/// on one, else the app's default.
+fn target_dlq(rt: &Runtime, target: Target) -> &str {
+    let handlers = match target {
+        Target::Handler(h) => std::slice::from_ref(&rt.registry.handlers[h])
+            .iter()
+            .collect(),
+        Target::Topic(t) => rt.registry.topics[t]
+            .handlers
+            .iter()
+            .map(|&i| &rt.registry.handlers[i])
+            .collect::<Vec<_>>(),
+    };
+    match handlers.split_first() {
+        Some((first, rest)) if rest.iter().all(|h| h.dlq == first.dlq) => &first.dlq,
+        _ => &rt.settings.default_dlq,
+    }
+}
+
 /// Chooses the handler for an event arriving at `target`.
 fn resolve(
     rt: &Runtime,
@@ -600,7 +619,7 @@ pub(crate) fn process(
             let letter =
                 DeadLetter::new(&ce, pubsub, topic, partition_key(&ce, key_hint)).reason(reason);
             let letter = letter.with_failures(retry.failures);
-            publish_dead_letter(&rt, &rt.settings.default_dlq, pubsub, letter).await
+            publish_dead_letter(&rt, target_dlq(&rt, target), pubsub, letter).await
         })),
     }
 }
@@ -1064,5 +1083,5 @@ async fn dead_letter_undecodable(
     ce.pubsubname = Some(pubsub.to_owned());
     let letter = DeadLetter::new(&ce, pubsub, topic, meta.key.clone())
         .reason(format!("undecodable delivery: {reason}"));
-    publish_dead_letter(rt, &rt.settings.default_dlq, pubsub, letter).await
+    publish_dead_letter(rt, target_dlq(rt, target), pubsub, letter).await
 }

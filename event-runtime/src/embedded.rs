@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
 use crate::publish::{OutgoingEvent, PublishError};
-use crate::subscription::{parse_type_match, DaprSubscription};
+use crate::subscription::DaprSubscription;
 
 /// How many published events the broker remembers for [`Broker::published`] by default: a
 /// served app needs none of them; the test harness raises it with [`Broker::keep_published`].
@@ -362,16 +362,10 @@ fn raw_envelope(sub: &DaprSubscription, record: &[u8]) -> Value {
         "data_base64": base64::engine::general_purpose::STANDARD.encode(record)})
 }
 
-/// The route of a record. daprd matches the rules against the envelope it delivers, which for a
-/// rawPayload subscription is its own wrapper: those records all take the default route.
-fn route_for(sub: &DaprSubscription, raw: bool, ty: &str) -> String {
-    if !raw {
-        for rule in &sub.routes.rules {
-            if parse_type_match(&rule.r#match).is_some_and(|types| types.iter().any(|t| t == ty)) {
-                return rule.path.clone();
-            }
-        }
-    }
+/// The route of a record: the subscription's default route. daprd matches routing rules against
+/// the envelope it delivers, which for a rawPayload subscription is its own wrapper, so our
+/// subscriptions carry none.
+fn route_for(sub: &DaprSubscription) -> String {
     sub.routes.default.clone()
 }
 
@@ -443,11 +437,7 @@ async fn deliver(
         } else {
             stored.record.clone()
         };
-        (
-            route_for(sub, raw, &stored.event.ty),
-            body,
-            "application/cloudevents+json",
-        )
+        (route_for(sub), body, "application/cloudevents+json")
     };
     let mut req = Request::post(&path)
         .header("content-type", content_type)

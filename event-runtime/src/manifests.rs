@@ -577,10 +577,8 @@ mod tests {
             Value::from(100)
         );
         assert_eq!(main["spec"]["deadLetterTopic"], "dapr-dlq");
-        assert_eq!(
-            main["spec"]["routes"]["rules"][0]["match"],
-            "event.type == \"task.completed\""
-        );
+        assert_eq!(main["spec"]["metadata"]["rawPayload"], "true");
+        assert!(main["spec"]["routes"].get("rules").is_none());
         let names: HashSet<&str> = sub_docs
             .iter()
             .map(|d| d["metadata"]["name"].as_str().unwrap())

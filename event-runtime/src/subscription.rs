@@ -309,25 +309,14 @@ impl Registry {
         self.topics
             .iter()
             .map(|sub| {
-                let rules = if sub.is_retry {
-                    Vec::new()
-                } else {
-                    sub.handlers
-                        .iter()
-                        .map(|&i| {
-                            let h = &self.handlers[i];
-                            Rule {
-                                r#match: type_match(h.def.event_types),
-                                path: h.route.clone(),
-                            }
-                        })
-                        .collect()
-                };
                 DaprSubscription {
                     pubsubname: sub.pubsub.clone(),
                     topic: sub.topic.clone(),
+                    // No routing rules: daprd matches them against its rawPayload wrapper (where
+                    // none would match), and in bulk deliveries fails on them. Every record takes
+                    // the topic's route, which dispatches on the record's own type.
                     routes: Routes {
-                        rules,
+                        rules: Vec::new(),
                         default: sub.default_route.clone(),
                     },
                     dead_letter_topic: dead_letter_topic.map(str::to_owned),
@@ -350,44 +339,6 @@ fn with_raw_payload(metadata: &BTreeMap<String, String>) -> BTreeMap<String, Str
     let mut metadata = metadata.clone();
     metadata.insert("rawPayload".to_owned(), "true".to_owned());
     metadata
-}
-
-/// `event.type == "a" || event.type == "b"`: a CEL expression Dapr compiles.
-pub fn type_match(types: &[&str]) -> String {
-    types
-        .iter()
-        .map(|t| format!("event.type == {}", cel_string(t)))
-        .collect::<Vec<_>>()
-        .join(" || ")
-}
-
-fn cel_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The types a `type_match` expression accepts (the embedded broker evaluates our own rules).
-/// `None` when the expression is not of that form.
-pub fn parse_type_match(expr: &str) -> Option<Vec<String>> {
-    expr.split("||")
-        .map(|part| {
-            let lit = part
-                .trim()
-                .strip_prefix("event.type")?
-                .trim_start()
-                .strip_prefix("==")?
-                .trim();
-            serde_json::from_str::<String>(lit).ok()
-        })
-        .collect()
 }
 
 /// One entry of Dapr's programmatic subscription list.
@@ -441,23 +392,4 @@ pub struct BulkSubscribe {
     pub max_messages_count: u32,
     /// `maxAwaitDurationMs`.
     pub max_await_duration_ms: u32,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_match_round_trips() {
-        let expr = type_match(&["task.created", "task.\"odd\""]);
-        assert_eq!(
-            expr,
-            r#"event.type == "task.created" || event.type == "task.\"odd\"""#
-        );
-        assert_eq!(
-            parse_type_match(&expr).unwrap(),
-            vec!["task.created", "task.\"odd\""]
-        );
-        assert_eq!(parse_type_match("event.source == \"x\""), None);
-    }
 }

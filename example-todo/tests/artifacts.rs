@@ -11,7 +11,7 @@ fn docs(yaml: &str) -> Vec<serde_yaml::Value> {
 
 #[test]
 fn manifests_cover_every_subscription_and_declared_topic() {
-    let app = example_todo::declare(App::new());
+    let app = example_todo::declare(App::new().with_app_id("todo"));
     let all = docs(&app.manifests());
     let subs: Vec<_> = all.iter().filter(|d| d["kind"] == "Subscription").collect();
     assert_eq!(subs.len(), app.subscriptions().len());
@@ -41,8 +41,8 @@ fn manifests_cover_every_subscription_and_declared_topic() {
         "reminders",
         "task-updates",
         "dlq",
-        "task-events.retry.30s",
-        "reminders.retry.512s",
+        "task-events.retry.todo.30s",
+        "reminders.retry.todo.512s",
     ] {
         topic(name);
     }

@@ -267,7 +267,10 @@ fn every_subscribed_topic_is_declared() {
         Some(604_800_000),
         "7 days"
     );
-    for sub in event_runtime::App::new().subscriptions() {
+    for sub in event_runtime::App::new()
+        .with_app_id("todo")
+        .subscriptions()
+    {
         assert!(
             topics.contains_key(&sub.topic),
             "{} is subscribed but not declared",
