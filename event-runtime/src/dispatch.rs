@@ -868,7 +868,10 @@ async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, RunResult> 
     let hrt = &rt.handlers[h];
     let def = rt.registry.handlers[h].def;
     let key = match def.idempotency_key {
-        Some(template) => render_key(template, ce.data()),
+        Some(template) => match def.key_fields.and_then(|fields| fields(ce)) {
+            Some(fields) => render_key(template, &fields),
+            None => render_key(template, ce.data()),
+        },
         None => ce.id.clone(),
     };
     // Dapr refuses state keys containing `||` (its key-prefix separator): one `|` between

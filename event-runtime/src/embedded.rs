@@ -340,6 +340,11 @@ async fn fetch_subscriptions(
 /// The envelope a Dapr publisher writes for an event published with our publisher.
 fn envelope(ev: &OutgoingEvent) -> Value {
     let mut m = ev.extensions.clone();
+    // A version alone goes as publish metadata, which Kafka keeps as a record header (see
+    // `DaprClient::publish`), not in the envelope.
+    if m.len() == 1 && m.contains_key(crate::version::EXT_VERSION) {
+        m.clear();
+    }
     m.insert("specversion".into(), json!("1.0"));
     m.insert("id".into(), json!(ev.id));
     m.insert("type".into(), json!(ev.ty));

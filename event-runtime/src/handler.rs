@@ -79,6 +79,10 @@ pub struct HandlerDef {
     /// [`HandlerDef::event`]).
     #[doc(hidden)]
     pub read_typed: Option<crate::cloudevent::ReadTyped>,
+    /// The fields an `idempotency_key` template is rendered over: the handler's event as it reads
+    /// it (upcast from an older version), as JSON (set by [`HandlerDef::event`]).
+    #[doc(hidden)]
+    pub key_fields: Option<fn(&crate::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
     /// The generated adapter.
     pub call: HandlerFn,
 }
@@ -112,6 +116,7 @@ impl HandlerDef {
             metadata: &[],
             timeout_secs: None,
             read_typed: None,
+            key_fields: None,
             call,
         }
     }
@@ -124,6 +129,7 @@ impl HandlerDef {
         self.event_fields = <A::Event as Event>::FIELDS;
         self.event_type_name = type_name;
         self.read_typed = Some(crate::cloudevent::read_typed::<A::Event>);
+        self.key_fields = Some(crate::version::fields_of::<A::Event>);
         self
     }
 

@@ -271,9 +271,21 @@ impl IdempotencyStore for DaprStateStore {
     }
 }
 
-/// Renders an `idempotency_key` template (`{event_type}-{task_id}`) over the event's data.
-/// Strings go in as they are, other values as JSON; a field the data lacks renders empty.
+/// Renders an `idempotency_key` template over the event's fields.
+///
+/// Each value is escaped, so that distinct values never render alike: `%`, and every character
+/// the template itself uses outside its placeholders, are percent-encoded, and a missing or null
+/// field is `%00`. So `{a}-{b}` of `a = "x-y", b = "z"` and of `a = "x", b = "y-z"` differ.
+///
+/// ```
+/// use event_runtime::idempotency::render_key;
+/// use serde_json::json;
+/// let key = |d| render_key("{event_type}-{task_id}", &d);
+/// assert_eq!(key(json!({"event_type": "task.completed", "task_id": 7})), "task.completed-7");
+/// assert_ne!(key(json!({"event_type": "a-b", "task_id": "c"})), key(json!({"event_type": "a", "task_id": "b-c"})));
+/// ```
 pub fn render_key(template: &str, data: &Value) -> String {
+    let literal: Vec<char> = literal_chars(template);
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -284,14 +296,42 @@ pub fn render_key(template: &str, data: &Value) -> String {
             return out;
         };
         match data.get(&after[..close]) {
-            Some(Value::String(s)) => out.push_str(s),
-            Some(Value::Null) | None => {}
-            Some(v) => out.push_str(&v.to_string()),
+            Some(Value::String(s)) => escape_into(&mut out, s, &literal),
+            Some(Value::Null) | None => out.push_str("%00"),
+            Some(v) => escape_into(&mut out, &v.to_string(), &literal),
         }
         rest = &after[close + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// The characters a template uses outside its placeholders.
+fn literal_chars(template: &str) -> Vec<char> {
+    let mut chars = Vec::new();
+    let mut depth = 0;
+    for c in template.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth > 0 => depth -= 1,
+            c if depth == 0 && !chars.contains(&c) => chars.push(c),
+            _ => {}
+        }
+    }
+    chars
+}
+
+fn escape_into(out: &mut String, value: &str, literal: &[char]) {
+    for c in value.chars() {
+        if c == '%' || literal.contains(&c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -303,9 +343,24 @@ mod tests {
         let data = json!({"event_type": "task.completed", "task_id": 123, "timestamp": "2025-01-01T00:00:00Z"});
         assert_eq!(
             render_key("{event_type}-{task_id}-{timestamp}", &data),
-            "task.completed-123-2025-01-01T00:00:00Z"
+            "task.completed-123-2025%2D01%2D01T00:00:00Z"
         );
-        assert_eq!(render_key("x-{missing}-y", &data), "x--y");
+        assert_eq!(render_key("x-{missing}-y", &data), "x-%00-y");
+        let ambiguous = [
+            json!({"a": "x-y", "b": "z"}),
+            json!({"a": "x", "b": "y-z"}),
+            json!({"a": "x-y-z", "b": null}),
+            json!({"a": "x-y-z", "b": ""}),
+            json!({"a": "%00", "b": ""}),
+        ];
+        let keys: std::collections::HashSet<String> =
+            ambiguous.iter().map(|d| render_key("{a}-{b}", d)).collect();
+        assert_eq!(keys.len(), ambiguous.len(), "{keys:?}");
+        // A missing field and a null one are the same: neither has a value.
+        assert_eq!(
+            render_key("{a}-{b}", &json!({"a": "x"})),
+            render_key("{a}-{b}", &json!({"a": "x", "b": null}))
+        );
     }
 
     #[tokio::test(start_paused = true)]

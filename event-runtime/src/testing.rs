@@ -133,6 +133,31 @@ impl TestApp {
         self.publisher.send(event).await
     }
 
+    /// Puts a record of exactly `bytes` on `topic` (default pubsub), keyed by `key`, as a plain
+    /// Kafka producer would: no envelope, nothing checked. For testing what arrives from outside.
+    ///
+    /// ```
+    /// use event_runtime::{testing::TestApp, App};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let app = TestApp::start(App::with_handlers([]).unwrap()).await;
+    /// app.produce("task-events", Some("u-1"), b"\xff not JSON").await.unwrap();
+    /// # }
+    /// ```
+    pub async fn produce(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        bytes: impl AsRef<[u8]>,
+    ) -> Result<(), PublishError> {
+        let bytes = axum::body::Bytes::copy_from_slice(bytes.as_ref());
+        let id = crate::cloudevent::record_digest(&bytes);
+        let pubsub = self.publisher.default_pubsub().to_owned();
+        let record =
+            OutgoingEvent::record(&pubsub, topic, &id, "", key.map(str::to_owned), None, bytes);
+        self.publisher.send(record).await
+    }
+
     /// Waits until every published event is handled (retries included), in the test's clock.
     /// Panics if that does not happen by [`IDLE_DEADLINE`].
     pub async fn wait_idle(&self) {

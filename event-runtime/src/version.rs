@@ -32,6 +32,13 @@ pub fn version_of(ce: &CloudEvent) -> Option<String> {
     }
 }
 
+/// The event as `E` reads it (upcast from an older version), as JSON: what an idempotency key
+/// template is rendered over. `None` when it cannot be read.
+pub fn fields_of<E: Event>(ce: &CloudEvent) -> Option<serde_json::Value> {
+    let event = decode_versioned::<E>(ce).ok()?;
+    serde_json::to_value(&event).ok()
+}
+
 /// Why an event cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum VersionError {
