@@ -67,19 +67,15 @@ async fn s1_daprd_discovers_subscriptions_with_retry_and_dlq_topics() {
         s.note(format!("  daprd: {d}"));
     }
     let topics: BTreeSet<&str> = dsubs.iter().filter_map(|d| d["topic"].as_str()).collect();
-    let retry_1s = event_runtime::subscription::retry_topic("s1-events", &s.app_id, 1);
-    let retry_2s = event_runtime::subscription::retry_topic("s1-events", &s.app_id, 2);
-    let want: BTreeSet<&str> = [
-        "s1-events",
-        retry_1s.as_str(),
-        retry_2s.as_str(),
-        "s1-inline",
-        "s1-dlq",
-    ]
-    .into();
+    let ladder: Vec<String> = event_runtime::subscription::RETRY_TIERS
+        .iter()
+        .map(|&tier| event_runtime::subscription::retry_topic(&s.app_id, tier))
+        .collect();
+    let mut want: BTreeSet<&str> = ["s1-events", "s1-inline", "s1-dlq"].into();
+    want.extend(ladder.iter().map(String::as_str));
     assert_eq!(
         topics, want,
-        "daprd's subscribed topics (inline retries need no retry topic)"
+        "daprd's subscribed topics: the handlers' and the app's retry ladder"
     );
     for a in &app_subs {
         let topic = a["topic"].as_str().unwrap();

@@ -655,8 +655,20 @@ fn run_with_retries(
         let _in_flight = rt.metrics.in_flight();
         let handler = &rt.registry.handlers[h];
         let hrt = &rt.handlers[h];
-        if let Some(due) = retry.due_ms {
-            if !Box::pin(hold_until(rt, due)).await {
+        // A retry waits out its hop on the retry tier, then runs, or takes the next tier when it
+        // is due later still (more than a second: the shortest tier).
+        if let Some(hop_due) = retry.hop_due_ms {
+            if !Box::pin(hold_until(rt, hop_due)).await {
+                return Status::Retry;
+            }
+            let remaining = retry
+                .due_ms
+                .unwrap_or(0)
+                .saturating_sub(crate::clock::now_ms());
+            if remaining >= 1000 {
+                return publish_retry(rt, h, &pending, &retry, remaining / 1000).await;
+            }
+            if !Box::pin(hold_until(rt, retry.due_ms.unwrap_or(0))).await {
                 return Status::Retry;
             }
         }
@@ -750,9 +762,7 @@ fn dead_letter_failed<'r>(
     ))
 }
 
-/// Schedules the next attempt of a delayed retry: the event's record, byte for byte, goes to
-/// this app's retry topic of `delay`, with its attempt, due time, handler, origin, version and
-/// failures signed beside it.
+/// Schedules the next attempt of a delayed retry, due in `delay` seconds.
 fn schedule_retry<'r>(
     rt: &'r Runtime,
     h: usize,
@@ -760,13 +770,27 @@ fn schedule_retry<'r>(
     retry: &mut RetryState,
     delay: u64,
 ) -> BoxFuture<'r, Status> {
-    let handler = &rt.registry.handlers[h];
-    let ce = &pending.ce;
     retry.attempt += 1;
     retry.due_ms = Some(crate::clock::now_ms() + delay * 1000);
     retry.handler = Some(rt.handlers[h].name.clone());
+    retry.version = crate::version::version_of(&pending.ce);
+    publish_retry(rt, h, pending, retry, delay)
+}
+
+/// Publishes a retry to the tier of `wait` seconds (see [`crate::subscription::RETRY_TIERS`]):
+/// the event's record, byte for byte, with its bookkeeping signed beside it.
+fn publish_retry<'r>(
+    rt: &'r Runtime,
+    h: usize,
+    pending: &Pending,
+    retry: &RetryState,
+    wait: u64,
+) -> BoxFuture<'r, Status> {
+    let ce = &pending.ce;
+    let tier = crate::subscription::retry_tier(wait);
+    let mut retry = retry.clone();
+    retry.hop_due_ms = Some(crate::clock::now_ms() + tier * 1000);
     retry.origin_topic = Some(pending.origin_topic.to_string());
-    retry.version = crate::version::version_of(ce);
     // The retry continues the event's trace as a child span.
     let traceparent = crate::trace::child(ce.traceparent.as_deref());
     let sealed = retry.seal(
@@ -776,16 +800,16 @@ fn schedule_retry<'r>(
         &ce.record_or_envelope(),
         Some(&traceparent),
     );
-    let topic = crate::subscription::retry_topic(handler.def.topic, &rt.app_id, delay);
     let out = OutgoingEvent::record(
         rt.publisher.default_pubsub(),
-        &topic,
+        &crate::subscription::retry_topic(&rt.app_id, tier),
         &ce.id,
         &ce.ty,
         partition_key(ce, pending.key_hint.clone()),
         None,
         Bytes::from(sealed),
     );
+    tracing::debug!(handler = %rt.handlers[h].name, tier, "retry scheduled");
     Box::pin(async move {
         match publish_with_retries(&rt.publisher, out).await {
             Ok(()) => Status::Success,

@@ -186,10 +186,20 @@ pub fn kafka_topics(
             .unwrap_or(topic)
             .to_owned()
     };
+    // The topics the app's retry ladder serves (`<app>.retry.<N>s`): every other one it subscribes.
+    let mains: Vec<&str> = subscriptions
+        .iter()
+        .map(|s| s.topic.as_str())
+        .filter(|t| retry_base(t).is_none())
+        .collect();
     for sub in subscriptions {
         let base = base_of(&sub.topic);
         if base != sub.topic {
             add(&sub.topic, &base);
+        } else if retry_base(&sub.topic).is_some() {
+            for main in &mains {
+                add(&sub.topic, main);
+            }
         }
         if let Some(dlq) = &sub.dead_letter_topic {
             add(dlq, &base);
@@ -584,7 +594,10 @@ mod tests {
             .map(|d| d["metadata"]["name"].as_str().unwrap())
             .collect();
         assert_eq!(names.len(), sub_docs.len(), "names are unique");
-        assert!(names.contains("todo-app-kafka-pubsub-task-events-retry-todo-30s"));
+        assert!(
+            names.contains("todo-app-kafka-pubsub-todo-retry-30s"),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -621,18 +634,14 @@ mod tests {
         assert_eq!(reminders["spec"]["config"]["cleanup.policy"], "delete");
         topic_named(&docs, "audit");
 
-        // Retry topics inherit from their base.
-        let retry = topic_named(&docs, "task-events.retry.todo.30s");
-        assert_eq!(retry["metadata"]["name"], "task-events-retry-todo-30s");
-        assert_eq!(retry["spec"]["partitions"], Value::from(6));
-        assert_eq!(retry["spec"]["config"]["retention.ms"], "604800000");
-        topic_named(&docs, "task-events.retry.todo.300s");
-        let r = topic_named(&docs, "reminders.retry.todo.60s");
-        assert_eq!(r["spec"]["partitions"], Value::from(3));
-        assert_eq!(r["spec"]["config"]["retention.ms"], "3600000");
-        assert!(r["spec"]["config"].get("cleanup.policy").is_none());
-        // Inline retries have no retry topic.
-        assert!(!text.contains("retry.5s"));
+        // The app's retry ladder: one topic per tier, whatever the schedules, like the largest
+        // topic it serves.
+        for tier in crate::subscription::RETRY_TIERS {
+            let retry = topic_named(&docs, &format!("todo.retry.{tier}s"));
+            assert_eq!(retry["metadata"]["name"], format!("todo-retry-{tier}s"));
+            assert_eq!(retry["spec"]["partitions"], Value::from(6));
+            assert_eq!(retry["spec"]["config"]["retention.ms"], "604800000");
+        }
 
         // Dead-letter topics: the handler's own, and the default for every topic (largest base).
         let dlq = topic_named(&docs, "task-dlq");
@@ -667,7 +676,7 @@ mod tests {
         ));
         let docs = docs(&text);
         // Retry topics of undeclared bases still get one, with the defaults.
-        let retry = topic_named(&docs, "task-events.retry.todo.30s");
+        let retry = topic_named(&docs, "todo.retry.30s");
         assert_eq!(retry["spec"]["replicas"], Value::from(3));
         assert_eq!(retry["spec"]["partitions"], Value::from(12));
         assert_eq!(retry["spec"]["config"]["retention.ms"], "2592000000");

@@ -11,6 +11,8 @@ use crate::cloudevent::CloudEvent;
 pub const EXT_ATTEMPT: &str = "evrattempt";
 /// Extension attribute: when the run is due, epoch milliseconds.
 pub const EXT_DUE: &str = "evrdue";
+/// Extension attribute: when the hop on the current retry tier ends, epoch milliseconds.
+pub const EXT_HOP_DUE: &str = "evrhop";
 /// Extension attribute: the handler the retry is for (`module::name`).
 pub const EXT_HANDLER: &str = "evrhandler";
 /// Extension attribute: the topic the event was first delivered on.
@@ -119,6 +121,9 @@ pub struct RetryState {
     pub attempt: u32,
     /// When it is due (epoch ms), for delayed retries.
     pub due_ms: Option<u64>,
+    /// When the hop on the current retry tier ends (epoch ms): the message is held until then,
+    /// then run, or moved to the next tier when it is due later still.
+    pub hop_due_ms: Option<u64>,
     /// The handler a retry message is for.
     pub handler: Option<String>,
     /// The topic the event was first delivered on.
@@ -160,10 +165,11 @@ impl RetryState {
         }
     }
 
-    fn fields(&self) -> [String; 6] {
+    fn fields(&self) -> [String; 7] {
         [
             self.attempt.to_string(),
             self.due_ms.map(|d| d.to_string()).unwrap_or_default(),
+            self.hop_due_ms.map(|d| d.to_string()).unwrap_or_default(),
             self.handler.clone().unwrap_or_default(),
             self.origin_topic.clone().unwrap_or_default(),
             self.version.clone().unwrap_or_default(),
@@ -189,7 +195,7 @@ impl RetryState {
         parts.extend(fields.iter().map(|f| f.as_bytes()));
         parts.push(data.as_bytes());
         let mac = key.mac(&parts).finalize().into_bytes();
-        let [attempt, due, handler, topic, version, failures] = fields;
+        let [attempt, due, hop_due, handler, topic, version, failures] = fields;
         let mut m = Map::new();
         let mut put = |k: &str, v: String| {
             m.insert(k.to_owned(), Value::String(v));
@@ -205,6 +211,7 @@ impl RetryState {
         put(EXT_APP, app_id.to_owned());
         put(EXT_ATTEMPT, attempt);
         put(EXT_DUE, due);
+        put(EXT_HOP_DUE, hop_due);
         put(EXT_HANDLER, handler);
         put(EXT_TOPIC, topic);
         put(crate::version::EXT_VERSION, version);
@@ -232,6 +239,7 @@ impl RetryState {
         let fields = [
             EXT_ATTEMPT,
             EXT_DUE,
+            EXT_HOP_DUE,
             EXT_HANDLER,
             EXT_TOPIC,
             crate::version::EXT_VERSION,
@@ -253,11 +261,12 @@ impl RetryState {
         let record = base64::engine::general_purpose::STANDARD
             .decode(data)
             .map_err(|_| RetryRejected::Unverified("the record is not base64"))?;
-        let [attempt, due, handler, topic, version, failures] = fields;
+        let [attempt, due, hop_due, handler, topic, version, failures] = fields;
         let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         let state = RetryState {
             attempt: attempt.parse::<u32>().unwrap_or(1).max(1),
             due_ms: due.parse().ok(),
+            hop_due_ms: hop_due.parse().ok(),
             handler: some(handler),
             origin_topic: some(topic),
             version: some(version),
@@ -294,6 +303,7 @@ mod tests {
         let state = RetryState {
             attempt: 2,
             due_ms: Some(5),
+            hop_due_ms: Some(4),
             handler: Some("m::h".into()),
             origin_topic: Some("task-events".into()),
             version: Some("1.0".into()),

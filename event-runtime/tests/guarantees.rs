@@ -277,11 +277,8 @@ async fn delayed_retry_survives_an_app_restart() {
     .unwrap();
     // Let the first attempt fail and the retry be scheduled in the broker.
     tokio::time::timeout(Duration::from_secs(30), async {
-        let retry_topic = event_runtime::subscription::retry_topic(
-            "restart-topic",
-            &event_runtime::config::app_id(),
-            60,
-        );
+        let retry_topic =
+            event_runtime::subscription::retry_topic(&event_runtime::config::app_id(), 60);
         while app.published_to(&retry_topic).is_empty() {
             tokio::task::yield_now().await;
         }

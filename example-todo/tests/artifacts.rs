@@ -41,8 +41,8 @@ fn manifests_cover_every_subscription_and_declared_topic() {
         "reminders",
         "task-updates",
         "dlq",
-        "task-events.retry.todo.30s",
-        "reminders.retry.todo.512s",
+        "todo.retry.30s",
+        "todo.retry.300s",
     ] {
         topic(name);
     }

@@ -1,0 +1,185 @@
+//! The retry ladder: a redeploy with another schedule, another retry mode, or without the handler
+//! strands no pending retry, and a delay that is no tier is waited out exactly.
+
+#![allow(missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_runtime::subscription::{retry_topic, RETRY_TIERS};
+use event_runtime::testing::TestApp;
+use event_runtime::{event_handler, App, Attempt, Event, HandlerDef, RetryMode, State};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "invoice.issued", version = "1.0")]
+pub struct InvoiceIssued {
+    pub n: i64,
+    pub user_id: String,
+}
+
+/// When each run started (tokio's clock, ms) and its attempt.
+#[derive(Clone, Default)]
+struct Runs(Arc<Mutex<Vec<(u64, u32)>>>);
+
+impl Runs {
+    fn all(&self) -> Vec<(u64, u32)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Fails its first attempt.
+#[event_handler(topic = "invoices", retry = [300], dlq = "invoices-dlq")]
+async fn on_invoice(
+    _e: InvoiceIssued,
+    Attempt(a): Attempt,
+    State(r): State<Runs>,
+) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
+    r.0.lock().unwrap().push((ms(started), a));
+    anyhow::ensure!(a > 1, "first attempt fails");
+    Ok(())
+}
+
+/// Another handler with delayed retries, so the app keeps its retry ladder without `on_invoice`.
+#[event_handler(topic = "receipts", retry = [1])]
+async fn on_receipt(_e: InvoiceIssued) {}
+
+fn ms(t: tokio::time::Instant) -> u64 {
+    // Relative to a fixed origin in the paused clock: only differences matter.
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
+    t.saturating_duration_since(origin).as_millis() as u64
+}
+
+fn def(name: &str) -> &'static HandlerDef {
+    event_runtime::registered()
+        .into_iter()
+        .find(|h| h.name == name)
+        .expect("registered")
+}
+
+/// `on_invoice` with another schedule, as a redeploy would have it.
+fn redeployed(retry: &'static [u64], mode: RetryMode) -> &'static HandlerDef {
+    Box::leak(Box::new(HandlerDef {
+        retry,
+        retry_mode: mode,
+        ..*def("on_invoice")
+    }))
+}
+
+async fn first_attempt_failed(runs: &Runs) -> TestApp {
+    let app = TestApp::start(
+        App::with_handlers([def("on_invoice"), def("on_receipt")])
+            .unwrap()
+            .with_state(runs.clone()),
+    )
+    .await;
+    let invoice = InvoiceIssued {
+        n: 1,
+        user_id: "u".into(),
+    };
+    app.publish("invoices", &invoice).await.unwrap();
+    let ladder = retry_topic(&event_runtime::config::app_id(), 300);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.published_to(&ladder).is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the retry is on the 300 s tier");
+    app
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_retry_runs_after_a_redeploy_with_another_schedule() {
+    for (retry, mode) in [
+        (&[60u64][..], RetryMode::Delayed),
+        (&[5u64][..], RetryMode::Inline),
+    ] {
+        let runs = Runs::default();
+        let app = first_attempt_failed(&runs).await;
+        let app = app
+            .restart(
+                App::with_handlers([redeployed(retry, mode), def("on_receipt")])
+                    .unwrap()
+                    .with_state(runs.clone()),
+            )
+            .await;
+        app.wait_idle().await;
+        let all = runs.all();
+        assert_eq!(
+            all.iter().map(|r| r.1).collect::<Vec<_>>(),
+            [1, 2],
+            "{mode:?}"
+        );
+        assert_eq!((all[1].0 - all[0].0 + 500) / 1000, 300, "{mode:?}: {all:?}");
+        assert!(app.dead_letters("invoices-dlq").is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_retry_of_a_removed_handler_is_dead_lettered() {
+    let runs = Runs::default();
+    let app = first_attempt_failed(&runs).await;
+    let app = app
+        .restart(
+            App::with_handlers([def("on_receipt")])
+                .unwrap()
+                .with_state(runs.clone()),
+        )
+        .await;
+    app.wait_idle().await;
+    assert_eq!(runs.all().len(), 1);
+    let letters = app.dead_letters("dlq");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].reason.contains("no longer has"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(letters[0].event.topic, "invoices");
+    assert_eq!(letters[0].attempts, 1);
+}
+
+#[event_handler(topic = "statements", retry = [47, 3601])]
+async fn on_statement(
+    _e: InvoiceIssued,
+    Attempt(a): Attempt,
+    State(r): State<Runs>,
+) -> anyhow::Result<()> {
+    r.0.lock()
+        .unwrap()
+        .push((ms(tokio::time::Instant::now()), a));
+    anyhow::ensure!(a > 2, "the first two attempts fail");
+    Ok(())
+}
+
+/// 47 s is 30 + 10 + 5 + 1 + 1 on the ladder, 3601 s is 3600 + 1: each hop held on its tier.
+#[tokio::test(start_paused = true)]
+async fn a_delay_that_is_no_tier_is_waited_out_exactly() {
+    let runs = Runs::default();
+    let app = TestApp::start(
+        App::with_handlers([def("on_statement")])
+            .unwrap()
+            .with_state(runs.clone()),
+    )
+    .await;
+    let s = InvoiceIssued {
+        n: 2,
+        user_id: "u".into(),
+    };
+    app.publish("statements", &s).await.unwrap();
+    app.wait_idle().await;
+    let all = runs.all();
+    assert_eq!(all.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!((all[1].0 - all[0].0 + 500) / 1000, 47, "{all:?}");
+    assert_eq!((all[2].0 - all[1].0 + 500) / 1000, 3601, "{all:?}");
+    let app_id = event_runtime::config::app_id();
+    for tier in [30, 10, 5, 1, 3600] {
+        assert!(
+            !app.published_to(&retry_topic(&app_id, tier)).is_empty(),
+            "a hop on the {tier} s tier"
+        );
+    }
+    assert_eq!(RETRY_TIERS.len(), 9);
+}
