@@ -664,6 +664,19 @@ spec:
         self.note(format!("produced {} raw records to {topic}", records.len()));
     }
 
+    /// Replays `letters` (dead letters as JSON) through the app's framework publisher.
+    pub async fn replay(&self, pair: &Pair, letters: &[Value]) -> Value {
+        self.http
+            .post(format!("{}/control/replay", pair.app_url()))
+            .json(letters)
+            .send()
+            .await
+            .expect("POST /control/replay")
+            .json()
+            .await
+            .expect("replay report")
+    }
+
     /// SIGKILL the app of `pair`.
     pub fn kill_app(&mut self, pair: &Pair) {
         if let Some(mut p) = self.procs.remove(&pair.app_name()) {

@@ -153,6 +153,7 @@ impl Ledger {
                 "dl_reason": l.reason, "dl_topic": l.event.topic, "dl_partition_key": l.event.partition_key,
                 "dl_type": l.event.ty, "dl_data": l.event.data,
                 "dl_record": l.event.record, "dl_version": l.event.version,
+                "dl_letter": serde_json::to_value(&l).unwrap_or(Value::Null),
             }),
         );
     }
@@ -408,6 +409,32 @@ pub mod s9 {
     dlq_handler!(s9_dead_letters, topic = "s9-dlq");
 }
 
+/// 11: the accounting scenario: two apps, each with its own consumer group, share one topic.
+pub mod s11a {
+    use super::*;
+    work_handler!(
+        s11a_work,
+        topic = "s11-events",
+        retry = [1, 2],
+        dlq = "s11a-dlq",
+        idempotent
+    );
+    dlq_handler!(s11a_dead_letters, topic = "s11a-dlq");
+}
+
+/// 11: the second app of the accounting scenario (run with two replicas).
+pub mod s11b {
+    use super::*;
+    work_handler!(
+        s11b_work,
+        topic = "s11-events",
+        retry = [1, 2],
+        dlq = "s11b-dlq",
+        idempotent
+    );
+    dlq_handler!(s11b_dead_letters, topic = "s11b-dlq");
+}
+
 /// 10: records from outside: bytes no Dapr publisher wrote, forged retry bookkeeping.
 pub mod s10 {
     use super::*;
@@ -418,6 +445,15 @@ pub mod s10 {
         dlq = "s10-dlq"
     );
     dlq_handler!(s10_dead_letters, topic = "s10-dlq");
+}
+
+/// `POST /control/replay`: replays the given dead letters with the app's publisher.
+async fn control_replay(
+    AxState(publisher): AxState<Publisher>,
+    Json(letters): Json<Vec<DeadLetter>>,
+) -> Json<event_runtime::dlq::ReplayReport> {
+    let all = event_runtime::dlq::ReplayFilter::default();
+    Json(event_runtime::dlq::replay(&publisher, &letters, &all).await)
 }
 
 /// `POST /control/publish`: publish `Work` items with the framework's publisher, each user's
@@ -623,7 +659,11 @@ fn topics() -> anyhow::Result<()> {
         let scenario = module.rsplit("::").next().unwrap_or(module);
         let app = event_runtime::App::with_handlers(handlers)?
             .with_app_id(&e2e::scenario_app_id(scenario));
-        let partitions = if module.ends_with("::s6") { 12 } else { 3 };
+        let partitions = if module.ends_with("::s6") || module.contains("::s11") {
+            12
+        } else {
+            3
+        };
         let specs: Vec<event_runtime::TopicSpec> = app
             .handlers()
             .iter()
@@ -680,6 +720,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let control = Router::new()
         .route("/control/publish", post(control_publish))
+        .route("/control/replay", post(control_replay))
         .with_state(app.publisher());
     let router = app
         .router()
