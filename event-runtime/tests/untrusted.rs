@@ -48,8 +48,13 @@ async fn on_order(
     Ok(())
 }
 
-fn app() -> App {
+fn all_handlers() -> App {
     App::new().with_state(Seen::default())
+}
+
+/// The app of every handler here, with `state` besides a fresh `Seen`.
+async fn start_with<T: Clone + Send + Sync + 'static>(state: T) -> TestApp {
+    TestApp::start(all_handlers().with_state(state)).await
 }
 
 async fn start() -> (TestApp, Seen) {
@@ -209,7 +214,7 @@ async fn another_apps_retry_is_acknowledged_and_ignored() {
 #[test]
 fn apps_sharing_a_topic_have_retry_topics_of_their_own() {
     let retry_topics = |id: &str| -> Vec<String> {
-        app()
+        all_handlers()
             .with_app_id(id)
             .subscriptions()
             .into_iter()
@@ -295,12 +300,7 @@ async fn on_photo(_p: PhotoAdded, State(count): State<Count>) {
 #[tokio::test]
 async fn a_bulk_batch_over_the_body_limit_is_taken_and_bad_entries_keep_their_bytes() {
     let count = Count::default();
-    let app = TestApp::start(
-        App::new()
-            .with_state(Seen::default())
-            .with_state(count.clone()),
-    )
-    .await;
+    let app = start_with(count.clone()).await;
     app.broker().stop();
     // 100 entries of 50 KB on one partition: 5 MB of events (6.7 MB as rawPayload base64) in one
     // batch, over the 4 MiB limit.
@@ -316,13 +316,7 @@ async fn a_bulk_batch_over_the_body_limit_is_taken_and_bad_entries_keep_their_by
     for b in &bad {
         app.produce("photos", Some("u-0"), b.clone()).await.unwrap();
     }
-    let app = app
-        .restart(
-            App::new()
-                .with_state(Seen::default())
-                .with_state(count.clone()),
-        )
-        .await;
+    let app = app.restart(all_handlers().with_state(count.clone())).await;
     // Real time: without the fix the batch is refused forever, and this fails instead of hanging.
     app.wait_idle_for(std::time::Duration::from_secs(30)).await;
     assert_eq!(count.0.load(Ordering::SeqCst), 100);
@@ -394,12 +388,7 @@ async fn on_parcel_bulk(p: ParcelSent, State(s): State<Parcels>) {
 async fn a_v1_event_reaches_a_v2_handler_through_its_upcaster_on_every_path() {
     let parcels = Parcels::default();
     parcels.refuse_2.store(true, Ordering::SeqCst);
-    let app = TestApp::start(
-        App::new()
-            .with_state(Seen::default())
-            .with_state(parcels.clone()),
-    )
-    .await;
+    let app = start_with(parcels.clone()).await;
     // Our publisher sends the version as a record header, not in the data.
     for n in [1, 2] {
         let v1 = ParcelSentV1 {
@@ -449,12 +438,7 @@ async fn a_v1_event_reaches_a_v2_handler_through_its_upcaster_on_every_path() {
 #[tokio::test]
 async fn the_version_header_of_a_raw_delivery_is_honoured() {
     let parcels = Parcels::default();
-    let app = TestApp::start(
-        App::new()
-            .with_state(Seen::default())
-            .with_state(parcels.clone()),
-    )
-    .await;
+    let app = start_with(parcels.clone()).await;
     use base64::Engine as _;
     let record = envelope(
         "p-raw",
@@ -509,12 +493,7 @@ async fn on_parcel_once(p: ParcelSent, State(s): State<Parcels>) {
 #[tokio::test]
 async fn key_templates_are_rendered_over_the_upcast_event() {
     let parcels = Parcels::default();
-    let app = TestApp::start(
-        App::new()
-            .with_state(Seen::default())
-            .with_state(parcels.clone()),
-    )
-    .await;
+    let app = start_with(parcels.clone()).await;
     let v1 = ParcelSentV1 {
         parcel: 5,
         user_id: "u".into(),
