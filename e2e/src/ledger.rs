@@ -40,9 +40,24 @@ impl AppendFile {
 
 /// Every complete JSON line of `path` (a missing file is empty; a torn last line is skipped).
 pub fn read_jsonl(path: impl AsRef<Path>) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let path = path.as_ref();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("cannot read {}: {e}", path.display()),
+    };
+    // Only the last line may be torn (a writer killed mid-append, or one still writing): it has
+    // no newline yet. Any other line that does not parse is a broken ledger, and fails the test.
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let last = lines.len().saturating_sub(1);
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, line)| match serde_json::from_str(line) {
+            Ok(v) => Some(v),
+            Err(_) if i == last && !complete => None,
+            Err(e) => panic!("{} line {}: not JSON ({e}): {line}", path.display(), i + 1),
+        })
         .collect()
 }

@@ -200,10 +200,16 @@ impl TestApp {
     }
 
     /// The dead letters published to `topic` (the app-wide DLQ is `dlq`).
+    ///
+    /// Panics on a record of `topic` that is no dead letter, rather than leave it out.
     pub fn dead_letters(&self, topic: &str) -> Vec<DeadLetter> {
         self.published_to(topic)
             .into_iter()
-            .filter_map(|e| serde_json::from_value(e.data).ok())
+            .map(|e| {
+                serde_json::from_value(e.data.clone()).unwrap_or_else(|err| {
+                    panic!("a record on {topic} is no dead letter ({err}): {e:?}")
+                })
+            })
             .collect()
     }
 
