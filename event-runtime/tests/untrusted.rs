@@ -515,3 +515,80 @@ async fn key_templates_are_rendered_over_the_upcast_event() {
         .collect();
     assert_eq!(outcomes, ["success", "skipped"]);
 }
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "metric.reported", version = "1.0", unkeyed)]
+pub struct MetricReported {
+    pub name: String,
+    pub value: f64,
+}
+
+#[event_handler(topic = "metrics-raw", raw_payload, idempotent)]
+async fn on_metric(m: MetricReported, State(seen): State<Seen>) {
+    seen.push(format!("{} {}", m.name, m.value));
+}
+
+/// daprd gives each rawPayload delivery a new wrapper id; the key of a record that is no
+/// CloudEvent is a digest of its bytes, so a redelivery is still a duplicate.
+#[tokio::test]
+async fn a_raw_payload_redelivered_under_a_new_wrapper_id_runs_once() {
+    use base64::Engine as _;
+    let (app, seen) = start().await;
+    let record = br#"{"name":"cpu","value":0.5}"#;
+    for wrapper_id in ["w-1", "w-2"] {
+        let wrapper = json!({"id": wrapper_id, "specversion": "1.0", "datacontenttype": "application/octet-stream",
+            "source": "Dapr", "type": "com.dapr.event.sent", "topic": "metrics-raw", "pubsubname": "kafka-pubsub",
+            "data_base64": base64::engine::general_purpose::STANDARD.encode(record)});
+        let (_, answer) = app
+            .post("/_dispatch/kafka-pubsub/metrics-raw", wrapper.to_string())
+            .await;
+        assert_eq!(answer["status"], "SUCCESS");
+    }
+    assert_eq!(seen.all(), ["cpu 0.5"]);
+    let outcomes: Vec<&str> = app.runs_of("on_metric").iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, ["success", "skipped"]);
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "screen.refresh", version = "1.0")]
+pub struct ScreenRefresh {
+    pub user_id: String,
+}
+
+/// A handler of a per-pod (fan-out) component, where every pod gets every record.
+#[event_handler(topic = "screens", pubsub = "kafka-fanout", retry = [1])]
+async fn on_screen(_e: ScreenRefresh, Attempt(a): Attempt) -> anyhow::Result<()> {
+    anyhow::ensure!(a > 1, "first attempt fails");
+    Ok(())
+}
+
+/// Its retries go to the app's ladder on the default pubsub, whose consumer group the pods
+/// share: one pod runs a retry, not every pod.
+#[tokio::test(start_paused = true)]
+async fn retries_of_a_fan_out_handler_go_to_the_shared_pubsub() {
+    let (app, _) = start().await;
+    let subs = all_handlers().subscriptions();
+    let screens = subs.iter().find(|s| s.topic == "screens").unwrap();
+    assert_eq!(screens.pubsubname, "kafka-fanout");
+    for s in subs.iter().filter(|s| s.topic.contains(".retry.")) {
+        assert_eq!(s.pubsubname, "kafka-pubsub", "{s:?}");
+    }
+    let e = ScreenRefresh {
+        user_id: "u".into(),
+    };
+    app.publisher()
+        .publish_to("kafka-fanout", "screens", &e)
+        .await
+        .unwrap();
+    app.wait_idle().await;
+    let runs: Vec<(u32, &str)> = app
+        .runs_of("on_screen")
+        .iter()
+        .map(|r| (r.attempt, r.outcome))
+        .collect();
+    assert_eq!(runs, [(1, "retry"), (2, "success")]);
+    let retry = retry_topic(&event_runtime::config::app_id(), 1);
+    let published = app.published_to(&retry);
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].pubsub, "kafka-pubsub");
+}
