@@ -336,26 +336,50 @@ async fn panics_and_timeouts_are_failures_and_explicit_drops_are_not_dead_letter
     assert_eq!(app.runs_of("dropper")[0].outcome, "drop");
 }
 
-#[tokio::test(start_paused = true)]
-async fn dlq_publish_failure_answers_retry() {
-    // A sidecar that cannot be reached: the dead letter cannot be published.
+/// Posts `body` to `route` of an app whose sidecar cannot be reached; Dapr's answer.
+async fn answer_without_a_sidecar(route: &str, body: serde_json::Value) -> serde_json::Value {
     let app = App::new().with_state(Ledger::default()).with_dapr_client(
         event_runtime::dapr::DaprClient::new("http://127.0.0.1:9", None),
     );
-    let router = app.router();
-    let body =
-        json!({"specversion":"1.0","id":"x","type":"always.fails","source":"s","data":{"n":1}});
-    let req = axum::http::Request::post("/events/panics/panicking")
+    let req = axum::http::Request::post(route)
         .header("content-type", "application/cloudevents+json")
         .body(axum::body::Body::from(body.to_string()))
         .unwrap();
-    let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
+    let resp = tower::ServiceExt::oneshot(app.router(), req).await.unwrap();
     let bytes = http_body_util::BodyExt::collect(resp.into_body())
         .await
         .unwrap()
         .to_bytes();
-    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_cannot_be_scheduled_answers_retry() {
     // First attempt panics -> a delayed retry must be scheduled -> publishing fails -> RETRY.
+    let body =
+        json!({"specversion":"1.0","id":"x","type":"always.fails","source":"s","data":{"n":1}});
+    let answer = answer_without_a_sidecar("/events/panics/panicking", body).await;
+    assert_eq!(answer["status"], "RETRY");
+}
+
+#[event_handler(topic = "doomed-for-good")]
+async fn doomed_for_good(_e: Doomed) -> Result<(), Permanent> {
+    Err(Permanent::new("never"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_that_cannot_be_published_answers_retry() {
+    // A permanent failure must be dead-lettered; the sidecar is unreachable, so the broker keeps
+    // the event (RETRY), for a dead letter and for a record that is no CloudEvent alike.
+    let body =
+        json!({"specversion":"1.0","id":"y","type":"always.fails","source":"s","data":{"n":2}});
+    let answer = answer_without_a_sidecar("/events/doomed-for-good/doomed_for_good", body).await;
+    assert_eq!(answer["status"], "RETRY");
+    let answer = answer_without_a_sidecar(
+        "/_dispatch/kafka-pubsub/doomed-for-good",
+        json!("not a CloudEvent"),
+    )
+    .await;
     assert_eq!(answer["status"], "RETRY");
 }
 
@@ -451,6 +475,51 @@ async fn a_body_over_the_limit_is_refused_and_kept_by_the_broker() {
     let big = json!({"specversion":"1.0","id":"big","type":"always.fails","source":"s","data":{"pad":"x".repeat(4096)}});
     let (code, _) = app.post("/events/dropper/dropper", big.to_string()).await;
     assert_eq!(code, 413, "not acknowledged: the broker keeps the event");
+}
+
+/// A CloudEvent body of exactly `len` bytes.
+fn body_of_len(len: usize) -> String {
+    let head =
+        r#"{"specversion":"1.0","id":"big","type":"always.fails","source":"s","data":{"pad":""#;
+    let tail = r#""}}"#;
+    format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len()))
+}
+
+#[tokio::test]
+async fn the_default_body_limit_is_4_mib_and_a_refused_record_stays_in_the_broker() {
+    let app = TestApp::start(App::new().with_state(Ledger::default())).await;
+    let limit = 4 * 1024 * 1024;
+    let at = body_of_len(limit);
+    assert_eq!(at.len(), limit);
+    let (code, answer) = app.post("/events/dropper/dropper", at).await;
+    assert_eq!(
+        (code.as_u16(), answer["status"].as_str()),
+        (200, Some("DROP"))
+    );
+    let (code, _) = app
+        .post("/events/dropper/dropper", body_of_len(limit + 1))
+        .await;
+    assert_eq!(code, 413);
+    // Through the broker: an event past the limit is not acknowledged, and stays.
+    app.send(big_event(limit)).await.unwrap();
+    let stays = tokio::time::timeout(Duration::from_secs(2), app.wait_idle()).await;
+    assert!(stays.is_err(), "the refused record left the broker");
+    assert_eq!(app.broker().pending(), 1);
+    assert!(app.runs_of("dropper").len() == 1, "only the first post ran");
+}
+
+/// An event for `dropper` whose delivered body is past `limit`.
+fn big_event(limit: usize) -> event_runtime::publish::OutgoingEvent {
+    let doomed = Doomed { n: 9 };
+    let mut out = event_runtime::publish::OutgoingEvent::from_event(
+        "kafka-pubsub",
+        "dropper",
+        "test",
+        &doomed,
+    )
+    .unwrap();
+    out.data = json!({"n": 9, "pad": "x".repeat(limit)});
+    out
 }
 
 #[event_handler(topic = "replayable", retry = [1])]
