@@ -127,6 +127,18 @@ impl Proc {
     }
 }
 
+/// The idempotency claim lease of every scenario app (`EVENTS_CLAIM_LEASE_SECS`, unless a
+/// scenario sets its own): short, so that a scenario can wait it out.
+pub const CLAIM_LEASE_SECS: u64 = 6;
+
+/// How long daprd's Kafka component waits before it redelivers a record the app answered RETRY
+/// (its constant retry back-off).
+pub const REDELIVERY_BACKOFF_SECS: u64 = 5;
+
+/// The shortest quiet [`Scenario::settle`] takes for "nothing is in flight": longer than a claim
+/// lease plus a redelivery, the longest anything can stay pending unseen.
+pub const SETTLE_QUIET_SECS: u64 = CLAIM_LEASE_SECS + REDELIVERY_BACKOFF_SECS + 1;
+
 /// Options of one app + daprd pair.
 #[derive(Debug, Clone, Default)]
 pub struct PairOpts {
@@ -349,6 +361,11 @@ spec:
             .env("LEDGER_FILE", &self.ledger)
             .env("REQUEST_LOG", &self.requests)
             .env("RUST_LOG", "info")
+            .env("EVENTS_CLAIM_LEASE_SECS", CLAIM_LEASE_SECS.to_string())
+            .env(
+                "EVENTS_HANDLER_TIMEOUT_SECS",
+                (CLAIM_LEASE_SECS - 1).to_string(),
+            )
             .env_remove("APP_API_TOKEN")
             .env_remove("DAPR_API_TOKEN");
         for (k, v) in &pair.opts.app_env {
@@ -456,6 +473,22 @@ spec:
 
     /// daprd's `GET /v1.0/metadata`.
     pub async fn metadata(&self, pair: &Pair) -> Value {
+        // A sidecar that cannot be reached, or answers no JSON, fails the scenario: `null` would
+        // pass checks it should fail.
+        let meta = self
+            .try_metadata(pair)
+            .await
+            .unwrap_or_else(|e| panic!("daprd metadata of {}: {e}", pair.replica));
+        assert!(
+            meta["id"].is_string(),
+            "daprd metadata of {}: {meta}",
+            pair.replica
+        );
+        meta
+    }
+
+    /// daprd's metadata, or why it could not be read.
+    async fn try_metadata(&self, pair: &Pair) -> Result<Value, String> {
         let mut req = self.http.get(format!("{}/v1.0/metadata", pair.dapr_url()));
         if let Some((_, t)) = pair
             .opts
@@ -465,10 +498,11 @@ spec:
         {
             req = req.header("dapr-api-token", t);
         }
-        match req.send().await {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(resp.status().to_string());
         }
+        resp.json().await.map_err(|e| e.to_string())
     }
 
     /// Waits until daprd's metadata lists every topic of the app's subscription list.
@@ -486,7 +520,7 @@ spec:
             |s| {
                 let (want, p) = (want.clone(), p.clone());
                 async move {
-                    let m = s.metadata(&p).await;
+                    let m = s.try_metadata(&p).await.unwrap_or_default();
                     let have: Vec<&str> = m["subscriptions"]
                         .as_array()
                         .map(|a| a.iter().filter_map(|s| s["topic"].as_str()).collect())
@@ -560,8 +594,9 @@ spec:
     }
 
     /// Waits until neither the ledger nor the request log has grown for `quiet` (at most
-    /// `timeout`): nothing is in flight any more.
+    /// `timeout`): nothing is in flight any more. The quiet is at least [`SETTLE_QUIET_SECS`].
     pub async fn settle(&self, quiet: Duration, timeout: Duration) {
+        let quiet = quiet.max(Duration::from_secs(SETTLE_QUIET_SECS));
         let start = Instant::now();
         let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut last = (size(&self.ledger), size(&self.requests));

@@ -698,8 +698,8 @@ async fn s6_scale_out_two_replicas_100_users_x_100_events() {
     let mut s = Scenario::new("s6");
     let p1 = s.pair("r1", PairOpts::default());
     let p2 = s.pair("r2", PairOpts::default());
+    // One replica takes the stream; a second joins in the middle of it, so partitions move.
     s.start_pair(&p1).await;
-    s.start_pair(&p2).await;
     let run = uid();
     let (users, per_user) = (100u64, 100u64);
     let mut events = Vec::new();
@@ -714,7 +714,21 @@ async fn s6_scale_out_two_replicas_100_users_x_100_events() {
     }
     let total = events.len();
     let t0 = Instant::now();
-    let r = s.publish(&p1, "s6-task-events", &events).await;
+    let publishing = {
+        let (http, url) = (s.http.clone(), format!("{}/control/publish", p1.app_url()));
+        let body = json!({"topic": "s6-task-events", "events": events, "retry_for_ms": 30_000});
+        tokio::spawn(async move {
+            let r = http.post(url).json(&body).send().await.expect("publish");
+            r.json::<Value>().await.expect("publish answer")
+        })
+    };
+    s.wait_ledger("r1 in the middle of the stream", secs(120), |l| {
+        lines(l, "s6_work", "ok").len() >= total / 10
+    })
+    .await;
+    s.start_pair(&p2).await;
+    let joined_ms = e2e::now_ms() as i64;
+    let r = publishing.await.unwrap();
     assert_eq!(r["published"].as_u64(), Some(total as u64), "{r}");
     s.note(format!(
         "published {total} events in {:.1}s",
@@ -766,10 +780,17 @@ async fn s6_scale_out_two_replicas_100_users_x_100_events() {
     s.note(format!(
         "applied per replica: {by_replica:?}; users served by both (rebalance): {moved}"
     ));
+    assert!(moved > 0, "no partition moved when r2 joined");
     for r in ["r1", "r2"] {
         let n = by_replica.get(r).copied().unwrap_or(0);
         assert!(n >= total / 10, "replica {r} applied only {n} of {total}");
     }
+    // A moved user's events: first on r1, then, after r2 joined, on r2 (in order, once, above).
+    assert!(
+        oks.iter()
+            .all(|v| v["replica"] != "r2" || t(v) >= joined_ms - 1_000),
+        "r2 applied nothing before it joined"
+    );
     let deliveries = s
         .requests()
         .iter()
@@ -1073,6 +1094,10 @@ async fn s9_broker_restart_loses_nothing() {
     .await;
     s.stack("stack_stop_kafka");
     let t_down = Instant::now();
+    assert!(
+        std::net::TcpStream::connect(&s.env.kafka_bootstrap).is_err(),
+        "Kafka still accepts connections: the outage did not happen"
+    );
     let before = ok_counts(&s.ledger(), "s9_work").len();
     // Publish batch b while the broker is down (each publish retried until Kafka is back).
     let http = s.http.clone();
@@ -1091,6 +1116,7 @@ async fn s9_broker_restart_loses_nothing() {
     // An outage long enough for publishes, deliveries and retry scheduling to fail.
     tokio::time::sleep(secs(8)).await;
     s.stack("stack_kafka_launch");
+    let t_up = e2e::now_ms() as i64;
     let during = ok_counts(&s.ledger(), "s9_work").len();
     s.note(format!(
         "kafka was down {:.1}s; applied: {before} when it stopped, {during} when it was back, of {}",
@@ -1118,6 +1144,22 @@ async fn s9_broker_restart_loses_nothing() {
         lines(&l, "s9_dead_letters", "dead_letter").is_empty(),
         "nothing dead-lettered"
     );
+    // Retries crossed the outage: failed before the broker was back (before it went down, or on
+    // records daprd had fetched before, with the retry's publish refused until it was back), and
+    // applied after.
+    let across: Vec<&str> = lines(&l, "s9_work", "fail")
+        .iter()
+        .filter(|f| t(f) < t_up)
+        .filter_map(|f| {
+            let id = f["event_id"].as_str()?;
+            let ok = l.iter().find(|v| {
+                v["handler"] == "s9_work" && v["event_id"] == id && v["outcome"] == "ok"
+            })?;
+            (t(ok) > t_up).then_some(id)
+        })
+        .collect();
+    s.note(format!("{} retries crossed the outage", across.len()));
+    assert!(!across.is_empty(), "no retry crossed the outage");
     let retried = runs_of(&l, "s9_work", &all[3 * 20]).len();
     s.note(format!(
         "{} ok, a retried event ran {retried} times",
