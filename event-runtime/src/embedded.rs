@@ -495,3 +495,55 @@ async fn deliver(
         vec![st.is_none() || ok(st)]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(key: &str) -> OutgoingEvent {
+        OutgoingEvent::record(
+            "p",
+            "t",
+            key,
+            "x",
+            Some(key.to_owned()),
+            None,
+            Bytes::from_static(b"{}"),
+        )
+    }
+
+    /// A topic has 12 partitions, as the reference's `task-events`; a key always lands on the
+    /// same one, and each partition numbers its records from 0.
+    #[tokio::test]
+    async fn topics_have_twelve_partitions_and_a_key_keeps_its_partition() {
+        let broker = Arc::new(Broker::default());
+        for i in 0..1200 {
+            broker.publish(keyed(&format!("user-{}", i % 300))).unwrap();
+        }
+        let st = broker.lock();
+        let parts = &st.topics[&("p".to_owned(), "t".to_owned())];
+        assert_eq!(parts.len(), DEFAULT_PARTITIONS);
+        assert_eq!(DEFAULT_PARTITIONS, 12);
+        assert!(
+            parts.iter().all(|p| !p.queue.is_empty()),
+            "every partition used"
+        );
+        for part in parts {
+            let offsets: Vec<u64> = part.queue.iter().map(|s| s.offset).collect();
+            assert_eq!(offsets, (0..part.queue.len() as u64).collect::<Vec<_>>());
+            let mut keys: Vec<&str> = part
+                .queue
+                .iter()
+                .filter_map(|s| s.event.partition_key.as_deref())
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for other in parts.iter().filter(|o| !std::ptr::eq(*o, part)) {
+                assert!(other
+                    .queue
+                    .iter()
+                    .all(|s| !keys.contains(&s.event.partition_key.as_deref().unwrap())));
+            }
+        }
+    }
+}

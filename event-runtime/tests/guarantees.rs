@@ -136,9 +136,21 @@ async fn accounting(topic: &str, in_order: bool) {
             "seq {seq} both applied and dead-lettered"
         );
     }
+    // Exact accounting: dead letters unique, disjoint from the applied events (above), and the
+    // two together every event, each one once.
+    let mut dead_unique = dead.clone();
+    dead_unique.sort_unstable();
+    dead_unique.dedup();
     assert_eq!(
-        applied_all.len() + dead.len(),
-        (users * per_user) as usize,
+        dead_unique.len(),
+        dead.len(),
+        "an event was dead-lettered twice"
+    );
+    let mut union: Vec<u64> = applied_all.iter().chain(&dead_unique).copied().collect();
+    union.sort_unstable();
+    assert_eq!(
+        union,
+        (0..users * per_user).collect::<Vec<_>>(),
         "every event applied once or in the DLQ"
     );
     for p in &permanent {

@@ -111,3 +111,61 @@ async fn serves_and_shuts_down_gracefully() {
         .unwrap()
         .unwrap();
 }
+
+#[derive(Clone, Default)]
+struct Slow {
+    started: Arc<tokio::sync::Notify>,
+    finished: Arc<AtomicU32>,
+}
+
+#[event_handler(topic = "slow-jobs")]
+async fn slow_job(_job: Job, State(slow): State<Slow>) {
+    slow.started.notify_one();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    slow.finished.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A handler running when shutdown begins runs to its end, its delivery answers SUCCESS (the
+/// broker may forget it), and `serve` returns.
+#[tokio::test]
+async fn a_handler_running_at_shutdown_finishes_and_answers_success() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let slow = Slow::default();
+    let app = App::new()
+        .with_mode(event_runtime::Mode::Embedded)
+        .with_state(Failures::default())
+        .with_state(slow.clone());
+    let handle = app.shutdown_handle();
+    let server = tokio::spawn(app.serve_on(listener, axum::Router::new()));
+    let started = slow.started.notified();
+    let delivery = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{base}/events/slow-jobs/slow_job"))
+            .json(&json!({"specversion":"1.0","id":"s-1","type":"job.run","source":"t","data":{"fail":false}}))
+            .send(),
+    );
+    tokio::time::timeout(Duration::from_secs(10), started)
+        .await
+        .expect("the handler started");
+    handle.shutdown();
+    let answer: Value = tokio::time::timeout(Duration::from_secs(10), delivery)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "SUCCESS");
+    assert_eq!(
+        slow.finished.load(Ordering::SeqCst),
+        1,
+        "the handler ran to its end"
+    );
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returns")
+        .unwrap()
+        .unwrap();
+}

@@ -254,8 +254,8 @@ fn the_registry_lists_every_version_with_its_schema() {
 }
 
 #[test]
-fn two_types_claiming_one_type_and_version_stop_the_app() {
-    // This binary has no such pair.
+fn a_program_without_two_types_of_one_type_and_version_passes_the_check() {
+    // This binary has no such pair (tests/conflicts.rs has one, and the app refuses to start).
     event_runtime::schema::check_unique().unwrap();
 }
 
