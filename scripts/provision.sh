@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision the tools the end-to-end stack needs (idempotent, cached):
 #   - redis-server            (Debian package, installed with apt-get if absent)
+#   - postgresql              (Debian package: the state store the real-stack suite also runs)
 #   - Java 17+ / Maven / curl (Debian packages, installed if absent)
 #   - daprd                   built from tools/daprd (pinned github.com/dapr/dapr)
 #                             into target/tools/bin/daprd
@@ -68,6 +69,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
 if [[ $skip_kafka == 0 ]]; then
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)

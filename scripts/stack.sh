@@ -329,6 +329,34 @@ stack_start_redis() {
 
 stack_stop_redis() { stack_stop redis; }
 
+# ------------------------------------------------------------------- postgres
+# stack_start_postgres: a throwaway PostgreSQL cluster on 127.0.0.1 (user `dapr`, trust auth,
+# database `postgres`), data in the run dir; exports POSTGRES_PORT. As root it runs as the
+# package's `postgres` user (PostgreSQL refuses root).
+stack_start_postgres() {
+  local bin dir as=()
+  bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+  [[ -n "$bin" ]] || { _stack_err "PostgreSQL is not installed: run scripts/provision.sh"; return 1; }
+  dir="$STACK_RUN_DIR/postgres"
+  mkdir -p "$dir"
+  if [[ "$(id -u)" == 0 ]]; then
+    chown postgres "$dir"
+    chmod o+x "$STACK_RUN_DIR"   # traverse only, to reach its own directory
+    as=(setpriv --reuid=postgres --regid=postgres --init-groups)
+  fi
+  POSTGRES_PORT="${POSTGRES_PORT:-$(stack_free_port)}"
+  export POSTGRES_PORT
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U dapr -A trust --no-sync \
+    >"$STACK_RUN_DIR/logs/postgres-initdb.log" 2>&1 || {
+    _stack_err "initdb failed"; cat "$STACK_RUN_DIR/logs/postgres-initdb.log" >&2; return 1; }
+  stack_spawn postgres "${as[@]}" "$bin/postgres" -D "$dir/data" -p "$POSTGRES_PORT" \
+    -h 127.0.0.1 -k "$dir" -c fsync=off || return 1
+  STACK_WAIT_PROC=postgres stack_wait_until "${STACK_READY_TIMEOUT:-90}" "postgres on 127.0.0.1:$POSTGRES_PORT" \
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT"
+}
+
+stack_stop_postgres() { stack_stop postgres; }
+
 # ----------------------------------------------------------------- components
 # stack_write_components [redis|in-memory]: write the Dapr resources into
 # $STACK_RUN_DIR/resources (kafka-pubsub + statestore). Add more YAML files

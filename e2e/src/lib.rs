@@ -36,6 +36,8 @@ pub struct StackEnv {
     pub repo_root: PathBuf,
     /// Kafka's jars (for its own Java producer).
     pub kafka_libs: PathBuf,
+    /// PostgreSQL's port on 127.0.0.1, for the scenarios that keep their state there.
+    pub postgres_port: Option<u16>,
 }
 
 fn need(name: &str) -> String {
@@ -58,6 +60,9 @@ impl StackEnv {
             run_dir: need("E2E_RUN_DIR").into(),
             repo_root: need("E2E_REPO_ROOT").into(),
             kafka_libs: need("KAFKA_LIBS").into(),
+            postgres_port: std::env::var("POSTGRES_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok()),
         };
         for p in [&env.daprd_bin, &env.app_bin] {
             assert!(p.exists(), "{} does not exist", p.display());
@@ -205,6 +210,52 @@ pub struct Scenario {
     started: Instant,
 }
 
+/// The Dapr state store (`statestore`) of a scenario's apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateStore {
+    /// `state.redis`, on the stack's Redis.
+    Redis,
+    /// `state.postgresql`, on the stack's PostgreSQL.
+    Postgres,
+    /// `state.in-memory`: each sidecar its own, lost when it stops.
+    InMemory,
+}
+
+impl StateStore {
+    /// The component's YAML.
+    fn component(self, env: &StackEnv) -> String {
+        let (ty, metadata) = match self {
+            StateStore::Redis => (
+                "state.redis",
+                format!(
+                    "    - name: redisHost\n      value: \"127.0.0.1:{}\"\n    - name: redisPassword\n      value: \"\"\n",
+                    env.redis_port
+                ),
+            ),
+            StateStore::Postgres => {
+                let port = env
+                    .postgres_port
+                    .expect("POSTGRES_PORT is not set: run scripts/e2e.sh");
+                (
+                    "state.postgresql",
+                    format!(
+                        "    - name: connectionString\n      value: \"host=127.0.0.1 port={port} user=dapr dbname=postgres sslmode=disable\"\n"
+                    ),
+                )
+            }
+            StateStore::InMemory => ("state.in-memory", String::new()),
+        };
+        let metadata = if metadata.is_empty() {
+            "  metadata: []\n".to_owned()
+        } else {
+            format!("  metadata:\n{metadata}")
+        };
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: {ty}\n  version: v1\n{metadata}"
+        )
+    }
+}
+
 /// The app id of scenario `name` (`s1`, ...).
 pub fn scenario_app_id(name: &str) -> String {
     format!("e2e-{name}")
@@ -213,6 +264,11 @@ pub fn scenario_app_id(name: &str) -> String {
 impl Scenario {
     /// A fresh scenario `name` (handlers of module `e2e_app::<name>`), with a unique app id.
     pub fn new(name: &str) -> Scenario {
+        Self::with_state_store(name, StateStore::Redis)
+    }
+
+    /// [`Scenario::new`], its apps keeping their state (idempotency claims) in `store`.
+    pub fn with_state_store(name: &str, store: StateStore) -> Scenario {
         let env = StackEnv::from_env();
         // The same id `e2e-app --topics` names this scenario's retry topics with (every run starts
         // on a freshly formatted Kafka and an empty Redis).
@@ -249,26 +305,8 @@ spec:
             ),
         )
         .expect("write kafka-pubsub.yaml");
-        fs::write(
-            resources.join("statestore.yaml"),
-            format!(
-                r#"apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: statestore
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-    - name: redisHost
-      value: "127.0.0.1:{}"
-    - name: redisPassword
-      value: ""
-"#,
-                env.redis_port
-            ),
-        )
-        .expect("write statestore.yaml");
+        fs::write(resources.join("statestore.yaml"), store.component(&env))
+            .expect("write statestore.yaml");
         eprintln!("[{app_id}] run dir {}", dir.display());
         Scenario {
             name: name.to_owned(),

@@ -1508,3 +1508,129 @@ async fn s11_accounting_two_apps_shared_topic_bad_records_and_a_sigkill() {
         ));
     }
 }
+
+// ---------------------------------------------------------------------------------------- 12
+
+/// Idempotency on one state store: concurrent claims of one key (each event delivered twice,
+/// under two partition keys, so on two partitions and, with two replicas, two sidecars, each
+/// run slow), then a lease takeover after a SIGKILL in the middle of a run.
+async fn idempotency_on(name: &str, store: e2e::StateStore, replicas: &[&str]) {
+    let mut s = Scenario::with_state_store(name, store);
+    let handler = format!("{name}_once");
+    let topic = format!("{name}-events");
+    let pairs: Vec<_> = replicas
+        .iter()
+        .map(|r| s.pair(r, PairOpts::default()))
+        .collect();
+    for p in &pairs {
+        s.start_pair(p).await;
+    }
+    let run = uid();
+    let ids: Vec<String> = (0..12).map(|i| format!("{name}-{run}-{i}")).collect();
+    let mut events = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        for key in ["a", "b"] {
+            let mut w = work(id, &format!("{key}{i}"), i as u64);
+            w["sleep_ms"] = json!(600);
+            events.push(w);
+        }
+    }
+    s.publish(&pairs[0], &topic, &events).await;
+    s.wait_ledger("every event applied", secs(120), |l| {
+        has_ok(l, &handler, &ids)
+    })
+    .await;
+    s.settle(secs(2), secs(120)).await;
+    let l = s.ledger();
+    let counts = ok_counts(&l, &handler);
+    for id in &ids {
+        assert_eq!(
+            counts.get(id),
+            Some(&1),
+            "{name}: {id} applied once: {counts:?}"
+        );
+    }
+    let busy = s
+        .requests()
+        .iter()
+        .filter(|r| {
+            r["event_id"]
+                .as_str()
+                .is_some_and(|e| ids.iter().any(|i| i == e))
+                && r["answer"]["status"] == "RETRY"
+        })
+        .count();
+    s.note(format!(
+        "{name}: {busy} deliveries found their key claimed and answered RETRY"
+    ));
+    assert!(busy > 0, "{name}: no two claims of one key ever met");
+
+    // A run killed in the middle: its claim blocks the key until the lease runs out, then the
+    // redelivery takes it over and runs once.
+    let k = format!("{name}-{run}-killed");
+    let mut w = work(&k, "u-k", 0);
+    w["sleep_ms"] = json!(3000);
+    s.publish(&pairs[0], &topic, std::slice::from_ref(&w)).await;
+    let l = s
+        .wait_ledger("the slow run started", secs(60), |l| {
+            l.iter()
+                .any(|v| v["event_id"] == k.as_str() && v["outcome"] == "start")
+        })
+        .await;
+    let start = l
+        .iter()
+        .find(|v| v["event_id"] == k.as_str() && v["outcome"] == "start")
+        .unwrap();
+    let victim = pairs
+        .iter()
+        .find(|p| start["replica"] == p.replica.as_str())
+        .unwrap();
+    let t_kill = e2e::now_ms() as i64;
+    s.kill_app(victim);
+    s.start_app(victim).await;
+    s.wait_ledger("the killed run taken over", secs(120), |l| {
+        has_ok(l, &handler, std::slice::from_ref(&k))
+    })
+    .await;
+    s.settle(secs(2), secs(120)).await;
+    let l = s.ledger();
+    assert_eq!(ok_counts(&l, &handler).get(&k), Some(&1), "{name}: once");
+    let rerun = l
+        .iter()
+        .filter(|v| v["event_id"] == k.as_str() && v["outcome"] == "start")
+        .nth(1)
+        .map(t)
+        .expect("a second run");
+    let lease = e2e::CLAIM_LEASE_SECS as i64 * 1000;
+    assert!(
+        rerun - t(start) >= lease - 500,
+        "{name}: the lease held the key until it ran out ({} ms)",
+        rerun - t(start)
+    );
+    s.note(format!(
+        "{name}: the killed run was taken over {} ms after the kill",
+        rerun - t_kill
+    ));
+}
+
+/// The claim on `state.redis`, from two replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s12_idempotency_on_redis_across_two_replicas() {
+    idempotency_on("s12a", e2e::StateStore::Redis, &["r1", "r2"]).await;
+}
+
+/// The claim on `state.postgresql`, from two replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, PostgreSQL and daprd: run scripts/e2e.sh"]
+async fn s12_idempotency_on_postgresql_across_two_replicas() {
+    idempotency_on("s12b", e2e::StateStore::Postgres, &["r1", "r2"]).await;
+}
+
+/// The claim on `state.in-memory`: one sidecar's memory, so one replica (its partitions run
+/// concurrently); it survives the app's SIGKILL because daprd keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka and daprd: run scripts/e2e.sh"]
+async fn s12_idempotency_on_in_memory_in_one_sidecar() {
+    idempotency_on("s12c", e2e::StateStore::InMemory, &["r1"]).await;
+}

@@ -435,6 +435,40 @@ pub mod s11b {
     dlq_handler!(s11b_dead_letters, topic = "s11b-dlq");
 }
 
+/// 12: idempotency on each Dapr state store the README names: Redis (`s12a`), PostgreSQL
+/// (`s12b`), in-memory (`s12c`).
+macro_rules! s12_store {
+    ($module:ident, $work:ident, $dead:ident, $topic:literal, $dlq:literal) => {
+        /// One state store's app.
+        pub mod $module {
+            use super::*;
+            work_handler!($work, topic = $topic, dlq = $dlq, idempotent);
+            dlq_handler!($dead, topic = $dlq);
+        }
+    };
+}
+s12_store!(
+    s12a,
+    s12a_once,
+    s12a_dead_letters,
+    "s12a-events",
+    "s12a-dlq"
+);
+s12_store!(
+    s12b,
+    s12b_once,
+    s12b_dead_letters,
+    "s12b-events",
+    "s12b-dlq"
+);
+s12_store!(
+    s12c,
+    s12c_once,
+    s12c_dead_letters,
+    "s12c-events",
+    "s12c-dlq"
+);
+
 /// 10: records from outside: bytes no Dapr publisher wrote, forged retry bookkeeping.
 pub mod s10 {
     use super::*;
