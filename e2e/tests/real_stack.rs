@@ -343,7 +343,16 @@ async fn s3_seed_style_publishers_are_dispatched_on_event_type() {
 #[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
 async fn s4_retry_schedules_dlq_restart_and_inline_order() {
     let mut s = Scenario::new("s4");
-    let p = s.pair("r1", PairOpts::default());
+    // A long claim lease: a retry that runs on time proves the failed run released its key (an
+    // unreleased one would block it for two minutes).
+    let long_lease = PairOpts {
+        app_env: vec![
+            ("EVENTS_CLAIM_LEASE_SECS".into(), "120".into()),
+            ("EVENTS_HANDLER_TIMEOUT_SECS".into(), "60".into()),
+        ],
+        ..Default::default()
+    };
+    let p = s.pair("r1", long_lease);
     s.start_pair(&p).await;
     let run = uid();
 
@@ -1526,20 +1535,37 @@ async fn idempotency_on(name: &str, store: e2e::StateStore, replicas: &[&str]) {
         s.start_pair(p).await;
     }
     let run = uid();
-    let ids: Vec<String> = (0..12).map(|i| format!("{name}-{run}-{i}")).collect();
-    let mut events = Vec::new();
+    // Rounds of one event delivered twice at once, under two partition keys: on two partitions
+    // (most rounds; with two replicas, often two sidecars), so the two claims of its key meet.
+    let ids: Vec<String> = (0..6).map(|i| format!("{name}-{run}-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        for key in ["a", "b"] {
-            let mut w = work(id, &format!("{key}{i}"), i as u64);
-            w["sleep_ms"] = json!(600);
-            events.push(w);
-        }
+        let twice: Vec<Value> = ["a", "b"]
+            .iter()
+            .map(|key| {
+                let mut w = work(id, &format!("{key}{i}"), i as u64);
+                w["sleep_ms"] = json!(800);
+                w
+            })
+            .collect();
+        s.publish(&pairs[0], &topic, &twice).await;
+        s.wait_until(
+            &format!("both deliveries of {id} answered"),
+            secs(60),
+            |s| {
+                let id = id.clone();
+                async move {
+                    s.requests()
+                        .iter()
+                        .filter(|r| {
+                            r["event_id"] == id.as_str() && r["answer"]["status"] == "SUCCESS"
+                        })
+                        .count()
+                        >= 2
+                }
+            },
+        )
+        .await;
     }
-    s.publish(&pairs[0], &topic, &events).await;
-    s.wait_ledger("every event applied", secs(120), |l| {
-        has_ok(l, &handler, &ids)
-    })
-    .await;
     s.settle(secs(2), secs(120)).await;
     let l = s.ledger();
     let counts = ok_counts(&l, &handler);
