@@ -70,13 +70,20 @@ async fn each_entry_gets_its_own_status() {
         ("4", "DROP"),
     ];
     assert_eq!(statuses, want.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    // Each DROP has its own dead letter, with its reason and the entry's bytes.
     let letters = app.dead_letters("dlq");
+    assert_eq!(letters.len(), 2, "{letters:?}");
     assert!(
-        letters
-            .iter()
-            .any(|l| l.reason.contains("negative sample -1")),
+        letters[0].reason.contains("negative sample -1"),
         "{letters:?}"
     );
+    let entry_2: Value = serde_json::from_slice(&letters[0].event.record_bytes().unwrap()).unwrap();
+    assert_eq!(entry_2, entry("2", -1)["event"]);
+    assert!(
+        letters[1].reason.contains("not valid base64"),
+        "{letters:?}"
+    );
+    assert_eq!(letters[1].event.record_bytes().unwrap(), br#""%%%""#);
 }
 
 #[tokio::test]
