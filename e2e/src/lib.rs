@@ -170,6 +170,14 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// The same replica (ports and all), its app started with `name=value` besides: the app of
+    /// a redeploy.
+    pub fn with_app_env(&self, name: &str, value: &str) -> Pair {
+        let mut pair = self.clone();
+        pair.opts.app_env.push((name.to_owned(), value.to_owned()));
+        pair
+    }
+
     /// `http://127.0.0.1:<daprd http>`.
     pub fn dapr_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.dapr_http)

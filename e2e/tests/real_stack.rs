@@ -1660,3 +1660,111 @@ async fn s12_idempotency_on_postgresql_across_two_replicas() {
 async fn s12_idempotency_on_in_memory_in_one_sidecar() {
     idempotency_on("s12c", e2e::StateStore::InMemory, &["r1"]).await;
 }
+
+// ---------------------------------------------------------------------------------------- 13
+
+/// 100 events of 50 KB on one partition, written with Kafka's own producer before the app
+/// subscribes: daprd hands them over in bulk batches of up to 100, well past the 4 MiB body limit
+/// (base64 in rawPayload entries), and every batch is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s13_bulk_batches_past_the_body_limit_are_taken() {
+    let mut s = Scenario::new("s13");
+    let run = uid();
+    let pad = "x".repeat(50 * 1024);
+    let ids: Vec<String> = (0..100).map(|i| format!("s13-{run}-{i}")).collect();
+    let records: Vec<RawRecord> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let ce = json!({"specversion": "1.0", "id": id, "type": "e2e.work", "source": "outside",
+                "datacontenttype": "application/json",
+                "data": {"event_id": id, "user_id": "u-big", "seq": i, "pad": pad}});
+            RawRecord {
+                key: Some(b"u-big".to_vec()),
+                value: ce.to_string().into_bytes(),
+                headers: Vec::new(),
+            }
+        })
+        .collect();
+    s.produce("s13-events", &records);
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    s.wait_ledger("100 events of 50 KB applied", secs(120), |l| {
+        has_ok(l, "s13_bulk", &ids)
+    })
+    .await;
+    s.settle(secs(2), secs(60)).await;
+    let l = s.ledger();
+    let counts = ok_counts(&l, "s13_bulk");
+    assert!(
+        ids.iter().all(|id| counts.get(id) == Some(&1)),
+        "{counts:?}"
+    );
+    let seqs: Vec<u64> = lines(&l, "s13_bulk", "ok")
+        .iter()
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..100).collect::<Vec<_>>(), "in order");
+    let batches: Vec<usize> = s
+        .requests()
+        .iter()
+        .filter(|r| r["bulk_entries"].is_array())
+        .map(|r| r["bulk_entries"].as_array().unwrap().len())
+        .collect();
+    s.note(format!("bulk batches of {batches:?} entries"));
+    let limit_entries = 4 * 1024 * 1024 / (pad.len() * 4 / 3);
+    assert!(
+        batches.iter().any(|&n| n > limit_entries),
+        "a batch past 4 MiB ({limit_entries} entries): {batches:?}"
+    );
+    assert!(
+        s.requests().iter().all(|r| r["http_status"] != 413),
+        "nothing refused"
+    );
+}
+
+// ---------------------------------------------------------------------------------------- 14
+
+/// A retry pending on the retry ladder when the app is redeployed with another schedule: the
+/// first attempt fails and waits 30 s on the ladder; the app comes back retrying after 2 and 2 s,
+/// and the pending retry still runs when due, and the next one follows the new schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s14_a_redeploy_with_another_schedule_strands_no_retry() {
+    let mut s = Scenario::new("s14");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let id = format!("s14-{}", uid());
+    let mut w = work(&id, "u14", 0);
+    w["fail_until_attempt"] = json!(3);
+    s.publish(&p, "s14-events", std::slice::from_ref(&w)).await;
+    let l = s
+        .wait_ledger("the first attempt failed", secs(60), |l| {
+            runs_of(l, "s14_work", &id).len() == 1
+        })
+        .await;
+    let first = t(runs_of(&l, "s14_work", &id)[0]);
+    // The redeploy: the app stops, and comes back with `retry = [2, 2]`.
+    s.stop_app(&p, secs(10));
+    s.start_app(&p.with_app_env("E2E_RETRY", "2,2")).await;
+    let l = s
+        .wait_ledger("the pending retry ran, then the next one", secs(120), |l| {
+            has_ok(l, "s14_work", std::slice::from_ref(&id))
+        })
+        .await;
+    let runs: Vec<(u64, i64)> = runs_of(&l, "s14_work", &id)
+        .iter()
+        .map(|v| (v["attempt"].as_u64().unwrap(), t(v)))
+        .collect();
+    assert_eq!(
+        runs.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{runs:?}"
+    );
+    let (second, third) = (runs[1].1 - first, runs[2].1 - runs[1].1);
+    s.note(format!("attempt 2 after {second} ms (old schedule, 30 s), attempt 3 {third} ms later (new schedule, 2 s)"));
+    assert!((29_000..40_000).contains(&second), "{second} ms");
+    assert!((1_500..8_000).contains(&third), "{third} ms");
+    assert!(lines(&l, "s14_dead_letters", "dead_letter").is_empty());
+}

@@ -396,6 +396,32 @@ pub mod s8 {
     dlq_handler!(s8_dead_letters, topic = "s8-dlq");
 }
 
+/// 13: a bulk subscription whose batches are larger than the 4 MiB body limit.
+pub mod s13 {
+    use super::*;
+    work_handler!(
+        s13_bulk,
+        topic = "s13-events",
+        bulk(max_messages = 100, max_await_ms = 2000),
+        dlq = "s13-dlq",
+        idempotent
+    );
+    dlq_handler!(s13_dead_letters, topic = "s13-dlq");
+}
+
+/// 14: a redeploy with another retry schedule (`E2E_RETRY`) strands no pending retry.
+pub mod s14 {
+    use super::*;
+    work_handler!(
+        s14_work,
+        topic = "s14-events",
+        retry = [30],
+        dlq = "s14-dlq",
+        idempotent
+    );
+    dlq_handler!(s14_dead_letters, topic = "s14-dlq");
+}
+
 /// 9: broker restart.
 pub mod s9 {
     use super::*;
@@ -714,6 +740,19 @@ fn topics() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `E2E_RETRY=5,10`: every handler of the scenario retries after these delays instead of its
+/// own (a redeploy with another schedule).
+fn retry_override() -> anyhow::Result<Option<&'static [u64]>> {
+    let Ok(spec) = std::env::var("E2E_RETRY") else {
+        return Ok(None);
+    };
+    let delays: Vec<u64> = spec
+        .split(',')
+        .map(|d| d.trim().parse())
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Box::leak(delays.into_boxed_slice())))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--topics") {
@@ -734,10 +773,19 @@ async fn main() -> anyhow::Result<()> {
         std::env::var("REQUEST_LOG").map_err(|_| anyhow::anyhow!("REQUEST_LOG is not set"))?;
     let port: u16 = std::env::var("APP_PORT")?.parse()?;
     let suffix = format!("::{scenario}");
+    let schedule = retry_override()?;
     let app = event_runtime::App::with_handlers(
         event_runtime::registered()
             .into_iter()
-            .filter(|h| h.module.ends_with(&suffix)),
+            .filter(|h| h.module.ends_with(&suffix))
+            .map(|h| match &schedule {
+                // A redeploy with another schedule: the same handler, other delays.
+                Some(delays) => &*Box::leak(Box::new(event_runtime::HandlerDef {
+                    retry: delays,
+                    ..*h
+                })),
+                None => h,
+            }),
     )?;
     anyhow::ensure!(
         !app.handlers().is_empty(),
