@@ -1,7 +1,11 @@
-//! One delivery through the router: the framework (parse the CloudEvent, choose the handler,
-//! decode, run a no-op handler, answer) against a hand-written axum handler that deserializes
-//! the same body and answers the same JSON. Both are driven with `oneshot` on a cloned `Router`
-//! in a current-thread runtime, so what differs is only the work behind the route.
+//! One delivery through the router: the framework (unwrap the record, parse the CloudEvent,
+//! choose the handler, decode, run a no-op handler, answer) against a hand-written axum handler
+//! that reads the same body and answers the same JSON. Both are driven with `oneshot` on a cloned
+//! `Router` in a current-thread runtime, so what differs is only the work behind the route.
+//!
+//! Two forms, each against its own hand-written handler: `raw_*` is what daprd sends now (every
+//! subscription is rawPayload: its wrapper around the record, on the topic's default route, with
+//! the Kafka headers); `ce_*` what it sent before (the CloudEvent, on the handler's own route).
 //!
 //! `cargo bench -p event-bench --bench dispatch -- --warm-up-time 1 --measurement-time 3`
 //! then `benches/dispatch-report.sh` for the table of medians and ratios.
@@ -14,8 +18,9 @@ use axum::http::Request;
 use axum::Router;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use event_bench::{
-    baseline_router, cloud_event_body, delivery, framework_router, framework_router_idempotent,
-    framework_router_shared_topic, ROUTE, ROUTE_IDEMPOTENT, ROUTE_SHARED_DISPATCH,
+    baseline_raw_router, baseline_router, cloud_event_body, delivery, framework_router,
+    framework_router_idempotent, framework_router_shared_topic, raw_delivery, raw_payload_body,
+    ROUTE, ROUTE_IDEMPOTENT_TOPIC, ROUTE_SHARED_DISPATCH, ROUTE_TOPIC, TOPIC,
 };
 use tower::ServiceExt as _;
 
@@ -48,19 +53,39 @@ fn dispatch(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let body = Bytes::from(cloud_event_body("3f1b2c9e-0d7a-4e57-9a51-7c2f4b8e1d20"));
-    let same = |route: &'static str| {
-        let body = body.clone();
+    let record = cloud_event_body("3f1b2c9e-0d7a-4e57-9a51-7c2f4b8e1d20");
+    let plain = Bytes::from(record.clone());
+    let wrapped = |topic: &str| Bytes::from(raw_payload_body(record.as_bytes(), topic));
+    let raw = |route: &'static str, topic: &'static str| {
+        let body = wrapped(topic);
+        move || raw_delivery(route, topic, body.clone())
+    };
+    let ce = |route: &'static str| {
+        let body = plain.clone();
         move || delivery(route, body.clone())
     };
 
     let mut g = c.benchmark_group("dispatch");
     g.throughput(Throughput::Elements(1));
 
-    bench_route(&mut g, &rt, "axum_baseline", baseline_router(), same(ROUTE));
+    // The form daprd sends now.
+    let baseline = baseline_raw_router();
+    bench_route(
+        &mut g,
+        &rt,
+        "raw_axum_baseline",
+        baseline,
+        raw(ROUTE_TOPIC, TOPIC),
+    );
     for n in [1, 10, 100] {
-        let name = format!("framework_{n}_handlers");
-        bench_route(&mut g, &rt, &name, framework_router(n), same(ROUTE));
+        let name = format!("raw_framework_{n}_handlers");
+        bench_route(
+            &mut g,
+            &rt,
+            &name,
+            framework_router(n),
+            raw(ROUTE_TOPIC, TOPIC),
+        );
     }
 
     // Idempotent, a new event id per delivery: every delivery claims a new key, runs the
@@ -72,12 +97,13 @@ fn dispatch(c: &mut Criterion) {
     bench_route(
         &mut g,
         &rt,
-        "framework_idempotent_new_id",
+        "raw_framework_idempotent_new_id",
         framework_router_idempotent(),
         move || {
             next += 1;
-            let body = template.replace("@ID@", &format!("evt-{next:012}"));
-            delivery(ROUTE_IDEMPOTENT, body)
+            let record = template.replace("@ID@", &format!("evt-{next:012}"));
+            let body = raw_payload_body(record.as_bytes(), "task-events-idem");
+            raw_delivery(ROUTE_IDEMPOTENT_TOPIC, "task-events-idem", body)
         },
     );
     // Idempotent, the same id every time: after the first, each delivery finds the key done and
@@ -85,21 +111,34 @@ fn dispatch(c: &mut Criterion) {
     bench_route(
         &mut g,
         &rt,
-        "framework_idempotent_duplicate",
+        "raw_framework_idempotent_duplicate",
         framework_router_idempotent(),
-        same(ROUTE_IDEMPOTENT),
+        raw(ROUTE_IDEMPOTENT_TOPIC, "task-events-idem"),
     );
 
-    // The topic's default route, where the framework chooses among the topic's handlers by type.
+    // A topic shared by several handlers, where the framework chooses among them by type.
     for n in [1, 10, 100] {
-        let name = format!("framework_topic_route_{n}_handlers_one_topic");
+        let name = format!("raw_framework_topic_route_{n}_handlers_one_topic");
         bench_route(
             &mut g,
             &rt,
             &name,
             framework_router_shared_topic(n),
-            same(ROUTE_SHARED_DISPATCH),
+            raw(ROUTE_SHARED_DISPATCH, "task-events-shared"),
         );
+    }
+
+    // The form daprd sent before, for comparison.
+    bench_route(
+        &mut g,
+        &rt,
+        "ce_axum_baseline",
+        baseline_router(),
+        ce(ROUTE),
+    );
+    for n in [1, 10, 100] {
+        let name = format!("ce_framework_{n}_handlers");
+        bench_route(&mut g, &rt, &name, framework_router(n), ce(ROUTE));
     }
     g.finish();
 }

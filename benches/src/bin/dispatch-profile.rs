@@ -5,57 +5,109 @@
 //! dispatch-profile MODE [ITERATIONS]
 //!   MODE: baseline | framework | framework-10 | framework-100 | idempotent
 //!         | topic-1 | topic-10 | topic-100   (the topic route, N handlers on one topic)
+//!   each in the form daprd sends now (rawPayload wrapper, topic route, Kafka headers);
+//!   prefixed `ce-` (ce-baseline, ce-framework, ...) in the form it sent before (the plain
+//!   CloudEvent, on the handler's own route).
+//!   `setup` (or `ce-setup`) only builds each request and drops it: what every other mode
+//!   counts besides the work behind the route.
 //! valgrind --tool=callgrind target/bench/release/dispatch-profile framework 20000
 //! ```
 
 use axum::body::Bytes;
+use axum::http::Request;
+use axum::Router;
 use event_bench::{
-    baseline_router, cloud_event_body, delivery, framework_router, framework_router_idempotent,
-    framework_router_shared_topic, ROUTE, ROUTE_IDEMPOTENT, ROUTE_SHARED_DISPATCH,
+    baseline_raw_router, baseline_router, cloud_event_body, delivery, framework_router,
+    framework_router_idempotent, framework_router_shared_topic, raw_delivery, raw_payload_body,
+    ROUTE, ROUTE_IDEMPOTENT, ROUTE_IDEMPOTENT_TOPIC, ROUTE_SHARED_DISPATCH, ROUTE_TOPIC, TOPIC,
 };
 use tower::ServiceExt as _;
 
+/// Idempotent bodies (a new event id each) are rendered before the loop, at least this many, so
+/// that the two runs `profile.sh` subtracts render the same number and the difference counts
+/// deliveries only.
+const IDEMPOTENT_BODIES: u64 = 5_000;
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let mode = args.next().unwrap_or_default();
+    let arg = args.next().unwrap_or_default();
     let iterations: u64 = args
         .next()
         .map(|n| n.parse().expect("ITERATIONS is a number"))
         .unwrap_or(20_000);
-    let count = |prefix: &str| {
-        mode.strip_prefix(prefix)
-            .and_then(|n| n.parse::<usize>().ok())
+    let (raw, mode) = match arg.strip_prefix("ce-") {
+        Some(mode) => (false, mode),
+        None => (true, arg.as_str()),
     };
-    let (router, route) = match mode.as_str() {
-        "framework" => (framework_router(1), ROUTE),
-        "baseline" => (baseline_router(), ROUTE),
-        "idempotent" => (framework_router_idempotent(), ROUTE_IDEMPOTENT),
-        _ if count("framework-").is_some() => {
-            (framework_router(count("framework-").unwrap_or(1)), ROUTE)
-        }
+    let count = |prefix: &str| mode.strip_prefix(prefix)?.parse::<usize>().ok();
+    // The measured handler's route: its topic's default route for the wrapper, its own route for
+    // the plain CloudEvent.
+    let measured = if raw { ROUTE_TOPIC } else { ROUTE };
+    // The router, the route the form reaches it on, and the topic the record was read from.
+    let (router, route, topic): (Option<Router>, &str, &str) = match mode {
+        "setup" => (None, measured, TOPIC),
+        "baseline" if raw => (Some(baseline_raw_router()), ROUTE_TOPIC, TOPIC),
+        "baseline" => (Some(baseline_router()), ROUTE, TOPIC),
+        "framework" => (Some(framework_router(1)), measured, TOPIC),
+        "idempotent" if raw => (
+            Some(framework_router_idempotent()),
+            ROUTE_IDEMPOTENT_TOPIC,
+            "task-events-idem",
+        ),
+        "idempotent" => (Some(framework_router_idempotent()), ROUTE_IDEMPOTENT, TOPIC),
+        _ if count("framework-").is_some() => (
+            Some(framework_router(count("framework-").unwrap_or(1))),
+            measured,
+            TOPIC,
+        ),
         _ if count("topic-").is_some() => (
-            framework_router_shared_topic(count("topic-").unwrap_or(1)),
+            Some(framework_router_shared_topic(count("topic-").unwrap_or(1))),
             ROUTE_SHARED_DISPATCH,
+            "task-events-shared",
         ),
         _ => {
-            eprintln!("usage: dispatch-profile baseline|framework|framework-N|idempotent|topic-N [ITERATIONS]");
+            eprintln!(
+                "usage: dispatch-profile [ce-]setup|baseline|framework|framework-N|idempotent|topic-N [ITERATIONS]"
+            );
             std::process::exit(2);
         }
     };
-    let template = cloud_event_body("@ID@");
-    let fixed = Bytes::from(cloud_event_body("3f1b2c9e-0d7a-4e57-9a51-7c2f4b8e1d20"));
+    let body = |id: &str| {
+        let record = cloud_event_body(id);
+        if raw {
+            Bytes::from(raw_payload_body(record.as_bytes(), topic))
+        } else {
+            Bytes::from(record)
+        }
+    };
+    let request = |body: Bytes| -> Request<axum::body::Body> {
+        if raw {
+            raw_delivery(route, topic, body)
+        } else {
+            delivery(route, body)
+        }
+    };
+    let fresh: Vec<Bytes> = if mode == "idempotent" {
+        (0..iterations.max(IDEMPOTENT_BODIES))
+            .map(|i| body(&format!("evt-{i:012}")))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let fixed = body("3f1b2c9e-0d7a-4e57-9a51-7c2f4b8e1d20");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     rt.block_on(async {
         for i in 0..iterations {
-            let body = if mode == "idempotent" {
-                Bytes::from(template.replace("@ID@", &format!("evt-{i:012}")))
-            } else {
-                fixed.clone()
+            let body = fresh.get(i as usize).unwrap_or(&fixed).clone();
+            let request = request(body);
+            let Some(router) = &router else {
+                drop(std::hint::black_box(request));
+                continue;
             };
-            let Ok(resp) = router.clone().oneshot(delivery(route, body)).await;
+            let Ok(resp) = router.clone().oneshot(request).await;
             assert!(resp.status().is_success());
             std::hint::black_box(resp);
         }
