@@ -132,41 +132,60 @@ static VERSION_HEADER: HeaderName = HeaderName::from_static(crate::version::EXT_
 
 /// What the broker said about a record besides its bytes: its key, its version header, and
 /// where it sits (topic, partition, offset), from the delivery's headers or a bulk entry's
-/// metadata.
-#[derive(Debug, Default, Clone)]
+/// metadata. Where it sits is read only by the dead letter of a record no handler takes.
 pub(crate) struct RecordMeta {
     key: Option<String>,
     version: Option<String>,
-    coordinates: Option<String>,
+    origin: Origin,
+}
+
+/// Where a record's broker metadata came from.
+enum Origin {
+    Headers(HeaderMap),
+    Entry(Map<String, Value>),
 }
 
 impl RecordMeta {
-    fn from_headers(headers: &HeaderMap) -> Self {
-        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    fn from_headers(headers: HeaderMap) -> Self {
+        let get = |name: &HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         RecordMeta {
-            key: get(KEY_HEADER.as_str()).map(str::to_owned),
-            version: get(VERSION_HEADER.as_str()).map(str::to_owned),
-            coordinates: coordinates(get),
+            key: get(&KEY_HEADER),
+            version: get(&VERSION_HEADER),
+            origin: Origin::Headers(headers),
         }
     }
 
-    fn from_entry(metadata: &Map<String, Value>) -> Self {
-        let get = |name: &str| metadata.get(name).and_then(Value::as_str);
+    fn from_entry(metadata: Map<String, Value>) -> Self {
+        let get = |name: &str| {
+            metadata
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         RecordMeta {
-            key: get("__key").map(str::to_owned),
-            version: get(crate::version::EXT_VERSION).map(str::to_owned),
-            coordinates: coordinates(get),
+            key: get("__key"),
+            version: get(crate::version::EXT_VERSION),
+            origin: Origin::Entry(metadata),
         }
     }
-}
 
-/// `topic/partition/offset`, when the broker says them.
-fn coordinates<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
-    let (partition, offset) = (get("__partition")?, get("__offset")?);
-    Some(format!(
-        "{}/{partition}/{offset}",
-        get("__topic").unwrap_or("")
-    ))
+    /// `topic/partition/offset`, when the broker says them.
+    fn coordinates(&self) -> Option<String> {
+        let get = |name: &str| match &self.origin {
+            Origin::Headers(h) => h.get(name).and_then(|v| v.to_str().ok()),
+            Origin::Entry(m) => m.get(name).and_then(Value::as_str),
+        };
+        let (partition, offset) = (get("__partition")?, get("__offset")?);
+        Some(format!(
+            "{}/{partition}/{offset}",
+            get("__topic").unwrap_or("")
+        ))
+    }
 }
 
 /// Answers one request on a delivery route.
@@ -217,7 +236,7 @@ fn deliver(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl Future<Output = Response> + Send + 'static {
-    let meta = RecordMeta::from_headers(&headers);
+    let meta = RecordMeta::from_headers(headers);
     let record = cloudevent::dapr_raw_record(&body).unwrap_or(body);
     // The handler is known from the route, or is the only one on the topic (which `resolve`
     // still checks against the event's type before running it).
@@ -255,11 +274,11 @@ async fn handle_general(
     record: Bytes,
     meta: RecordMeta,
 ) -> Response {
-    if let Some(batch) = bulk_request(target, &record) {
+    if let Some(batch) = bulk_request(rt, target, &record) {
         let mut statuses = Vec::with_capacity(batch.entries.len());
         for (i, entry) in batch.entries.into_iter().enumerate() {
             let entry_id = entry.entry_id.unwrap_or_else(|| i.to_string());
-            let meta = RecordMeta::from_entry(&entry.metadata);
+            let meta = RecordMeta::from_entry(entry.metadata);
             let status = match entry.event.as_deref().map(entry_record) {
                 Some(Ok(record)) => deliver_record(rt, target, record, meta).await,
                 Some(Err(reason)) => {
@@ -459,10 +478,12 @@ impl Serialize for Status {
 }
 
 /// The bulk batch of a delivery to a topic route, when it is one.
-fn bulk_request(target: Target, body: &[u8]) -> Option<BulkRequest> {
-    let Target::Topic(_) = target else {
+fn bulk_request(rt: &Runtime, target: Target, body: &[u8]) -> Option<BulkRequest> {
+    // Dapr sends batches only to a topic subscribed in bulk.
+    let Target::Topic(t) = target else {
         return None;
     };
+    rt.registry.topics[t].bulk?;
     if !cloudevent::contains(body, BULK_TYPE.as_bytes()) {
         return None;
     }
@@ -1096,7 +1117,7 @@ async fn dead_letter_undecodable(
     tracing::warn!(%topic, "undecodable delivery: {reason}");
     // Deterministic, so a redelivered record yields the same dead letter, not a second one; and
     // distinct for distinct records, even of the same bytes.
-    let mut name = meta.coordinates.clone().unwrap_or_default().into_bytes();
+    let mut name = meta.coordinates().unwrap_or_default().into_bytes();
     name.push(b'\n');
     name.extend_from_slice(&record);
     let mut ce = CloudEvent::new(
