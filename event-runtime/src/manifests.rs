@@ -381,10 +381,10 @@ fn kafka_topic_doc(
     ])
 }
 
-/// The base of a retry topic `<base>.retry.<app>.<N>s` (or `<base>.retry.<N>s`).
+/// The base of a retry topic `<base>.retry.<N>s`: the app id for the app's retry ladder.
 fn retry_base(topic: &str) -> Option<&str> {
     let (base, rest) = topic.rsplit_once(".retry.")?;
-    let secs = rest.rsplit('.').next()?.strip_suffix('s')?;
+    let secs = rest.strip_suffix('s')?;
     (!base.is_empty() && !secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()))
         .then_some(base)
 }
@@ -772,7 +772,6 @@ mod tests {
         assert!(is_dns_label(&b));
         assert_eq!(c, "a-b");
         assert_eq!(retry_base("t.retry.30s"), Some("t"));
-        assert_eq!(retry_base("t.retry.my-app.30s"), Some("t"));
         assert_eq!(retry_base("t.retry.s"), None);
         assert_eq!(retry_base("t.retry.30"), None);
     }

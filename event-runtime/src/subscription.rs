@@ -1,8 +1,8 @@
 //! What the app subscribes to: the resolved handler table and Dapr's `GET /dapr/subscribe` list.
 //!
-//! One Dapr subscription per pubsub + topic; inside it, one routing rule per handler (a CEL
-//! match on the CloudEvent type) and a default route that dispatches across the whole topic,
-//! so seed-style events (`com.dapr.event.sent`) still reach the right handler.
+//! One Dapr subscription per pubsub + topic, rawPayload, with one route that dispatches across
+//! the whole topic on each record's type (seed-style events, `com.dapr.event.sent`, on the
+//! `event_type` in their data); and the app's retry ladder, when a handler has delayed retries.
 
 use std::collections::{BTreeMap, HashMap};
 
