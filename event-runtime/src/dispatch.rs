@@ -532,6 +532,15 @@ fn resolve(
     ce: &CloudEvent,
     retry: &RetryState,
 ) -> Result<usize, String> {
+    // daprd drops an expired CloudEvent (a publish with `ttlInSeconds`) before a subscription
+    // without rawPayload sees it; ours are rawPayload, so the app does, into the DLQ.
+    if let Some(at) = ce.extension_str("expiration") {
+        let expired = chrono::DateTime::parse_from_rfc3339(at)
+            .is_ok_and(|at| at.timestamp_millis() <= crate::clock::now_ms() as i64);
+        if expired {
+            return Err(format!("expired at {at} (published with a time to live)"));
+        }
+    }
     let sub = match target {
         Target::Handler(h) => return Ok(h),
         Target::Topic(t) => &rt.registry.topics[t],

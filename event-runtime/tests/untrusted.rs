@@ -592,3 +592,36 @@ async fn retries_of_a_fan_out_handler_go_to_the_shared_pubsub() {
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].pubsub, "kafka-pubsub");
 }
+
+/// daprd drops a CloudEvent past its `expiration` (a publish with `ttlInSeconds`) before a
+/// subscription without rawPayload sees it; with rawPayload the app does, into the DLQ.
+#[tokio::test]
+async fn an_expired_event_is_dead_lettered_not_run() {
+    let (app, seen) = start().await;
+    let expired = envelope(
+        "o-expired",
+        "order.placed",
+        json!({"expiration": "2020-01-01T00:00:00Z"}),
+        json!({"order": 12, "user_id": "u-12"}),
+    );
+    let fresh = envelope(
+        "o-fresh",
+        "order.placed",
+        json!({"expiration": "2999-01-01T00:00:00Z"}),
+        json!({"order": 13, "user_id": "u-12"}),
+    );
+    app.produce("orders", Some("u-12"), expired.clone())
+        .await
+        .unwrap();
+    app.produce("orders", Some("u-12"), fresh).await.unwrap();
+    app.wait_idle().await;
+    assert_eq!(seen.all(), ["13 attempt 1"]);
+    let letters = app.dead_letters("orders-dlq");
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].reason.contains("expired"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(record_of(&letters[0]), expired);
+}
