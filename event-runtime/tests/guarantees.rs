@@ -345,7 +345,45 @@ async fn panics_and_timeouts_are_failures_and_explicit_drops_are_not_dead_letter
         reasons.iter().any(|r| r.contains("timed out after 5 s")),
         "{reasons:?}"
     );
+    // Both were retried (`retry = [1]`): two attempts, each failure with its time, not permanent.
+    for l in &letters {
+        assert_eq!(
+            (l.attempts, l.failures.len(), l.permanent),
+            (2, 2, false),
+            "{l:?}"
+        );
+        assert!(l.failures.iter().all(|f| !f.at.is_empty()), "{l:?}");
+        assert!(l.first_failure_at.is_some() && l.last_failure_at.is_some());
+        // The original event as it was published: its source and pubsub kept.
+        assert_eq!(l.event.source, event_runtime::config::app_id());
+        assert_eq!(l.event.pubsub, "kafka-pubsub");
+    }
     assert_eq!(app.runs_of("dropper")[0].outcome, "drop");
+}
+
+#[event_handler(topic = "given-up", retry = [1, 1])]
+async fn gives_up(_e: Doomed) -> Outcome {
+    Outcome::dead_letter("this one is hopeless")
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_explicit_dead_letter_skips_the_retries() {
+    let app = TestApp::start(App::new().with_state(Ledger::default())).await;
+    app.publish("given-up", &Doomed { n: 4 }).await.unwrap();
+    app.wait_idle().await;
+    assert_eq!(app.runs_of("gives_up").len(), 1, "no retry");
+    let letters = app.dead_letters("dlq");
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].permanent && letters[0].attempts == 1,
+        "{:?}",
+        letters[0]
+    );
+    assert!(
+        letters[0].reason.contains("this one is hopeless"),
+        "{}",
+        letters[0].reason
+    );
 }
 
 /// Posts `body` to `route` of an app whose sidecar cannot be reached; Dapr's answer.
@@ -572,6 +610,13 @@ async fn dead_letters_are_replayed_to_their_original_topic() {
     let letters = app.dead_letters("dlq");
     assert_eq!(letters.len(), 2);
     *fixed.0.lock().unwrap() = true;
+    // A replay keeps the partition key (the user) of each event.
+    let mut keys: Vec<Option<String>> = letters
+        .iter()
+        .map(|l| l.replay_event("me").partition_key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [Some("a".to_owned()), Some("b".to_owned())]);
 
     use event_runtime::dlq::{replay, ReplayFilter};
     let by_handler = ReplayFilter {
