@@ -625,3 +625,66 @@ async fn an_expired_event_is_dead_lettered_not_run() {
     );
     assert_eq!(record_of(&letters[0]), expired);
 }
+
+/// A bad record delivered again (the same Kafka coordinates) gives a dead letter of the same id,
+/// so a consumer of the DLQ that applies each id once counts it once; the same bytes at another
+/// offset are another record, with another id.
+#[tokio::test]
+async fn a_redelivered_bad_record_keeps_its_dead_letter_id() {
+    let (app, _) = start().await;
+    let post = |offset: &'static str| {
+        axum::http::Request::post("/_dispatch/kafka-pubsub/orders")
+            .header("content-type", "application/cloudevents+json")
+            .header("__topic", "orders")
+            .header("__partition", "3")
+            .header("__offset", offset)
+            .body(axum::body::Body::from("\u{1} not an event"))
+            .unwrap()
+    };
+    for offset in ["17", "17", "18"] {
+        let (_, answer) = app.request(post(offset)).await;
+        assert_eq!(answer["status"], "DROP");
+    }
+    let ids: Vec<String> = app
+        .dead_letters("orders-dlq")
+        .iter()
+        .map(|l| l.event.id.clone())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[0], ids[1], "a redelivery: the same id");
+    assert_ne!(ids[1], ids[2], "another record: another id");
+}
+
+/// A retry continues the trace of the delivery that failed: same trace id, a new span.
+#[tokio::test(start_paused = true)]
+async fn a_retry_continues_the_failed_deliverys_trace() {
+    let (app, _) = start().await;
+    let mut e = order(14, "u-14");
+    e.fail_until = 2;
+    app.publish("orders", &e).await.unwrap();
+    app.wait_idle().await;
+    let original = app.published_to("orders")[0].traceparent.clone().unwrap();
+    let retry = retry_topic(&event_runtime::config::app_id(), 1);
+    let record = app.published_to(&retry)[0].record.clone().unwrap();
+    let sealed: Value = serde_json::from_slice(&record).unwrap();
+    let continued = sealed["traceparent"].as_str().unwrap();
+    let trace_id = |tp: &str| tp.split('-').nth(1).unwrap().to_owned();
+    assert_eq!(trace_id(continued), trace_id(&original));
+    assert_ne!(continued, original, "a span of its own");
+}
+
+/// The version in the envelope's own `eventversion` extension is honoured, as the header is.
+#[tokio::test]
+async fn the_eventversion_extension_of_the_envelope_is_honoured() {
+    let parcels = Parcels::default();
+    let app = start_with(parcels.clone()).await;
+    let record = envelope(
+        "p-ext",
+        "parcel.sent",
+        json!({"eventversion": "1.0"}),
+        json!({"parcel": 6, "user_id": "u"}),
+    );
+    app.produce("parcels", Some("u"), record).await.unwrap();
+    app.wait_idle().await;
+    assert_eq!(parcels.seen.all(), ["6 upcast attempt 1 p-ext"]);
+}
