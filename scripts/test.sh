@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: lint, unit + integration + UI tests, the example on
-# PostgreSQL and in a browser, benchmarks build, then the real-stack suite (daprd + Kafka + Redis, provisioned and started by scripts/e2e.sh).
+# PostgreSQL and in a browser, the READMEs' commands (scripts/walkthrough.sh), benchmarks build, then the real-stack suite (daprd + Kafka + Redis, provisioned and started by scripts/e2e.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,9 @@ example-todo/scripts/postgres-test.sh
 
 step "example-todo's live page in headless Chromium"
 scripts/browser-test.sh
+
+step "README walkthrough against the running example"
+scripts/walkthrough.sh
 
 step "benchmarks build"
 cargo bench -p event-bench --no-run
