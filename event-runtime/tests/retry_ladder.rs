@@ -183,3 +183,52 @@ async fn a_delay_that_is_no_tier_is_waited_out_exactly() {
     }
     assert_eq!(RETRY_TIERS.len(), 9);
 }
+
+#[event_handler(topic = "ledgers-long", retry = [45])]
+async fn on_ledger_long(
+    _e: InvoiceIssued,
+    Attempt(a): Attempt,
+    State(r): State<Runs>,
+) -> anyhow::Result<()> {
+    r.0.lock()
+        .unwrap()
+        .push((ms(tokio::time::Instant::now()), 100 + a));
+    anyhow::ensure!(a > 1, "first attempt fails");
+    Ok(())
+}
+
+#[event_handler(topic = "ledgers-short", retry = [30])]
+async fn on_ledger_short(
+    _e: InvoiceIssued,
+    Attempt(a): Attempt,
+    State(r): State<Runs>,
+) -> anyhow::Result<()> {
+    r.0.lock()
+        .unwrap()
+        .push((ms(tokio::time::Instant::now()), 200 + a));
+    anyhow::ensure!(a > 1, "first attempt fails");
+    Ok(())
+}
+
+/// Both retries start on the 30 s tier; the 45 s one, ahead on it, takes the 10 s tier after its
+/// 30 s, so the one behind it runs on time, not 15 s late.
+#[tokio::test(start_paused = true)]
+async fn on_a_tier_no_retry_holds_up_a_later_one() {
+    let runs = Runs::default();
+    let app = TestApp::start(
+        App::with_handlers([def("on_ledger_long"), def("on_ledger_short")])
+            .unwrap()
+            .with_state(runs.clone()),
+    )
+    .await;
+    let e = InvoiceIssued {
+        n: 3,
+        user_id: "u".into(),
+    };
+    app.publish("ledgers-long", &e).await.unwrap();
+    app.publish("ledgers-short", &e).await.unwrap();
+    app.wait_idle().await;
+    let at = |tag: u32| runs.all().iter().find(|r| r.1 == tag).unwrap().0;
+    assert_eq!((at(102) - at(101) + 500) / 1000, 45);
+    assert_eq!((at(202) - at(201) + 500) / 1000, 30, "{:?}", runs.all());
+}

@@ -688,3 +688,23 @@ async fn the_eventversion_extension_of_the_envelope_is_honoured() {
     app.wait_idle().await;
     assert_eq!(parcels.seen.all(), ["6 upcast attempt 1 p-ext"]);
 }
+
+/// A done key is kept for 7 days: a duplicate within them is skipped, one after them runs.
+#[tokio::test(start_paused = true)]
+async fn a_done_key_is_kept_for_seven_days() {
+    let (app, seen) = start().await;
+    let record = br#"{"name":"disk","value":0.9}"#;
+    let day = std::time::Duration::from_secs(24 * 3600);
+    app.produce("metrics-raw", None, record).await.unwrap();
+    app.wait_idle().await;
+    tokio::time::advance(6 * day).await;
+    app.produce("metrics-raw", None, record).await.unwrap();
+    app.wait_idle().await;
+    assert_eq!(seen.all().len(), 1, "skipped within the 7 days");
+    tokio::time::advance(2 * day).await;
+    app.produce("metrics-raw", None, record).await.unwrap();
+    app.wait_idle().await;
+    assert_eq!(seen.all().len(), 2, "run again after them");
+    let outcomes: Vec<&str> = app.runs_of("on_metric").iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, ["success", "skipped", "success"]);
+}

@@ -279,7 +279,26 @@ fn the_schema_snapshot_catches_breaking_edits() {
         "{err}"
     );
     assert!(err.contains("`task_id` changed type"), "{err}");
+    // Once the change is intended, EVENT_SCHEMAS_UPDATE=1 rewrites the snapshot, which then
+    // passes as it is. (No other test of this binary reads the variable.)
+    std::env::set_var("EVENT_SCHEMAS_UPDATE", "1");
+    let rewritten = event_runtime::schema::check_snapshot(&path);
+    std::env::remove_var("EVENT_SCHEMAS_UPDATE");
+    rewritten.unwrap();
+    event_runtime::schema::check_snapshot(&path).unwrap();
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("priority"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_3_0_event_without_a_field_3_1_added_reads_its_default() {
+    let (seen, _, answer) = deliver(
+        json!({"event_type": "task.completed", "event_version": "3.0", "task_id": 8,
+        "user_id": "u", "completed_by": "v"}),
+    )
+    .await;
+    assert_eq!(answer["status"], "SUCCESS");
+    assert_eq!(seen.0.lock().unwrap()[0].note, None);
 }
 
 #[test]
