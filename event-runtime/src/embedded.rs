@@ -367,13 +367,6 @@ fn raw_envelope(sub: &DaprSubscription, record: &[u8]) -> Value {
         "data_base64": base64::engine::general_purpose::STANDARD.encode(record)})
 }
 
-/// The route of a record: the subscription's default route. daprd matches routing rules against
-/// the envelope it delivers, which for a rawPayload subscription is its own wrapper, so our
-/// subscriptions carry none.
-fn route_for(sub: &DaprSubscription) -> String {
-    sub.routes.default.clone()
-}
-
 /// The metadata Dapr's Kafka component passes along with a record: the record key, the
 /// coordinates, and the record headers (our publisher writes the version as one).
 fn record_metadata(
@@ -442,7 +435,13 @@ async fn deliver(
         } else {
             stored.record.clone()
         };
-        (route_for(sub), body, "application/cloudevents+json")
+        // daprd matches routing rules against the envelope it delivers, which for a rawPayload
+        // subscription is its own wrapper, so our subscriptions carry none: the default route.
+        (
+            sub.routes.default.clone(),
+            body,
+            "application/cloudevents+json",
+        )
     };
     let mut req = Request::post(&path)
         .header("content-type", content_type)

@@ -66,6 +66,18 @@ pub const EXT_APP: &str = "evrapp";
 /// Extension attribute: the HMAC-SHA256 over the bookkeeping and the record, hex.
 pub const EXT_MAC: &str = "evrmac";
 
+/// The extension attributes the signature covers (with the app id, the event's id and type, and
+/// the record), in the order they are signed.
+const SIGNED: [&str; 7] = [
+    EXT_ATTEMPT,
+    EXT_DUE,
+    EXT_HOP_DUE,
+    EXT_HANDLER,
+    EXT_TOPIC,
+    crate::version::EXT_VERSION,
+    EXT_FAILURES,
+];
+
 /// The secret retry bookkeeping is signed with: `EVENTS_SIGNING_KEY`, else one derived from the
 /// app id (which keeps apps apart, but is no secret: set the variable from a secret store in
 /// production).
@@ -165,6 +177,7 @@ impl RetryState {
         }
     }
 
+    /// The signed fields, in the order of [`SIGNED`].
     fn fields(&self) -> [String; 7] {
         [
             self.attempt.to_string(),
@@ -195,7 +208,6 @@ impl RetryState {
         parts.extend(fields.iter().map(|f| f.as_bytes()));
         parts.push(data.as_bytes());
         let mac = key.mac(&parts).finalize().into_bytes();
-        let [attempt, due, hop_due, handler, topic, version, failures] = fields;
         let mut m = Map::new();
         let mut put = |k: &str, v: String| {
             m.insert(k.to_owned(), Value::String(v));
@@ -209,13 +221,9 @@ impl RetryState {
             put("traceparent", tp.to_owned());
         }
         put(EXT_APP, app_id.to_owned());
-        put(EXT_ATTEMPT, attempt);
-        put(EXT_DUE, due);
-        put(EXT_HOP_DUE, hop_due);
-        put(EXT_HANDLER, handler);
-        put(EXT_TOPIC, topic);
-        put(crate::version::EXT_VERSION, version);
-        put(EXT_FAILURES, failures);
+        for (name, value) in SIGNED.into_iter().zip(fields) {
+            put(name, value);
+        }
         put(EXT_MAC, hex(&mac));
         put("data_base64", data);
         Value::Object(m).to_string().into_bytes()
@@ -236,16 +244,7 @@ impl RetryState {
         if app != app_id {
             return Err(RetryRejected::Foreign(app.to_owned()));
         }
-        let fields = [
-            EXT_ATTEMPT,
-            EXT_DUE,
-            EXT_HOP_DUE,
-            EXT_HANDLER,
-            EXT_TOPIC,
-            crate::version::EXT_VERSION,
-            EXT_FAILURES,
-        ]
-        .map(text);
+        let fields = SIGNED.map(text);
         let data = text("data_base64");
         let mut parts: Vec<&[u8]> = vec![
             app.as_bytes(),
