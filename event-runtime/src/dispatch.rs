@@ -509,18 +509,13 @@ fn target_topic(rt: &Runtime, target: Target) -> (&str, &str) {
 /// The dead-letter topic of what no handler of `target` took: the handlers' own when they agree
 /// on one, else the app's default.
 fn target_dlq(rt: &Runtime, target: Target) -> &str {
+    let dlq_of = |i: usize| rt.registry.handlers[i].dlq.as_str();
     let handlers = match target {
-        Target::Handler(h) => std::slice::from_ref(&rt.registry.handlers[h])
-            .iter()
-            .collect(),
-        Target::Topic(t) => rt.registry.topics[t]
-            .handlers
-            .iter()
-            .map(|&i| &rt.registry.handlers[i])
-            .collect::<Vec<_>>(),
+        Target::Handler(h) => return dlq_of(h),
+        Target::Topic(t) => &rt.registry.topics[t].handlers,
     };
     match handlers.split_first() {
-        Some((first, rest)) if rest.iter().all(|h| h.dlq == first.dlq) => &first.dlq,
+        Some((&first, rest)) if rest.iter().all(|&i| dlq_of(i) == dlq_of(first)) => dlq_of(first),
         _ => &rt.settings.default_dlq,
     }
 }
