@@ -67,9 +67,9 @@ async fn s1_daprd_discovers_subscriptions_with_retry_and_dlq_topics() {
         s.note(format!("  daprd: {d}"));
     }
     let topics: BTreeSet<&str> = dsubs.iter().filter_map(|d| d["topic"].as_str()).collect();
-    let ladder: Vec<String> = event_runtime::subscription::RETRY_TIERS
+    let ladder: Vec<String> = event_runtime::retry::RETRY_TIERS
         .iter()
-        .map(|&tier| event_runtime::subscription::retry_topic(&s.app_id, tier))
+        .map(|&tier| event_runtime::retry::retry_topic(&s.app_id, tier))
         .collect();
     let mut want: BTreeSet<&str> = ["s1-events", "s1-inline", "s1-dlq"].into();
     want.extend(ladder.iter().map(String::as_str));

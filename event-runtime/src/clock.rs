@@ -7,7 +7,7 @@ static ORIGIN: OnceLock<(u64, std::time::Instant)> = OnceLock::new();
 
 /// Milliseconds since the Unix epoch, advancing with `tokio::time` (real time in production,
 /// the test's clock under `tokio::time::pause`).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let (wall, mono) = *ORIGIN.get_or_init(|| {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -22,12 +22,12 @@ pub fn now_ms() -> u64 {
 }
 
 /// `now_ms` as RFC 3339.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     rfc3339(now_ms())
 }
 
 /// Epoch milliseconds as RFC 3339 (UTC, millisecond precision).
-pub fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

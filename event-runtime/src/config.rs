@@ -9,7 +9,7 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::dapr::{check_component, check_topic, shown};
+use crate::wire::names::{check_component, check_topic, shown, InvalidName};
 
 /// A variable whose value cannot be used, or settings that contradict each other.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum ConfigError {
         /// Whose name: ``handler `module::name` `` or `App::with_dapr_dead_letter_topic`.
         owner: String,
         /// The name and the rule it breaks.
-        invalid: crate::dapr::InvalidName,
+        invalid: InvalidName,
     },
     /// An idempotent handler may run as long as, or longer than, its idempotency claim is held.
     #[error(
@@ -300,7 +300,7 @@ impl Vars<'_> {
         &self,
         var: &'static str,
         default: &str,
-        check: impl FnOnce(&str) -> Result<(), crate::dapr::InvalidName>,
+        check: impl FnOnce(&str) -> Result<(), InvalidName>,
     ) -> Result<String, ConfigError> {
         let Some(value) = self.get(var) else {
             return Ok(default.to_owned());

@@ -1,34 +1,21 @@
 #![doc = include_str!("../../README.md")]
+#![deny(unreachable_pub)]
 
 // Lets the derive's `::event_runtime::...` paths resolve inside this crate's own tests.
 extern crate self as event_runtime;
 
+// The layers, bottom to top: each imports only those above it in this list (ARCHITECTURE.md).
 mod app;
-pub mod asyncapi;
-pub mod clock;
-pub mod cloudevent;
+mod clock;
 pub mod config;
-mod context;
-pub mod dapr;
-mod dispatch;
-pub mod dlq;
-pub mod embedded;
 mod event;
 mod handler;
-pub mod idempotency;
-pub mod manifests;
-pub mod metrics;
-mod outcome;
-pub mod publish;
-pub mod retry;
-pub mod schema;
-mod server;
-pub mod subscription;
+mod http;
+mod pipeline;
 pub mod testing;
-pub mod topics;
-pub mod trace;
-pub mod version;
-pub mod yaml;
+pub mod tooling;
+mod transport;
+mod wire;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -36,19 +23,70 @@ pub mod __private;
 
 pub use app::{App, ShutdownHandle};
 pub use config::{ConfigError, Mode};
-pub use context::{
-    Attempt, Delivery, Envelope, EventArg, EventId, EventTime, EventType, FromDelivery,
-    PartitionKey, PubsubName, Source, State, Topic, TraceContext,
-};
-pub use dispatch::Status;
+pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};
 pub use event::Event;
 pub use event_macros::{event_handler, Event};
-pub use handler::{registered, BulkConfig, HandlerDef, RetryMode, INLINE_RETRY_LIMIT_SECS};
-pub use manifests::manifests;
-pub use metrics::Metrics;
-pub use outcome::{BoxError, IntoOutcome, Outcome, Permanent};
-pub use publish::{PublishError, Publisher};
-pub use schema::schemas;
-pub use server::api_token_ok;
-pub use subscription::AppError;
-pub use topics::{Deployment, TopicSpec};
+pub use handler::def::{registered, BulkConfig, HandlerDef, RetryMode, INLINE_RETRY_LIMIT_SECS};
+pub use handler::delivery::{Delivery, Envelope, EventArg};
+pub use handler::extract::{
+    Attempt, EventId, EventTime, EventType, FromDelivery, PartitionKey, PubsubName, Source, State,
+    Topic, TraceContext,
+};
+pub use handler::registry::{AppError, ResolvedHandler};
+pub use http::server::api_token_ok;
+pub use pipeline::metrics::Metrics;
+pub use tooling::manifests::manifests;
+pub use tooling::schema::schemas;
+pub use tooling::topics::{Deployment, TopicSpec};
+pub use transport::outgoing::{OutgoingEvent, PublishError};
+pub use transport::publish::Publisher;
+pub use wire::bulk::Status;
+
+// The public modules: what users name beyond the root. Each re-exports from the layers.
+
+/// The CloudEvent reader and writer, and what Dapr wraps around a broker record.
+pub mod cloudevent {
+    pub use crate::wire::cloudevent::{
+        dapr_raw_record, read_typed, record_digest, CloudEvent, CloudEventError, ReadTyped,
+        BARE_TYPE, EXT_VERSION,
+    };
+}
+
+/// The Dapr sidecar client, and the rules of the names that go into its URLs.
+pub mod dapr {
+    pub use crate::transport::dapr::{DaprClient, StateError};
+    pub use crate::wire::bulk::Status;
+    pub use crate::wire::names::{check_component, check_state_key, check_topic, InvalidName};
+    pub use crate::wire::subscription::{BulkSubscribe, DaprSubscription, Routes, Rule};
+}
+
+/// Dead letters: what they hold, and replaying them.
+pub mod dlq {
+    pub use crate::pipeline::dlq::{
+        replay, DeadEvent, DeadLetter, ReplayFilter, ReplayReport, DEAD_LETTER_TYPE,
+    };
+}
+
+/// Idempotency stores: where handlers' claims on events are kept.
+pub mod idempotency {
+    pub use crate::transport::idempotency::{
+        render_key, Claim, ClaimToken, DaprStateStore, IdempotencyStore, MemoryStore,
+    };
+}
+
+/// Retry schedules and the signed bookkeeping that retry messages carry.
+pub mod retry {
+    pub use crate::handler::registry::{retry_tier, retry_topic, RETRY_TIERS};
+    pub use crate::pipeline::seal::{
+        delay_after, exponential, Failure, Opened, RetryRejected, RetryState, SigningKey, EXT_APP,
+        EXT_ATTEMPT, EXT_DUE, EXT_FAILURES, EXT_HANDLER, EXT_HOP_DUE, EXT_MAC, EXT_TOPIC,
+    };
+}
+
+/// Event schemas: the registry of event types, and the snapshot that catches breaking changes.
+pub mod schema {
+    pub use crate::event::version::major;
+    pub use crate::tooling::schema::{
+        breaking_changes, check_snapshot, check_unique, schemas, snapshot, EventDef, SchemaEntry,
+    };
+}

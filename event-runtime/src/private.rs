@@ -5,12 +5,14 @@ pub use inventory;
 
 pub use serde_json;
 
-pub use crate::cloudevent::CloudEvent;
-pub use crate::context::{decode_event, Delivery, EventArg, FromDelivery};
+pub use crate::event::outcome::{IntoOutcome, Outcome};
+pub use crate::event::version::decode_event;
 pub use crate::event::Event;
-pub use crate::handler::{HandlerDef, RetryMode};
-pub use crate::outcome::{IntoOutcome, Outcome};
-pub use crate::schema::EventDef;
+pub use crate::handler::def::{HandlerDef, RetryMode};
+pub use crate::handler::delivery::{Delivery, EventArg};
+pub use crate::handler::extract::FromDelivery;
+pub use crate::tooling::schema::EventDef;
+pub use crate::wire::cloudevent::CloudEvent;
 
 /// The field names of a handler's event, from its first argument's type.
 pub const fn fields_of<A: EventArg>() -> &'static [&'static str] {
@@ -84,7 +86,7 @@ const fn const_major(version: &str) -> u64 {
 
 /// The major number of an event type's version.
 pub fn major_of<E: Event>() -> u64 {
-    crate::version::major(E::VERSION).unwrap_or(0)
+    crate::event::version::major(E::VERSION).unwrap_or(0)
 }
 
 /// The version a decoded event's `event_version` field holds. Generated code calls

@@ -28,15 +28,17 @@ use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use crate::dispatch::Run;
-use crate::dlq::DeadLetter;
-use crate::embedded::Broker;
 use crate::event::Event;
-use crate::idempotency::MemoryStore;
-use crate::publish::{OutgoingEvent, PublishError, Publisher};
+use crate::pipeline::dlq::DeadLetter;
+use crate::pipeline::Run;
+use crate::transport::idempotency::MemoryStore;
+use crate::transport::outgoing::{OutgoingEvent, PublishError};
+use crate::transport::publish::Publisher;
 use crate::App;
 
-pub use crate::dispatch::Run as HandlerRun;
+pub use crate::pipeline::Run as HandlerRun;
+/// The embedded broker the app runs on without a sidecar, which [`TestApp`] drives.
+pub use crate::transport::embedded::{Broker, DEFAULT_PARTITIONS, LOG_CAPACITY};
 
 /// How many published events a test app remembers (every one a test is likely to publish).
 pub const TEST_LOG_CAPACITY: usize = 1_000_000;
@@ -151,7 +153,7 @@ impl TestApp {
         bytes: impl AsRef<[u8]>,
     ) -> Result<(), PublishError> {
         let bytes = axum::body::Bytes::copy_from_slice(bytes.as_ref());
-        let id = crate::cloudevent::record_digest(&bytes);
+        let id = crate::wire::cloudevent::record_digest(&bytes);
         let pubsub = self.publisher.default_pubsub().to_owned();
         let record =
             OutgoingEvent::record(&pubsub, topic, &id, "", key.map(str::to_owned), None, bytes);

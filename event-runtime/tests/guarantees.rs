@@ -23,7 +23,7 @@ pub struct Happened {
 #[derive(Clone, Default)]
 struct Ledger {
     applied: Arc<Mutex<BTreeMap<String, Vec<u64>>>>,
-    times: Arc<Mutex<HashMap<String, Vec<u64>>>>,
+    times: Arc<Mutex<HashMap<String, Vec<tokio::time::Instant>>>>,
 }
 
 impl Ledger {
@@ -41,15 +41,15 @@ impl Ledger {
             .unwrap()
             .entry(name.to_owned())
             .or_default()
-            .push(event_runtime::clock::now_ms());
+            .push(tokio::time::Instant::now());
     }
+    /// When `name` ran, in milliseconds after its first run, on tokio's (paused) clock.
     fn times(&self, name: &str) -> Vec<u64> {
-        self.times
-            .lock()
-            .unwrap()
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+        let times = self.times.lock().unwrap();
+        let runs = times.get(name).map(Vec::as_slice).unwrap_or_default();
+        runs.iter()
+            .map(|t| t.duration_since(runs[0]).as_millis() as u64)
+            .collect()
     }
 }
 
@@ -289,8 +289,7 @@ async fn delayed_retry_survives_an_app_restart() {
     .unwrap();
     // Let the first attempt fail and the retry be scheduled in the broker.
     tokio::time::timeout(Duration::from_secs(30), async {
-        let retry_topic =
-            event_runtime::subscription::retry_topic(&event_runtime::config::app_id(), 60);
+        let retry_topic = event_runtime::retry::retry_topic(&event_runtime::config::app_id(), 60);
         while app.published_to(&retry_topic).is_empty() {
             tokio::task::yield_now().await;
         }
@@ -303,7 +302,7 @@ async fn delayed_retry_survives_an_app_restart() {
     let runs = app.runs_of("flaky_once");
     assert_eq!(
         runs.iter()
-            .map(|r| (r.attempt, r.outcome))
+            .map(|r| (r.attempt, r.outcome.as_str()))
             .collect::<Vec<_>>(),
         [(1, "retry"), (2, "success")]
     );
@@ -481,7 +480,7 @@ async fn concurrent_duplicates_run_the_handler_once() {
     assert_eq!(
         app.runs_of("slow_once")
             .iter()
-            .map(|r| r.outcome)
+            .map(|r| r.outcome.as_str())
             .collect::<Vec<_>>(),
         ["success", "skipped"]
     );
@@ -559,15 +558,11 @@ async fn the_default_body_limit_is_4_mib_and_a_refused_record_stays_in_the_broke
 }
 
 /// An event for `dropper` whose delivered body is past `limit`.
-fn big_event(limit: usize) -> event_runtime::publish::OutgoingEvent {
+fn big_event(limit: usize) -> event_runtime::OutgoingEvent {
     let doomed = Doomed { n: 9 };
-    let mut out = event_runtime::publish::OutgoingEvent::from_event(
-        "kafka-pubsub",
-        "dropper",
-        "test",
-        &doomed,
-    )
-    .unwrap();
+    let mut out =
+        event_runtime::OutgoingEvent::from_event("kafka-pubsub", "dropper", "test", &doomed)
+            .unwrap();
     out.data = json!({"n": 9, "pad": "x".repeat(limit)});
     out
 }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use event_runtime::subscription::{retry_topic, RETRY_TIERS};
+use event_runtime::retry::{retry_topic, RETRY_TIERS};
 use event_runtime::testing::TestApp;
 use event_runtime::{event_handler, App, Attempt, Event, HandlerDef, RetryMode, State};
 

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::Router;
 use event_runtime::dapr::DaprClient;
-use event_runtime::publish::OutgoingEvent;
+use event_runtime::OutgoingEvent;
 use event_runtime::{Event, PublishError};
 use serde_json::json;
 

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use event_runtime::dlq::{replay, DeadLetter, ReplayFilter};
-use event_runtime::publish::OutgoingEvent;
-use event_runtime::subscription::retry_topic;
+use event_runtime::retry::retry_topic;
 use event_runtime::testing::TestApp;
+use event_runtime::OutgoingEvent;
 use event_runtime::{event_handler, App, Attempt, Event, EventId, Permanent, State};
 use serde_json::{json, Map, Value};
 
@@ -223,7 +223,7 @@ fn apps_sharing_a_topic_have_retry_topics_of_their_own() {
             .collect()
     };
     let (a, b) = (retry_topics("billing"), retry_topics("shipping"));
-    assert_eq!(a.len(), event_runtime::subscription::RETRY_TIERS.len());
+    assert_eq!(a.len(), event_runtime::retry::RETRY_TIERS.len());
     assert!(a.contains(&"billing.retry.30s".to_owned()), "{a:?}");
     assert!(a.iter().all(|t| !b.contains(t)), "{a:?} {b:?}");
 }
@@ -511,7 +511,7 @@ async fn key_templates_are_rendered_over_the_upcast_event() {
     let outcomes: Vec<&str> = app
         .runs_of("on_parcel_once")
         .iter()
-        .map(|r| r.outcome)
+        .map(|r| r.outcome.as_str())
         .collect();
     assert_eq!(outcomes, ["success", "skipped"]);
 }
@@ -545,7 +545,11 @@ async fn a_raw_payload_redelivered_under_a_new_wrapper_id_runs_once() {
         assert_eq!(answer["status"], "SUCCESS");
     }
     assert_eq!(seen.all(), ["cpu 0.5"]);
-    let outcomes: Vec<&str> = app.runs_of("on_metric").iter().map(|r| r.outcome).collect();
+    let outcomes: Vec<&str> = app
+        .runs_of("on_metric")
+        .iter()
+        .map(|r| r.outcome.as_str())
+        .collect();
     assert_eq!(outcomes, ["success", "skipped"]);
 }
 
@@ -584,7 +588,7 @@ async fn retries_of_a_fan_out_handler_go_to_the_shared_pubsub() {
     let runs: Vec<(u32, &str)> = app
         .runs_of("on_screen")
         .iter()
-        .map(|r| (r.attempt, r.outcome))
+        .map(|r| (r.attempt, r.outcome.as_str()))
         .collect();
     assert_eq!(runs, [(1, "retry"), (2, "success")]);
     let retry = retry_topic(&event_runtime::config::app_id(), 1);
@@ -705,6 +709,10 @@ async fn a_done_key_is_kept_for_seven_days() {
     app.produce("metrics-raw", None, record).await.unwrap();
     app.wait_idle().await;
     assert_eq!(seen.all().len(), 2, "run again after them");
-    let outcomes: Vec<&str> = app.runs_of("on_metric").iter().map(|r| r.outcome).collect();
+    let outcomes: Vec<&str> = app
+        .runs_of("on_metric")
+        .iter()
+        .map(|r| r.outcome.as_str())
+        .collect();
     assert_eq!(outcomes, ["success", "skipped", "success"]);
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_bench::{app_with, task_event, TaskEvent};
-use event_runtime::embedded::Broker;
+use event_runtime::testing::Broker;
 use event_runtime::testing::TestApp;
 use event_runtime::Publisher;
 
@@ -91,7 +91,7 @@ async fn run(case: &Case) -> f64 {
 /// at a time), each sleeping 1 ms once per event the broker puts on its partition (the same
 /// hash of the partition key as the broker's), nothing else.
 async fn sleep_ceiling(events: usize) -> f64 {
-    let partitions = event_runtime::embedded::DEFAULT_PARTITIONS;
+    let partitions = event_runtime::testing::DEFAULT_PARTITIONS;
     let mut per_partition = vec![0usize; partitions];
     for i in 0..events {
         let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -1,0 +1,471 @@
+//! [`App`]: every registered handler, served as the axum routes the Dapr sidecar calls.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::config::{Config, Mode, ModeSource, Settings};
+use crate::handler::def::HandlerDef;
+use crate::handler::delivery::StateMap;
+use crate::handler::registry::{AppError, Registry, ResolvedHandler};
+use crate::http::router::{router, RouterParts};
+use crate::pipeline::metrics::Metrics;
+use crate::pipeline::seal::SigningKey;
+use crate::pipeline::{HandlerRuntime, Run, Runtime};
+use crate::tooling::topics::TopicSpec;
+use crate::transport::dapr::DaprClient;
+use crate::transport::embedded::Broker;
+use crate::transport::idempotency::{DaprStateStore, IdempotencyStore, MemoryStore};
+use crate::transport::publish::Publisher;
+use crate::wire::subscription::DaprSubscription;
+
+mod checks;
+mod serve;
+
+/// The application: every `#[event_handler]` in the program, ready to serve.
+///
+/// ```
+/// use event_runtime::{event_handler, App, Event};
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+/// #[event(type = "task.completed", version = "1.0")]
+/// pub struct TaskCompleted { pub task_id: i64, pub user_id: String }
+///
+/// #[event_handler(pubsub = "kafka-pubsub", topic = "task-events", route = "/api/events/task-completed")]
+/// async fn on_task_completed(event: TaskCompleted) -> anyhow::Result<()> { Ok(()) }
+///
+/// let app = App::new();
+/// assert_eq!(app.subscriptions()[0].topic, "task-events");
+/// let router: axum::Router = app.router();
+/// ```
+pub struct App {
+    defs: Vec<&'static HandlerDef>,
+    registry: Registry,
+    settings: Settings,
+    default_pubsub: String,
+    state: StateMap,
+    mode: Mode,
+    mode_source: ModeSource,
+    app_port: u16,
+    app_id: String,
+    broker: Arc<Broker>,
+    dapr: DaprClient,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    /// The embedded mode's idempotency store: this app's own, shared by the routers it builds.
+    memory_store: MemoryStore,
+    journal: Option<Arc<Mutex<Vec<Run>>>>,
+    dapr_dead_letter_topic: Option<String>,
+    shutdown: Arc<watch::Sender<bool>>,
+    topics: Vec<TopicSpec>,
+    metrics: Arc<Metrics>,
+    published: Vec<(&'static str, String)>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("mode", &self.mode)
+            .field(
+                "handlers",
+                &self
+                    .registry
+                    .handlers
+                    .iter()
+                    .map(|h| h.def.qualified_name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl App {
+    /// Collects every registered handler. Panics when two of them conflict (the same route, or
+    /// the same pubsub + topic + event type), naming both, as axum's `Router` does for
+    /// overlapping routes, and when the environment's configuration is malformed (naming the
+    /// variable and its value); [`App::try_new`] returns the error instead.
+    pub fn new() -> Self {
+        Self::try_new().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Collects every registered handler, or says which two conflict (or which two event types
+    /// claim one CloudEvent type at one version), which environment variable is malformed, or
+    /// which idempotent handler may run longer than its claim lease ([`AppError::Config`]).
+    pub fn try_new() -> Result<Self, AppError> {
+        crate::tooling::schema::check_unique()?;
+        Self::with_handlers(crate::handler::def::registered())
+    }
+
+    /// An app of only the given handlers (tests that each want a few of a binary's handlers).
+    ///
+    /// ```
+    /// # use event_runtime::App;
+    /// let app = App::with_handlers(event_runtime::registered().into_iter().filter(|h| h.topic == "none")).unwrap();
+    /// assert!(app.subscriptions().is_empty());
+    /// ```
+    pub fn with_handlers(
+        defs: impl IntoIterator<Item = &'static HandlerDef>,
+    ) -> Result<Self, AppError> {
+        let defs: Vec<&'static HandlerDef> = defs.into_iter().collect();
+        let Config {
+            mode,
+            mode_source,
+            app_port,
+            dapr_endpoint,
+            dapr_api_token,
+            app_id,
+            default_pubsub,
+            settings,
+        } = Config::from_env()?;
+        let registry =
+            Registry::resolve_app(&defs, &app_id, &default_pubsub, &settings.default_dlq)?;
+        let metrics = Arc::new(Metrics::new(
+            registry.handlers.iter().map(|h| h.def.qualified_name()),
+        ));
+        let (shutdown, _) = watch::channel(false);
+        let app = App {
+            defs,
+            registry,
+            settings,
+            default_pubsub,
+            state: StateMap::default(),
+            mode,
+            mode_source,
+            app_port,
+            app_id,
+            broker: Arc::new(Broker::default()),
+            dapr: DaprClient::new(&dapr_endpoint, dapr_api_token),
+            store: None,
+            memory_store: MemoryStore::new(),
+            journal: None,
+            dapr_dead_letter_topic: None,
+            metrics,
+            topics: Vec::new(),
+            published: Vec::new(),
+            shutdown: Arc::new(shutdown),
+        };
+        app.check_startup()?;
+        Ok(app)
+    }
+
+    fn re_resolve(mut self) -> Result<Self, AppError> {
+        self.registry = Registry::resolve_app(
+            &self.defs,
+            &self.app_id,
+            &self.default_pubsub,
+            &self.settings.default_dlq,
+        )?;
+        Ok(self)
+    }
+
+    /// Shares `value` with every handler that takes a [`State<T>`](crate::State) argument.
+    pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// The pubsub component of handlers that name none (default `EVENTS_PUBSUB`, else `kafka-pubsub`).
+    pub fn with_default_pubsub(mut self, pubsub: &str) -> Self {
+        self.default_pubsub = pubsub.to_owned();
+        self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The dead-letter topic of handlers that name none (default `EVENTS_DLQ`, else `dlq`).
+    pub fn with_default_dlq(mut self, topic: &str) -> Self {
+        self.settings.default_dlq = topic.to_owned();
+        self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// This app's id (default `APP_ID`, else `event-runtime-app`): the CloudEvent `source` of
+    /// what it publishes, the namespace of its idempotency keys, and part of its retry topics'
+    /// names, which keeps apps that share a topic out of each other's retries.
+    ///
+    /// ```
+    /// # use event_runtime::App;
+    /// let app = App::with_handlers([]).unwrap().with_app_id("todo");
+    /// assert_eq!(app.app_id(), "todo");
+    /// ```
+    pub fn with_app_id(mut self, app_id: &str) -> Self {
+        self.app_id = app_id.to_owned();
+        self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// This app's id.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// Dapr sidecar or embedded broker (default: [`Mode::from_env`]).
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self.mode_source = ModeSource::Code;
+        self
+    }
+
+    /// Runs on `broker` (embedded mode), for example one that outlives an app restart in a test.
+    pub fn with_broker(mut self, broker: Arc<Broker>) -> Self {
+        self.broker = broker;
+        self.with_mode(Mode::Embedded)
+    }
+
+    /// Talks to the sidecar through `client` (Dapr mode).
+    pub fn with_dapr_client(mut self, client: DaprClient) -> Self {
+        self.dapr = client;
+        self.with_mode(Mode::Dapr)
+    }
+
+    /// Keeps idempotency keys in `store` (default: in memory when embedded, the Dapr state store
+    /// `statestore` when on Dapr).
+    pub fn with_idempotency_store(mut self, store: impl IdempotencyStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The default per-run handler timeout (60 s). It must stay shorter than the claim lease
+    /// for idempotent handlers without a `timeout` of their own, or `serve` refuses to start.
+    pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.handler_timeout = timeout;
+        self
+    }
+
+    /// The idempotency claim lease (120 s): how long a crashed holder blocks a key. It must stay
+    /// longer than every idempotent handler's timeout, or `serve` refuses to start.
+    pub fn with_claim_lease(mut self, lease: Duration) -> Self {
+        self.settings.claim_lease = lease;
+        self
+    }
+
+    /// The largest request body accepted (4 MiB, Dapr's default).
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.settings.body_limit = bytes;
+        self
+    }
+
+    /// Requires `dapr-api-token: token` on Dapr-facing routes (default: `APP_API_TOKEN`).
+    pub fn with_app_api_token(mut self, token: Option<String>) -> Self {
+        self.settings.app_api_token = token;
+        self
+    }
+
+    /// Sets a Dapr-level `deadLetterTopic` on every subscription, for what only Dapr sees (events
+    /// it cannot deliver at all). It must differ from the framework's DLQ: Dapr sends every DROP
+    /// there too, and the framework has already dead-lettered those.
+    pub fn with_dapr_dead_letter_topic(mut self, topic: &str) -> Self {
+        self.dapr_dead_letter_topic = Some(topic.to_owned());
+        self
+    }
+
+    /// Records every handler run (the test harness reads it).
+    pub(crate) fn with_journal(mut self, journal: Arc<Mutex<Vec<Run>>>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    pub(crate) fn app_api_token(&self) -> Option<String> {
+        self.settings.app_api_token.clone()
+    }
+
+    /// The mode the app runs in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The embedded broker (used in embedded mode).
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
+    /// The resolved handlers.
+    pub fn handlers(&self) -> &[ResolvedHandler] {
+        &self.registry.handlers
+    }
+
+    /// What `GET /dapr/subscribe` answers.
+    pub fn subscriptions(&self) -> Vec<DaprSubscription> {
+        self.registry
+            .dapr_subscriptions(self.dapr_dead_letter_topic.as_deref())
+    }
+
+    /// A publisher for this app's mode.
+    pub fn publisher(&self) -> Publisher {
+        let p = match self.mode {
+            Mode::Dapr => Publisher::from_dapr(self.dapr.clone()),
+            Mode::Embedded => Publisher::embedded(self.broker.clone()),
+        };
+        p.with_pubsub(&self.default_pubsub)
+            .with_source(&self.app_id)
+    }
+
+    fn store(&self) -> Arc<dyn IdempotencyStore> {
+        match (&self.store, self.mode) {
+            (Some(s), _) => s.clone(),
+            (None, Mode::Dapr) => Arc::new(DaprStateStore::new(
+                self.dapr.clone(),
+                &self.settings.state_store,
+            )),
+            (None, Mode::Embedded) => Arc::new(self.memory_store.clone()),
+        }
+    }
+
+    /// The axum router Dapr calls: `GET /dapr/subscribe`, one route per handler, one dispatch
+    /// route per topic, and `GET /healthz`, `GET /metrics`, `GET /asyncapi.json`,
+    /// `GET /events/schemas`. Merge it with your own routes. Building it starts nothing in the
+    /// background.
+    pub fn router(&self) -> Router {
+        let rt = Arc::new(Runtime {
+            registry: self.registry.clone(),
+            settings: self.settings.clone(),
+            state: Arc::new(self.state.clone()),
+            publisher: self.publisher(),
+            store: self.store(),
+            journal: self.journal.clone(),
+            shutdown: self.shutdown.clone(),
+            app_id: self.app_id.clone(),
+            signing_key: SigningKey::from_env(&self.app_id),
+            metrics: self.metrics.clone(),
+            handlers: HandlerRuntime::all(&self.registry, &self.metrics),
+        });
+        router(RouterParts {
+            rt,
+            subscriptions: self.subscriptions(),
+            metrics: self.metrics.clone(),
+            asyncapi: (
+                self.app_id.clone(),
+                self.registry.handlers.clone(),
+                self.published.clone(),
+            ),
+        })
+    }
+
+    /// Declares the app's topics once (partitions, retention); they drive `manifests()` (Strimzi
+    /// `KafkaTopic`s) and whatever creates topics for tests.
+    ///
+    /// ```
+    /// use event_runtime::{App, TopicSpec};
+    /// let app = App::with_handlers([]).unwrap()
+    ///     .with_topics([TopicSpec::new("task-events").partitions(12).retention_days(7).retention_cloud_days(30)]);
+    /// assert_eq!(app.topics()[0].partitions, 12);
+    /// ```
+    pub fn with_topics(mut self, topics: impl IntoIterator<Item = TopicSpec>) -> Self {
+        self.topics.extend(topics);
+        self
+    }
+
+    /// Declares that this app publishes events of type `E` to `topic` (a `send` operation in the
+    /// AsyncAPI document).
+    pub fn publishes<E: crate::Event>(mut self, topic: &str) -> Self {
+        for ty in E::TYPES {
+            self.published.push((ty, topic.to_owned()));
+        }
+        self
+    }
+
+    /// The declared topics.
+    pub fn topics(&self) -> &[TopicSpec] {
+        &self.topics
+    }
+
+    /// The app's metrics (also served at `GET /metrics` in Prometheus' text format).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The Dapr declarative `Subscription` resources (`dapr.io/v2alpha1`) equivalent to
+    /// `GET /dapr/subscribe`, retry topics included, and a Strimzi `KafkaTopic` per declared
+    /// topic and its retry and dead-letter topics, as one multi-document YAML stream.
+    /// `EVENTS_ENV=cloud` picks the cloud retention; `KAFKA_CLUSTER` names the Strimzi cluster.
+    pub fn manifests(&self) -> String {
+        let cluster = crate::config::non_empty("KAFKA_CLUSTER").unwrap_or_else(|| "kafka".into());
+        crate::tooling::manifests::manifests_with(
+            &self.subscriptions(),
+            &self.topics,
+            &self.app_id,
+            &cluster,
+            &self.manifest_options(),
+        )
+    }
+
+    /// The Kafka topics the app needs: the declared ones, then their retry and dead-letter
+    /// topics. The same list as the `KafkaTopic` manifests; test scripts create topics from it.
+    pub fn kafka_topics(&self) -> Vec<crate::tooling::manifests::KafkaTopicPlan> {
+        crate::tooling::manifests::kafka_topics(
+            &self.subscriptions(),
+            &self.topics,
+            &self.manifest_options(),
+        )
+    }
+
+    fn manifest_options(&self) -> crate::tooling::manifests::ManifestOptions {
+        crate::tooling::manifests::ManifestOptions {
+            deployment: crate::tooling::topics::Deployment::from_env(),
+            namespace: crate::config::non_empty("EVENTS_NAMESPACE"),
+            dead_letter_topics: crate::tooling::manifests::dead_letter_topics(
+                self.handlers(),
+                &self.settings.default_dlq,
+            ),
+        }
+    }
+
+    /// An AsyncAPI 3.0 document of every topic, message and operation, with the JSON Schemas of
+    /// the registered event types (also served at `GET /asyncapi.json`).
+    pub fn asyncapi(&self) -> serde_json::Value {
+        crate::tooling::asyncapi::document(&self.app_id, self.handlers(), &self.published)
+    }
+
+    /// A handle that shuts a running [`App::serve`] down gracefully, as SIGTERM does.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+}
+
+/// Shuts a serving app down: it stops accepting connections, lets in-flight deliveries finish,
+/// and cuts short those waiting on an inline retry delay or a not-yet-due retry (they answer
+/// RETRY, so the broker keeps the event).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Starts shutting down.
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checks::mode_notice;
+    use super::*;
+
+    #[test]
+    fn embedded_by_default_is_a_loud_warning_and_says_how_to_switch() {
+        let (level, text) = mode_notice(Mode::Embedded, ModeSource::Default).unwrap();
+        assert_eq!(level, tracing::Level::WARN);
+        for part in [
+            "in memory in this process",
+            "LOST",
+            "EVENTS_MODE=dapr",
+            "DAPR_HTTP_PORT",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        for source in [ModeSource::EventsMode, ModeSource::Code] {
+            let (level, text) = mode_notice(Mode::Embedded, source).unwrap();
+            assert_eq!(level, tracing::Level::INFO);
+            assert!(text.contains("lost when it exits"), "{text}");
+        }
+        for source in [
+            ModeSource::EventsMode,
+            ModeSource::SidecarVariable,
+            ModeSource::Code,
+        ] {
+            assert_eq!(mode_notice(Mode::Dapr, source), None);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Serving the app: binding, the embedded broker, graceful shutdown.
+
+use axum::Router;
+
+use crate::app::checks::{mode_notice, refused};
+use crate::app::App;
+use crate::config::Mode;
+
+impl App {
+    /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;
+    /// in embedded mode also runs the broker. Stops on SIGTERM or Ctrl-C, letting in-flight
+    /// deliveries finish (those waiting on a retry delay are answered RETRY).
+    ///
+    /// An idempotent handler whose timeout is not shorter than the claim lease (see
+    /// [`App::with_claim_lease`]), or a name a builder method set that breaks its rule, stops it
+    /// before it binds, with an error of kind `InvalidInput` that wraps the [`AppError`].
+    pub async fn serve(self) -> std::io::Result<()> {
+        self.serve_with(Router::new()).await
+    }
+
+    /// [`App::serve`] with `routes` (your REST API, say) merged into the event routes.
+    pub async fn serve_with(self, routes: Router) -> std::io::Result<()> {
+        self.check_startup().map_err(refused)?;
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.app_port));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        self.serve_on(listener, routes).await
+    }
+
+    /// [`App::serve_with`] on a listener you bound (tests bind port 0).
+    pub async fn serve_on(
+        self,
+        listener: tokio::net::TcpListener,
+        routes: Router,
+    ) -> std::io::Result<()> {
+        self.check_startup().map_err(refused)?;
+        let router = self.router().merge(routes);
+        crate::http::server::log_startup(&self, listener.local_addr()?);
+        if let Some((level, notice)) = mode_notice(self.mode, self.mode_source) {
+            if level == tracing::Level::WARN {
+                tracing::warn!("{notice}");
+            } else {
+                tracing::info!("{notice}");
+            }
+        }
+        if self.mode == Mode::Embedded {
+            self.broker
+                .start(router.clone(), self.settings.app_api_token.clone())
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        let shutdown = self.shutdown.clone();
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let mut requested = shutdown.subscribe();
+                tokio::select! {
+                    _ = crate::http::server::shutdown_signal() => {}
+                    _ = requested.wait_for(|stopping| *stopping) => {}
+                }
+                tracing::info!("shutting down: finishing in-flight deliveries");
+                let _ = shutdown.send(true);
+            })
+            .await;
+        self.broker.stop();
+        result
+    }
+}

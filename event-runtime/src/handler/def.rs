@@ -1,0 +1,218 @@
+//! The registration each `#[event_handler]` submits, and what the runtime resolves it into.
+
+use futures::future::BoxFuture;
+
+use crate::event::outcome::Outcome;
+use crate::event::Event;
+use crate::handler::delivery::{Delivery, EventArg};
+
+/// The generated adapter: decodes the delivery, calls the user's function, maps its result.
+pub(crate) type HandlerFn = fn(Delivery) -> BoxFuture<'static, Outcome>;
+
+/// How failed runs are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryMode {
+    /// Acknowledge the delivery and re-publish the event to a retry topic, run when due
+    /// (non-blocking; order within a partition is given up).
+    Delayed,
+    /// Wait and run again in place, holding the delivery (keeps per-key order; short schedules only).
+    Inline,
+}
+
+/// Dapr bulk-subscribe settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkConfig {
+    /// `maxMessagesCount`.
+    pub max_messages: u32,
+    /// `maxAwaitDurationMs`.
+    pub max_await_ms: u32,
+}
+
+/// The longest total inline retry schedule, in seconds: past this a delivery would be held so
+/// long that Dapr's or Kafka's own timeouts fight ours, so such schedules must be delayed.
+pub const INLINE_RETRY_LIMIT_SECS: u64 = 60;
+
+/// One registered handler, as `#[event_handler]` submits it (a `const` value).
+///
+/// Built with `const` builder methods so that the generated registration reads like a sentence.
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerDef {
+    /// The function's name.
+    pub name: &'static str,
+    /// `module_path!()` of the function.
+    pub module: &'static str,
+    /// Explicit pubsub component name (else the app-wide default).
+    pub pubsub: Option<&'static str>,
+    /// The topic.
+    pub topic: &'static str,
+    /// Explicit route (else derived from topic and function name).
+    pub route: Option<&'static str>,
+    /// CloudEvent types the handler's event type accepts.
+    pub event_types: &'static [&'static str],
+    /// The tag field of an internally tagged enum event.
+    pub event_tag: Option<&'static str>,
+    /// The event's schema version.
+    pub event_version: &'static str,
+    /// Field names of the event (for key templates).
+    pub event_fields: &'static [&'static str],
+    /// The Rust name of the event type, for messages.
+    pub event_type_name: &'static str,
+    /// Delays in seconds between attempts; empty means no retries.
+    pub retry: &'static [u64],
+    /// Inline or delayed retries.
+    pub retry_mode: RetryMode,
+    /// Dead-letter topic (else the app-wide default).
+    pub dlq: Option<&'static str>,
+    /// Whether the handler runs at most once per idempotency key.
+    pub idempotent: bool,
+    /// Key template (else the CloudEvent id).
+    pub idempotency_key: Option<&'static str>,
+    /// Bulk subscription.
+    pub bulk: Option<BulkConfig>,
+    /// Subscribe with `rawPayload`.
+    pub raw_payload: bool,
+    /// Extra subscription metadata.
+    pub metadata: &'static [(&'static str, &'static str)],
+    /// Per-run timeout in seconds (else the app-wide default).
+    pub timeout_secs: Option<u64>,
+    /// Reads a body whose data is this handler's event type in one pass (set by
+    /// [`HandlerDef::event`]).
+    #[doc(hidden)]
+    pub read_typed: Option<crate::wire::cloudevent::ReadTyped>,
+    /// The fields an `idempotency_key` template is rendered over: the handler's event as it reads
+    /// it (upcast from an older version), as JSON (set by [`HandlerDef::event`]).
+    #[doc(hidden)]
+    pub key_fields: Option<fn(&crate::wire::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
+    /// The generated adapter.
+    pub call: HandlerFn,
+}
+
+impl HandlerDef {
+    /// A handler of `topic` with every option at its default.
+    pub const fn new(
+        name: &'static str,
+        module: &'static str,
+        topic: &'static str,
+        call: HandlerFn,
+    ) -> Self {
+        HandlerDef {
+            name,
+            module,
+            pubsub: None,
+            topic,
+            route: None,
+            event_types: &[],
+            event_tag: None,
+            event_version: "",
+            event_fields: &[],
+            event_type_name: "",
+            retry: &[],
+            retry_mode: RetryMode::Delayed,
+            dlq: None,
+            idempotent: false,
+            idempotency_key: None,
+            bulk: None,
+            raw_payload: false,
+            metadata: &[],
+            timeout_secs: None,
+            read_typed: None,
+            key_fields: None,
+            call,
+        }
+    }
+
+    /// Takes the event description from the handler's first argument (an event or an envelope).
+    pub const fn event<A: EventArg>(mut self, type_name: &'static str) -> Self {
+        self.event_types = <A::Event as Event>::TYPES;
+        self.event_tag = <A::Event as Event>::TAG;
+        self.event_version = <A::Event as Event>::VERSION;
+        self.event_fields = <A::Event as Event>::FIELDS;
+        self.event_type_name = type_name;
+        self.read_typed = Some(crate::wire::cloudevent::read_typed::<A::Event>);
+        self.key_fields = Some(crate::event::version::fields_of::<A::Event>);
+        self
+    }
+
+    /// Sets the pubsub component.
+    pub const fn pubsub(mut self, pubsub: &'static str) -> Self {
+        self.pubsub = Some(pubsub);
+        self
+    }
+
+    /// Sets the route.
+    pub const fn route(mut self, route: &'static str) -> Self {
+        self.route = Some(route);
+        self
+    }
+
+    /// Sets the retry schedule (seconds between attempts).
+    pub const fn retry(mut self, delays: &'static [u64]) -> Self {
+        self.retry = delays;
+        self
+    }
+
+    /// Sets the retry mode.
+    pub const fn retry_mode(mut self, mode: RetryMode) -> Self {
+        self.retry_mode = mode;
+        self
+    }
+
+    /// Sets the dead-letter topic.
+    pub const fn dlq(mut self, topic: &'static str) -> Self {
+        self.dlq = Some(topic);
+        self
+    }
+
+    /// Makes the handler idempotent, keyed by `key` (a template) or by the CloudEvent id.
+    pub const fn idempotent(mut self, key: Option<&'static str>) -> Self {
+        self.idempotent = true;
+        self.idempotency_key = key;
+        self
+    }
+
+    /// Subscribes in bulk.
+    pub const fn bulk(mut self, max_messages: u32, max_await_ms: u32) -> Self {
+        self.bulk = Some(BulkConfig {
+            max_messages,
+            max_await_ms,
+        });
+        self
+    }
+
+    /// Subscribes with `rawPayload`.
+    pub const fn raw_payload(mut self) -> Self {
+        self.raw_payload = true;
+        self
+    }
+
+    /// Adds subscription metadata.
+    pub const fn metadata(mut self, metadata: &'static [(&'static str, &'static str)]) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets the per-run timeout.
+    pub const fn timeout_secs(mut self, secs: u64) -> Self {
+        self.timeout_secs = Some(secs);
+        self
+    }
+
+    /// `module::name`, how messages name the handler.
+    pub fn qualified_name(&self) -> String {
+        format!("{}::{}", self.module, self.name)
+    }
+
+    /// Whether this handler takes events of CloudEvent type `ty`.
+    pub fn accepts(&self, ty: &str) -> bool {
+        self.event_types.contains(&ty)
+    }
+}
+
+inventory::collect!(HandlerDef);
+
+/// Every handler registered in the program, in a stable order (module, then name).
+pub fn registered() -> Vec<&'static HandlerDef> {
+    let mut all: Vec<&'static HandlerDef> = inventory::iter::<HandlerDef>.into_iter().collect();
+    all.sort_by(|a, b| (a.module, a.name).cmp(&(b.module, b.name)));
+    all
+}

@@ -1,0 +1,6 @@
+//! The HTTP surface the sidecar calls: the delivery routes (token, body limit, Dapr's answers),
+//! `/dapr/subscribe` and the operational routes, and serving them.
+
+pub(crate) mod delivery;
+pub(crate) mod router;
+pub(crate) mod server;

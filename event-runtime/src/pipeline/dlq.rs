@@ -1,0 +1,300 @@
+//! Dead letters: the record of an event the framework gave up on, and replaying it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::Event;
+use crate::pipeline::seal::Failure;
+use crate::transport::outgoing::OutgoingEvent;
+use crate::wire::cloudevent::CloudEvent;
+
+/// The CloudEvent type of dead-letter records.
+pub const DEAD_LETTER_TYPE: &str = "event-runtime.dead-letter";
+
+/// The original event inside a dead-letter record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadEvent {
+    /// CloudEvent `id`.
+    pub id: String,
+    /// CloudEvent `type`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// CloudEvent `source`.
+    pub source: String,
+    /// CloudEvent `time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// The data as it arrived.
+    pub data: Value,
+    /// The partition key it was published with, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_key: Option<String>,
+    /// The topic it was first delivered on.
+    pub topic: String,
+    /// The pubsub component.
+    pub pubsub: String,
+    /// The broker record exactly as it arrived, base64: what a replay writes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// The event's version, as it arrived (data, envelope or record header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl DeadEvent {
+    /// The exact bytes of the record, when the dead letter kept them.
+    pub fn record_bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let b64 = self.record.as_deref()?;
+        base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    }
+}
+
+/// What lands on the dead-letter topic: the original event and why it was given up.
+///
+/// It is an [`Event`] itself, so a handler can consume the DLQ:
+///
+/// ```
+/// use event_runtime::{event_handler, dlq::DeadLetter};
+///
+/// #[event_handler(topic = "dlq")]
+/// async fn on_dead_letter(letter: DeadLetter) {
+///     eprintln!("{} gave up on {}: {}", letter.handler.unwrap_or_default(), letter.event.id, letter.reason);
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The original event.
+    pub event: DeadEvent,
+    /// The handler that gave up (`module::name`); `None` when no handler could take the event.
+    #[serde(default)]
+    pub handler: Option<String>,
+    /// How many runs were made.
+    pub attempts: u32,
+    /// Every failure, in order.
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+    /// First failure (RFC 3339).
+    #[serde(default)]
+    pub first_failure_at: Option<String>,
+    /// Last failure (RFC 3339).
+    #[serde(default)]
+    pub last_failure_at: Option<String>,
+    /// Whether the failure was classified permanent (no retries were tried or left).
+    pub permanent: bool,
+    /// The final reason, in one sentence.
+    pub reason: String,
+}
+
+impl Event for DeadLetter {
+    const TYPES: &'static [&'static str] = &[DEAD_LETTER_TYPE];
+    const VERSION: &'static str = "1.0";
+    const FIELDS: &'static [&'static str] =
+        &["event", "handler", "attempts", "permanent", "reason"];
+
+    fn event_type(&self) -> &'static str {
+        DEAD_LETTER_TYPE
+    }
+
+    fn partition_key(&self) -> Option<String> {
+        self.event.partition_key.clone()
+    }
+
+    fn event_id(&self) -> Option<String> {
+        // One record per event and handler: publishing it twice must not make two.
+        Some(format!(
+            "dlq:{}:{}",
+            self.handler.as_deref().unwrap_or("-"),
+            self.event.id
+        ))
+    }
+}
+
+impl DeadLetter {
+    /// A record for `ce`, delivered on `pubsub`/`topic`.
+    pub fn new(ce: &CloudEvent, pubsub: &str, topic: &str, partition_key: Option<String>) -> Self {
+        use base64::Engine as _;
+        DeadLetter {
+            event: DeadEvent {
+                id: ce.id.clone(),
+                ty: ce.ty.clone(),
+                source: ce.source.clone(),
+                time: ce.time.clone(),
+                data: ce.data().clone(),
+                partition_key,
+                topic: topic.to_owned(),
+                pubsub: pubsub.to_owned(),
+                record: ce
+                    .record()
+                    .map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
+                version: crate::event::version::version_of(ce),
+            },
+            handler: None,
+            attempts: 0,
+            failures: Vec::new(),
+            first_failure_at: None,
+            last_failure_at: None,
+            permanent: true,
+            reason: String::new(),
+        }
+    }
+
+    /// Sets the final reason.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    /// Sets the failures (and the first/last failure times from them).
+    pub fn with_failures(mut self, failures: Vec<Failure>) -> Self {
+        self.first_failure_at = failures.first().map(|f| f.at.clone());
+        self.last_failure_at = failures.last().map(|f| f.at.clone());
+        self.attempts = failures.last().map_or(self.attempts, |f| f.attempt);
+        self.failures = failures;
+        self
+    }
+
+    /// The original event, ready to publish again to the topic it was delivered on, with its
+    /// original id and version (an idempotent handler that never succeeded on it will run it).
+    /// A dead letter that kept the record is re-published as exactly those bytes.
+    pub fn replay_event(&self, source: &str) -> OutgoingEvent {
+        let e = &self.event;
+        if let Some(bytes) = e.record_bytes() {
+            return OutgoingEvent::record(
+                &e.pubsub,
+                &e.topic,
+                &e.id,
+                &e.ty,
+                e.partition_key.clone(),
+                e.version.as_deref(),
+                bytes.into(),
+            );
+        }
+        OutgoingEvent {
+            pubsub: e.pubsub.clone(),
+            topic: e.topic.clone(),
+            id: e.id.clone(),
+            ty: e.ty.clone(),
+            source: if e.source.is_empty() {
+                source.to_owned()
+            } else {
+                e.source.clone()
+            },
+            data: e.data.clone(),
+            partition_key: e.partition_key.clone(),
+            extensions: e
+                .version
+                .iter()
+                .map(|v| {
+                    (
+                        crate::wire::cloudevent::EXT_VERSION.to_owned(),
+                        Value::String(v.clone()),
+                    )
+                })
+                .collect(),
+            traceparent: None,
+            record: None,
+        }
+    }
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    /// Only events of this CloudEvent type.
+    pub event_type: Option<String>,
+    /// Only events this handler gave up on (`module::name` or just `name`).
+    pub handler: Option<String>,
+    /// Only events whose last failure is at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only events whose last failure is before this time (RFC 3339).
+    pub until: Option<String>,
+}
+
+impl ReplayFilter {
+    /// Whether `letter` passes the filter.
+    pub fn matches(&self, letter: &DeadLetter) -> bool {
+        let at = letter.last_failure_at.as_deref().unwrap_or("");
+        self.event_type
+            .as_ref()
+            .is_none_or(|t| *t == letter.event.ty)
+            && self.handler.as_ref().is_none_or(|h| {
+                letter
+                    .handler
+                    .as_deref()
+                    .is_some_and(|lh| lh == h || lh.rsplit("::").next() == Some(h.as_str()))
+            })
+            && self
+                .since
+                .as_ref()
+                .is_none_or(|s| parse_time(at) >= parse_time(s))
+            && self
+                .until
+                .as_ref()
+                .is_none_or(|u| parse_time(at) < parse_time(u))
+    }
+}
+
+fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayReport {
+    /// Dead letters that passed the filter.
+    pub matched: usize,
+    /// Re-published to their original topic.
+    pub replayed: usize,
+    /// `(event id, error)` of those that could not be re-published.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Re-publishes the dead letters that pass `filter` to their original topics, with their
+/// original ids, logging progress as it goes.
+///
+/// ```
+/// use event_runtime::dlq::{replay, DeadLetter, ReplayFilter};
+/// use event_runtime::{testing::TestApp, App};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let app = TestApp::start(App::with_handlers([]).unwrap()).await;
+/// let letters: Vec<DeadLetter> = app.dead_letters("dlq"); // or wherever you keep them
+/// let only_completed = ReplayFilter { event_type: Some("task.completed".into()), ..Default::default() };
+/// let report = replay(&app.publisher(), &letters, &only_completed).await;
+/// assert_eq!(report.replayed, report.matched);
+/// # }
+/// ```
+pub async fn replay(
+    publisher: &crate::Publisher,
+    letters: &[DeadLetter],
+    filter: &ReplayFilter,
+) -> ReplayReport {
+    let chosen: Vec<&DeadLetter> = letters.iter().filter(|l| filter.matches(l)).collect();
+    let mut report = ReplayReport {
+        matched: chosen.len(),
+        ..ReplayReport::default()
+    };
+    tracing::info!(
+        matched = report.matched,
+        of = letters.len(),
+        "DLQ replay starting"
+    );
+    for (i, letter) in chosen.iter().enumerate() {
+        match publisher.send(letter.replay_event("")).await {
+            Ok(()) => report.replayed += 1,
+            Err(e) => report.failed.push((letter.event.id.clone(), e.to_string())),
+        }
+        if (i + 1) % 100 == 0 || i + 1 == chosen.len() {
+            tracing::info!(
+                done = i + 1,
+                total = chosen.len(),
+                failed = report.failed.len(),
+                "DLQ replay progress"
+            );
+        }
+    }
+    report
+}

@@ -1,0 +1,207 @@
+//! One delivery, from request body to Dapr's answer: decode, choose the handler, run it with
+//! its retries and idempotency, dead-letter what cannot succeed.
+//!
+//! Every path ends in one of Dapr's three answers and none claims a success that did not happen:
+//! SUCCESS once the handler succeeded (or a retry is safely scheduled in the broker), DROP once
+//! the event is on the dead-letter topic (or the handler dropped it on purpose), RETRY whenever
+//! the framework could not make the event safe (the broker then keeps it).
+
+mod dead_letter;
+pub(crate) mod dlq;
+pub(crate) mod metrics;
+mod record;
+mod retry;
+mod route;
+mod run;
+pub(crate) mod seal;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use futures::future::Either;
+use futures::FutureExt as _;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::event::outcome::OutcomeKind;
+use crate::handler::delivery::{AppServices, StateMap};
+use crate::handler::registry::{Registry, Target};
+use crate::pipeline::dead_letter::dead_letter_undecodable;
+use crate::pipeline::metrics::{HandlerMetrics, Metrics};
+use crate::pipeline::record::{
+    bulk_request, deliver_record, entry_record, with_version, RecordMeta,
+};
+use crate::pipeline::run::process;
+use crate::pipeline::seal::{RetryState, SigningKey};
+use crate::transport::idempotency::IdempotencyStore;
+use crate::transport::publish::Publisher;
+use crate::wire::bulk::{BulkResponse, EntryStatus, Status};
+use crate::wire::cloudevent;
+
+/// One run of a handler, as the test harness records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The handler's function name.
+    pub handler: &'static str,
+    /// CloudEvent id.
+    pub event_id: String,
+    /// CloudEvent type.
+    pub event_type: String,
+    /// Attempt number (1 = first delivery).
+    pub attempt: u32,
+    /// How it ended (compares with its label: `run.outcome == "success"`).
+    pub outcome: OutcomeKind,
+    /// The error, for failures.
+    pub error: Option<String>,
+    /// The event data.
+    pub data: Value,
+}
+
+/// Everything a delivery needs, shared by every route of one app.
+pub(crate) struct Runtime {
+    pub registry: Registry,
+    pub settings: Settings,
+    pub state: Arc<StateMap>,
+    pub publisher: Publisher,
+    pub store: Arc<dyn IdempotencyStore>,
+    pub journal: Option<Arc<Mutex<Vec<Run>>>>,
+    /// Held (not just subscribed to) so the channel stays open for as long as routes exist.
+    pub shutdown: Arc<watch::Sender<bool>>,
+    pub app_id: String,
+    /// Signs and verifies retry bookkeeping.
+    pub signing_key: SigningKey,
+    pub metrics: Arc<Metrics>,
+    /// Per handler (same index as `registry.handlers`): what every delivery to it would
+    /// otherwise look up or format again.
+    pub handlers: Vec<HandlerRuntime>,
+}
+
+/// What one handler's deliveries share, worked out once with the router.
+pub(crate) struct HandlerRuntime {
+    /// `module::name`.
+    pub name: String,
+    pub metrics: HandlerMetrics,
+    /// The handler's topic, shared by its deliveries' `Delivery::topic` without a copy.
+    pub topic: Arc<str>,
+}
+
+impl HandlerRuntime {
+    /// One entry per registered handler.
+    pub(crate) fn all(registry: &Registry, metrics: &Metrics) -> Vec<HandlerRuntime> {
+        registry
+            .handlers
+            .iter()
+            .map(|h| {
+                let name = h.def.qualified_name();
+                HandlerRuntime {
+                    metrics: metrics.handler(&name),
+                    name,
+                    topic: h.def.topic.into(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// What Dapr is told about one delivery: one status, or one per entry of a bulk batch.
+pub(crate) enum Answer {
+    One(Status),
+    Bulk(BulkResponse),
+}
+
+impl AppServices for Runtime {
+    fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    fn state(&self) -> &StateMap {
+        &self.state
+    }
+
+    fn pubsub(&self, h: usize) -> &str {
+        &self.registry.handlers[h].pubsub
+    }
+}
+
+/// A delivery whose body has been read. Every subscription is rawPayload, so the body is daprd's
+/// wrapper around the broker record's bytes; the record is read here, whatever it holds. When the
+/// handler is known before the record is read (on its own route, or on a topic it alone
+/// consumes), the envelope and the handler's event are read in one pass, as a hand-written
+/// handler reads them; anything else takes the general path.
+pub(crate) fn deliver(
+    rt: Arc<Runtime>,
+    target: Target,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl Future<Output = Answer> + Send + 'static {
+    let meta = RecordMeta::from_headers(headers);
+    let record = cloudevent::dapr_raw_record(&body).unwrap_or(body);
+    // The handler is known from the route, or is the only one on the topic (which `resolve`
+    // still checks against the event's type before running it).
+    let handler = match target {
+        Target::Handler(h) => Some(h),
+        Target::Topic(t) => match &rt.registry.topics[t] {
+            sub if sub.is_retry || sub.bulk.is_some() => None,
+            sub => match sub.handlers[..] {
+                [h] => Some(h),
+                _ => None,
+            },
+        },
+    };
+    let one_pass = handler
+        .and_then(|h| rt.registry.handlers[h].def.read_typed)
+        .and_then(|read| read(&record));
+    match one_pass {
+        Some((ce, event)) => {
+            let ce = with_version(ce, meta.version.as_deref());
+            let first = RetryState::first();
+            Either::Left(process(rt, target, ce, first, meta.key, Some(event)).map(Answer::One))
+        }
+        // Boxed: its future is large, and only this less common path pays for it.
+        None => Either::Right(Box::pin(async move {
+            handle_general(&rt, target, record, meta).await
+        })),
+    }
+}
+
+/// A delivery the one-pass read did not take: a bulk batch, a retry, or a record read the
+/// general way (its `data` left as raw text for the handler to decode).
+async fn handle_general(
+    rt: &Arc<Runtime>,
+    target: Target,
+    record: Bytes,
+    meta: RecordMeta,
+) -> Answer {
+    if let Some(batch) = bulk_request(rt, target, &record) {
+        let mut statuses = Vec::with_capacity(batch.entries.len());
+        for (i, entry) in batch.entries.into_iter().enumerate() {
+            let entry_id = entry.entry_id.unwrap_or_else(|| i.to_string());
+            let meta = RecordMeta::from_entry(entry.metadata);
+            let status = match entry.event.as_deref().map(entry_record) {
+                Some(Ok(record)) => deliver_record(rt, target, record, meta).await,
+                Some(Err(reason)) => {
+                    let bytes = entry.event.map(|e| Bytes::from(e.get().to_owned()));
+                    let bytes = bytes.unwrap_or_default();
+                    Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
+                }
+                None => {
+                    let reason = "bulk entry has no event";
+                    Box::pin(dead_letter_undecodable(
+                        rt,
+                        target,
+                        reason,
+                        Bytes::new(),
+                        &meta,
+                    ))
+                    .await
+                }
+            };
+            statuses.push(EntryStatus { entry_id, status });
+        }
+        return Answer::Bulk(BulkResponse { statuses });
+    }
+    Answer::One(deliver_record(rt, target, record, meta).await)
+}

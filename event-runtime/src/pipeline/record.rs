@@ -1,0 +1,204 @@
+//! Reading what arrived: a record's bytes and the broker's metadata about it, into an event
+//! with its retry bookkeeping (verified, and only on this app's retry topics), or a reason why not.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::handler::registry::Target;
+use crate::pipeline::dead_letter::dead_letter_undecodable;
+use crate::pipeline::route::target_topic;
+use crate::pipeline::run::process;
+use crate::pipeline::seal::{RetryRejected, RetryState};
+use crate::pipeline::Runtime;
+use crate::wire::bulk::{BulkRequest, Status, BULK_TYPE};
+use crate::wire::cloudevent::{self, CloudEvent};
+use std::sync::Arc;
+
+/// The Kafka record key Dapr passes along.
+static KEY_HEADER: HeaderName = HeaderName::from_static("__key");
+/// Our publisher's version (publish metadata, a Kafka header).
+static VERSION_HEADER: HeaderName = HeaderName::from_static(crate::wire::cloudevent::EXT_VERSION);
+
+/// What the broker said about a record besides its bytes: its key, its version header, and
+/// where it sits (topic, partition, offset), from the delivery's headers or a bulk entry's
+/// metadata. Where it sits is read only by the dead letter of a record no handler takes.
+pub(crate) struct RecordMeta {
+    pub key: Option<String>,
+    pub version: Option<String>,
+    origin: Origin,
+}
+
+/// Where a record's broker metadata came from.
+enum Origin {
+    Headers(HeaderMap),
+    Entry(Map<String, Value>),
+}
+
+impl RecordMeta {
+    pub(crate) fn from_headers(headers: HeaderMap) -> Self {
+        let get = |name: &HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        RecordMeta {
+            key: get(&KEY_HEADER),
+            version: get(&VERSION_HEADER),
+            origin: Origin::Headers(headers),
+        }
+    }
+
+    pub(crate) fn from_entry(metadata: Map<String, Value>) -> Self {
+        let get = |name: &str| {
+            metadata
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        RecordMeta {
+            key: get("__key"),
+            version: get(crate::wire::cloudevent::EXT_VERSION),
+            origin: Origin::Entry(metadata),
+        }
+    }
+
+    /// `topic/partition/offset`, when the broker says them.
+    pub(crate) fn coordinates(&self) -> Option<String> {
+        let get = |name: &str| match &self.origin {
+            Origin::Headers(h) => h.get(name).and_then(|v| v.to_str().ok()),
+            Origin::Entry(m) => m.get(name).and_then(Value::as_str),
+        };
+        let (partition, offset) = (get("__partition")?, get("__offset")?);
+        Some(format!(
+            "{}/{partition}/{offset}",
+            get("__topic").unwrap_or("")
+        ))
+    }
+}
+
+/// One record, read the general way, to its handler or to the dead-letter topic.
+pub(crate) async fn deliver_record(
+    rt: &Arc<Runtime>,
+    target: Target,
+    record: Bytes,
+    meta: RecordMeta,
+) -> Status {
+    match read_record(rt, target, record, &meta) {
+        Read::Event(ce, retry) => process(rt.clone(), target, *ce, retry, meta.key, None).await,
+        Read::Undecodable(reason, bytes) => {
+            Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
+        }
+        Read::Foreign(reason) => {
+            tracing::warn!(
+                topic = target_topic(rt, target).1,
+                "{reason}: acknowledged and ignored"
+            );
+            Status::Success
+        }
+    }
+}
+
+/// What a record turned out to be.
+enum Read {
+    /// An event, with its retry bookkeeping (a first delivery's, except on this app's retry
+    /// topics, where it was verified).
+    Event(Box<CloudEvent>, RetryState),
+    /// Not an event a handler can take: why, and the exact bytes.
+    Undecodable(String, Bytes),
+    /// A retry message of another app: not this app's to run or to dead-letter.
+    Foreign(String),
+}
+
+/// Reads a record. Retry bookkeeping is honoured only on this app's own retry topics, and only
+/// when this app signed it; everywhere else a delivery is a first attempt.
+fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -> Read {
+    let raw_payload = |h: Option<usize>| h.is_some_and(|h| rt.registry.handlers[h].def.raw_payload);
+    let sub = match target {
+        Target::Topic(t) => Some(&rt.registry.topics[t]),
+        Target::Handler(_) => None,
+    };
+    if !sub.is_some_and(|s| s.is_retry) {
+        let raw = match target {
+            Target::Handler(h) => raw_payload(Some(h)),
+            Target::Topic(t) => rt.registry.topics[t].raw_payload,
+        };
+        return match CloudEvent::from_record(record.clone(), raw) {
+            Ok(ce) => Read::Event(
+                Box::new(with_version(ce, meta.version.as_deref())),
+                RetryState::first(),
+            ),
+            Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), record),
+        };
+    }
+    match RetryState::open(&record, &rt.registry.app_id, &rt.signing_key) {
+        Ok(opened) => {
+            let h = opened
+                .state
+                .handler
+                .as_deref()
+                .and_then(|name| rt.handlers.iter().position(|h| h.name == name));
+            match CloudEvent::from_record(opened.record.clone(), raw_payload(h)) {
+                Ok(mut ce) => {
+                    ce.traceparent = opened.traceparent.or(ce.traceparent);
+                    let ce = with_version(ce, opened.state.version.as_deref());
+                    Read::Event(Box::new(ce), opened.state)
+                }
+                Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), opened.record),
+            }
+        }
+        Err(RetryRejected::Foreign(app)) => {
+            Read::Foreign(format!("a retry message of app `{app}`"))
+        }
+        Err(e @ RetryRejected::Unverified(_)) => Read::Undecodable(e.to_string(), record),
+    }
+}
+
+/// The record a bulk entry holds: the broker's bytes (base64, for rawPayload), or the event's
+/// JSON text.
+pub(crate) fn entry_record(event: &RawValue) -> Result<Bytes, String> {
+    match serde_json::from_str::<String>(event.get()) {
+        Ok(b64) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map(Bytes::from)
+                .map_err(|e| format!("bulk entry is not valid base64: {e}"))
+        }
+        Err(_) => Ok(Bytes::from(event.get().to_owned())),
+    }
+}
+
+/// The version the broker carried beside the record (our publisher's header, a bulk entry's
+/// metadata, a retry's bookkeeping); an extension in the envelope wins.
+pub(crate) fn with_version(mut ce: CloudEvent, version: Option<&str>) -> CloudEvent {
+    if let Some(v) = version {
+        if !ce
+            .extensions
+            .contains_key(crate::wire::cloudevent::EXT_VERSION)
+        {
+            ce.extensions.insert(
+                crate::wire::cloudevent::EXT_VERSION.to_owned(),
+                Value::String(v.to_owned()),
+            );
+        }
+    }
+    ce
+}
+
+/// The bulk batch of a delivery to a topic route, when it is one.
+pub(crate) fn bulk_request(rt: &Runtime, target: Target, body: &[u8]) -> Option<BulkRequest> {
+    // Dapr sends batches only to a topic subscribed in bulk.
+    let Target::Topic(t) = target else {
+        return None;
+    };
+    rt.registry.topics[t].bulk?;
+    if !cloudevent::contains(body, BULK_TYPE.as_bytes()) {
+        return None;
+    }
+    serde_json::from_slice::<BulkRequest>(body)
+        .ok()
+        .filter(|b| b.ty == BULK_TYPE)
+}

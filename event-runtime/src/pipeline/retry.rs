@@ -1,0 +1,96 @@
+//! Delayed retries: publishing an event to the app's retry ladder, and waiting out its hop.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use futures::future::BoxFuture;
+
+use crate::handler::delivery::partition_key;
+use crate::pipeline::run::Pending;
+use crate::pipeline::seal::RetryState;
+use crate::pipeline::Runtime;
+use crate::transport::outgoing::OutgoingEvent;
+use crate::wire::bulk::Status;
+
+/// Schedules the next attempt of a delayed retry, due in `delay` seconds.
+pub(crate) fn schedule_retry<'r>(
+    rt: &'r Runtime,
+    h: usize,
+    pending: &Pending,
+    retry: &mut RetryState,
+    delay: u64,
+) -> BoxFuture<'r, Status> {
+    retry.attempt += 1;
+    retry.due_ms = Some(crate::clock::now_ms() + delay * 1000);
+    retry.handler = Some(rt.handlers[h].name.clone());
+    retry.version = crate::event::version::version_of(&pending.ce);
+    publish_retry(rt, h, pending, retry, delay)
+}
+
+/// Publishes a retry to the tier of `wait` seconds (see [`crate::handler::registry::RETRY_TIERS`]):
+/// the event's record, byte for byte, with its bookkeeping signed beside it.
+pub(crate) fn publish_retry<'r>(
+    rt: &'r Runtime,
+    h: usize,
+    pending: &Pending,
+    retry: &RetryState,
+    wait: u64,
+) -> BoxFuture<'r, Status> {
+    let ce = &pending.ce;
+    let tier = crate::handler::registry::retry_tier(wait);
+    let mut retry = retry.clone();
+    retry.hop_due_ms = Some(crate::clock::now_ms() + tier * 1000);
+    retry.origin_topic = Some(pending.origin_topic.to_string());
+    // The retry continues the event's trace as a child span.
+    let traceparent = crate::wire::trace::child(ce.traceparent.as_deref());
+    let sealed = retry.seal(
+        &rt.app_id,
+        &rt.signing_key,
+        ce,
+        &ce.record_or_envelope(),
+        Some(&traceparent),
+    );
+    let out = OutgoingEvent::record(
+        rt.publisher.default_pubsub(),
+        &crate::handler::registry::retry_topic(&rt.app_id, tier),
+        &ce.id,
+        &ce.ty,
+        partition_key(ce, pending.key_hint.clone()),
+        None,
+        Bytes::from(sealed),
+    );
+    tracing::debug!(handler = %rt.handlers[h].name, tier, "retry scheduled");
+    Box::pin(async move {
+        match rt.publisher.send(out).await {
+            Ok(()) => Status::Success,
+            Err(e) => {
+                tracing::error!(error = %e, "could not schedule the retry; asking the broker to redeliver");
+                Status::Retry
+            }
+        }
+    })
+}
+
+/// Waits until `due_ms`, at most `max_hold`; false when the delivery should be answered RETRY
+/// (not yet due, or shutting down) so the broker redelivers it later.
+pub(crate) async fn hold_until(rt: &Runtime, due_ms: u64) -> bool {
+    let now = crate::clock::now_ms();
+    if due_ms <= now {
+        return true;
+    }
+    let wait = Duration::from_millis(due_ms - now);
+    if wait > rt.settings.max_hold {
+        sleep_unless_shutdown(rt, rt.settings.max_hold).await;
+        return false;
+    }
+    sleep_unless_shutdown(rt, wait).await
+}
+
+/// Sleeps; false when shutdown began first.
+pub(crate) async fn sleep_unless_shutdown(rt: &Runtime, d: Duration) -> bool {
+    let mut shutdown = rt.shutdown.subscribe();
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = shutdown.wait_for(|stopping| *stopping) => false,
+    }
+}

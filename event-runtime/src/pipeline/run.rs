@@ -1,0 +1,376 @@
+//! Running a handler: until it succeeds, its retries are scheduled or spent, or it gives up;
+//! each run with its idempotency claim, timeout and panic capture.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::future::Either;
+use futures::FutureExt as _;
+use tracing::Instrument as _;
+
+use crate::event::outcome::{Outcome, OutcomeKind};
+use crate::handler::def::RetryMode;
+use crate::handler::delivery::{partition_key, Delivery};
+use crate::handler::registry::Target;
+use crate::pipeline::dead_letter::{dead_letter_failed, publish_dead_letter};
+use crate::pipeline::dlq::DeadLetter;
+use crate::pipeline::retry::{hold_until, publish_retry, schedule_retry, sleep_unless_shutdown};
+use crate::pipeline::route::{resolve, target_dlq, target_topic};
+use crate::pipeline::seal::{delay_after, Failure, RetryState};
+use crate::pipeline::{Run, Runtime};
+use crate::transport::idempotency::{render_key, Claim, ClaimToken};
+use crate::wire::bulk::Status;
+use crate::wire::cloudevent::CloudEvent;
+
+/// Processes one event and decides Dapr's answer. `decoded` is the handler's event when the
+/// body was read in one pass with it.
+///
+/// The choice of handler is made before the future is built, so the future holds only what the
+/// run needs (the event behind an `Arc`), not the event itself: a smaller future to allocate
+/// and move on every delivery.
+pub(crate) fn process(
+    rt: Arc<Runtime>,
+    target: Target,
+    ce: CloudEvent,
+    mut retry: RetryState,
+    key_hint: Option<String>,
+    decoded: Option<Decoded>,
+) -> impl Future<Output = Status> + Send + 'static {
+    match resolve(&rt, target, &ce, &retry) {
+        Ok(h) => {
+            let topic = target_topic(&rt, target).1;
+            let own_topic = &rt.handlers[h].topic;
+            let origin_topic: Arc<str> = match retry.origin_topic.take() {
+                Some(origin) => origin.into(),
+                None if topic == &**own_topic => own_topic.clone(),
+                None => topic.into(),
+            };
+            let span = tracing::info_span!(
+                "delivery",
+                event_id = %ce.id,
+                event_type = %ce.ty,
+                topic = %origin_topic,
+                handler = rt.registry.handlers[h].def.name,
+                attempt = retry.attempt,
+                traceparent = ce.traceparent.as_deref().unwrap_or_default(),
+            );
+            let pending = Pending {
+                ce: Arc::new(ce),
+                decoded,
+                origin_topic,
+                key_hint,
+            };
+            Either::Left(run_with_retries(rt, h, pending, retry).instrument(span))
+        }
+        Err(reason) => Either::Right(Box::pin(async move {
+            let _in_flight = rt.metrics.in_flight();
+            let (pubsub, sub_topic) = target_topic(&rt, target);
+            // A retry names the topic the event was first delivered on; the record came from there.
+            let topic = retry.origin_topic.as_deref().unwrap_or(sub_topic);
+            tracing::warn!(event_id = %ce.id, event_type = %ce.ty, %topic, "{reason}");
+            let letter =
+                DeadLetter::new(&ce, pubsub, topic, partition_key(&ce, key_hint)).reason(reason);
+            let letter = letter.with_failures(retry.failures);
+            publish_dead_letter(&rt, target_dlq(&rt, target), pubsub, letter).await
+        })),
+    }
+}
+
+/// The handler's event, decoded with the envelope (see [`CloudEvent`]'s `read_typed`).
+pub(crate) type Decoded = Box<dyn std::any::Any + Send>;
+
+/// An event on its way to a handler, with what was learnt about it so far.
+pub(crate) struct Pending {
+    pub ce: Arc<CloudEvent>,
+    pub decoded: Option<Decoded>,
+    /// The topic the event was first delivered on (a retry message names it).
+    pub origin_topic: Arc<str>,
+    pub key_hint: Option<String>,
+}
+
+/// Runs the handler until it succeeds, its retries are scheduled or spent, or it gives up.
+///
+/// A plain function returning an `async` block rather than an `async fn`: an `async fn` keeps
+/// its arguments twice in its future (as arguments, and moved into locals).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its arguments twice"
+)]
+fn run_with_retries(
+    rt: Arc<Runtime>,
+    h: usize,
+    mut pending: Pending,
+    mut retry: RetryState,
+) -> impl Future<Output = Status> + Send + 'static {
+    async move {
+        let rt = &rt;
+        let _in_flight = rt.metrics.in_flight();
+        let handler = &rt.registry.handlers[h];
+        let hrt = &rt.handlers[h];
+        // A retry waits out its hop on the retry tier, then runs, or takes the next tier when it
+        // is due later still (more than a second: the shortest tier).
+        if let Some(hop_due) = retry.hop_due_ms {
+            if !Box::pin(hold_until(rt, hop_due)).await {
+                return Status::Retry;
+            }
+            let remaining = retry
+                .due_ms
+                .unwrap_or(0)
+                .saturating_sub(crate::clock::now_ms());
+            if remaining >= 1000 {
+                return publish_retry(rt, h, &pending, &retry, remaining / 1000).await;
+            }
+            if !Box::pin(hold_until(rt, retry.due_ms.unwrap_or(0))).await {
+                return Status::Retry;
+            }
+        }
+        // Borrowed, not moved out: this future then holds the event's parts once.
+        let ce = &pending.ce;
+        let origin_topic = &pending.origin_topic;
+        let key_hint = &pending.key_hint;
+        loop {
+            let run = Attempt {
+                h,
+                ce,
+                topic: origin_topic,
+                partition_key: key_hint.as_deref(),
+                attempt: retry.attempt,
+            };
+            let outcome = run_once(rt, run, pending.decoded.take()).await;
+            let (err, permanent) = match outcome {
+                RunResult::Done(Outcome::Success) | RunResult::Skipped => return Status::Success,
+                RunResult::Busy => return Status::Retry,
+                RunResult::Done(Outcome::Drop(reason)) => {
+                    tracing::info!(%reason, "handler dropped the event");
+                    return Status::Drop;
+                }
+                RunResult::Done(Outcome::Retry(err)) => (err.to_string(), false),
+                RunResult::Done(Outcome::DeadLetter(err)) => (err.to_string(), true),
+            };
+            tracing::warn!(error = %err, permanent, "handler failed");
+            retry.failures.push(Failure {
+                attempt: retry.attempt,
+                at: crate::clock::now_rfc3339(),
+                error: err.clone(),
+            });
+            let next_delay = if permanent {
+                None
+            } else {
+                delay_after(handler.def.retry, retry.attempt)
+            };
+            let Some(delay) = next_delay else {
+                let failures = std::mem::take(&mut retry.failures);
+                return dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
+            };
+            match handler.def.retry_mode {
+                RetryMode::Inline => {
+                    hrt.metrics.retry_scheduled(RetryMode::Inline);
+                    if !Box::pin(sleep_unless_shutdown(rt, Duration::from_secs(delay))).await {
+                        return Status::Retry;
+                    }
+                    retry.attempt += 1;
+                }
+                RetryMode::Delayed => {
+                    hrt.metrics.retry_scheduled(RetryMode::Delayed);
+                    return schedule_retry(rt, h, &pending, &mut retry, delay).await;
+                }
+            }
+        }
+    }
+}
+
+enum RunResult {
+    Done(Outcome),
+    Skipped,
+    Busy,
+}
+
+/// Which attempt of which handler on which event.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    h: usize,
+    ce: &'a Arc<CloudEvent>,
+    /// The topic the event was first delivered on.
+    topic: &'a Arc<str>,
+    partition_key: Option<&'a str>,
+    attempt: u32,
+}
+
+/// One run of the handler: idempotency claim, timeout, panic capture. (Not an `async fn`, for
+/// the reason given on [`run_with_retries`].)
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its arguments twice"
+)]
+fn run_once<'a>(
+    rt: &'a Arc<Runtime>,
+    run: Attempt<'a>,
+    decoded: Option<Decoded>,
+) -> impl Future<Output = RunResult> + Send + 'a {
+    async move {
+        let Attempt { h, ce, attempt, .. } = run;
+        let hrt = &rt.handlers[h];
+        let def = rt.registry.handlers[h].def;
+        // The store's calls are boxed: only idempotent handlers pay for their futures.
+        let token = if def.idempotent {
+            match Box::pin(claim(rt, run)).await {
+                Ok(token) => Some(token),
+                Err(skipped_or_busy) => return skipped_or_busy,
+            }
+        } else {
+            None
+        };
+        let started = tokio::time::Instant::now();
+        let outcome = call(rt, run, decoded).await;
+        hrt.metrics.handler_duration(started.elapsed());
+        hrt.metrics.delivery(outcome.kind());
+        let error = match &outcome {
+            Outcome::Retry(e) | Outcome::DeadLetter(e) => Some(e.to_string()),
+            Outcome::Drop(r) => Some(r.clone()),
+            Outcome::Success => None,
+        };
+        record(rt, def.name, ce, attempt, outcome.kind(), error);
+        if let Some(token) = token {
+            Box::pin(settle(rt, token, &outcome)).await;
+        }
+        RunResult::Done(outcome)
+    }
+}
+
+/// Claims the event's idempotency key for this run: the token, or why the handler must not run
+/// (a duplicate of a handled event, or a run of it in progress).
+async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, RunResult> {
+    let Attempt { h, ce, attempt, .. } = run;
+    let hrt = &rt.handlers[h];
+    let def = rt.registry.handlers[h].def;
+    let key = match def.idempotency_key {
+        Some(template) => match def.key_fields.and_then(|fields| fields(ce)) {
+            Some(fields) => render_key(template, &fields),
+            None => render_key(template, ce.data()),
+        },
+        None => ce.id.clone(),
+    };
+    // Dapr refuses state keys containing `||` (its key-prefix separator): one `|` between
+    // the parts, and none inside the event's own key.
+    let key = format!("{}|{}|{}", rt.app_id, hrt.name, key.replace('|', "%7C"));
+    match rt.store.claim(&key, rt.settings.claim_lease).await {
+        Ok(Claim::Acquired(token)) => Ok(token),
+        Ok(Claim::Done) => {
+            tracing::info!(%key, "duplicate of an event already handled: skipped");
+            hrt.metrics.idempotent_skip();
+            hrt.metrics.delivery(OutcomeKind::Skipped);
+            record(rt, def.name, ce, attempt, OutcomeKind::Skipped, None);
+            Err(RunResult::Skipped)
+        }
+        Ok(Claim::Busy) => {
+            tracing::info!(%key, "another delivery of this event is running; asking for redelivery");
+            Err(RunResult::Busy)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "idempotency store unavailable; asking for redelivery");
+            Err(RunResult::Busy)
+        }
+    }
+}
+
+/// Completes the claim after a run that succeeded (or dropped the event on purpose), releases
+/// it after a failure.
+async fn settle(rt: &Runtime, token: ClaimToken, outcome: &Outcome) {
+    let stored = match outcome {
+        Outcome::Success | Outcome::Drop(_) => {
+            rt.store
+                .complete(&token, rt.settings.idempotency_retention)
+                .await
+        }
+        Outcome::Retry(_) | Outcome::DeadLetter(_) => rt.store.release(&token).await,
+    };
+    if let Err(e) = stored {
+        // The lease will run out and free the key; a completed run may then run once more,
+        // which is why we ask for redelivery only on failure paths.
+        tracing::error!(error = %e, "idempotency store update failed");
+    }
+}
+
+/// One call of the handler: its arguments built, a panic caught, a timeout applied. A plain
+/// function returning the future, so the delivery it builds is not kept in the caller's future.
+fn call<'r>(
+    rt: &'r Arc<Runtime>,
+    run: Attempt<'_>,
+    decoded: Option<Decoded>,
+) -> impl Future<Output = Outcome> + Send + 'r {
+    let Attempt {
+        h,
+        ce,
+        topic,
+        partition_key,
+        attempt,
+    } = run;
+    let def = rt.registry.handlers[h].def;
+    let delivery = Delivery {
+        event: ce.clone(),
+        topic: topic.clone(),
+        attempt,
+        partition_key: partition_key.map(str::to_owned),
+        decoded: std::cell::Cell::new(decoded),
+        handler: def,
+        app: rt.clone(),
+        h,
+    };
+    let limit = def
+        .timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(rt.settings.handler_timeout);
+    let started = tokio::time::Instant::now();
+    let run = AssertUnwindSafe((def.call)(delivery)).catch_unwind();
+    async move {
+        let mut run = std::pin::pin!(run);
+        // Most handlers finish in their first poll; the timer is armed only for those that do not.
+        let finished = match futures::poll!(run.as_mut()) {
+            Poll::Ready(done) => Ok(done),
+            Poll::Pending => match started.checked_add(limit) {
+                Some(deadline) => tokio::time::timeout_at(deadline, run).await,
+                None => Ok(run.await),
+            },
+        };
+        match finished {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => {
+                Outcome::retry(format!("handler panicked: {}", panic_message(&*panic)))
+            }
+            Err(_) => Outcome::retry(format!("handler timed out after {} s", limit.as_secs_f64())),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+fn record(
+    rt: &Runtime,
+    handler: &'static str,
+    ce: &CloudEvent,
+    attempt: u32,
+    outcome: OutcomeKind,
+    error: Option<String>,
+) {
+    if let Some(journal) = &rt.journal {
+        let run = Run {
+            handler,
+            event_id: ce.id.clone(),
+            event_type: ce.ty.clone(),
+            attempt,
+            outcome,
+            error,
+            data: ce.data().clone(),
+        };
+        journal.lock().unwrap_or_else(|p| p.into_inner()).push(run);
+    }
+}

@@ -1,0 +1,576 @@
+//! An [AsyncAPI 3.0.0](https://www.asyncapi.com/docs/reference/specification/v3.0.0) document
+//! for an app: a channel per topic, a `receive` operation per handler, a `send` operation per
+//! event type the app publishes, and the JSON Schema of every event as a message payload.
+//!
+//! ```
+//! use event_runtime::tooling::asyncapi::{asyncapi, EventSchema};
+//!
+//! let schemas = [EventSchema {
+//!     rust_name: "TaskCreated",
+//!     event_types: &["task.created"],
+//!     version: "1.0",
+//!     schema: serde_json::json!({"type": "object", "required": ["task_id"]}),
+//!     topics: vec!["task-events".into()],
+//! }];
+//! let doc = asyncapi("Todo", &[], &schemas);
+//! assert_eq!(doc["asyncapi"], "3.0.0");
+//! assert_eq!(doc["channels"]["task-events"]["address"], "task-events");
+//! assert_eq!(doc["operations"]["send.task-events.task.created"]["action"], "send");
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::handler::def::RetryMode;
+use crate::handler::registry::ResolvedHandler;
+
+/// The AsyncAPI version written.
+pub const ASYNCAPI_VERSION: &str = "3.0.0";
+
+/// `#/$defs/X` → `#/components/schemas/X`, everywhere in `v`.
+fn rewrite_defs_refs(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                match child {
+                    Value::String(r) if k == "$ref" && r.starts_with("#/$defs/") => {
+                        *r = r.replacen("#/$defs/", "#/components/schemas/", 1);
+                    }
+                    _ => rewrite_defs_refs(child),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(rewrite_defs_refs),
+        _ => {}
+    }
+}
+
+/// One event type's schema, the input of [`asyncapi`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSchema {
+    /// The Rust type, e.g. `TaskEvent` (the key of its schema under `components.schemas`).
+    pub rust_name: &'static str,
+    /// The CloudEvent types it stands for (one for a struct, one per variant of an enum).
+    pub event_types: &'static [&'static str],
+    /// Its schema version, `major.minor`.
+    pub version: &'static str,
+    /// The JSON Schema of the event's data.
+    pub schema: Value,
+    /// The topics this app publishes the event to: one `send` operation per topic and type.
+    pub topics: Vec<String>,
+}
+
+/// A key usable in `channels`, `operations` and `components` (`^[a-zA-Z0-9.\-_]+$`): every
+/// other character becomes `_`, and `::` becomes `.`.
+///
+/// ```
+/// use event_runtime::tooling::asyncapi::key;
+/// assert_eq!(key("task.completed"), "task.completed");
+/// assert_eq!(key("app::handlers::on_x"), "app.handlers.on_x");
+/// assert_eq!(key("a b/c~d"), "a_b_c_d");
+/// ```
+pub fn key(s: &str) -> String {
+    let s = s.replace("::", ".");
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "_".to_owned()
+    } else {
+        out
+    }
+}
+
+/// The AsyncAPI 3.0.0 document of an app whose handlers are `handlers` and whose event types
+/// are `schemas`:
+/// - `channels`: one per topic a handler receives from or an event is published to, `address`
+///   the topic, `messages` one per event type (a `$ref` to `components/messages`);
+/// - `operations`: `receive.<handler>` per handler (with its pubsub, route, retries and DLQ
+///   under `x-event-runtime`), `send.<topic>.<type>` per published topic and type;
+/// - `components.messages`: one per event type, `payload` a `$ref` to
+///   `components/schemas/<rust name>`, CloudEvent attributes as `headers`, the CloudEvent `id`
+///   as `correlationId`;
+/// - `components.schemas`: each event's JSON Schema, and `CloudEventAttributes`.
+///
+/// An event type a handler takes but no schema describes gets a message with an open object
+/// payload. `info.version` is `1.0.0`; set `doc["info"]["version"]` to your own.
+pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventSchema]) -> Value {
+    // Event type → the schemas describing it (one per version).
+    let mut versions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in schemas.iter().enumerate() {
+        for ty in s.event_types {
+            versions.entry(ty).or_default().push(i);
+        }
+    }
+    // The schema for a type at a version: that version's, else the only one there is.
+    let schema_for = |ty: &str, version: Option<&str>| -> Option<usize> {
+        let candidates = versions.get(ty)?;
+        candidates
+            .iter()
+            .copied()
+            .find(|&i| Some(schemas[i].version) == version)
+            .or_else(|| (candidates.len() == 1).then(|| candidates[0]))
+    };
+    // Component keys: the Rust name, with the version appended when two schemas share it.
+    let schema_keys: Vec<String> = schemas
+        .iter()
+        .map(|s| {
+            let k = key(s.rust_name);
+            let shared = schemas
+                .iter()
+                .any(|o| key(o.rust_name) == k && o.version != s.version);
+            if shared {
+                format!("{k}.v{}", key(s.version))
+            } else {
+                k
+            }
+        })
+        .collect();
+    // Message keys: the type, with the version appended when the type has several.
+    let message_key = |ty: &str, version: Option<&str>| -> String {
+        match version {
+            Some(v) if versions.get(ty).is_some_and(|c| c.len() > 1) => {
+                format!("{}.v{}", key(ty), key(v))
+            }
+            _ => key(ty),
+        }
+    };
+
+    let mut components_schemas = Map::new();
+    components_schemas.insert("CloudEventAttributes".into(), cloud_event_attributes());
+    for (s, k) in schemas.iter().zip(&schema_keys) {
+        // schemars puts nested types under the schema's own `$defs` and refers to them as
+        // `#/$defs/X`: hoist them into `components.schemas` so the refs resolve in the document.
+        let mut schema = s.schema.clone();
+        if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+            for (name, mut def) in defs {
+                rewrite_defs_refs(&mut def);
+                components_schemas.entry(name).or_insert(def);
+            }
+        }
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+        }
+        rewrite_defs_refs(&mut schema);
+        components_schemas.entry(k.clone()).or_insert(schema);
+    }
+
+    let mut messages = Map::new();
+    let mut add_message = |ty: &str, version: Option<&str>| -> String {
+        let schema = schema_for(ty, version);
+        let version = schema.map(|i| schemas[i].version).or(version);
+        let k = message_key(ty, version);
+        if !messages.contains_key(&k) {
+            let mut m = Map::new();
+            m.insert("name".into(), json!(ty));
+            let (title, payload) = match schema {
+                Some(i) => (
+                    schemas[i].rust_name.to_owned(),
+                    json!({"$ref": format!("#/components/schemas/{}", schema_keys[i])}),
+                ),
+                None => (ty.to_owned(), json!({"type": "object"})),
+            };
+            m.insert("title".into(), json!(title));
+            m.insert(
+                "summary".into(),
+                json!(format!("CloudEvent of type `{ty}`.")),
+            );
+            m.insert("contentType".into(), json!("application/json"));
+            m.insert(
+                "headers".into(),
+                json!({"$ref": "#/components/schemas/CloudEventAttributes"}),
+            );
+            m.insert(
+                "correlationId".into(),
+                json!({"description": "The CloudEvent id.", "location": "$message.header#/id"}),
+            );
+            m.insert("payload".into(), payload);
+            if let Some(v) = version.filter(|v| !v.is_empty()) {
+                m.insert("x-event-version".into(), json!(v));
+            }
+            messages.insert(k.clone(), Value::Object(m));
+        }
+        k
+    };
+
+    // channel key → (address, message keys)
+    let mut channels: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    let mut add_to_channel = |topic: &str, msg: Option<&str>| -> String {
+        let ck = key(topic);
+        let entry = channels
+            .entry(ck.clone())
+            .or_insert_with(|| (topic.to_owned(), Vec::new()));
+        if let Some(msg) = msg {
+            if !entry.1.iter().any(|m| m == msg) {
+                entry.1.push(msg.to_owned());
+            }
+        }
+        ck
+    };
+    let message_ref =
+        |ck: &str, mk: &str| json!({"$ref": format!("#/channels/{ck}/messages/{mk}")});
+
+    let mut operations = Map::new();
+    for h in handlers {
+        let def = h.def;
+        let ck = add_to_channel(def.topic, None);
+        let mut refs = Vec::new();
+        for ty in def.event_types {
+            let mk = add_message(ty, Some(def.event_version));
+            add_to_channel(def.topic, Some(&mk));
+            refs.push(message_ref(&ck, &mk));
+        }
+        let retry = json!({
+            "delaysSecs": def.retry,
+            "mode": match def.retry_mode { RetryMode::Delayed => "delayed", RetryMode::Inline => "inline" },
+        });
+        operations.insert(
+            format!("receive.{}", key(&def.qualified_name())),
+            json!({
+                "action": "receive",
+                "channel": {"$ref": format!("#/channels/{ck}")},
+                "summary": format!("Handled by `{}`.", def.qualified_name()),
+                "messages": refs,
+                "x-event-runtime": {
+                    "handler": def.qualified_name(),
+                    "pubsub": h.pubsub,
+                    "route": h.route,
+                    "deadLetterTopic": h.dlq,
+                    "retry": retry,
+                    "idempotent": def.idempotent,
+                },
+            }),
+        );
+    }
+    for s in schemas {
+        for topic in &s.topics {
+            for ty in s.event_types {
+                let mk = add_message(ty, Some(s.version));
+                let ck = add_to_channel(topic, Some(&mk));
+                operations.insert(
+                    format!("send.{ck}.{mk}"),
+                    json!({
+                        "action": "send",
+                        "channel": {"$ref": format!("#/channels/{ck}")},
+                        "summary": format!("Publishes `{ty}` ({}).", s.rust_name),
+                        "messages": [message_ref(&ck, &mk)],
+                    }),
+                );
+            }
+        }
+    }
+
+    let channels: Map<String, Value> = channels
+        .into_iter()
+        .map(|(ck, (address, msgs))| {
+            let msgs: Map<String, Value> = msgs
+                .into_iter()
+                .map(|mk| {
+                    let r = json!({"$ref": format!("#/components/messages/{mk}")});
+                    (mk, r)
+                })
+                .collect();
+            (ck, json!({"address": address, "messages": msgs}))
+        })
+        .collect();
+
+    json!({
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": app_title,
+            "version": "1.0.0",
+            "description": format!("Events of {app_title}, as CloudEvents over Dapr pub/sub."),
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": messages,
+            "schemas": components_schemas,
+        },
+    })
+}
+
+/// The CloudEvent attributes that travel with each message.
+fn cloud_event_attributes() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "source", "type", "specversion"],
+        "properties": {
+            "id": {"type": "string", "description": "Event id; redeliveries and retries keep it."},
+            "source": {"type": "string", "description": "The publishing app."},
+            "type": {"type": "string", "description": "The event type."},
+            "specversion": {"type": "string", "const": "1.0"},
+            "time": {"type": "string", "format": "date-time"},
+            "datacontenttype": {"type": "string"},
+            "traceparent": {"type": "string", "description": "W3C trace context."},
+            "tracestate": {"type": "string"},
+            "partitionKey": {"type": "string", "description": "Kafka record key."},
+        },
+    })
+}
+
+/// The AsyncAPI document of `handlers`, with every registered event type's schema and the
+/// declared publish targets.
+pub(crate) fn document(
+    app_id: &str,
+    handlers: &[ResolvedHandler],
+    published: &[(&'static str, String)],
+) -> serde_json::Value {
+    let schemas: Vec<EventSchema> = crate::tooling::schema::defs()
+        .into_iter()
+        .map(|d| EventSchema {
+            rust_name: d.rust_name,
+            event_types: d.types,
+            version: d.version,
+            schema: (d.schema)(),
+            topics: published
+                .iter()
+                .filter(|(ty, _)| d.types.contains(ty))
+                .map(|(_, topic)| topic.clone())
+                .collect(),
+        })
+        .collect();
+    asyncapi(app_id, handlers, &schemas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::def::HandlerDef;
+    use crate::handler::registry::Registry;
+
+    fn noop(_: crate::Delivery) -> futures::future::BoxFuture<'static, crate::Outcome> {
+        Box::pin(async { crate::Outcome::Success })
+    }
+
+    static ON_TASK: HandlerDef = HandlerDef {
+        event_types: &["task.created", "task.deleted"],
+        event_type_name: "TaskEvent",
+        retry: &[30, 300],
+        idempotent: true,
+        ..HandlerDef::new("on_task", "todo::handlers", "task-events", noop)
+    };
+    static ON_REMINDER: HandlerDef = HandlerDef {
+        event_types: &["reminder.due"],
+        event_type_name: "ReminderDue",
+        ..HandlerDef::new("on_reminder", "todo::handlers", "reminders", noop)
+    };
+    static ON_UNKNOWN: HandlerDef = HandlerDef {
+        event_types: &["audit/Entry v2"],
+        ..HandlerDef::new("on_audit", "todo::audit", "audit", noop)
+    };
+
+    fn schemas() -> Vec<EventSchema> {
+        vec![
+            EventSchema {
+                rust_name: "TaskEvent",
+                event_types: &["task.created", "task.deleted"],
+                version: "1.0",
+                schema: json!({"oneOf": [{"type": "object"}, {"type": "object"}]}),
+                topics: vec!["task-events".into()],
+            },
+            EventSchema {
+                rust_name: "ReminderDue",
+                event_types: &["reminder.due"],
+                version: "1.1",
+                schema: json!({"type": "object", "properties": {"task_id": {"type": "integer"}}}),
+                topics: vec!["reminders".into(), "notifications".into()],
+            },
+        ]
+    }
+
+    fn document() -> Value {
+        let reg = Registry::resolve_app(
+            &[&ON_TASK, &ON_REMINDER, &ON_UNKNOWN],
+            &crate::config::app_id(),
+            "kafka-pubsub",
+            "dlq",
+        )
+        .unwrap();
+        asyncapi("Todo service", &reg.handlers, &schemas())
+    }
+
+    /// Resolves a local `$ref` (`#/a/b`) with JSON Pointer unescaping.
+    fn resolve<'a>(doc: &'a Value, r: &str) -> Option<&'a Value> {
+        doc.pointer(r.strip_prefix('#')?)
+    }
+
+    fn collect_refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| collect_refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn top_level_structure() {
+        let doc = document();
+        assert_eq!(doc["asyncapi"], "3.0.0");
+        assert_eq!(doc["info"]["title"], "Todo service");
+        assert!(doc["info"]["version"].is_string());
+        for k in ["channels", "operations", "components"] {
+            assert!(doc[k].is_object(), "{k}");
+        }
+        assert!(doc["components"]["messages"].is_object());
+        assert!(doc["components"]["schemas"].is_object());
+    }
+
+    #[test]
+    fn every_ref_resolves() {
+        let doc = document();
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        assert!(refs.len() > 10);
+        for r in refs {
+            assert!(r.starts_with("#/"), "{r}");
+            assert!(resolve(&doc, &r).is_some(), "unresolved {r}");
+        }
+    }
+
+    #[test]
+    fn operations_reference_their_channels_messages() {
+        let doc = document();
+        let ops = doc["operations"].as_object().unwrap();
+        for (name, op) in ops {
+            let action = op["action"].as_str().unwrap();
+            assert!(matches!(action, "send" | "receive"), "{name}");
+            let ch = op["channel"]["$ref"].as_str().unwrap();
+            let ch_prefix = format!("{ch}/messages/");
+            assert!(resolve(&doc, ch).is_some(), "{name}: {ch}");
+            for m in op["messages"].as_array().unwrap() {
+                let r = m["$ref"].as_str().unwrap();
+                assert!(r.starts_with(&ch_prefix), "{name}: {r} not in {ch}");
+            }
+        }
+        let recv = &ops["receive.todo.handlers.on_task"];
+        assert_eq!(recv["channel"]["$ref"], "#/channels/task-events");
+        assert_eq!(recv["messages"].as_array().unwrap().len(), 2);
+        assert_eq!(recv["x-event-runtime"]["deadLetterTopic"], "dlq");
+        assert_eq!(
+            recv["x-event-runtime"]["retry"]["delaysSecs"],
+            json!([30, 300])
+        );
+        assert_eq!(
+            ops["send.notifications.reminder.due"]["channel"]["$ref"],
+            "#/channels/notifications"
+        );
+        assert!(ops.contains_key("send.task-events.task.deleted"));
+        assert!(ops.contains_key("receive.todo.audit.on_audit"));
+    }
+
+    static ON_ARCHIVED: HandlerDef = HandlerDef {
+        event_types: &["task.archived"],
+        event_version: "1.2",
+        ..HandlerDef::new("on_archived", "todo::handlers", "task-events", noop)
+    };
+
+    #[test]
+    fn several_versions_of_one_type_get_one_message_each() {
+        let reg = Registry::resolve_app(
+            &[&ON_ARCHIVED],
+            &crate::config::app_id(),
+            "kafka-pubsub",
+            "dlq",
+        )
+        .unwrap();
+        let schema = |version: &'static str, prop: &str| EventSchema {
+            rust_name: "TaskArchived",
+            event_types: &["task.archived"],
+            version,
+            schema: json!({"type": "object", "required": [prop]}),
+            topics: vec!["task-events".into()],
+        };
+        let doc = asyncapi(
+            "Todo",
+            &reg.handlers,
+            &[schema("1.1", "old"), schema("1.2", "new")],
+        );
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        for r in &refs {
+            assert!(resolve(&doc, r).is_some(), "unresolved {r}");
+        }
+        let msgs = &doc["components"]["messages"];
+        assert_eq!(
+            msgs["task.archived.v1.1"]["payload"]["$ref"],
+            "#/components/schemas/TaskArchived.v1.1"
+        );
+        assert_eq!(msgs["task.archived.v1.2"]["x-event-version"], "1.2");
+        assert_eq!(
+            doc["components"]["schemas"]["TaskArchived.v1.2"]["required"],
+            json!(["new"])
+        );
+        let recv = &doc["operations"]["receive.todo.handlers.on_archived"];
+        assert_eq!(
+            recv["messages"],
+            json!([{"$ref": "#/channels/task-events/messages/task.archived.v1.2"}])
+        );
+        assert_eq!(
+            doc["channels"]["task-events"]["messages"]
+                .as_object()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(doc["operations"]
+            .as_object()
+            .unwrap()
+            .contains_key("send.task-events.task.archived.v1.1"));
+    }
+
+    #[test]
+    fn channels_messages_and_schemas() {
+        let doc = document();
+        let ch = &doc["channels"];
+        assert_eq!(ch["task-events"]["address"], "task-events");
+        assert_eq!(
+            ch["task-events"]["messages"]["task.created"]["$ref"],
+            "#/components/messages/task.created"
+        );
+        assert_eq!(ch["notifications"]["address"], "notifications");
+        let msgs = &doc["components"]["messages"];
+        let created = &msgs["task.created"];
+        assert_eq!(created["name"], "task.created");
+        assert_eq!(created["title"], "TaskEvent");
+        assert_eq!(created["contentType"], "application/json");
+        assert_eq!(created["payload"]["$ref"], "#/components/schemas/TaskEvent");
+        assert_eq!(msgs["reminder.due"]["x-event-version"], "1.1");
+        // A type without a schema: sanitized key, open payload.
+        let odd = &msgs["audit_Entry_v2"];
+        assert_eq!(odd["name"], "audit/Entry v2");
+        assert_eq!(odd["payload"]["type"], "object");
+        let key_ok = |k: &str| {
+            k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        };
+        for section in [
+            &doc["channels"],
+            &doc["operations"],
+            msgs,
+            &doc["components"]["schemas"],
+        ] {
+            for k in section.as_object().unwrap().keys() {
+                assert!(key_ok(k), "{k}");
+            }
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["ReminderDue"]["properties"]["task_id"]["type"],
+            "integer"
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! The sidecar client: publish and state calls over Dapr's HTTP API.
+//!
+//! Every name that goes into a sidecar URL (pubsub component, topic, state store, state key) is
+//! checked first and refused with an [`InvalidName`] before any request is sent; the names that
+//! pass are still percent-encoded as path segments.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::config::ConfigError;
+use crate::transport::outgoing::{Form, OutgoingEvent, PublishError};
+use crate::wire::names::{check_component, check_state_key, check_topic, encode, InvalidName};
+
+/// A minimal Dapr HTTP client (publish, state), sending `dapr-api-token` when configured.
+#[derive(Clone, Debug)]
+pub struct DaprClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// A state-store call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state store {store}: {operation} of `{key}` failed: {message}")]
+pub struct StateError {
+    /// The store.
+    pub store: String,
+    /// `get`, `save` or `delete`.
+    pub operation: &'static str,
+    /// The key.
+    pub key: String,
+    /// HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    /// What went wrong.
+    pub message: String,
+    /// Set when the call was refused before any request because the store name or the key is
+    /// invalid: trying again cannot help.
+    pub invalid_name: Option<Box<InvalidName>>,
+}
+
+impl StateError {
+    fn refused(store: &str, operation: &'static str, key: &str, invalid: InvalidName) -> Self {
+        StateError {
+            store: store.to_owned(),
+            operation,
+            key: key.to_owned(),
+            status: None,
+            message: invalid.to_string(),
+            invalid_name: Some(Box::new(invalid)),
+        }
+    }
+}
+
+impl DaprClient {
+    /// A client for the sidecar the environment names: `DAPR_HTTP_ENDPOINT`, else
+    /// `http://127.0.0.1:$DAPR_HTTP_PORT` (3500), with `DAPR_API_TOKEN`.
+    ///
+    /// # Panics
+    ///
+    /// When `DAPR_HTTP_ENDPOINT` or `DAPR_HTTP_PORT` is malformed, with the message of
+    /// [`DaprClient::try_from_env`]'s error.
+    pub fn from_env() -> Self {
+        Self::try_from_env().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`DaprClient::from_env`], or the error that names the malformed variable.
+    pub fn try_from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            &crate::config::dapr_endpoint()?,
+            crate::config::non_empty("DAPR_API_TOKEN"),
+        ))
+    }
+
+    /// A client for the sidecar at `base` (for example `http://127.0.0.1:3500`).
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        DaprClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => req.header("dapr-api-token", t),
+            None => req,
+        }
+    }
+
+    /// `POST /v1.0/publish/{pubsub}/{topic}`: plain JSON data with the CloudEvent attributes as
+    /// metadata; an event with extension attributes goes as a full `application/cloudevents+json`
+    /// envelope (Dapr keeps our `id` and extensions then).
+    ///
+    /// A pubsub or topic name that breaks its rule ([`check_component`], [`check_topic`]) is
+    /// refused with [`PublishError::InvalidName`] before anything is sent.
+    pub async fn publish(&self, ev: &OutgoingEvent) -> Result<(), PublishError> {
+        check_component("pubsub component", &ev.pubsub)?;
+        check_topic(&ev.topic)?;
+        let path = format!("/v1.0/publish/{}/{}", encode(&ev.pubsub), encode(&ev.topic));
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(key) = &ev.partition_key {
+            query.push(("metadata.partitionKey", key));
+        }
+        if let Some(tp) = &ev.traceparent {
+            query.push(("metadata.cloudevent.traceparent", tp));
+        }
+        if let Some(v) = ev.version() {
+            query.push(("metadata.eventversion", v));
+        }
+        let post = self.request(reqwest::Method::POST, &path);
+        let req = match ev.form() {
+            // Written to the broker as these bytes, unchanged.
+            Form::Record(record) => {
+                query.push(("metadata.rawPayload", "true"));
+                post.query(&query)
+                    .header("content-type", "application/octet-stream")
+                    .body(record.clone())
+            }
+            Form::Data => {
+                query.push(("metadata.cloudevent.id", &ev.id));
+                query.push(("metadata.cloudevent.type", &ev.ty));
+                query.push(("metadata.cloudevent.source", &ev.source));
+                post.query(&query)
+                    .header("content-type", "application/json")
+                    .body(ev.data.to_string())
+            }
+            Form::Envelope => post
+                .query(&query)
+                .header("content-type", "application/cloudevents+json")
+                .body(Value::Object(ev.envelope()).to_string()),
+        };
+        let resp = req.send().await.map_err(|e| PublishError::Unreachable {
+            pubsub: ev.pubsub.clone(),
+            topic: ev.topic.clone(),
+            message: e.to_string(),
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let (error_code, message) = dapr_error(&body);
+        Err(PublishError::Rejected {
+            pubsub: ev.pubsub.clone(),
+            topic: ev.topic.clone(),
+            status: status.as_u16(),
+            error_code,
+            message,
+        })
+    }
+
+    /// `GET /v1.0/state/{store}/{key}`: the value and its ETag, `None` when absent. An invalid
+    /// store name or key ([`check_component`], [`check_state_key`]) is refused before any request.
+    pub async fn get_state(
+        &self,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<(Value, Option<String>)>, StateError> {
+        let path = state_path(store, "get", key, true)?;
+        let err = |status: Option<u16>, message: String| StateError {
+            store: store.to_owned(),
+            operation: "get",
+            key: key.to_owned(),
+            status,
+            message,
+            invalid_name: None,
+        };
+        let resp = self
+            .request(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .map_err(|e| err(None, e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status == 204 {
+            return Ok(None);
+        }
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| err(Some(status), e.to_string()))?;
+        if status != 200 {
+            return Err(err(Some(status), dapr_error(&body).1));
+        }
+        if body.is_empty() {
+            return Ok(None);
+        }
+        let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        Ok(Some((value, etag)))
+    }
+
+    /// `POST /v1.0/state/{store}` of one item. `Ok(false)` means the write lost a concurrency
+    /// race: an ETag mismatch (409), or a store's own "already exists" error for first-write.
+    /// An invalid store name or key is refused before any request, as in [`DaprClient::get_state`].
+    pub async fn save_state(
+        &self,
+        store: &str,
+        key: &str,
+        value: &Value,
+        etag: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        let path = state_path(store, "save", key, false)?;
+        let mut item = json!({"key": key, "value": value, "options": {"concurrency": "first-write", "consistency": "strong"}});
+        if let Some(etag) = etag {
+            item["etag"] = json!(etag);
+        }
+        if let Some(ttl) = ttl {
+            item["metadata"] = json!({"ttlInSeconds": ttl.as_secs().max(1).to_string()});
+        }
+        let resp = self
+            .request(reqwest::Method::POST, &path)
+            .json(&json!([item]))
+            .send()
+            .await
+            .map_err(|e| StateError {
+                store: store.to_owned(),
+                operation: "save",
+                key: key.to_owned(),
+                status: None,
+                message: e.to_string(),
+                invalid_name: None,
+            })?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Ok(true);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        if status == 409
+            || (status == 500 && is_concurrency_conflict(&body))
+            || (status == 400 && body.contains("ETAG"))
+        {
+            return Ok(false);
+        }
+        Err(StateError {
+            store: store.to_owned(),
+            operation: "save",
+            key: key.to_owned(),
+            status: Some(status),
+            message: dapr_error(&body).1,
+            invalid_name: None,
+        })
+    }
+
+    /// `DELETE /v1.0/state/{store}/{key}`, with `If-Match` when an ETag is given. An invalid
+    /// store name or key is refused before any request, as in [`DaprClient::get_state`].
+    pub async fn delete_state(
+        &self,
+        store: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<(), StateError> {
+        let path = state_path(store, "delete", key, true)?;
+        let mut req = self.request(reqwest::Method::DELETE, &path);
+        if let Some(etag) = etag {
+            req = req.header("if-match", etag);
+        }
+        let err = |status, message| StateError {
+            store: store.to_owned(),
+            operation: "delete",
+            key: key.to_owned(),
+            status,
+            message,
+            invalid_name: None,
+        };
+        let resp = req.send().await.map_err(|e| err(None, e.to_string()))?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() || status == 409 {
+            // 409: someone else already replaced it; nothing of ours to delete.
+            return Ok(());
+        }
+        Err(err(
+            Some(status),
+            dapr_error(&resp.text().await.unwrap_or_default()).1,
+        ))
+    }
+}
+
+/// The URL path of a state call, `/v1.0/state/{store}` (a save: the key goes in the body) or
+/// `/v1.0/state/{store}/{key}`; the store and the key are checked either way, and encoded.
+fn state_path(
+    store: &str,
+    operation: &'static str,
+    key: &str,
+    key_in_path: bool,
+) -> Result<String, StateError> {
+    let refused = |e| StateError::refused(store, operation, key, e);
+    check_component("state store", store).map_err(refused)?;
+    check_state_key(key).map_err(refused)?;
+    Ok(if key_in_path {
+        format!("/v1.0/state/{}/{}", encode(store), encode(key))
+    } else {
+        format!("/v1.0/state/{}", encode(store))
+    })
+}
+
+/// The store-specific errors that mean "someone else wrote first" (contract §6).
+fn is_concurrency_conflict(body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    b.contains("etag")
+        || b.contains("first-write")
+        || b.contains("possible etag mismatch")
+        || b.contains("already exists")
+}
+
+/// Dapr's `{"errorCode","message"}`, or the raw body.
+fn dapr_error(body: &str) -> (String, String) {
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) => (
+            v.get("errorCode")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            v.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or(body)
+                .to_owned(),
+        ),
+        Err(_) => (String::new(), body.to_owned()),
+    }
+}

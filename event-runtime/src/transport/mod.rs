@@ -1,0 +1,8 @@
+//! Where events go and where claims are kept: the Dapr sidecar's HTTP API, the embedded broker
+//! that stands in for Dapr and Kafka, the publisher over both, and the idempotency stores.
+
+pub(crate) mod dapr;
+pub(crate) mod embedded;
+pub(crate) mod idempotency;
+pub(crate) mod outgoing;
+pub(crate) mod publish;

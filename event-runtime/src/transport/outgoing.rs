@@ -1,0 +1,197 @@
+//! An event on its way out (`OutgoingEvent`), the one writer of its CloudEvent envelope, and
+//! why a publish failed (`PublishError`). Read by the sidecar client and the embedded broker alike.
+
+use axum::body::Bytes;
+use serde_json::{json, Map, Value};
+
+use crate::event::Event;
+use crate::wire::cloudevent::EXT_VERSION;
+use crate::wire::names::InvalidName;
+
+/// An event on its way out, with everything the broker needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingEvent {
+    /// Pubsub component.
+    pub pubsub: String,
+    /// Topic.
+    pub topic: String,
+    /// CloudEvent `id`.
+    pub id: String,
+    /// CloudEvent `type`.
+    pub ty: String,
+    /// CloudEvent `source`.
+    pub source: String,
+    /// The data, as JSON.
+    pub data: Value,
+    /// The partition key (Kafka record key).
+    pub partition_key: Option<String>,
+    /// Extension attributes; when non-empty the event is published as a full envelope.
+    pub extensions: Map<String, Value>,
+    /// W3C `traceparent` to carry on.
+    pub traceparent: Option<String>,
+    /// The exact bytes to write as the broker record, instead of an envelope built from the
+    /// fields above (which then only describe it): retries, and replays of what arrived. On Dapr
+    /// this is a publish with `rawPayload`, so the bytes reach Kafka unchanged.
+    pub record: Option<Bytes>,
+}
+
+impl OutgoingEvent {
+    /// Describes a typed event: its id is the event's own `event_id` when it has one, else a
+    /// UUIDv5 of its type and data, so that publishing the same event twice yields the same id.
+    pub fn from_event<E: Event>(
+        pubsub: &str,
+        topic: &str,
+        source: &str,
+        event: &E,
+    ) -> Result<Self, PublishError> {
+        let data = serde_json::to_value(event).map_err(|e| PublishError::Encode(e.to_string()))?;
+        let ty = event.event_type();
+        let id = event.event_id().unwrap_or_else(|| {
+            let name = format!("{ty}\n{data}");
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+        });
+        Ok(OutgoingEvent {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            id,
+            ty: ty.to_owned(),
+            source: source.to_owned(),
+            data,
+            partition_key: event.partition_key(),
+            // The version travels with the event (a Kafka record header on Dapr, see `version`).
+            extensions: Map::from_iter([(
+                EXT_VERSION.to_owned(),
+                Value::String(E::VERSION.to_owned()),
+            )]),
+            traceparent: None,
+            record: None,
+        })
+    }
+
+    /// A record of exactly `bytes` for `topic`, keyed by `partition_key`. `id` and `ty` describe
+    /// it (for logs, and the embedded broker's routing); `version` travels as publish metadata.
+    pub fn record(
+        pubsub: &str,
+        topic: &str,
+        id: &str,
+        ty: &str,
+        partition_key: Option<String>,
+        version: Option<&str>,
+        bytes: Bytes,
+    ) -> Self {
+        OutgoingEvent {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            id: id.to_owned(),
+            ty: ty.to_owned(),
+            source: String::new(),
+            data: Value::Null,
+            partition_key,
+            extensions: version
+                .map(|v| Map::from_iter([(EXT_VERSION.to_owned(), Value::String(v.to_owned()))]))
+                .unwrap_or_default(),
+            traceparent: None,
+            record: Some(bytes),
+        }
+    }
+}
+
+/// How an outgoing event is written to the broker: the one rule both transports follow.
+pub(crate) enum Form<'a> {
+    /// Exactly these bytes (on Dapr, a publish with `rawPayload`).
+    Record(&'a Bytes),
+    /// The data alone, its CloudEvent attributes as publish metadata: Dapr writes the envelope.
+    Data,
+    /// A full CloudEvent envelope ([`OutgoingEvent::envelope`]), for extensions besides the
+    /// version, which Dapr keeps only there.
+    Envelope,
+}
+
+impl OutgoingEvent {
+    /// How this event is written (see [`Form`]).
+    pub(crate) fn form(&self) -> Form<'_> {
+        match &self.record {
+            Some(bytes) => Form::Record(bytes),
+            None if self.extensions.len() == usize::from(self.version().is_some()) => Form::Data,
+            None => Form::Envelope,
+        }
+    }
+
+    /// The event's version. It travels as publish metadata, which Kafka keeps as a record
+    /// header and Dapr delivers as an HTTP header, so a version alone needs no envelope.
+    pub(crate) fn version(&self) -> Option<&str> {
+        self.extensions.get(EXT_VERSION).and_then(Value::as_str)
+    }
+
+    /// The CloudEvent envelope of the event: its attributes, its extensions (a version alone
+    /// travels as metadata instead) and its data.
+    pub(crate) fn envelope(&self) -> Map<String, Value> {
+        let mut m = match self.form() {
+            Form::Data => Map::new(),
+            Form::Record(_) | Form::Envelope => self.extensions.clone(),
+        };
+        m.insert("specversion".into(), json!("1.0"));
+        m.insert("id".into(), json!(self.id));
+        m.insert("type".into(), json!(self.ty));
+        m.insert("source".into(), json!(self.source));
+        m.insert("datacontenttype".into(), json!("application/json"));
+        m.insert("data".into(), self.data.clone());
+        m
+    }
+}
+
+/// Why a publish failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The event could not be serialized.
+    #[error("cannot encode the event as JSON: {0}")]
+    Encode(String),
+    /// The sidecar could not be reached or did not answer in time.
+    #[error("publish to {pubsub}/{topic} failed: cannot reach the Dapr sidecar: {message}")]
+    Unreachable {
+        /// Pubsub component.
+        pubsub: String,
+        /// Topic.
+        topic: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The sidecar answered with an error.
+    #[error("publish to {pubsub}/{topic} failed: Dapr answered {status} {error_code}: {message}")]
+    Rejected {
+        /// Pubsub component.
+        pubsub: String,
+        /// Topic.
+        topic: String,
+        /// HTTP status.
+        status: u16,
+        /// Dapr's `errorCode` (empty when the body had none).
+        error_code: String,
+        /// Dapr's `message`.
+        message: String,
+    },
+    /// The embedded broker is shut down.
+    #[error("publish to {pubsub}/{topic} failed: the embedded broker is stopped")]
+    Stopped {
+        /// Pubsub component.
+        pubsub: String,
+        /// Topic.
+        topic: String,
+    },
+    /// The pubsub or topic name breaks its rule: refused before anything was sent.
+    #[error("publish refused before reaching the sidecar: {0}")]
+    InvalidName(#[from] InvalidName),
+}
+
+impl PublishError {
+    /// Whether trying again may succeed: the sidecar was unreachable or answered 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PublishError::Unreachable { .. } => true,
+            PublishError::Rejected { status, .. } => *status >= 500,
+            PublishError::Encode(_)
+            | PublishError::Stopped { .. }
+            | PublishError::InvalidName(_) => false,
+        }
+    }
+}
