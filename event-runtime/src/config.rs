@@ -543,7 +543,8 @@ mod tests {
 
     #[test]
     fn the_ranges_take_their_upper_bound_and_refuse_one_more() {
-        let cases: [(&str, u64, fn(&Settings) -> Duration); 3] = [
+        type Read = fn(&Settings) -> Duration;
+        let cases: [(&str, u64, Read); 3] = [
             ("EVENTS_HANDLER_TIMEOUT_SECS", 86_400, |s| s.handler_timeout),
             ("EVENTS_CLAIM_LEASE_SECS", 604_800, |s| s.claim_lease),
             ("EVENTS_MAX_HOLD_SECS", 86_400, |s| s.max_hold),
