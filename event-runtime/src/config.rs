@@ -542,6 +542,28 @@ mod tests {
     }
 
     #[test]
+    fn the_ranges_take_their_upper_bound_and_refuse_one_more() {
+        type Read = fn(&Settings) -> Duration;
+        let cases: [(&str, u64, Read); 3] = [
+            ("EVENTS_HANDLER_TIMEOUT_SECS", 86_400, |s| s.handler_timeout),
+            ("EVENTS_CLAIM_LEASE_SECS", 604_800, |s| s.claim_lease),
+            ("EVENTS_MAX_HOLD_SECS", 86_400, |s| s.max_hold),
+        ];
+        for (var, bound, read) in cases {
+            let at = bound.to_string();
+            let c = parse(&[(var, &at)]).unwrap_or_else(|e| panic!("{var}={at}: {e}"));
+            assert_eq!(read(&c.settings), Duration::from_secs(bound), "{var}");
+            let over = (bound + 1).to_string();
+            let err = parse(&[(var, &over)]).expect_err(&format!("{var}={over}"));
+            assert!(
+                matches!(&err, ConfigError::Invalid { var: v, value, .. } if *v == var && *value == over),
+                "{err:?}"
+            );
+            assert!(err.to_string().ends_with(&format!(" to {bound}")), "{err}");
+        }
+    }
+
+    #[test]
     fn the_sidecar_endpoint_wins_over_the_port_and_means_dapr() {
         let c = parse(&[
             ("DAPR_HTTP_ENDPOINT", "https://dapr.example.com:3443/"),
