@@ -7,10 +7,14 @@
 #                             into target/tools/bin/daprd
 #   - Apache Kafka jars       copied by Maven from tools/kafka/pom.xml
 #                             into target/tools/kafka/libs
+#   - cargo-expand            `cargo install --locked` (pinned version, from crates.io)
+#                             into target/tools/bin/cargo-expand (the README's
+#                             `cargo expand -p example-todo --lib handlers`)
 # Everything built or downloaded lives under <repo>/target/tools (gitignored).
 # A second run only checks stamps and returns in about a second.
 #
 # Usage: scripts/provision.sh [--force-daprd] [--force-kafka] [--skip-daprd] [--skip-kafka]
+#                             [--skip-cargo-expand] [--only-cargo-expand]
 # Env:   DAPRD_FLAVOR=stablecomponents|allcomponents (default stablecomponents)
 #        PROVISION_QUIET=1 (less output)
 set -euo pipefail
@@ -27,14 +31,19 @@ DAPR_VERSION="$(awk '$1=="github.com/dapr/dapr"{sub(/^v/,"",$2); print $2; exit}
 # pubsub.kafka, pubsub.in-memory, state.redis, state.in-memory.
 DAPRD_FLAVOR="${DAPRD_FLAVOR:-stablecomponents}"
 
-force_daprd=0 force_kafka=0 skip_daprd=0 skip_kafka=0
+# cargo-expand, pinned; installed with the lock file it was published with.
+CARGO_EXPAND_VERSION=1.0.127
+
+force_daprd=0 force_kafka=0 skip_daprd=0 skip_kafka=0 skip_expand=0 only_expand=0
 for arg in "$@"; do
   case "$arg" in
     --force-daprd) force_daprd=1 ;;
     --force-kafka) force_kafka=1 ;;
     --skip-daprd) skip_daprd=1 ;;
     --skip-kafka) skip_kafka=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --skip-cargo-expand) skip_expand=1 ;;
+    --only-cargo-expand) only_expand=1 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "provision: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -47,6 +56,32 @@ mkdir -p "$BIN_DIR" "$KAFKA_OUT"
 # One provisioner at a time (parallel test runners share target/tools).
 exec 9>"$TOOLS_OUT/.provision.lock"
 flock 9
+
+# ---------------------------------------------------------------- cargo-expand
+install_cargo_expand() {
+  local stamp_want stamp_file="$BIN_DIR/cargo-expand.stamp"
+  stamp_want="cargo-expand=$CARGO_EXPAND_VERSION rustc=$(rustc --version)"
+  if [[ -x "$BIN_DIR/cargo-expand" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_want" ]]; then
+    log "cargo-expand $CARGO_EXPAND_VERSION is up to date: $BIN_DIR/cargo-expand"
+    return
+  fi
+  log "installing cargo-expand $CARGO_EXPAND_VERSION into $BIN_DIR (a few minutes; log: $TOOLS_OUT/cargo-expand-install.log)"
+  # Its own throwaway target directory, whatever CARGO_TARGET_DIR the caller builds in.
+  if ! env -u CARGO_TARGET_DIR nice -n 10 cargo install --locked --quiet \
+        --version "=$CARGO_EXPAND_VERSION" --root "$TOOLS_OUT" cargo-expand \
+        >"$TOOLS_OUT/cargo-expand-install.log" 2>&1; then
+    tail -n 40 "$TOOLS_OUT/cargo-expand-install.log" >&2
+    die "cargo install cargo-expand failed (see $TOOLS_OUT/cargo-expand-install.log)"
+  fi
+  echo "$stamp_want" >"$stamp_file"
+  log "cargo-expand ready: $("$BIN_DIR/cargo-expand" --version 2>/dev/null || echo '?')"
+}
+
+if [[ $only_expand == 1 ]]; then
+  install_cargo_expand
+  log "done"
+  exit 0
+fi
 
 # ---------------------------------------------------------------- apt packages
 SUDO=""
@@ -134,4 +169,5 @@ fetch_kafka() {
 
 [[ $skip_kafka == 1 ]] || fetch_kafka
 [[ $skip_daprd == 1 ]] || build_daprd
+[[ $skip_expand == 1 ]] || install_cargo_expand
 log "done"

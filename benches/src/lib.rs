@@ -392,7 +392,32 @@ mod tests {
     async fn idempotent_duplicate_is_skipped_but_acknowledged() {
         let router = framework_router_idempotent();
         answers_success(router.clone(), raw(ROUTE_IDEMPOTENT_TOPIC)).await;
-        answers_success(router, raw(ROUTE_IDEMPOTENT_TOPIC)).await;
+        answers_success(router.clone(), raw(ROUTE_IDEMPOTENT_TOPIC)).await;
+        // The second delivery was skipped, not run again: the router's own counters say so.
+        let (status, metrics) = send(
+            &router,
+            Request::get("/metrics").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+        let count = |outcome: &str| {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("event_deliveries_total{")
+                        && l.contains("on_task_event_idem")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .unwrap_or_else(|| panic!("no {outcome} count in:\n{metrics}"))
+                .to_owned()
+        };
+        assert_eq!(
+            (count("success"), count("skipped")),
+            ("1".to_owned(), "1".to_owned()),
+            "{metrics}"
+        );
     }
 
     /// The hand-written rawPayload handler reads the record it is given: a wrapper around a

@@ -128,25 +128,34 @@ async fn with_no_token_the_ops_routes_stay_open() {
 
 /// Runs `example-todo dlq replay --handler audit_log --url <base>` with `env`.
 async fn cli(base: &str, env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_example-todo"));
-    cmd.args(["dlq", "replay", "--handler", "audit_log", "--url", base])
-        .env_remove("ADMIN_API_TOKEN")
-        .env_remove("APP_API_TOKEN")
-        .env_remove("TODO_URL");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().await.expect("the example-todo binary runs")
+    replay_cli(base, &["--handler", "audit_log"], env).await
+}
+
+/// Runs `example-todo dlq replay <filter> --url <base>` with `env` (and no other token or URL).
+async fn replay_cli(base: &str, filter: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut args = vec!["dlq", "replay"];
+    args.extend(filter);
+    args.extend(["--url", base]);
+    common::binary(std::path::Path::new("."), &args, env)
+        .output()
+        .await
+        .expect("the example-todo binary runs")
+}
+
+/// Serves the API of `s` on a loopback port; answers its base URL.
+async fn serve(s: &Service) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let api = s.api.clone();
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    base
 }
 
 #[tokio::test]
 async fn the_cli_sends_the_token_and_says_when_it_is_refused() {
     let s = start_with_ops_token(memory_db().await, Some(TOKEN)).await;
     let id = dead_letter(&s).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let api = s.api.clone();
-    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    let base = serve(&s).await;
 
     let out = cli(&base, &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -190,4 +199,72 @@ async fn the_cli_sends_the_token_and_says_when_it_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn the_cli_passes_type_since_and_until() {
+    let s = start_with_ops_token(memory_db().await, None).await;
+    // Letter A: a task.created, dead-lettered before `mid`.
+    let a = dead_letter(&s).await;
+    let mid = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // Letter B: a task.updated, dead-lettered after `mid`.
+    let b = s
+        .create(json!({"user_id": user("ops"), "title": "fine"}))
+        .await;
+    let b = b["id"].as_i64().unwrap();
+    s.events.wait_idle().await;
+    let (code, _) = s
+        .call(
+            "PUT",
+            &format!("/tasks/{b}"),
+            Some(json!({"title": "fail: later"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    s.events.wait_idle().await;
+    assert_eq!(
+        (letter_of(&s, a).await, letter_of(&s, b).await),
+        ((1, false), (1, false))
+    );
+    let base = serve(&s).await;
+
+    // Each replay re-publishes the letters it matches; they fail again and come back counted.
+    let steps: [(&[&str], &str, (i64, i64)); 4] = [
+        (
+            &["--since", &mid],
+            "matched 1, replayed 1, failed 0",
+            (1, 2),
+        ),
+        (
+            &["--until", &mid],
+            "matched 1, replayed 1, failed 0",
+            (2, 2),
+        ),
+        (
+            &["--type", "task.updated"],
+            "matched 1, replayed 1, failed 0",
+            (2, 3),
+        ),
+        (
+            &["--type", "task.deleted"],
+            "matched 0, replayed 0, failed 0",
+            (2, 3),
+        ),
+    ];
+    for (filter, summary, (times_a, times_b)) in steps {
+        let out = replay_cli(&base, filter, &[]).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{filter:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(summary), "{filter:?}: {stdout}");
+        s.events.wait_idle().await;
+        assert_eq!(
+            (letter_of(&s, a).await.0, letter_of(&s, b).await.0),
+            (times_a, times_b),
+            "times dead-lettered after {filter:?}"
+        );
+    }
 }

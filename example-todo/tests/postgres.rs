@@ -11,7 +11,7 @@ fn url() -> String {
         .expect("TODO_TEST_POSTGRES_URL is not set: run example-todo/scripts/postgres-test.sh")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn the_service_on_postgresql() {
     // Two replicas starting together: the migrations run once, under the advisory lock.
@@ -25,6 +25,9 @@ async fn the_service_on_postgresql() {
     common::crud_scenario(&s).await;
     common::reminder_scenario(&s).await;
     common::dlq_scenario(&s).await;
+    common::unique_event_scenario(&s.db).await;
+    // Two schedulers (two replicas) racing on the same due reminders: each published once.
+    common::concurrent_claim_scenario(&s).await;
     let again = Db::connect(&url)
         .await
         .expect("reconnect: migrations already applied");

@@ -360,3 +360,100 @@ async fn a_bad_database_url_says_what_is_wrong() {
     let err = Db::connect("mysql://localhost/todo").await.unwrap_err();
     assert!(err.to_string().contains("sqlite: or postgres://"), "{err}");
 }
+
+#[tokio::test]
+async fn a_stream_that_falls_behind_is_told_to_resync() {
+    use example_todo::events::{SyncAction, TaskSync};
+    let s = start().await;
+    let me = user("slow");
+    let resp = tower::ServiceExt::oneshot(
+        s.api.clone(),
+        Request::get(format!("/tasks/stream?user_id={me}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut body = resp.into_body();
+    assert!(next_event(&mut body).await.starts_with("event: ready"));
+    // More updates than the live-update channel holds, while this client reads none.
+    let task = s.create(json!({"user_id": me, "title": "busy"})).await;
+    s.events.wait_idle().await;
+    let task =
+        s.db.task(task["id"].as_i64().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    for _ in 0..2000 {
+        s.updates.send(TaskSync::new(SyncAction::Updated, &task));
+    }
+    let text = next_event(&mut body).await;
+    assert!(text.starts_with("event: resync\n"), "{text}");
+    // Then it goes on with the updates it still has.
+    let text = next_event(&mut body).await;
+    assert!(text.starts_with("event: task\n"), "{text}");
+}
+
+#[tokio::test]
+async fn put_clears_the_fields_it_leaves_out() {
+    let s = start().await;
+    let task = s
+        .create(
+            json!({"user_id": user("put"), "title": "full", "recurrence": "daily",
+                       "due_at": "2030-01-02T00:00:00Z", "remind_at": "2030-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(task["remind_at"], "2030-01-01T00:00:00Z");
+    let uri = format!("/tasks/{}", task["id"]);
+    let (code, put) = s.call("PUT", &uri, Some(json!({"title": "bare"}))).await;
+    assert_eq!(code, 200, "{put}");
+    let (_, read) = s.call("GET", &uri, None).await;
+    for t in [&put, &read] {
+        assert_eq!(t["title"], "bare", "{t}");
+        for field in ["remind_at", "due_at", "recurrence"] {
+            assert!(t[field].is_null(), "{field} not cleared: {t}");
+        }
+    }
+}
+
+#[test]
+fn the_other_handlers_are_declared_as_the_readme_says() {
+    let app = App::new();
+    let def = |name: &str| {
+        app.handlers()
+            .iter()
+            .find(|h| h.def.name == name)
+            .unwrap_or_else(|| panic!("no handler {name}"))
+            .def
+    };
+    let audit = def("audit_log");
+    assert!(audit.idempotent, "audit_log is idempotent");
+    assert_eq!(
+        audit.idempotency_key,
+        Some("{event_type}-{task_id}-{timestamp}")
+    );
+    let reminder = def("on_reminder_due");
+    assert!(reminder.idempotent, "on_reminder_due is idempotent");
+    assert_eq!(reminder.idempotency_key, None, "keyed by the CloudEvent id");
+    assert_eq!(def("on_dead_letter").retry.to_vec(), [1, 5, 30]);
+    let sync = def("on_task_sync");
+    assert!(
+        sync.retry.is_empty(),
+        "on_task_sync retries: {:?}",
+        sync.retry
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_and_notifications_are_unique_on_event_id() {
+    common::unique_event_scenario(&common::memory_db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_racing_publish_each_reminder_once() {
+    // A file, not `sqlite::memory:` (one connection): the two ticks run on their own connections.
+    let dir = common::TempDir::new("todo-race");
+    let url = format!("sqlite://{}", dir.path().join("todo.db").display());
+    let s = start_on(Db::connect(&url).await.unwrap()).await;
+    common::concurrent_claim_scenario(&s).await;
+}

@@ -8,6 +8,8 @@ use event_runtime::{App, Mode};
 use example_todo::db::Db;
 use example_todo::scheduler::Scheduler;
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use tower::ServiceExt as _;
 
 /// The service: its events on a `TestApp`, its API routes publishing into the same broker.
@@ -16,6 +18,7 @@ pub struct Service {
     pub api: axum::Router,
     pub db: Db,
     pub scheduler: Scheduler,
+    pub updates: example_todo::Updates,
 }
 
 /// A fresh in-memory SQLite database.
@@ -46,34 +49,211 @@ pub async fn start_with_ops_token(db: Db, ops_token: Option<&str>) -> Service {
         api: s.routes,
         db: s.db,
         scheduler: s.scheduler,
+        updates: s.updates,
+    }
+}
+
+/// Sends a request to `api`; answers the status and the JSON body (`null` if none).
+pub async fn call_router(
+    api: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let req = Request::builder().method(method).uri(uri);
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    send_router(api, req).await
+}
+
+/// Sends `req` to `api`; answers the status and the JSON body (`null` if none).
+pub async fn send_router(api: &axum::Router, req: Request<Body>) -> (u16, Value) {
+    let resp = api.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Polls `probe` until it answers `Some`, or panics naming `what` after `deadline`.
+pub async fn wait_until<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "not within {deadline:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fresh directory under the system's temporary one, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The variables that change what the built binary does; [`binary`] removes them from what it
+/// inherits, so only a test's own settings count.
+pub const SERVICE_VARS: [&str; 12] = [
+    "ADMIN_API_TOKEN",
+    "APP_API_TOKEN",
+    "DATABASE_URL",
+    "REMINDER_TICK_SECS",
+    "TODO_URL",
+    "APP_PORT",
+    "EVENTS_MODE",
+    "DAPR_HTTP_PORT",
+    "DAPR_HTTP_ENDPOINT",
+    "DAPR_API_TOKEN",
+    "EVENTS_PUBSUB",
+    "RUST_LOG",
+];
+
+/// The built `example-todo` binary with `args`, run in `dir`, with none of [`SERVICE_VARS`]
+/// but `env`.
+pub fn binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_example-todo"));
+    cmd.args(args).current_dir(dir).kill_on_drop(true);
+    for var in SERVICE_VARS {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// The built binary serving (`example-todo` without arguments) on a free loopback port, on its
+/// embedded broker, configured only by `env`; killed when dropped.
+pub struct Running {
+    pub base: String,
+    pub client: reqwest::Client,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Starts it in `dir` (its working directory, where its log goes too) and waits until
+    /// `GET /healthz` answers.
+    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Running {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string();
+        let log = dir.join(format!("service-{port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = binary(dir, &[], env);
+        cmd.env("APP_PORT", &port)
+            .env("EVENTS_MODE", "embedded")
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        let mut running = Running {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            child: cmd.spawn().expect("the example-todo binary starts"),
+            log,
+        };
+        let health = format!("{}/healthz", running.base);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = running.child.try_wait().unwrap() {
+                panic!("the service exited at start ({status}):\n{}", running.log());
+            }
+            if let Ok(resp) = running.client.get(&health).send().await {
+                if resp.status().is_success() {
+                    return running;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no /healthz in 60 s:\n{}",
+                running.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET path` with the `Authorization: Bearer` token, if any: the status and the JSON body.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("the service answers");
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// `POST path` with a JSON body: the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("the service answers");
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Stops it and waits until it is gone.
+    pub async fn stop(mut self) {
+        self.child.kill().await.unwrap();
     }
 }
 
 impl Service {
     /// Sends a request to the API; answers the status and the JSON body (`null` if none).
     pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-        let req = Request::builder().method(method).uri(uri);
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        self.send(req).await
+        call_router(&self.api, method, uri, body).await
     }
 
     pub async fn send(&self, req: Request<Body>) -> (u16, Value) {
-        let resp = self.api.clone().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        send_router(&self.api, req).await
     }
 
     /// `POST /tasks`, expecting 201; answers the task.
@@ -361,4 +541,112 @@ pub async fn dlq_scenario(s: &Service) {
         .unwrap()
         .iter()
         .any(|l| l["event"]["data"]["task_id"] == id));
+}
+
+/// The audit log and the notifications are unique on `event_id`: the same event stored twice is
+/// one row (the second store answers `false`).
+pub async fn unique_event_scenario(db: &Db) {
+    let u = user("unique");
+    let entry = example_todo::db::AuditEntry {
+        event_id: format!("evt-{u}"),
+        event_type: "task.created".into(),
+        task_id: 7,
+        user_id: u.clone(),
+        occurred_at: "2026-01-01T00:00:00Z".into(),
+    };
+    assert!(
+        db.audit(&entry).await.unwrap(),
+        "the first store records it"
+    );
+    // The same event again, as a redelivery brings it (even with another body).
+    let again = example_todo::db::AuditEntry {
+        occurred_at: "2026-01-01T00:00:01Z".into(),
+        ..entry.clone()
+    };
+    assert!(
+        !db.audit(&again).await.unwrap(),
+        "the second store is refused"
+    );
+    let rows: Vec<_> = db
+        .audit_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.event_id == entry.event_id)
+        .collect();
+    assert_eq!(rows, [entry], "one audit row, the first");
+
+    let note = example_todo::db::Notification {
+        event_id: format!("reminder-{u}"),
+        task_id: 7,
+        user_id: u.clone(),
+        message: "Reminder: once".into(),
+        created_at: chrono::Utc::now(),
+    };
+    assert!(db.record_notification(&note).await.unwrap());
+    let again = example_todo::db::Notification {
+        message: "Reminder: twice".into(),
+        ..note.clone()
+    };
+    assert!(!db.record_notification(&again).await.unwrap());
+    let notes = db.notifications_of(&u).await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].message, "Reminder: once");
+}
+
+/// Two schedulers tick at once over the same due reminders (as two replicas would): each
+/// reminder is claimed by one of them and `reminder.due` is published once per task.
+pub async fn concurrent_claim_scenario(s: &Service) {
+    let u = user("race");
+    let at: chrono::DateTime<chrono::Utc> = "2031-03-01T10:00:00Z".parse().unwrap();
+    let rounds = 5;
+    let per_round = 8;
+    let mut ids = Vec::new();
+    for round in 0..rounds {
+        let mut mine = Vec::new();
+        for i in 0..per_round {
+            let task = s
+                .create(json!({"user_id": u, "title": format!("race {round}.{i}"),
+                               "remind_at": "2031-03-01T09:00:00Z"}))
+                .await;
+            mine.push(task["id"].as_i64().unwrap());
+        }
+        let a = s.scheduler.clone();
+        let b = Scheduler::new(s.db.clone(), s.events.publisher());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { a.tick(at).await }),
+            tokio::spawn(async move { b.tick(at).await })
+        );
+        let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
+        assert!(
+            ra.failed.is_empty() && rb.failed.is_empty(),
+            "{ra:?} {rb:?}"
+        );
+        for id in &mine {
+            let claims = ra
+                .published
+                .iter()
+                .chain(&rb.published)
+                .filter(|p| *p == id)
+                .count();
+            assert_eq!(
+                claims, 1,
+                "task {id}: claimed {claims} times ({ra:?}, {rb:?})"
+            );
+        }
+        ids.extend(mine);
+    }
+    s.events.wait_idle().await;
+    let published = s.events.published_to("reminders");
+    for id in &ids {
+        let n = published
+            .iter()
+            .filter(|e| e.data["task_id"] == *id)
+            .count();
+        assert_eq!(n, 1, "reminder.due of task {id} published {n} times");
+    }
+    let (_, notes) = s
+        .call("GET", &format!("/notifications?user_id={u}"), None)
+        .await;
+    assert_eq!(notes.as_array().unwrap().len(), ids.len(), "{notes}");
 }
