@@ -9,7 +9,7 @@
 
 use crate::cloudevent::CloudEvent;
 use crate::context::decode_event;
-use crate::event::Event;
+use crate::event::{DataVersion, Event};
 
 /// The CloudEvent extension attribute that carries the version.
 pub const EXT_VERSION: &str = "eventversion";
@@ -80,13 +80,13 @@ pub(crate) fn decode_versioned_from<E: Event>(
     };
     if let Some(event) = decoded {
         let version = match extension {
-            Some(v) => Some(Some(v)),
+            Some(v) => DataVersion::Is(v),
             None => event.data_version(),
         };
         let fits = match version {
-            Some(None) => true,
-            Some(Some(v)) => major(v).is_none_or(|m| m == expected),
-            None => false,
+            DataVersion::Absent => true,
+            DataVersion::Is(v) => major(v).is_none_or(|m| m == expected),
+            DataVersion::NotRead => false,
         };
         if fits {
             return Ok(event);
