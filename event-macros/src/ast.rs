@@ -133,6 +133,77 @@ impl Field<'_> {
     }
 }
 
+/// How a field holds the event's version, as its written type tells: the derive reads the
+/// version from a `String` or an `Option<String>` and leaves any other type to the runtime.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VersionText {
+    /// `String`.
+    Text,
+    /// `Option<String>`.
+    OptionalText,
+}
+
+impl Field<'_> {
+    /// How the field holds the version, when its type is written as `String` or
+    /// `Option<String>` (also by their full paths).
+    pub fn version_text(&self) -> Option<VersionText> {
+        let ty = &self.original.ty;
+        if is_string(ty) {
+            Some(VersionText::Text)
+        } else if option_of(ty).is_some_and(is_string) {
+            Some(VersionText::OptionalText)
+        } else {
+            None
+        }
+    }
+}
+
+/// The segments of a plain type path (no `<T as Trait>::`), with a type passed through a
+/// `macro_rules!` fragment unwrapped.
+fn path_of(ty: &Type) -> Option<&syn::Path> {
+    match ty {
+        Type::Group(group) => path_of(&group.elem),
+        Type::Path(path) if path.qself.is_none() => Some(&path.path),
+        _ => None,
+    }
+}
+
+/// Whether `path` names the standard type `module::name`: `name` alone, or by its full path
+/// (`std::`, `core::` or `alloc::`, with or without a leading `::`).
+fn names(path: &syn::Path, module: &str, name: &str) -> bool {
+    let mut leading = path.segments.iter().rev().skip(1);
+    if leading.any(|s| !s.arguments.is_none()) {
+        return false;
+    }
+    let segments: Vec<&Ident> = path.segments.iter().map(|s| &s.ident).collect();
+    match segments[..] {
+        [last] => path.leading_colon.is_none() && last == name,
+        [krate, m, last] => {
+            ["std", "core", "alloc"].iter().any(|k| krate == k) && m == module && last == name
+        }
+        _ => false,
+    }
+}
+
+fn is_string(ty: &Type) -> bool {
+    path_of(ty).is_some_and(|path| {
+        names(path, "string", "String")
+            && path.segments.last().is_some_and(|s| s.arguments.is_none())
+    })
+}
+
+/// `T` of `Option<T>`.
+fn option_of(ty: &Type) -> Option<&Type> {
+    let path = path_of(ty).filter(|path| names(path, "option", "Option"))?;
+    match &path.segments.last()?.arguments {
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match &args.args[0] {
+            syn::GenericArgument::Type(inner) => Some(inner),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The partition key of a set of fields: the one marked `#[event(partition_key)]`, else `user_id`.
 pub fn partition_key<'f, 'a>(fields: &'f [Field<'a>]) -> Option<&'f Field<'a>> {
     fields

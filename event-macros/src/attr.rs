@@ -426,6 +426,8 @@ pub struct ContainerAttrs {
     pub unkeyed: bool,
     /// `upcast_from = OlderType`: the previous version of this event, converted with `From`.
     pub upcast_from: Option<Path>,
+    /// The `schema` word of `#[event(schema)]`: the JSON Schema comes from `schemars`.
+    pub schema: Option<Path>,
     /// `#[serde(tag = "...")]`: the enum is internally tagged.
     pub serde_tag: Option<LitStr>,
     /// `#[serde(content = "...")]`: the enum is adjacently tagged, which the derive rejects.
@@ -440,6 +442,7 @@ impl ContainerAttrs {
         let mut version = Attr::none(cx, VERSION);
         let mut unkeyed = Attr::none(cx, UNKEYED);
         let mut upcast_from = Attr::none(cx, UPCAST_FROM);
+        let mut schema = Attr::none(cx, SCHEMA);
         for attr in attrs.iter().filter(|a| a.path() == EVENT) {
             let parsed = attr.parse_nested_meta(|meta| {
                 let key = &meta.path;
@@ -451,6 +454,9 @@ impl ContainerAttrs {
                     unkeyed.set(key, flag(cx, &meta, UNKEYED)?);
                 } else if key == UPCAST_FROM {
                     upcast_from.set(key, type_path(cx, &meta)?);
+                } else if key == SCHEMA {
+                    let path = key.clone();
+                    schema.set(key, flag(cx, &meta, SCHEMA)?.map(|()| path));
                 } else {
                     unknown(cx, &meta, CONTAINER_KEYS, "#[event(...)]")?;
                 }
@@ -463,6 +469,7 @@ impl ContainerAttrs {
             version: version.get(),
             unkeyed: unkeyed.seen,
             upcast_from: upcast_from.get(),
+            schema: schema.get(),
             serde_tag: serde_str(attrs, TAG),
             serde_content: serde_str(attrs, CONTENT),
             serde_rename_all: renames_all(attrs),

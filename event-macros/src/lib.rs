@@ -95,9 +95,19 @@ pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// Container keys: `type = "..."` (required on a struct; an enum's variants give theirs with
 /// `#[event(type = "...")]` or `#[serde(rename = "...")]`), `version = "major.minor"`
-/// (required) and the flag `unkeyed`. The partition key is the field marked
-/// `#[event(partition_key)]`, else the `user_id` field; a type with neither must say
-/// `#[event(unkeyed)]`. A field named `event_id` becomes the CloudEvent id.
+/// (required), `upcast_from = OlderType`, and the flags `unkeyed` and `schema`. The partition
+/// key is the field marked `#[event(partition_key)]`, else the `user_id` field; a type with
+/// neither must say `#[event(unkeyed)]`. A field named `event_id` becomes the CloudEvent id.
+///
+/// JSON Schema: `#[event(schema)]` registers the schema `schemars` derives, so the type must
+/// also derive `schemars::JsonSchema` (an error points at `schema` otherwise). Without the flag
+/// the registered schema is the permissive `{}`: a derive cannot see the other derives of its own
+/// `#[derive(...)]` list, so it never guesses. A generic type cannot take `schema`.
+///
+/// Versions: an `event_version` field whose type is written `String` or `Option<String>` (by
+/// those names or their `std::`/`core::`/`alloc::` paths), and that serde reads as written, hands
+/// the version it decoded to the runtime; with any other type (an alias included) the runtime
+/// reads the version from the data itself, which is correct but a second look at the text.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

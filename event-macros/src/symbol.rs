@@ -62,7 +62,8 @@ pub const VERSION: Symbol = Symbol("version");
 pub const UNKEYED: Symbol = Symbol("unkeyed");
 pub const PARTITION_KEY: Symbol = Symbol("partition_key");
 pub const UPCAST_FROM: Symbol = Symbol("upcast_from");
-pub const CONTAINER_KEYS: &[Symbol] = &[TYPE, VERSION, UNKEYED, UPCAST_FROM];
+pub const SCHEMA: Symbol = Symbol("schema");
+pub const CONTAINER_KEYS: &[Symbol] = &[TYPE, VERSION, UNKEYED, UPCAST_FROM, SCHEMA];
 pub const VARIANT_KEYS: &[Symbol] = &[TYPE];
 pub const FIELD_KEYS: &[Symbol] = &[PARTITION_KEY];
 

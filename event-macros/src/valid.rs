@@ -142,6 +142,14 @@ pub fn event(cx: &Ctxt, input: &Input) {
         ),
         _ => {}
     }
+    if let Some(schema) = &attrs.schema {
+        if !input.original.generics.params.is_empty() {
+            cx.error_spanned_by(
+                schema,
+                "`schema` needs a concrete type: a generic event type has no one JSON Schema, remove `schema`",
+            );
+        }
+    }
     for ty in [&attrs.ty].into_iter().flatten() {
         if is_enum {
             cx.error_spanned_by(

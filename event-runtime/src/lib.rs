@@ -24,7 +24,7 @@ pub mod __private;
 pub use app::{App, ShutdownHandle};
 pub use config::{ConfigError, Mode};
 pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};
-pub use event::Event;
+pub use event::{DataVersion, Event};
 pub use event_macros::{event_handler, Event};
 pub use handler::def::{registered, BulkConfig, HandlerDef, RetryMode, INLINE_RETRY_LIMIT_SECS};
 pub use handler::delivery::{Delivery, Envelope, EventArg};

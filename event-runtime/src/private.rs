@@ -7,7 +7,7 @@ pub use serde_json;
 
 pub use crate::event::outcome::{IntoOutcome, Outcome};
 pub use crate::event::version::decode_event;
-pub use crate::event::Event;
+pub use crate::event::{DataVersion, Event};
 pub use crate::handler::def::{HandlerDef, RetryMode};
 pub use crate::handler::delivery::{Delivery, EventArg};
 pub use crate::handler::extract::FromDelivery;
@@ -89,80 +89,7 @@ pub fn major_of<E: Event>() -> u64 {
     crate::event::version::major(E::VERSION).unwrap_or(0)
 }
 
-/// The version a decoded event's `event_version` field holds. Generated code calls
-/// `VersionProbe(&field).version()`: a `String` or `Option<String>` field answers (autoref
-/// specialisation, resolved per concrete type), any other type "cannot tell".
-#[derive(Clone, Copy)]
-pub struct VersionProbe<'a, T>(pub &'a T);
-
-/// The probe for fields that hold the version as text.
-pub trait VersionText<'a> {
-    /// `Some(version)`, `Some(None)` when the event has none.
-    fn version(self) -> Option<Option<&'a str>>;
-}
-
-impl<'a> VersionText<'a> for VersionProbe<'a, String> {
-    fn version(self) -> Option<Option<&'a str>> {
-        Some(Some(self.0))
-    }
-}
-
-impl<'a> VersionText<'a> for VersionProbe<'a, Option<String>> {
-    fn version(self) -> Option<Option<&'a str>> {
-        Some(self.0.as_deref())
-    }
-}
-
-/// The probe's fallback: a field of another type cannot tell.
-pub trait VersionUnknown<'a> {
-    /// `None`.
-    fn version(self) -> Option<Option<&'a str>>;
-}
-
-impl<'a, T> VersionUnknown<'a> for &VersionProbe<'a, T> {
-    fn version(self) -> Option<Option<&'a str>> {
-        None
-    }
-}
-
-/// The JSON Schema of `T`: through `schemars` when `T: JsonSchema`, else permissive. Generated
-/// code calls `(&&SchemaProbe::<T>::new()).schema()`; method resolution picks the `JsonSchema`
-/// route when it applies (autoref specialisation, resolved per concrete type).
-pub struct SchemaProbe<T>(std::marker::PhantomData<T>);
-
-impl<T> SchemaProbe<T> {
-    /// A probe.
-    pub const fn new() -> Self {
-        SchemaProbe(std::marker::PhantomData)
-    }
-}
-
-impl<T> Default for SchemaProbe<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The `schemars` route.
-pub trait ViaJsonSchema {
-    /// The schema.
-    fn schema(&self) -> serde_json::Value;
-}
-
-impl<T: schemars::JsonSchema> ViaJsonSchema for &SchemaProbe<T> {
-    fn schema(&self) -> serde_json::Value {
-        serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
-    }
-}
-
-/// The fallback route.
-pub trait Permissive {
-    /// The schema.
-    fn schema(&self) -> serde_json::Value;
-}
-
-impl<T> Permissive for SchemaProbe<T> {
-    fn schema(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
+/// The JSON Schema of `T`, through `schemars`: what `#[event(schema)]` generates.
+pub fn json_schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
 }

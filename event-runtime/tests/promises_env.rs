@@ -20,7 +20,7 @@ use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use axum::Router;
 use event_runtime::dapr::DaprClient;
-use event_runtime::subscription::retry_topic;
+use event_runtime::retry::retry_topic;
 use event_runtime::{event_handler, App, Attempt, Event, State, TopicSpec};
 use serde::Deserialize as _;
 use serde_json::{json, Value};

@@ -9,14 +9,14 @@ use event_runtime::{event_handler, App, Event, Publisher, TopicSpec, TraceContex
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
-#[event(type = "task.completed", version = "1.0")]
+#[event(type = "task.completed", version = "1.0", schema)]
 pub struct TaskCompleted {
     pub task_id: i64,
     pub user_id: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
-#[event(type = "task.update", version = "1.0")]
+#[event(type = "task.update", version = "1.0", schema)]
 pub struct TaskUpdate {
     pub task_id: i64,
     pub user_id: String,

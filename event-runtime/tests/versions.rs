@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 /// Version 1: as the reference's Python model publishes it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
-#[event(type = "task.completed", version = "1.0")]
+#[event(type = "task.completed", version = "1.0", schema)]
 pub struct TaskCompletedV1 {
     pub event_version: String,
     pub task_id: i64,
@@ -19,7 +19,7 @@ pub struct TaskCompletedV1 {
 
 /// Version 2 split the owner from the user who completed it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
-#[event(type = "task.completed", version = "2.0", upcast_from = TaskCompletedV1)]
+#[event(type = "task.completed", version = "2.0", upcast_from = TaskCompletedV1, schema)]
 pub struct TaskCompletedV2 {
     pub event_version: String,
     pub task_id: i64,
@@ -40,7 +40,7 @@ impl From<TaskCompletedV1> for TaskCompletedV2 {
 
 /// Version 3 added a note.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
-#[event(type = "task.completed", version = "3.1", upcast_from = TaskCompletedV2)]
+#[event(type = "task.completed", version = "3.1", upcast_from = TaskCompletedV2, schema)]
 pub struct TaskCompleted {
     pub event_version: String,
     pub task_id: i64,
@@ -161,9 +161,31 @@ pub struct OptionalVersion {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "v.full_paths", version = "1.0", unkeyed)]
+pub struct FullPaths {
+    pub event_version: ::std::string::String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "v.optional_full_paths", version = "1.0", unkeyed)]
+pub struct OptionalFullPaths {
+    #[serde(default)]
+    pub event_version: core::option::Option<std::string::String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
 #[event(type = "v.number", version = "1.0", unkeyed)]
 pub struct NumberVersion {
     pub event_version: u32,
+}
+
+/// A name for `String` the derive does not see through: it leaves the version to the runtime.
+pub type Text = String;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "v.alias", version = "1.0", unkeyed)]
+pub struct TypeAlias {
+    pub event_version: Text,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
@@ -186,48 +208,86 @@ pub struct Aliased {
 pub enum Mixed {
     #[serde(rename = "m.with")]
     With { event_version: String },
+    #[serde(rename = "m.optional")]
+    Optional { event_version: Option<String> },
     #[serde(rename = "m.without")]
     Without { x: i64 },
 }
 
 /// What the derive tells the runtime about the version a decoded event carries: only a field
-/// serde reads as written, as text, can tell; anything else leaves the runtime to look in the
-/// data first.
+/// serde reads as written, and whose type is written `String` or `Option<String>`, can tell;
+/// anything else leaves the runtime to look in the data first.
 #[test]
 fn the_derive_reports_the_data_version_only_when_it_can_tell() {
+    // `data_version` is hidden API, its enum reachable through the macros' paths.
+    use event_runtime::__private::DataVersion::{Absent, Is, NotRead};
+
     let v3: TaskCompleted = serde_json::from_value(
         json!({"event_version": "3.2", "task_id": 1, "user_id": "u", "completed_by": "u"}),
     )
     .unwrap();
-    assert_eq!(v3.data_version(), Some(Some("3.2")));
+    assert_eq!(v3.data_version(), Is("3.2"));
     let none = OptionalVersion {
         event_version: None,
     };
-    assert_eq!(none.data_version(), Some(None));
+    assert_eq!(none.data_version(), Absent);
     let some = OptionalVersion {
         event_version: Some("1.4".into()),
     };
-    assert_eq!(some.data_version(), Some(Some("1.4")));
-    assert_eq!(NumberVersion { event_version: 1 }.data_version(), None);
+    assert_eq!(some.data_version(), Is("1.4"));
+    let full = FullPaths {
+        event_version: "1.2".into(),
+    };
+    assert_eq!(full.data_version(), Is("1.2"));
+    let full = OptionalFullPaths {
+        event_version: Some("1.3".into()),
+    };
+    assert_eq!(full.data_version(), Is("1.3"));
+    assert_eq!(NumberVersion { event_version: 1 }.data_version(), NotRead);
+    let alias = TypeAlias {
+        event_version: "1.0".into(),
+    };
+    assert_eq!(alias.data_version(), NotRead);
     assert_eq!(
         CamelCase {
             event_version: "1.0".into()
         }
         .data_version(),
-        None
+        NotRead
     );
     assert_eq!(
         Aliased {
             event_version: "1.0".into()
         }
         .data_version(),
-        None
+        NotRead
     );
     let with = Mixed::With {
         event_version: "1.1".into(),
     };
-    assert_eq!(with.data_version(), Some(Some("1.1")));
-    assert_eq!(Mixed::Without { x: 1 }.data_version(), None);
+    assert_eq!(with.data_version(), Is("1.1"));
+    let optional = Mixed::Optional {
+        event_version: None,
+    };
+    assert_eq!(optional.data_version(), Absent);
+    assert_eq!(Mixed::Without { x: 1 }.data_version(), NotRead);
+}
+
+/// A type that does not ask for `#[event(schema)]` has the permissive schema, whether or not it
+/// derives `JsonSchema`; one that asks gets `schemars`'.
+#[test]
+fn the_schema_comes_from_schemars_only_when_asked() {
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event, schemars::JsonSchema)]
+    #[event(type = "s.unasked", version = "1.0", unkeyed)]
+    struct Unasked {
+        x: i64,
+    }
+    assert_eq!(Unasked::json_schema(), json!({}));
+    assert_eq!(NumberVersion::json_schema(), json!({}));
+    assert_eq!(
+        TaskCompletedV1::json_schema()["properties"]["task_id"]["type"],
+        "integer"
+    );
 }
 
 #[test]

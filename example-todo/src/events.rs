@@ -52,7 +52,7 @@ fn payload_of(task: &Task) -> serde_json::Value {
 /// `task.created`, `task.updated` and `task.deleted`: the audit log's events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type")]
-#[event(version = "1.0")]
+#[event(version = "1.0", schema)]
 pub enum TaskChanged {
     /// A task was created.
     #[serde(rename = "task.created")]
@@ -234,7 +234,7 @@ impl TaskChanged {
 /// `"event_type": "task.completed"` like the other task events (serde's tag on a struct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "task.completed")]
-#[event(type = "task.completed", version = "1.0")]
+#[event(type = "task.completed", version = "1.0", schema)]
 pub struct TaskCompleted {
     /// Unique id of this event (also its CloudEvent id).
     #[serde(default)]
@@ -271,7 +271,7 @@ impl TaskCompleted {
 /// `reminder.due` on `reminders`: a task's reminder time has come.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "reminder.due")]
-#[event(type = "reminder.due", version = "1.0")]
+#[event(type = "reminder.due", version = "1.0", schema)]
 pub struct ReminderDue {
     /// `reminder-<task id>-<remind_at>`: the same reminder always has the same id, so a
     /// duplicate publish is recognised by the idempotent handler.
@@ -332,7 +332,7 @@ pub enum SyncAction {
 /// list, through `GET /tasks/stream`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "task.sync")]
-#[event(type = "task.sync", version = "1.0")]
+#[event(type = "task.sync", version = "1.0", schema)]
 pub struct TaskSync {
     /// Unique id of this event.
     pub event_id: String,

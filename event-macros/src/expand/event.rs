@@ -1,11 +1,12 @@
-//! `#[derive(Event)]`: an `impl Event` inside `const _: () = { ... };`.
+//! `#[derive(Event)]`: an `impl Event` inside `const _: () = { ... };`, where `_er` names the
+//! runtime's paths for generated code (`::event_runtime::__private`).
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident, LitStr};
 
-use crate::ast::{self, Data, Field, Input, Variant};
+use crate::ast::{self, Data, Field, Input, Variant, VersionText};
 use crate::ctxt::{tokens_text, Ctxt};
 use crate::valid;
 
@@ -64,16 +65,18 @@ fn generate(input: &Input) -> TokenStream {
         body.extend(upcast(older));
         beside.extend(upcast_checks(&input.original.ident, older, version));
     }
-    // A generic type has no one schema or registry entry; it keeps the trait's defaults.
-    if !generic {
+    // `#[event(schema)]`: the schema comes from `schemars`, so the type must implement
+    // `JsonSchema` (an error at `schema` otherwise); without it the trait's permissive default.
+    if let Some(schema) = &input.attrs.schema {
+        let schema_of = quote_spanned!(schema.span()=> _er::json_schema_of::<Self>());
         body.extend(quote! {
-            fn json_schema() -> ::event_runtime::__private::serde_json::Value {
-                // `schemars` when the type derives `JsonSchema`, else a permissive schema.
-                #[allow(unused_imports)]
-                use ::event_runtime::__private::{Permissive as _, ViaJsonSchema as _};
-                (&&::event_runtime::__private::SchemaProbe::<Self>::new()).schema()
+            fn json_schema() -> _er::serde_json::Value {
+                #schema_of
             }
         });
+    }
+    // A generic type has no one registry entry (validation rejects `schema` on one).
+    if !generic {
         beside.extend(registration(input));
     }
     implement(input.original, body, beside)
@@ -86,12 +89,12 @@ fn upcast(older: &syn::Path) -> TokenStream {
     quote! {
         fn upcast(
             major: u64,
-            event: &::event_runtime::__private::CloudEvent,
-        ) -> ::core::option::Option<::core::result::Result<Self, ::event_runtime::__private::serde_json::Error>> {
-            let older = if major == ::event_runtime::__private::major_of::<#older>() {
-                ::event_runtime::__private::decode_event::<#older>(event)
+            event: &_er::CloudEvent,
+        ) -> ::core::option::Option<::core::result::Result<Self, _er::serde_json::Error>> {
+            let older = if major == _er::major_of::<#older>() {
+                _er::decode_event::<#older>(event)
             } else {
-                <#older as ::event_runtime::__private::Event>::upcast(major, event)?
+                <#older as _er::Event>::upcast(major, event)?
             };
             ::core::option::Option::Some(older.map(#from))
         }
@@ -109,14 +112,14 @@ fn upcast_checks(ident: &Ident, older: &syn::Path, version: &LitStr) -> TokenStr
         "upcast_from: `{name}` must be the same event type (its `type`s must be this type's)"
     );
     quote_spanned! {older.span()=>
-        const _: () = ::event_runtime::__private::require_older(
-            <#older as ::event_runtime::__private::Event>::VERSION,
+        const _: () = _er::require_older(
+            <#older as _er::Event>::VERSION,
             #version,
             #older_msg,
         );
-        const _: () = ::event_runtime::__private::require_same_types(
-            <#older as ::event_runtime::__private::Event>::TYPES,
-            <#ident as ::event_runtime::__private::Event>::TYPES,
+        const _: () = _er::require_same_types(
+            <#older as _er::Event>::TYPES,
+            <#ident as _er::Event>::TYPES,
             #same_msg,
         );
     }
@@ -134,13 +137,13 @@ fn registration(input: &Input) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     quote! {
-        ::event_runtime::__private::inventory::submit! {
-            ::event_runtime::__private::EventDef {
+        _er::inventory::submit! {
+            _er::EventDef {
                 rust_name: #name,
                 module: ::core::module_path!(),
-                types: <#ident as ::event_runtime::__private::Event>::TYPES,
-                version: <#ident as ::event_runtime::__private::Event>::VERSION,
-                schema: <#ident as ::event_runtime::__private::Event>::json_schema,
+                types: <#ident as _er::Event>::TYPES,
+                version: <#ident as _er::Event>::VERSION,
+                schema: <#ident as _er::Event>::json_schema,
                 upcast_from: #upcast_from,
             }
         }
@@ -152,8 +155,10 @@ fn implement(input: &DeriveInput, body: TokenStream, beside: TokenStream) -> Tok
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {
         const _: () = {
+            use ::event_runtime::__private as _er;
+
             #[automatically_derived]
-            impl #impl_generics ::event_runtime::__private::Event for #ident #ty_generics #where_clause {
+            impl #impl_generics _er::Event for #ident #ty_generics #where_clause {
                 #body
             }
 
@@ -179,10 +184,15 @@ fn struct_body(input: &Input, ty: &LitStr, version: &LitStr, fields: &[Field]) -
             }
         }
     });
-    let data_version = ast::event_version(fields, input.attrs.serde_rename_all).map(|field| {
-        let field = field.ident();
-        data_version_fn(quote!(::event_runtime::__private::VersionProbe(&self.#field).version()))
-    });
+    let data_version = ast::event_version(fields, input.attrs.serde_rename_all)
+        .and_then(|field| Some((field.ident()?, field.version_text()?)))
+        .map(|(field, text)| {
+            data_version_fn(read_version(
+                text,
+                quote!(self.#field),
+                quote!(&self.#field),
+            ))
+        });
     quote! {
         const TYPES: &'static [&'static str] = &[#ty];
         const VERSION: &'static str = #version;
@@ -202,15 +212,23 @@ fn struct_body(input: &Input, ty: &LitStr, version: &LitStr, fields: &[Field]) -
 }
 
 /// `data_version`: the version the decoded event read from its data's `event_version`, so the
-/// runtime need not look for it in the text first. `body` calls the probe, which answers "cannot
-/// tell" for a field that is not a `String` or `Option<String>`.
+/// runtime need not look for it in the text first. Only emitted when a field holds it as text;
+/// the trait's default answers `NotRead`.
 fn data_version_fn(body: TokenStream) -> TokenStream {
     quote! {
-        fn data_version(&self) -> ::core::option::Option<::core::option::Option<&str>> {
-            #[allow(unused_imports)]
-            use ::event_runtime::__private::{VersionText as _, VersionUnknown as _};
+        fn data_version(&self) -> _er::DataVersion<'_> {
             #body
         }
+    }
+}
+
+/// The `DataVersion` of the `event_version` field, held as `text`: `field` is the field itself
+/// (`self.event_version`) and `by_ref` a reference to it (`&self.event_version`, or the binding
+/// of a `match self` arm).
+fn read_version(text: VersionText, field: TokenStream, by_ref: TokenStream) -> TokenStream {
+    match text {
+        VersionText::Text => quote!(_er::DataVersion::Is(#by_ref)),
+        VersionText::OptionalText => quote!(_er::DataVersion::from_option(#field.as_deref())),
     }
 }
 
@@ -270,20 +288,25 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
         }
     });
 
-    let versions: Vec<Option<&Ident>> = variants
+    let versions: Vec<Option<(&Ident, VersionText)>> = variants
         .iter()
         .map(|v| {
             let renames_all = input.attrs.serde_rename_all || v.attrs.serde_rename_all;
-            ast::event_version(&v.fields, renames_all).and_then(Field::ident)
+            let field = ast::event_version(&v.fields, renames_all)?;
+            Some((field.ident()?, field.version_text()?))
         })
         .collect();
     let data_version = versions.iter().any(Option::is_some).then(|| {
-        let arms = idents.iter().zip(&versions).map(|(variant, field)| match field {
-            Some(field) => quote! {
-                Self::#variant { #field, .. } => ::event_runtime::__private::VersionProbe(#field).version(),
-            },
-            None => quote!(Self::#variant { .. } => ::core::option::Option::None,),
-        });
+        let arms = idents
+            .iter()
+            .zip(&versions)
+            .map(|(variant, field)| match field {
+                Some((field, text)) => {
+                    let version = read_version(*text, quote!(#field), quote!(#field));
+                    quote!(Self::#variant { #field, .. } => #version,)
+                }
+                None => quote!(Self::#variant { .. } => _er::DataVersion::NotRead,),
+            });
         data_version_fn(quote! {
             match self {
                 #(#arms)*

@@ -1,5 +1,6 @@
 //! `#[event_handler]`: the user's function as written, a delivery adapter beside it, and its
-//! registration.
+//! registration and compile-time checks inside `const _: () = { ... };`, where `_er` names the
+//! runtime's paths for generated code (`::event_runtime::__private`).
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -77,7 +78,7 @@ fn generate(handler: &Handler) -> TokenStream {
     };
 
     let registration = registration(handler, &adapter);
-    let field_checks = field_checks(handler, &cfgs);
+    let field_checks = field_checks(handler);
 
     quote! {
         #item
@@ -105,11 +106,15 @@ fn generate(handler: &Handler) -> TokenStream {
         }
 
         #(#cfgs)*
-        ::event_runtime::__private::inventory::submit! {
-            #registration
-        }
+        const _: () = {
+            use ::event_runtime::__private as _er;
 
-        #field_checks
+            _er::inventory::submit! {
+                #registration
+            }
+
+            #field_checks
+        };
     }
 }
 
@@ -142,7 +147,7 @@ fn registration(handler: &Handler, adapter: &Ident) -> TokenStream {
         .filter(|m| m.mode == RetryMode::Inline)
     {
         let inline = quote_spanned!(mode.lit.span()=> Inline);
-        calls.push(quote!(.retry_mode(::event_runtime::__private::RetryMode::#inline)));
+        calls.push(quote!(.retry_mode(_er::RetryMode::#inline)));
     }
     if let Some(dlq) = &args.dlq {
         calls.push(quote!(.dlq(#dlq)));
@@ -175,14 +180,14 @@ fn registration(handler: &Handler, adapter: &Ident) -> TokenStream {
     }
 
     quote! {
-        ::event_runtime::__private::HandlerDef::new(#name, ::core::module_path!(), #topic, #adapter)
+        _er::HandlerDef::new(#name, ::core::module_path!(), #topic, #adapter)
             #(#calls)*
     }
 }
 
 /// For each `{field}` of the `idempotency_key` template, a constant that fails the build, at the
 /// template, when the event type has no such field.
-fn field_checks(handler: &Handler, cfgs: &[&syn::Attribute]) -> TokenStream {
+fn field_checks(handler: &Handler) -> TokenStream {
     let Some(key) = &handler.args.idempotency_key else {
         return TokenStream::new();
     };
@@ -200,9 +205,8 @@ fn field_checks(handler: &Handler, cfgs: &[&syn::Attribute]) -> TokenStream {
             "idempotency_key: `{{{field}}}` names no field of the event type (for an enum: its tag or a field every variant has)"
         );
         quote_spanned! {key.span()=>
-            #(#cfgs)*
-            const _: () = ::event_runtime::__private::require_field(
-                ::event_runtime::__private::fields_of::<#event>(),
+            const _: () = _er::require_field(
+                _er::fields_of::<#event>(),
                 #field,
                 #message,
             );

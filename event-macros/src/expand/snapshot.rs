@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{DeriveInput, Expr, Item, ItemFn};
+use syn::{DeriveInput, Expr, Item, ItemFn, Stmt};
 
 use super::{event, handler};
 
@@ -48,9 +48,9 @@ fn handler_expansion() {
 #[test]
 fn derive_expansion() {
     let input: DeriveInput = syn::parse2(quote! {
-        #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+        #[derive(Debug, Clone, Serialize, Deserialize, Event, JsonSchema)]
         #[serde(tag = "event_type")]
-        #[event(version = "1.0")]
+        #[event(version = "1.0", schema)]
         pub enum TaskEvent {
             #[serde(rename = "task.created")]
             Created { event_id: String, event_version: String, task_id: i64, user_id: String, title: String },
@@ -104,8 +104,12 @@ fn assert_snapshot(name: &str, expanded: TokenStream) {
 }
 
 /// One item as prettyplease prints it, except that the body of a macro call (`submit! { .. }`),
-/// which prettyplease leaves as a run of tokens, is printed as the expression it is.
+/// which prettyplease leaves as a run of tokens, is printed as the expression it is, also for a
+/// call inside a `const _: () = { .. };` block.
 fn unparse(item: &Item) -> String {
+    if let Some(printed) = unparse_block(item) {
+        return printed;
+    }
     if let Item::Macro(call) = item {
         if let Ok(body) = syn::parse2::<Expr>(call.mac.tokens.clone()) {
             let printed = prettyplease::unparse(&syn::parse_quote!(const _: () = #body;));
@@ -124,4 +128,53 @@ fn unparse(item: &Item) -> String {
         attrs: Vec::new(),
         items: vec![item.clone()],
     })
+}
+
+/// A `const _: () = { .. };` block holding macro calls: each call is printed by [`unparse`] and
+/// put back where a placeholder item held its place.
+fn unparse_block(item: &Item) -> Option<String> {
+    let Item::Const(konst) = item else {
+        return None;
+    };
+    let Expr::Block(block) = &*konst.expr else {
+        return None;
+    };
+    let mut konst = konst.clone();
+    let mut calls = Vec::new();
+    let Expr::Block(placeheld) = &mut *konst.expr else {
+        unreachable!()
+    };
+    for stmt in &mut placeheld.block.stmts {
+        let call = match stmt {
+            Stmt::Item(Item::Macro(call)) => call.clone(),
+            Stmt::Macro(call) => syn::ItemMacro {
+                attrs: call.attrs.clone(),
+                ident: None,
+                mac: call.mac.clone(),
+                semi_token: call.semi_token,
+            },
+            _ => continue,
+        };
+        let placeholder = quote::format_ident!("__SNAPSHOT_MACRO_{}", calls.len());
+        *stmt = syn::parse_quote!(const #placeholder: () = (););
+        calls.push(unparse(&Item::Macro(call)));
+    }
+    if calls.is_empty() || block.block.stmts.is_empty() {
+        return None;
+    }
+    let mut printed = prettyplease::unparse(&syn::File {
+        shebang: None,
+        attrs: Vec::new(),
+        items: vec![Item::Const(konst)],
+    });
+    for (i, call) in calls.iter().enumerate() {
+        let line = format!("    const __SNAPSHOT_MACRO_{i}: () = ();\n");
+        let indented: String = call
+            .trim_end()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        printed = printed.replace(&line, &indented);
+    }
+    Some(printed)
 }

@@ -1,6 +1,7 @@
 const _: () = {
+    use ::event_runtime::__private as _er;
     #[automatically_derived]
-    impl ::event_runtime::__private::Event for TaskEvent {
+    impl _er::Event for TaskEvent {
         const TYPES: &'static [&'static str] = &[
             "task.created",
             "task.completed",
@@ -56,30 +57,29 @@ const _: () = {
                 }
             }
         }
-        fn data_version(&self) -> ::core::option::Option<::core::option::Option<&str>> {
-            #[allow(unused_imports)]
-            use ::event_runtime::__private::{VersionText as _, VersionUnknown as _};
+        fn data_version(&self) -> _er::DataVersion<'_> {
             match self {
                 Self::Created { event_version, .. } => {
-                    ::event_runtime::__private::VersionProbe(event_version).version()
+                    _er::DataVersion::Is(event_version)
                 }
                 Self::Completed { event_version, .. } => {
-                    ::event_runtime::__private::VersionProbe(event_version).version()
+                    _er::DataVersion::Is(event_version)
                 }
-                Self::Reassigned { .. } => ::core::option::Option::None,
+                Self::Reassigned { .. } => _er::DataVersion::NotRead,
             }
         }
-        fn json_schema() -> ::event_runtime::__private::serde_json::Value {
-            #[allow(unused_imports)]
-            use ::event_runtime::__private::{Permissive as _, ViaJsonSchema as _};
-            (&&::event_runtime::__private::SchemaProbe::<Self>::new()).schema()
+        fn json_schema() -> _er::serde_json::Value {
+            _er::json_schema_of::<Self>()
         }
     }
-    ::event_runtime::__private::inventory::submit! {
-        ::event_runtime::__private::EventDef { rust_name : "TaskEvent", module :
-        ::core::module_path!(), types : < TaskEvent as ::event_runtime::__private::Event
-        > ::TYPES, version : < TaskEvent as ::event_runtime::__private::Event >
-        ::VERSION, schema : < TaskEvent as ::event_runtime::__private::Event >
-        ::json_schema, upcast_from : ::core::option::Option::None, }
+    _er::inventory::submit! {
+        _er::EventDef {
+            rust_name: "TaskEvent",
+            module: ::core::module_path!(),
+            types: <TaskEvent as _er::Event>::TYPES,
+            version: <TaskEvent as _er::Event>::VERSION,
+            schema: <TaskEvent as _er::Event>::json_schema,
+            upcast_from: ::core::option::Option::None,
+        }
     }
 };

@@ -28,29 +28,30 @@ fn __event_handler_on_task_completed(
     })
 }
 
-::event_runtime::__private::inventory::submit! {
-    ::event_runtime::__private::HandlerDef::new(
-            "on_task_completed",
-            ::core::module_path!(),
-            "task-events",
-            __event_handler_on_task_completed,
-        )
-        .event::<TaskCompleted>("TaskCompleted")
-        .pubsub("kafka-pubsub")
-        .route("/api/events/task-completed")
-        .retry(&[30, 300, 1800])
-        .dlq("task-events-dlq")
-        .idempotent(::core::option::Option::Some("{task_id}-{user_id}"))
-}
-
-const _: () = ::event_runtime::__private::require_field(
-    ::event_runtime::__private::fields_of::<TaskCompleted>(),
-    "task_id",
-    "idempotency_key: `{task_id}` names no field of the event type (for an enum: its tag or a field every variant has)",
-);
-
-const _: () = ::event_runtime::__private::require_field(
-    ::event_runtime::__private::fields_of::<TaskCompleted>(),
-    "user_id",
-    "idempotency_key: `{user_id}` names no field of the event type (for an enum: its tag or a field every variant has)",
-);
+const _: () = {
+    use ::event_runtime::__private as _er;
+    _er::inventory::submit! {
+        _er::HandlerDef::new(
+                "on_task_completed",
+                ::core::module_path!(),
+                "task-events",
+                __event_handler_on_task_completed,
+            )
+            .event::<TaskCompleted>("TaskCompleted")
+            .pubsub("kafka-pubsub")
+            .route("/api/events/task-completed")
+            .retry(&[30, 300, 1800])
+            .dlq("task-events-dlq")
+            .idempotent(::core::option::Option::Some("{task_id}-{user_id}"))
+    }
+    const _: () = _er::require_field(
+        _er::fields_of::<TaskCompleted>(),
+        "task_id",
+        "idempotency_key: `{task_id}` names no field of the event type (for an enum: its tag or a field every variant has)",
+    );
+    const _: () = _er::require_field(
+        _er::fields_of::<TaskCompleted>(),
+        "user_id",
+        "idempotency_key: `{user_id}` names no field of the event type (for an enum: its tag or a field every variant has)",
+    );
+};

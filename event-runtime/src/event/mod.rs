@@ -53,17 +53,16 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
         None
     }
 
-    /// The version this decoded event read from its data's `event_version` member:
-    /// `Some(Some(v))`, `Some(None)` when the data had none, `None` when the type cannot tell
-    /// (it has no such field). The derive implements it; the runtime then checks the version
-    /// after decoding instead of searching the text for it first.
+    /// The version this decoded event read from its data's `event_version` member (see
+    /// [`DataVersion`]). The derive implements it; the runtime then checks the version after
+    /// decoding instead of searching the text for it first.
     #[doc(hidden)]
-    fn data_version(&self) -> Option<Option<&str>> {
-        None
+    fn data_version(&self) -> DataVersion<'_> {
+        DataVersion::NotRead
     }
 
-    /// The JSON Schema of the event's data: derived with `schemars` when the type also derives
-    /// `schemars::JsonSchema`, else the most permissive schema.
+    /// The JSON Schema of the event's data: derived with `schemars` when the type says
+    /// `#[event(schema)]` (and derives `schemars::JsonSchema`), else the most permissive schema.
     fn json_schema() -> serde_json::Value
     where
         Self: Sized,
@@ -82,5 +81,26 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     {
         let _ = (major, event);
         None
+    }
+}
+
+/// What a decoded event knows of the version its data carried in `event_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataVersion<'a> {
+    /// The type does not read `event_version` as text: the runtime looks for it in the data.
+    NotRead,
+    /// The data had no `event_version`.
+    Absent,
+    /// The data's `event_version`.
+    Is(&'a str),
+}
+
+impl<'a> DataVersion<'a> {
+    /// `Is` for a version, `Absent` for none: what an `Option<String>` field read.
+    pub const fn from_option(version: Option<&'a str>) -> Self {
+        match version {
+            Some(version) => DataVersion::Is(version),
+            None => DataVersion::Absent,
+        }
     }
 }

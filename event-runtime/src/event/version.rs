@@ -7,10 +7,11 @@
 //! their defaults. A major version the handler's type does not read, and no upcaster reaches, is
 //! not retried: the event goes to the dead-letter topic with that reason.
 
-use crate::wire::cloudevent::CloudEvent;
 use serde_json::Value;
 
-use crate::event::Event;
+use crate::wire::cloudevent::CloudEvent;
+
+use crate::event::{DataVersion, Event};
 use crate::wire::cloudevent::EXT_VERSION;
 
 /// Decodes `data` as `E`, whatever its version says (see [`crate::event::version`] for the checked
@@ -98,13 +99,13 @@ pub(crate) fn decode_versioned_from<E: Event>(
     };
     if let Some(event) = decoded {
         let version = match extension {
-            Some(v) => Some(Some(v)),
+            Some(v) => DataVersion::Is(v),
             None => event.data_version(),
         };
         let fits = match version {
-            Some(None) => true,
-            Some(Some(v)) => major(v).is_none_or(|m| m == expected),
-            None => false,
+            DataVersion::Absent => true,
+            DataVersion::Is(v) => major(v).is_none_or(|m| m == expected),
+            DataVersion::NotRead => false,
         };
         if fits {
             return Ok(event);

@@ -141,14 +141,16 @@ fn run_with_retries(
             };
             let outcome = run_once(rt, run, pending.decoded.take()).await;
             let (err, permanent) = match outcome {
-                RunResult::Done(Outcome::Success) | RunResult::Skipped => return Status::Success,
-                RunResult::Busy => return Status::Retry,
-                RunResult::Done(Outcome::Drop(reason)) => {
+                // Not run: a duplicate of a handled event (SUCCESS), or a run of it in progress
+                // elsewhere (RETRY).
+                Err(answer) => return answer,
+                Ok(Outcome::Success) => return Status::Success,
+                Ok(Outcome::Drop(reason)) => {
                     tracing::info!(%reason, "handler dropped the event");
                     return Status::Drop;
                 }
-                RunResult::Done(Outcome::Retry(err)) => (err.to_string(), false),
-                RunResult::Done(Outcome::DeadLetter(err)) => (err.to_string(), true),
+                Ok(Outcome::Retry(err)) => (err.to_string(), false),
+                Ok(Outcome::DeadLetter(err)) => (err.to_string(), true),
             };
             tracing::warn!(error = %err, permanent, "handler failed");
             retry.failures.push(Failure {
@@ -182,12 +184,6 @@ fn run_with_retries(
     }
 }
 
-enum RunResult {
-    Done(Outcome),
-    Skipped,
-    Busy,
-}
-
 /// Which attempt of which handler on which event.
 #[derive(Clone, Copy)]
 struct Attempt<'a> {
@@ -199,8 +195,9 @@ struct Attempt<'a> {
     attempt: u32,
 }
 
-/// One run of the handler: idempotency claim, timeout, panic capture. (Not an `async fn`, for
-/// the reason given on [`run_with_retries`].)
+/// One run of the handler: idempotency claim, timeout, panic capture. `Err` is Dapr's answer
+/// when the handler must not run. (Not an `async fn`, for the reason given on
+/// [`run_with_retries`].)
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn's future holds its arguments twice"
@@ -209,7 +206,7 @@ fn run_once<'a>(
     rt: &'a Arc<Runtime>,
     run: Attempt<'a>,
     decoded: Option<Decoded>,
-) -> impl Future<Output = RunResult> + Send + 'a {
+) -> impl Future<Output = Result<Outcome, Status>> + Send + 'a {
     async move {
         let Attempt { h, ce, attempt, .. } = run;
         let hrt = &rt.handlers[h];
@@ -218,7 +215,7 @@ fn run_once<'a>(
         let token = if def.idempotent {
             match Box::pin(claim(rt, run)).await {
                 Ok(token) => Some(token),
-                Err(skipped_or_busy) => return skipped_or_busy,
+                Err(not_run) => return Err(not_run),
             }
         } else {
             None
@@ -236,13 +233,13 @@ fn run_once<'a>(
         if let Some(token) = token {
             Box::pin(settle(rt, token, &outcome)).await;
         }
-        RunResult::Done(outcome)
+        Ok(outcome)
     }
 }
 
 /// Claims the event's idempotency key for this run: the token, or why the handler must not run
 /// (a duplicate of a handled event, or a run of it in progress).
-async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, RunResult> {
+async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, Status> {
     let Attempt { h, ce, attempt, .. } = run;
     let hrt = &rt.handlers[h];
     let def = rt.registry.handlers[h].def;
@@ -263,15 +260,15 @@ async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, RunResult> 
             hrt.metrics.idempotent_skip();
             hrt.metrics.delivery(OutcomeKind::Skipped);
             record(rt, def.name, ce, attempt, OutcomeKind::Skipped, None);
-            Err(RunResult::Skipped)
+            Err(Status::Success)
         }
         Ok(Claim::Busy) => {
             tracing::info!(%key, "another delivery of this event is running; asking for redelivery");
-            Err(RunResult::Busy)
+            Err(Status::Retry)
         }
         Err(e) => {
             tracing::error!(error = %e, "idempotency store unavailable; asking for redelivery");
-            Err(RunResult::Busy)
+            Err(Status::Retry)
         }
     }
 }
