@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::wire::cloudevent::CloudEvent;
+use crate::wire::cloudevent::{write_envelope, CloudEvent, Payload, Required};
 
 /// Extension attribute: the attempt number of the run this message is for (2 = first retry).
 pub const EXT_ATTEMPT: &str = "evrattempt";
@@ -212,11 +212,6 @@ impl RetryState {
         let mut put = |k: &str, v: String| {
             m.insert(k.to_owned(), Value::String(v));
         };
-        put("specversion", "1.0".into());
-        put("id", ce.id.clone());
-        put("type", ce.ty.clone());
-        put("source", app_id.to_owned());
-        put("datacontenttype", "application/octet-stream".into());
         if let Some(tp) = traceparent {
             put("traceparent", tp.to_owned());
         }
@@ -225,7 +220,13 @@ impl RetryState {
             put(name, value);
         }
         put(EXT_MAC, hex(&mac));
-        put("data_base64", data);
+        let required = Required {
+            id: &ce.id,
+            ty: &ce.ty,
+            source: app_id,
+            content_type: Some("application/octet-stream"),
+        };
+        let m = write_envelope(m, required, Payload::Base64(data));
         Value::Object(m).to_string().into_bytes()
     }
 

@@ -287,54 +287,13 @@ fn subscription_doc(
     app_id: &str,
     options: &ManifestOptions,
 ) -> Yaml {
-    let mut spec = vec![
-        ("pubsubname", Yaml::str(&sub.pubsubname)),
-        ("topic", Yaml::str(&sub.topic)),
-    ];
-    let mut routes = Vec::new();
-    if !sub.routes.rules.is_empty() {
-        routes.push((
-            "rules",
-            Yaml::seq(sub.routes.rules.iter().map(|r| {
-                Yaml::map([
-                    ("match", Yaml::str(&r.r#match)),
-                    ("path", Yaml::str(&r.path)),
-                ])
-            })),
-        ));
-    }
-    routes.push(("default", Yaml::str(&sub.routes.default)));
-    spec.push(("routes", Yaml::map(routes)));
-    if let Some(dlq) = &sub.dead_letter_topic {
-        spec.push(("deadLetterTopic", Yaml::str(dlq)));
-    }
-    if let Some(bulk) = &sub.bulk_subscribe {
-        spec.push((
-            "bulkSubscribe",
-            Yaml::map([
-                ("enabled", Yaml::Bool(bulk.enabled)),
-                (
-                    "maxMessagesCount",
-                    Yaml::Int(bulk.max_messages_count.into()),
-                ),
-                (
-                    "maxAwaitDurationMs",
-                    Yaml::Int(bulk.max_await_duration_ms.into()),
-                ),
-            ]),
-        ));
-    }
-    if !sub.metadata.is_empty() {
-        spec.push((
-            "metadata",
-            Yaml::map(sub.metadata.iter().map(|(k, v)| (k.clone(), Yaml::str(v)))),
-        ));
-    }
+    // The spec is the very shape `GET /dapr/subscribe` answers with, serialized the same way.
+    let spec = serde_json::to_value(sub).map_or(Yaml::Map(Vec::new()), |v| Yaml::from_json(&v));
     Yaml::map([
         ("apiVersion", Yaml::str(SUBSCRIPTION_API_VERSION)),
         ("kind", Yaml::str("Subscription")),
         ("metadata", metadata_doc(name, Vec::new(), options)),
-        ("spec", Yaml::map(spec)),
+        ("spec", spec),
         ("scopes", Yaml::seq([Yaml::str(app_id)])),
     ])
 }

@@ -2,10 +2,10 @@
 //! why a publish failed (`PublishError`). Read by the sidecar client and the embedded broker alike.
 
 use axum::body::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::event::Event;
-use crate::wire::cloudevent::EXT_VERSION;
+use crate::wire::cloudevent::{write_envelope, Payload, Required, EXT_VERSION};
 use crate::wire::names::InvalidName;
 
 /// An event on its way out, with everything the broker needs.
@@ -126,17 +126,17 @@ impl OutgoingEvent {
     /// The CloudEvent envelope of the event: its attributes, its extensions (a version alone
     /// travels as metadata instead) and its data.
     pub(crate) fn envelope(&self) -> Map<String, Value> {
-        let mut m = match self.form() {
+        let attributes = match self.form() {
             Form::Data => Map::new(),
             Form::Record(_) | Form::Envelope => self.extensions.clone(),
         };
-        m.insert("specversion".into(), json!("1.0"));
-        m.insert("id".into(), json!(self.id));
-        m.insert("type".into(), json!(self.ty));
-        m.insert("source".into(), json!(self.source));
-        m.insert("datacontenttype".into(), json!("application/json"));
-        m.insert("data".into(), self.data.clone());
-        m
+        let required = Required {
+            id: &self.id,
+            ty: &self.ty,
+            source: &self.source,
+            content_type: Some("application/json"),
+        };
+        write_envelope(attributes, required, Payload::Json(self.data.clone()))
     }
 }
 

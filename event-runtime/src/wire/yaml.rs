@@ -50,6 +50,33 @@ impl Yaml {
         Yaml::Seq(items.into_iter().collect())
     }
 
+    /// The YAML of a JSON value, as Kubernetes reads a resource's JSON: nulls and empty lists
+    /// are left out (`omitempty`), numbers that are no integer stay text.
+    ///
+    /// ```
+    /// use event_runtime::tooling::yaml::Yaml;
+    ///
+    /// let doc = Yaml::from_json(&serde_json::json!({"topic": "t", "rules": [], "partitions": 3, "dlq": null}));
+    /// assert_eq!(doc.to_string(), "partitions: 3\ntopic: t\n"); // keys in serde_json's order
+    /// ```
+    pub fn from_json(value: &serde_json::Value) -> Self {
+        use serde_json::Value;
+        match value {
+            Value::Null => Yaml::Map(Vec::new()),
+            Value::Bool(b) => Yaml::Bool(*b),
+            Value::Number(n) => n
+                .as_i64()
+                .map_or_else(|| Yaml::str(n.to_string()), Yaml::Int),
+            Value::String(s) => Yaml::str(s),
+            Value::Array(items) => Yaml::seq(items.iter().map(Yaml::from_json)),
+            Value::Object(map) => Yaml::map(
+                map.iter()
+                    .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+                    .map(|(k, v)| (k.clone(), Yaml::from_json(v))),
+            ),
+        }
+    }
+
     /// Whether this value is written on the line of its key (a scalar or an empty collection).
     fn is_inline(&self) -> bool {
         match self {

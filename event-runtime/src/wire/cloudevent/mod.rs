@@ -398,26 +398,67 @@ impl CloudEvent {
             }
         };
         put("time", &self.time);
-        put("datacontenttype", &self.datacontenttype);
         put("topic", &self.topic);
         put("pubsubname", &self.pubsubname);
         put("traceparent", &self.traceparent);
         put("tracestate", &self.tracestate);
-        map.insert(
-            "specversion".into(),
-            Value::String(self.specversion.clone()),
-        );
-        map.insert("id".into(), Value::String(self.id.clone()));
-        map.insert("type".into(), Value::String(self.ty.clone()));
-        map.insert("source".into(), Value::String(self.source.clone()));
-        map.insert("data".into(), self.data().clone());
-        Value::Object(map)
+        let attributes = Required {
+            id: &self.id,
+            ty: &self.ty,
+            source: &self.source,
+            content_type: self.datacontenttype.as_deref(),
+        };
+        Value::Object(write_envelope(
+            map,
+            attributes,
+            Payload::Json(self.data().clone()),
+        ))
     }
 
     /// A string extension attribute.
     pub fn extension_str(&self, name: &str) -> Option<&str> {
         self.extensions.get(name).and_then(Value::as_str)
     }
+}
+
+/// The attributes every envelope the app writes carries.
+pub(crate) struct Required<'a> {
+    pub id: &'a str,
+    pub ty: &'a str,
+    pub source: &'a str,
+    /// `datacontenttype`, when known.
+    pub content_type: Option<&'a str>,
+}
+
+/// What an envelope carries as its data.
+pub(crate) enum Payload {
+    /// JSON, as `data`.
+    Json(Value),
+    /// Bytes, already base64-encoded, as `data_base64`.
+    Base64(String),
+}
+
+/// The one writer of CloudEvent envelopes: `attributes` (the extensions and optional attributes
+/// already in it), the required attributes, and the data. Used for what the app publishes, for
+/// retry messages, and to write a read event back.
+pub(crate) fn write_envelope(
+    mut attributes: Map<String, Value>,
+    required: Required<'_>,
+    payload: Payload,
+) -> Map<String, Value> {
+    let text = |s: &str| Value::String(s.to_owned());
+    attributes.insert("specversion".into(), text("1.0"));
+    attributes.insert("id".into(), text(required.id));
+    attributes.insert("type".into(), text(required.ty));
+    attributes.insert("source".into(), text(required.source));
+    if let Some(content_type) = required.content_type {
+        attributes.insert("datacontenttype".into(), text(content_type));
+    }
+    match payload {
+        Payload::Json(data) => attributes.insert("data".into(), data),
+        Payload::Base64(data) => attributes.insert("data_base64".into(), Value::String(data)),
+    };
+    attributes
 }
 
 /// The CloudEvent extension attribute that carries an event's version (and the publish
