@@ -22,7 +22,7 @@ impl App {
     /// publish on every delivery.
     fn check_names(&self) -> Result<(), ConfigError> {
         use crate::wire::names::{check_component, check_topic};
-        for h in &self.registry.handlers {
+        for h in &self.run.registry.handlers {
             let refused = |invalid| ConfigError::InvalidName {
                 owner: format!("handler `{}`", h.def.qualified_name()),
                 invalid,
@@ -31,8 +31,11 @@ impl App {
             check_topic(&h.dlq).map_err(refused)?;
         }
         // Every subscribed topic, the retry topics included.
-        for sub in &self.registry.topics {
-            let owner = sub.handlers.first().map(|&i| &self.registry.handlers[i]);
+        for sub in &self.run.registry.topics {
+            let owner = sub
+                .handlers
+                .first()
+                .map(|&i| &self.run.registry.handlers[i]);
             let refused = |invalid| ConfigError::InvalidName {
                 owner: owner.map_or_else(
                     || format!("topic `{}`", sub.topic),
@@ -43,7 +46,7 @@ impl App {
             check_component("pubsub component", &sub.pubsub).map_err(refused)?;
             check_topic(&sub.topic).map_err(refused)?;
         }
-        if let Some(topic) = &self.dapr_dead_letter_topic {
+        if let Some(topic) = &self.declared.dapr_dead_letter_topic {
             check_topic(topic).map_err(|invalid| ConfigError::InvalidName {
                 owner: "App::with_dapr_dead_letter_topic".into(),
                 invalid,
@@ -56,12 +59,18 @@ impl App {
     /// app-wide one) is shorter than the idempotency claim lease, so no duplicate delivery can
     /// take the claim over while the first run may still be going.
     fn check_timeouts(&self) -> Result<(), ConfigError> {
-        let lease = self.settings.claim_lease;
-        for h in self.registry.handlers.iter().filter(|h| h.def.idempotent) {
+        let lease = self.run.settings.claim_lease;
+        for h in self
+            .run
+            .registry
+            .handlers
+            .iter()
+            .filter(|h| h.def.idempotent)
+        {
             let (timeout, timeout_from) = match h.def.timeout_secs {
                 Some(secs) => (Duration::from_secs(secs), "its own `timeout`"),
                 None => (
-                    self.settings.handler_timeout,
+                    self.run.settings.handler_timeout,
                     "the app-wide handler timeout, EVENTS_HANDLER_TIMEOUT_SECS",
                 ),
             };

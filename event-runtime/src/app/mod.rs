@@ -41,35 +41,57 @@ mod serve;
 /// let router: axum::Router = app.router();
 /// ```
 pub struct App {
+    /// What runs: the handlers and what they share.
+    run: Handlers,
+    /// Where events come from and go.
+    io: Io,
+    /// What the app declares for its tooling (manifests, AsyncAPI).
+    declared: Declared,
+    metrics: Arc<Metrics>,
+    /// The test harness's record of every run, when it asked for one.
+    journal: Option<Arc<Mutex<Vec<Run>>>>,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+/// The handlers, resolved against the app-wide settings, and what they share.
+struct Handlers {
     defs: Vec<&'static HandlerDef>,
     registry: Registry,
     settings: Settings,
+    app_id: String,
     default_pubsub: String,
     state: StateMap,
+}
+
+/// The mode, and the sidecar or embedded broker and the idempotency store it implies.
+struct Io {
     mode: Mode,
     mode_source: ModeSource,
     app_port: u16,
-    app_id: String,
     broker: Arc<Broker>,
     dapr: DaprClient,
+    /// A store given to [`App::with_idempotency_store`], else the mode's.
     store: Option<Arc<dyn IdempotencyStore>>,
     /// The embedded mode's idempotency store: this app's own, shared by the routers it builds.
     memory_store: MemoryStore,
-    journal: Option<Arc<Mutex<Vec<Run>>>>,
-    dapr_dead_letter_topic: Option<String>,
-    shutdown: Arc<watch::Sender<bool>>,
+}
+
+/// What the app declares beyond its handlers.
+#[derive(Default)]
+struct Declared {
     topics: Vec<TopicSpec>,
-    metrics: Arc<Metrics>,
     published: Vec<(&'static str, String)>,
+    dapr_dead_letter_topic: Option<String>,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("mode", &self.mode)
+            .field("mode", &self.io.mode)
             .field(
                 "handlers",
                 &self
+                    .run
                     .registry
                     .handlers
                     .iter()
@@ -131,24 +153,26 @@ impl App {
         ));
         let (shutdown, _) = watch::channel(false);
         let app = App {
-            defs,
-            registry,
-            settings,
-            default_pubsub,
-            state: StateMap::default(),
-            mode,
-            mode_source,
-            app_port,
-            app_id,
-            broker: Arc::new(Broker::default()),
-            dapr: DaprClient::new(&dapr_endpoint, dapr_api_token),
-            store: None,
-            memory_store: MemoryStore::new(),
-            journal: None,
-            dapr_dead_letter_topic: None,
+            run: Handlers {
+                defs,
+                registry,
+                settings,
+                app_id,
+                default_pubsub,
+                state: StateMap::default(),
+            },
+            io: Io {
+                mode,
+                mode_source,
+                app_port,
+                broker: Arc::new(Broker::default()),
+                dapr: DaprClient::new(&dapr_endpoint, dapr_api_token),
+                store: None,
+                memory_store: MemoryStore::new(),
+            },
+            declared: Declared::default(),
             metrics,
-            topics: Vec::new(),
-            published: Vec::new(),
+            journal: None,
             shutdown: Arc::new(shutdown),
         };
         app.check_startup()?;
@@ -156,30 +180,30 @@ impl App {
     }
 
     fn re_resolve(mut self) -> Result<Self, AppError> {
-        self.registry = Registry::resolve_app(
-            &self.defs,
-            &self.app_id,
-            &self.default_pubsub,
-            &self.settings.default_dlq,
+        self.run.registry = Registry::resolve_app(
+            &self.run.defs,
+            &self.run.app_id,
+            &self.run.default_pubsub,
+            &self.run.settings.default_dlq,
         )?;
         Ok(self)
     }
 
     /// Shares `value` with every handler that takes a [`State<T>`](crate::State) argument.
     pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.state.insert(value);
+        self.run.state.insert(value);
         self
     }
 
     /// The pubsub component of handlers that name none (default `EVENTS_PUBSUB`, else `kafka-pubsub`).
     pub fn with_default_pubsub(mut self, pubsub: &str) -> Self {
-        self.default_pubsub = pubsub.to_owned();
+        self.run.default_pubsub = pubsub.to_owned();
         self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The dead-letter topic of handlers that name none (default `EVENTS_DLQ`, else `dlq`).
     pub fn with_default_dlq(mut self, topic: &str) -> Self {
-        self.settings.default_dlq = topic.to_owned();
+        self.run.settings.default_dlq = topic.to_owned();
         self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -193,64 +217,64 @@ impl App {
     /// assert_eq!(app.app_id(), "todo");
     /// ```
     pub fn with_app_id(mut self, app_id: &str) -> Self {
-        self.app_id = app_id.to_owned();
+        self.run.app_id = app_id.to_owned();
         self.re_resolve().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// This app's id.
     pub fn app_id(&self) -> &str {
-        &self.app_id
+        &self.run.app_id
     }
 
     /// Dapr sidecar or embedded broker (default: [`Mode::from_env`]).
     pub fn with_mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
-        self.mode_source = ModeSource::Code;
+        self.io.mode = mode;
+        self.io.mode_source = ModeSource::Code;
         self
     }
 
     /// Runs on `broker` (embedded mode), for example one that outlives an app restart in a test.
     pub fn with_broker(mut self, broker: Arc<Broker>) -> Self {
-        self.broker = broker;
+        self.io.broker = broker;
         self.with_mode(Mode::Embedded)
     }
 
     /// Talks to the sidecar through `client` (Dapr mode).
     pub fn with_dapr_client(mut self, client: DaprClient) -> Self {
-        self.dapr = client;
+        self.io.dapr = client;
         self.with_mode(Mode::Dapr)
     }
 
     /// Keeps idempotency keys in `store` (default: in memory when embedded, the Dapr state store
     /// `statestore` when on Dapr).
     pub fn with_idempotency_store(mut self, store: impl IdempotencyStore) -> Self {
-        self.store = Some(Arc::new(store));
+        self.io.store = Some(Arc::new(store));
         self
     }
 
     /// The default per-run handler timeout (60 s). It must stay shorter than the claim lease
     /// for idempotent handlers without a `timeout` of their own, or `serve` refuses to start.
     pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.handler_timeout = timeout;
+        self.run.settings.handler_timeout = timeout;
         self
     }
 
     /// The idempotency claim lease (120 s): how long a crashed holder blocks a key. It must stay
     /// longer than every idempotent handler's timeout, or `serve` refuses to start.
     pub fn with_claim_lease(mut self, lease: Duration) -> Self {
-        self.settings.claim_lease = lease;
+        self.run.settings.claim_lease = lease;
         self
     }
 
     /// The largest request body accepted (4 MiB, Dapr's default).
     pub fn with_body_limit(mut self, bytes: usize) -> Self {
-        self.settings.body_limit = bytes;
+        self.run.settings.body_limit = bytes;
         self
     }
 
     /// Requires `dapr-api-token: token` on Dapr-facing routes (default: `APP_API_TOKEN`).
     pub fn with_app_api_token(mut self, token: Option<String>) -> Self {
-        self.settings.app_api_token = token;
+        self.run.settings.app_api_token = token;
         self
     }
 
@@ -258,7 +282,7 @@ impl App {
     /// it cannot deliver at all). It must differ from the framework's DLQ: Dapr sends every DROP
     /// there too, and the framework has already dead-lettered those.
     pub fn with_dapr_dead_letter_topic(mut self, topic: &str) -> Self {
-        self.dapr_dead_letter_topic = Some(topic.to_owned());
+        self.declared.dapr_dead_letter_topic = Some(topic.to_owned());
         self
     }
 
@@ -269,48 +293,49 @@ impl App {
     }
 
     pub(crate) fn app_api_token(&self) -> Option<String> {
-        self.settings.app_api_token.clone()
+        self.run.settings.app_api_token.clone()
     }
 
     /// The mode the app runs in.
     pub fn mode(&self) -> Mode {
-        self.mode
+        self.io.mode
     }
 
     /// The embedded broker (used in embedded mode).
     pub fn broker(&self) -> Arc<Broker> {
-        self.broker.clone()
+        self.io.broker.clone()
     }
 
     /// The resolved handlers.
     pub fn handlers(&self) -> &[ResolvedHandler] {
-        &self.registry.handlers
+        &self.run.registry.handlers
     }
 
     /// What `GET /dapr/subscribe` answers.
     pub fn subscriptions(&self) -> Vec<DaprSubscription> {
-        self.registry
-            .dapr_subscriptions(self.dapr_dead_letter_topic.as_deref())
+        self.run
+            .registry
+            .dapr_subscriptions(self.declared.dapr_dead_letter_topic.as_deref())
     }
 
     /// A publisher for this app's mode.
     pub fn publisher(&self) -> Publisher {
-        let p = match self.mode {
-            Mode::Dapr => Publisher::from_dapr(self.dapr.clone()),
-            Mode::Embedded => Publisher::embedded(self.broker.clone()),
+        let p = match self.io.mode {
+            Mode::Dapr => Publisher::from_dapr(self.io.dapr.clone()),
+            Mode::Embedded => Publisher::embedded(self.io.broker.clone()),
         };
-        p.with_pubsub(&self.default_pubsub)
-            .with_source(&self.app_id)
+        p.with_pubsub(&self.run.default_pubsub)
+            .with_source(&self.run.app_id)
     }
 
     fn store(&self) -> Arc<dyn IdempotencyStore> {
-        match (&self.store, self.mode) {
+        match (&self.io.store, self.io.mode) {
             (Some(s), _) => s.clone(),
             (None, Mode::Dapr) => Arc::new(DaprStateStore::new(
-                self.dapr.clone(),
-                &self.settings.state_store,
+                self.io.dapr.clone(),
+                &self.run.settings.state_store,
             )),
-            (None, Mode::Embedded) => Arc::new(self.memory_store.clone()),
+            (None, Mode::Embedded) => Arc::new(self.io.memory_store.clone()),
         }
     }
 
@@ -320,26 +345,26 @@ impl App {
     /// background.
     pub fn router(&self) -> Router {
         let rt = Arc::new(Runtime {
-            registry: self.registry.clone(),
-            settings: self.settings.clone(),
-            state: Arc::new(self.state.clone()),
+            registry: self.run.registry.clone(),
+            settings: self.run.settings.clone(),
+            state: Arc::new(self.run.state.clone()),
             publisher: self.publisher(),
             store: self.store(),
             journal: self.journal.clone(),
             shutdown: self.shutdown.clone(),
-            app_id: self.app_id.clone(),
-            signing_key: SigningKey::from_env(&self.app_id),
+            app_id: self.run.app_id.clone(),
+            signing_key: SigningKey::from_env(&self.run.app_id),
             metrics: self.metrics.clone(),
-            handlers: HandlerRuntime::all(&self.registry, &self.metrics),
+            handlers: HandlerRuntime::all(&self.run.registry, &self.metrics),
         });
         router(RouterParts {
             rt,
             subscriptions: self.subscriptions(),
             metrics: self.metrics.clone(),
             asyncapi: (
-                self.app_id.clone(),
-                self.registry.handlers.clone(),
-                self.published.clone(),
+                self.run.app_id.clone(),
+                self.run.registry.handlers.clone(),
+                self.declared.published.clone(),
             ),
         })
     }
@@ -354,7 +379,7 @@ impl App {
     /// assert_eq!(app.topics()[0].partitions, 12);
     /// ```
     pub fn with_topics(mut self, topics: impl IntoIterator<Item = TopicSpec>) -> Self {
-        self.topics.extend(topics);
+        self.declared.topics.extend(topics);
         self
     }
 
@@ -362,14 +387,14 @@ impl App {
     /// AsyncAPI document).
     pub fn publishes<E: crate::Event>(mut self, topic: &str) -> Self {
         for ty in E::TYPES {
-            self.published.push((ty, topic.to_owned()));
+            self.declared.published.push((ty, topic.to_owned()));
         }
         self
     }
 
     /// The declared topics.
     pub fn topics(&self) -> &[TopicSpec] {
-        &self.topics
+        &self.declared.topics
     }
 
     /// The app's metrics (also served at `GET /metrics` in Prometheus' text format).
@@ -385,8 +410,8 @@ impl App {
         let cluster = crate::config::non_empty("KAFKA_CLUSTER").unwrap_or_else(|| "kafka".into());
         crate::tooling::manifests::manifests_with(
             &self.subscriptions(),
-            &self.topics,
-            &self.app_id,
+            &self.declared.topics,
+            &self.run.app_id,
             &cluster,
             &self.manifest_options(),
         )
@@ -397,7 +422,7 @@ impl App {
     pub fn kafka_topics(&self) -> Vec<crate::tooling::manifests::KafkaTopicPlan> {
         crate::tooling::manifests::kafka_topics(
             &self.subscriptions(),
-            &self.topics,
+            &self.declared.topics,
             &self.manifest_options(),
         )
     }
@@ -408,7 +433,7 @@ impl App {
             namespace: crate::config::non_empty("EVENTS_NAMESPACE"),
             dead_letter_topics: crate::tooling::manifests::dead_letter_topics(
                 self.handlers(),
-                &self.settings.default_dlq,
+                &self.run.settings.default_dlq,
             ),
         }
     }
@@ -416,7 +441,11 @@ impl App {
     /// An AsyncAPI 3.0 document of every topic, message and operation, with the JSON Schemas of
     /// the registered event types (also served at `GET /asyncapi.json`).
     pub fn asyncapi(&self) -> serde_json::Value {
-        crate::tooling::asyncapi::document(&self.app_id, self.handlers(), &self.published)
+        crate::tooling::asyncapi::document(
+            &self.run.app_id,
+            self.handlers(),
+            &self.declared.published,
+        )
     }
 
     /// A handle that shuts a running [`App::serve`] down gracefully, as SIGTERM does.

@@ -21,7 +21,7 @@ impl App {
     /// [`App::serve`] with `routes` (your REST API, say) merged into the event routes.
     pub async fn serve_with(self, routes: Router) -> std::io::Result<()> {
         self.check_startup().map_err(refused)?;
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.app_port));
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.io.app_port));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         self.serve_on(listener, routes).await
     }
@@ -35,16 +35,17 @@ impl App {
         self.check_startup().map_err(refused)?;
         let router = self.router().merge(routes);
         crate::http::server::log_startup(&self, listener.local_addr()?);
-        if let Some((level, notice)) = mode_notice(self.mode, self.mode_source) {
+        if let Some((level, notice)) = mode_notice(self.io.mode, self.io.mode_source) {
             if level == tracing::Level::WARN {
                 tracing::warn!("{notice}");
             } else {
                 tracing::info!("{notice}");
             }
         }
-        if self.mode == Mode::Embedded {
-            self.broker
-                .start(router.clone(), self.settings.app_api_token.clone())
+        if self.io.mode == Mode::Embedded {
+            self.io
+                .broker
+                .start(router.clone(), self.run.settings.app_api_token.clone())
                 .await
                 .map_err(std::io::Error::other)?;
         }
@@ -60,7 +61,7 @@ impl App {
                 let _ = shutdown.send(true);
             })
             .await;
-        self.broker.stop();
+        self.io.broker.stop();
         result
     }
 }
