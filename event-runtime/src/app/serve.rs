@@ -13,7 +13,7 @@ impl App {
     ///
     /// An idempotent handler whose timeout is not shorter than the claim lease (see
     /// [`App::with_claim_lease`]), or a name a builder method set that breaks its rule, stops it
-    /// before it binds, with an error of kind `InvalidInput` that wraps the [`AppError`].
+    /// before it binds, with an error of kind `InvalidInput` that wraps the [`AppError`](crate::AppError).
     pub async fn serve(self) -> std::io::Result<()> {
         self.serve_with(Router::new()).await
     }

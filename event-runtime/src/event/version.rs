@@ -14,7 +14,7 @@ use crate::wire::cloudevent::CloudEvent;
 use crate::event::{DataVersion, Event};
 use crate::wire::cloudevent::EXT_VERSION;
 
-/// Decodes `data` as `E`, whatever its version says (see [`crate::event::version`] for the checked
+/// Decodes `data` as `E`, whatever its version says (see `decode_versioned` for the checked
 /// path). For an internally tagged enum whose data lacks the tag (a publisher
 /// that put the type only in the CloudEvent `type`), the tag is taken from the CloudEvent type.
 pub fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {

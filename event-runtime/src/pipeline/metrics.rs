@@ -171,7 +171,7 @@ impl Metrics {
     }
 
     /// Every metric in the Prometheus text exposition format 0.0.4 (serve it with
-    /// [`CONTENT_TYPE`]).
+    /// `Content-Type: text/plain; version=0.0.4`).
     pub fn render(&self) -> String {
         let handlers: Vec<(String, HandlerMetrics)> = self
             .lock()

@@ -5,6 +5,11 @@
 //! SUCCESS once the handler succeeded (or a retry is safely scheduled in the broker), DROP once
 //! the event is on the dead-letter topic (or the handler dropped it on purpose), RETRY whenever
 //! the framework could not make the event safe (the broker then keeps it).
+//!
+//! The stages, a file each: [`record`] reads what arrived, [`route`] chooses the handler,
+//! [`run`] runs it (claim, timeout, panic capture, inline waits), [`retry`] puts a delayed retry
+//! on the app's retry ladder, [`dead_letter`] sends what failed for good. [`seal`] signs and
+//! opens the retry bookkeeping; [`dlq`] is the dead letter's shape and its replay.
 
 mod dead_letter;
 pub(crate) mod dlq;

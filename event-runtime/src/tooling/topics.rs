@@ -1,5 +1,5 @@
 //! Topics declared once in code: partitions, retention and replicas, from which the Kafka topic
-//! manifests are generated (see [`manifests()`](crate::manifests::manifests)).
+//! manifests are generated (see [`manifests()`](crate::manifests)).
 //!
 //! ```
 //! use std::time::Duration;
