@@ -1,8 +1,4 @@
-//! One state transaction, `POST /v1.0/state/{store}/transaction`, and through it Dapr's state
-//! outbox: on a store component with `outboxPublishPubsub` and `outboxPublishTopic`, daprd
-//! publishes every upserted value (or the event given in its place) with the transaction. What
-//! daprd 1.16.5 requires and does, and where it falls short of "published if and only if saved",
-//! is in the README, section "Dapr state outbox", as the real-stack scenario s15 observed it.
+#![doc = include_str!("../../docs/outbox.md")]
 
 use serde::Serialize;
 use serde_json::{json, Value};
