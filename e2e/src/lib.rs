@@ -230,8 +230,13 @@ pub enum StateStore {
 }
 
 impl StateStore {
-    /// The component's YAML.
+    /// The component's YAML: `statestore`, with the store's own metadata.
     fn component(self, env: &StackEnv) -> String {
+        self.component_named(env, "statestore", &[])
+    }
+
+    /// The YAML of a component `name` on this store, with `extra` metadata besides its own.
+    fn component_named(self, env: &StackEnv, name: &str, extra: &[(&str, &str)]) -> String {
         let (ty, metadata) = match self {
             StateStore::Redis => (
                 "state.redis",
@@ -253,13 +258,17 @@ impl StateStore {
             }
             StateStore::InMemory => ("state.in-memory", String::new()),
         };
+        let mut metadata = metadata;
+        for (k, v) in extra {
+            metadata.push_str(&format!("    - name: {k}\n      value: \"{v}\"\n"));
+        }
         let metadata = if metadata.is_empty() {
             "  metadata: []\n".to_owned()
         } else {
             format!("  metadata:\n{metadata}")
         };
         format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: {ty}\n  version: v1\n{metadata}"
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {ty}\n  version: v1\n{metadata}"
         )
     }
 }
@@ -339,6 +348,15 @@ spec:
                 .expect("http client"),
             started: Instant::now(),
         }
+    }
+
+    /// Adds a state store component `name` on `store` with `extra` metadata (for example Dapr's
+    /// outbox settings), beside `statestore`. Call it before starting any daprd.
+    pub fn add_state_store(&self, name: &str, store: StateStore, extra: &[(&str, &str)]) {
+        let yaml = store.component_named(&self.env, name, extra);
+        fs::write(self.resources.join(format!("{name}.yaml")), &yaml)
+            .unwrap_or_else(|e| panic!("write {name}.yaml: {e}"));
+        self.note(format!("state store component {name}:\n{yaml}"));
     }
 
     /// Seconds since the scenario began (for progress lines).
@@ -465,7 +483,8 @@ spec:
         .arg(&self.resources)
         .args([
             "--log-level",
-            "info",
+            // `E2E_DAPRD_LOG_LEVEL=debug` to see what daprd does.
+            &std::env::var("E2E_DAPRD_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned()),
             "--dapr-graceful-shutdown-seconds",
             "2",
         ])

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use e2e::{lines, work, PairOpts, RawRecord, Scenario};
+use e2e::{lines, work, PairOpts, RawRecord, Scenario, StateStore};
 use serde_json::{json, Value};
 
 fn secs(s: u64) -> Duration {
@@ -1767,4 +1767,161 @@ async fn s14_a_redeploy_with_another_schedule_strands_no_retry() {
     assert!((29_000..40_000).contains(&second), "{second} ms");
     assert!((1_500..8_000).contains(&third), "{third} ms");
     assert!(lines(&l, "s14_dead_letters", "dead_letter").is_empty());
+}
+
+/// 15: Dapr's state outbox (issue #12), on daprd 1.16.5. Two outbox stores: Redis publishing to
+/// `s15-redis-orders`, PostgreSQL to `s15-orders`. On each, a transaction saves an order and
+/// publishes its `Work` event (`StateTransaction::upsert(..).publish(..)`): it arrives with our
+/// type, version and data, and daprd's own id. Then a transaction with a stale ETag, which the
+/// store refuses after daprd already wrote its internal outbox message:
+/// - Redis (MULTI without rollback) keeps daprd's marker key, so the refused event IS published;
+/// - PostgreSQL rolls it back, so it is never published, but daprd's check of it never gives up
+///   and every later outbox event of that store (one internal partition) stalls behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis, PostgreSQL and daprd: run scripts/e2e.sh"]
+async fn s15_the_state_outbox_publishes_what_the_store_commits() {
+    let mut s = Scenario::new("s15");
+    for (name, store, topic) in [
+        ("outboxredis", StateStore::Redis, "s15-redis-orders"),
+        ("outboxpg", StateStore::Postgres, "s15-orders"),
+    ] {
+        s.add_state_store(
+            name,
+            store,
+            &[
+                ("outboxPublishPubsub", "kafka-pubsub"),
+                ("outboxPublishTopic", topic),
+                ("outboxDiscardWhenMissingState", "true"),
+            ],
+        );
+    }
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let state_url = |store: &str, key: &str| format!("{}/v1.0/state/{store}/{key}", p.dapr_url());
+    let get_state = |store: &str, key: &str| {
+        let req = s.http.get(state_url(store, key));
+        async move {
+            let r = req.send().await.expect("get state");
+            match r.status().as_u16() {
+                204 => Value::Null,
+                200 => r.json().await.expect("state JSON"),
+                other => panic!("get state: {other} {}", r.text().await.unwrap_or_default()),
+            }
+        }
+    };
+    // ERR_PUBLISH_OUTBOX: daprd could not write its internal message (a Kafka producer whose
+    // metadata is not fresh yet, at start-up), so it saved nothing: tried again for up to 30 s.
+    let outbox = |store: &str, key: &str, event_id: &str, etag: Option<&str>| {
+        let body = json!({"store": store, "key": key, "value": {"status": "placed", "by": event_id},
+            "event": work(event_id, "u15", 1), "etag": etag});
+        let (http, url) = (s.http.clone(), format!("{}/control/outbox", p.app_url()));
+        async move {
+            let deadline = Instant::now() + secs(30);
+            loop {
+                let v: Value = http
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("POST /control/outbox")
+                    .json()
+                    .await
+                    .expect("answer");
+                if v["error_code"] != "ERR_PUBLISH_OUTBOX" || Instant::now() > deadline {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    for (store, handler, topic) in [
+        ("outboxredis", "s15_redis_orders", "s15-redis-orders"),
+        ("outboxpg", "s15_orders", "s15-orders"),
+    ] {
+        // Accepted: saved, and published.
+        let (id, key) = (
+            format!("{store}-placed-{run}"),
+            format!("{store}-order-{run}"),
+        );
+        let r = outbox(store, &key, &id, None).await;
+        assert_eq!(r["ok"], true, "{store}: {r}");
+        let l = s
+            .wait_ledger(&format!("{store}: the event arrived"), secs(60), |l| {
+                has_ok(l, handler, std::slice::from_ref(&id))
+            })
+            .await;
+        let got = runs_of(&l, handler, &id);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let line = got[0];
+        assert_eq!(line["ce_type"], "e2e.work", "{line}");
+        assert_eq!(line["ce_source"], s.app_id, "{line}");
+        assert_eq!(line["topic"], topic, "{line}");
+        assert!(
+            line["ce_id"].as_str().unwrap().starts_with("outbox-"),
+            "daprd's id: {line}"
+        );
+        assert_eq!(
+            (&line["user"], &line["seq"]),
+            (&json!("u15"), &json!(1)),
+            "{line}"
+        );
+        assert_eq!(
+            get_state(store, &key).await,
+            json!({"status": "placed", "by": id})
+        );
+        let delivery = s
+            .requests()
+            .into_iter()
+            .find(|r| r["event_id"] == id.as_str())
+            .expect("the delivery is in the request log");
+        s.note(format!("{store}: the delivery: {delivery}"));
+        assert!(delivery["key"].is_null(), "no Kafka record key: {delivery}");
+        assert_eq!(delivery["attributes"]["eventversion"], "1.0", "{delivery}");
+        assert_eq!(
+            delivery["datacontenttype"], "application/json",
+            "{delivery}"
+        );
+
+        // Refused: an upsert of an existing order with a stale ETag.
+        let refused_id = format!("{store}-refused-{run}");
+        let r = outbox(store, &key, &refused_id, Some("999999")).await;
+        s.note(format!("{store}: stale ETag: {r}"));
+        assert_eq!(r["ok"], false, "{r}");
+        assert_eq!(r["error_code"], "ERR_STATE_TRANSACTION", "{r}");
+        assert_eq!(
+            get_state(store, &key).await,
+            json!({"status": "placed", "by": id}),
+            "{store}: the refused upsert is not saved"
+        );
+        if store == "outboxredis" {
+            s.wait_ledger(
+                "redis: the refused transaction's event was published all the same",
+                secs(60),
+                |l| has_ok(l, handler, std::slice::from_ref(&refused_id)),
+            )
+            .await;
+        } else {
+            // A later transaction commits, but its event waits behind the refused one.
+            let (next_id, next_key) =
+                (format!("{store}-next-{run}"), format!("{store}-next-{run}"));
+            let r = outbox(store, &next_key, &next_id, None).await;
+            assert_eq!(r["ok"], true, "{store}: {r}");
+            assert_eq!(get_state(store, &next_key).await["by"], next_id.as_str());
+            // daprd gives a missing state 1 s + 10 s of checks by design; give it three times that.
+            s.settle(secs(35), secs(120)).await;
+            let l = s.ledger();
+            assert!(
+                runs_of(&l, handler, &refused_id).is_empty(),
+                "postgres: the refused event was published"
+            );
+            assert!(
+                runs_of(&l, handler, &next_id).is_empty(),
+                "postgres: the event after a refused transaction arrived: daprd 1.16.5's check ended after all"
+            );
+            s.note(
+                "postgres: the refused event is not published, and the next one is stuck behind it",
+            );
+        }
+    }
 }

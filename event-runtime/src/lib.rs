@@ -55,6 +55,9 @@ pub mod cloudevent {
 /// The Dapr sidecar client, and the rules of the names that go into its URLs.
 pub mod dapr {
     pub use crate::transport::dapr::{DaprClient, StateError};
+    pub use crate::transport::state_tx::{
+        outbox_internal_topic, StateTransaction, StateTransactionError,
+    };
     pub use crate::wire::bulk::Status;
     pub use crate::wire::names::{check_component, check_state_key, check_topic, InvalidName};
     pub use crate::wire::subscription::{BulkSubscribe, DaprSubscription, Routes, Rule};

@@ -507,6 +507,55 @@ pub mod s10 {
     dlq_handler!(s10_dead_letters, topic = "s10-dlq");
 }
 
+/// 15: Dapr's state outbox: `/control/outbox` saves state and publishes a `Work` item in one
+/// transaction on an outbox store; each store's `outboxPublishTopic` is one handler's topic
+/// (PostgreSQL's `s15-orders`, Redis's `s15-redis-orders`).
+pub mod s15 {
+    use super::*;
+    work_handler!(s15_orders, topic = "s15-orders", dlq = "s15-dlq");
+    work_handler!(
+        s15_redis_orders,
+        topic = "s15-redis-orders",
+        dlq = "s15-dlq"
+    );
+    dlq_handler!(s15_dead_letters, topic = "s15-dlq");
+}
+
+/// The topics the outbox stores of scenario s15 publish to.
+const S15_OUTBOX_TOPICS: [&str; 2] = ["s15-orders", "s15-redis-orders"];
+
+/// `POST /control/outbox`: one state transaction with the framework's sidecar client: `value`
+/// upserted under `key` (only if its ETag is still `etag`, when given), `event` published by the
+/// outbox in its place. Answers `{"ok": true}` or daprd's refusal.
+#[derive(Deserialize)]
+struct OutboxRequest {
+    store: String,
+    key: String,
+    value: Value,
+    event: Work,
+    #[serde(default)]
+    etag: Option<String>,
+}
+
+async fn control_outbox(Json(req): Json<OutboxRequest>) -> Json<Value> {
+    use event_runtime::dapr::{DaprClient, StateTransaction};
+    let dapr = match DaprClient::try_from_env() {
+        Ok(d) => d,
+        Err(e) => return Json(json!({"ok": false, "error": e.to_string()})),
+    };
+    let tx = match &req.etag {
+        Some(etag) => StateTransaction::new().upsert_if_match(&req.key, &req.value, etag),
+        None => StateTransaction::new().upsert(&req.key, &req.value),
+    }
+    .publish(&req.event);
+    Json(
+        match dapr.execute_state_transaction(&req.store, &tx).await {
+            Ok(()) => json!({"ok": true}),
+            Err(e) => json!({"ok": false, "error_code": e.error_code(), "error": e.to_string()}),
+        },
+    )
+}
+
 /// `POST /control/replay`: replays the given dead letters with the app's publisher.
 async fn control_replay(
     AxState(publisher): AxState<Publisher>,
@@ -670,6 +719,13 @@ async fn request_log(AxState(log): AxState<Arc<RequestLog>>, req: Request, next:
         rec["datacontenttype"] = event_json["datacontenttype"].clone();
         rec["event_id"] = event_json["data"]["event_id"].clone();
         rec["data_is_string"] = Value::Bool(event_json["data"].is_string());
+        // Every attribute but the data, as it arrived.
+        let mut attributes = event_json.clone();
+        if let Some(a) = attributes.as_object_mut() {
+            a.remove("data");
+            a.remove("data_base64");
+        }
+        rec["attributes"] = attributes;
     }
     log.file.append_json(&rec);
     Response::from_parts(rparts, Body::from(rbytes))
@@ -732,6 +788,17 @@ fn topics() -> anyhow::Result<()> {
         for t in app.with_topics(specs).kafka_topics() {
             let p = all.entry(t.name).or_insert(t.partitions);
             *p = (*p).max(t.partitions);
+        }
+        if scenario == "s15" {
+            // daprd's own outbox topics: one partition each, so their messages are checked in order.
+            for topic in S15_OUTBOX_TOPICS {
+                let app_id = e2e::scenario_app_id(scenario);
+                all.insert(
+                    // daprd without NAMESPACE is in namespace `default`.
+                    event_runtime::dapr::outbox_internal_topic("default", &app_id, topic),
+                    1,
+                );
+            }
         }
     }
     for (t, p) in all {
@@ -803,7 +870,8 @@ async fn main() -> anyhow::Result<()> {
     let control = Router::new()
         .route("/control/publish", post(control_publish))
         .route("/control/replay", post(control_replay))
-        .with_state(app.publisher());
+        .with_state(app.publisher())
+        .route("/control/outbox", post(control_outbox));
     let router = app
         .router()
         .merge(control)

@@ -86,7 +86,7 @@ impl DaprClient {
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let req = self.http.request(method, format!("{}{}", self.base, path));
         match &self.token {
             Some(t) => req.header("dapr-api-token", t),
@@ -315,7 +315,7 @@ fn is_concurrency_conflict(body: &str) -> bool {
 }
 
 /// Dapr's `{"errorCode","message"}`, or the raw body.
-fn dapr_error(body: &str) -> (String, String) {
+pub(crate) fn dapr_error(body: &str) -> (String, String) {
     match serde_json::from_str::<Value>(body) {
         Ok(v) => (
             v.get("errorCode")
