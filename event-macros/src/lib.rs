@@ -8,6 +8,7 @@
 
 mod ast;
 mod attr;
+mod contract;
 mod ctxt;
 mod expand;
 mod symbol;

@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident, LitStr};
 
 use crate::ast::{self, Data, Field, Input, Variant, VersionText};
+use crate::contract;
 use crate::ctxt::{tokens_text, Ctxt};
 use crate::valid;
 
@@ -15,6 +16,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let event = Input::from_syn(&cx, input);
     valid::event(&cx, &event);
+    contract::check(&cx, &event);
     cx.check()?;
     Ok(generate(&event))
 }
@@ -74,6 +76,13 @@ fn generate(input: &Input) -> TokenStream {
                 #schema_of
             }
         });
+    }
+    // `contract = "..."`: the file is part of the build, so that a change to it rebuilds the crate.
+    if let Some(lit) = &input.attrs.contract {
+        let path = contract::path(lit).display().to_string();
+        beside.extend(quote!(
+            const _: &[u8] = ::core::include_bytes!(#path);
+        ));
     }
     // A generic type has no one registry entry (validation rejects `schema` on one).
     if !generic {
