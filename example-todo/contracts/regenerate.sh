@@ -20,6 +20,7 @@ PYDANTIC_VERSION=2.10.6
 here=example-todo/contracts
 drift_fixture=tests/ui/contracts/drift/task-event.schema.json
 venv="target/tools/pydantic-$PYDANTIC_VERSION"
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ beside models.py
 
 write=0
 case "${1:-}" in
