@@ -96,7 +96,7 @@ fn asyncapi_payload(cx: &Ctxt, root: &Value, shown: &str, name: &LitStr) -> Opti
     let found = messages(root)
         .into_iter()
         .map(|(key, message)| (key, doc.resolve(message)))
-        .find(|(key, message)| names_of(key, message).iter().any(|n| *n == wanted));
+        .find(|(key, message)| names_of(key, message).contains(&wanted));
     let Some((_, message)) = found else {
         cx.error_spanned_by(
             name,
