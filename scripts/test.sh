@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: lint, unit + integration + UI tests, the example on
+# The whole test suite, as CI runs it: lint, the event contracts against their Pydantic models, unit + integration + UI tests, the example on
 # PostgreSQL and in a browser, the READMEs' commands (scripts/walkthrough.sh), benchmarks build, then the real-stack suite (daprd + Kafka + Redis, provisioned and started by scripts/e2e.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "event contracts: the example's Pydantic models, exported (example-todo/contracts/regenerate.sh)"
+example-todo/contracts/regenerate.sh
 
 step "cargo test --workspace (unit, integration, doc, trybuild UI)"
 cargo test --workspace

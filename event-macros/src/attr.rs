@@ -434,6 +434,24 @@ pub struct ContainerAttrs {
     pub serde_content: Option<LitStr>,
     /// `#[serde(rename_all ...)]` or `rename_all_fields`: field names are not their idents.
     pub serde_rename_all: bool,
+    /// `contract = "path"`: the producer's published JSON Schema (or AsyncAPI document).
+    pub contract: Option<LitStr>,
+    /// `message = "Name"`: the message of an AsyncAPI `contract`.
+    pub message: Option<LitStr>,
+    /// The serde attributes a contract check reads.
+    pub serde: SerdeContainer,
+}
+
+/// What serde does with a container's names and defaults, as far as a contract check needs it.
+pub struct SerdeContainer {
+    /// `#[serde(rename = "...")]`: a tagged struct's tag value.
+    pub rename: Option<LitStr>,
+    /// `#[serde(rename_all = "...")]`: the rule for the fields (struct) or variants (enum).
+    pub rename_all: Option<LitStr>,
+    /// `#[serde(rename_all_fields = "...")]`: the rule for every variant's fields.
+    pub rename_all_fields: Option<LitStr>,
+    /// `#[serde(default)]` on the container: every field may be missing.
+    pub default: bool,
 }
 
 impl ContainerAttrs {
@@ -443,6 +461,8 @@ impl ContainerAttrs {
         let mut unkeyed = Attr::none(cx, UNKEYED);
         let mut upcast_from = Attr::none(cx, UPCAST_FROM);
         let mut schema = Attr::none(cx, SCHEMA);
+        let mut contract = Attr::none(cx, CONTRACT);
+        let mut message = Attr::none(cx, MESSAGE);
         for attr in attrs.iter().filter(|a| a.path() == EVENT) {
             let parsed = attr.parse_nested_meta(|meta| {
                 let key = &meta.path;
@@ -457,6 +477,10 @@ impl ContainerAttrs {
                 } else if key == SCHEMA {
                     let path = key.clone();
                     schema.set(key, flag(cx, &meta, SCHEMA)?.map(|()| path));
+                } else if key == CONTRACT {
+                    contract.set(key, lit_str(cx, &meta, CONTRACT)?);
+                } else if key == MESSAGE {
+                    message.set(key, lit_str(cx, &meta, MESSAGE)?);
                 } else {
                     unknown(cx, &meta, CONTAINER_KEYS, "#[event(...)]")?;
                 }
@@ -473,6 +497,14 @@ impl ContainerAttrs {
             serde_tag: serde_str(attrs, TAG),
             serde_content: serde_str(attrs, CONTENT),
             serde_rename_all: renames_all(attrs),
+            contract: contract.get(),
+            message: message.get(),
+            serde: SerdeContainer {
+                rename: serde_str(attrs, RENAME),
+                rename_all: serde_str(attrs, RENAME_ALL),
+                rename_all_fields: serde_str(attrs, RENAME_ALL_FIELDS),
+                default: serde_keys(attrs).iter().any(|key| key == DEFAULT),
+            },
         }
     }
 }
@@ -483,6 +515,8 @@ pub struct VariantAttrs {
     pub serde_rename: Option<LitStr>,
     /// `#[serde(rename_all ...)]`: the variant's field names are not their idents.
     pub serde_rename_all: bool,
+    /// `#[serde(rename_all = "...")]` on the variant: the rule for its fields.
+    pub serde_rename_all_rule: Option<LitStr>,
 }
 
 impl VariantAttrs {
@@ -503,6 +537,7 @@ impl VariantAttrs {
             ty: ty.get(),
             serde_rename: serde_str(attrs, RENAME),
             serde_rename_all: renames_all(attrs),
+            serde_rename_all_rule: serde_str(attrs, RENAME_ALL),
         }
     }
 }
@@ -515,6 +550,12 @@ pub struct FieldAttrs {
     /// Serde reads the field as it is written: no `#[serde(...)]` key other than `rename` and
     /// `default` (no `with`, `skip`, `flatten`, `alias`, ...).
     pub serde_plain: bool,
+    /// `#[serde(default)]` (or `default = "path"`): the field may be missing.
+    pub serde_default: bool,
+    /// `#[serde(flatten)]`: the field's own fields sit beside the others.
+    pub serde_flatten: bool,
+    /// `#[serde(skip)]` or `skip_deserializing`: serde never reads the field.
+    pub serde_skip: bool,
 }
 
 impl FieldAttrs {
@@ -532,12 +573,16 @@ impl FieldAttrs {
             });
             parsed.unwrap_or_else(|err| cx.syn_error(err));
         }
+        let keys = serde_keys(attrs);
         FieldAttrs {
             partition_key: partition_key.get(),
             serde_rename: serde_str(attrs, RENAME),
-            serde_plain: serde_keys(attrs)
+            serde_plain: keys.iter().all(|key| key == RENAME || key == DEFAULT),
+            serde_default: keys.iter().any(|key| key == DEFAULT),
+            serde_flatten: keys.iter().any(|key| key == FLATTEN),
+            serde_skip: keys
                 .iter()
-                .all(|key| key == RENAME || key == DEFAULT),
+                .any(|key| key == SKIP || key == SKIP_DESERIALIZING),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod ast;
 mod attr;
+mod contract;
 mod ctxt;
 mod expand;
 mod symbol;
@@ -95,7 +96,8 @@ pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// Container keys: `type = "..."` (required on a struct; an enum's variants give theirs with
 /// `#[event(type = "...")]` or `#[serde(rename = "...")]`), `version = "major.minor"`
-/// (required), `upcast_from = OlderType`, and the flags `unkeyed` and `schema`. The partition
+/// (required), `upcast_from = OlderType`, `contract = "path"` with `message = "Name"` for an
+/// AsyncAPI contract, and the flags `unkeyed` and `schema`. The partition
 /// key is the field marked `#[event(partition_key)]`, else the `user_id` field; a type with
 /// neither must say `#[event(unkeyed)]`. A field named `event_id` becomes the CloudEvent id.
 ///
@@ -103,6 +105,17 @@ pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
 /// also derive `schemars::JsonSchema` (an error points at `schema` otherwise). Without the flag
 /// the registered schema is the permissive `{}`: a derive cannot see the other derives of its own
 /// `#[derive(...)]` list, so it never guesses. A generic type cannot take `schema`.
+///
+/// Contracts: `contract = "contracts/task-event.schema.json"` (a JSON Schema, as Pydantic's
+/// `model_json_schema()` writes it), or `contract = "contracts/todo.asyncapi.json", message =
+/// "TaskEvent"` (a message of an AsyncAPI 2.x/3.0 document), checks the type against the
+/// producer's published schema at compile time. The path is relative to the crate's
+/// `Cargo.toml`, and a change to the file rebuilds the crate. A field required here must be
+/// required there; its type must hold every value the schema admits (`String` a string, an
+/// integer type an integer, `f64` any number, `Vec<T>` an array of what `T` holds, a map an
+/// object, `Option<T>` also null, chrono and time date-times a `format: date-time` string;
+/// `serde_json::Value` and types the macro cannot see into hold anything); an enum's tag values
+/// must be ones the schema allows. Fields the schema has and the type ignores are fine.
 ///
 /// Versions: an `event_version` field whose type is written `String` or `Option<String>` (by
 /// those names or their `std::`/`core::`/`alloc::` paths), and that serde reads as written, hands

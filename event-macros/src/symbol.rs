@@ -63,7 +63,17 @@ pub const UNKEYED: Symbol = Symbol("unkeyed");
 pub const PARTITION_KEY: Symbol = Symbol("partition_key");
 pub const UPCAST_FROM: Symbol = Symbol("upcast_from");
 pub const SCHEMA: Symbol = Symbol("schema");
-pub const CONTAINER_KEYS: &[Symbol] = &[TYPE, VERSION, UNKEYED, UPCAST_FROM, SCHEMA];
+pub const CONTRACT: Symbol = Symbol("contract");
+pub const MESSAGE: Symbol = Symbol("message");
+pub const CONTAINER_KEYS: &[Symbol] = &[
+    TYPE,
+    VERSION,
+    UNKEYED,
+    UPCAST_FROM,
+    SCHEMA,
+    CONTRACT,
+    MESSAGE,
+];
 pub const VARIANT_KEYS: &[Symbol] = &[TYPE];
 pub const FIELD_KEYS: &[Symbol] = &[PARTITION_KEY];
 
@@ -76,6 +86,9 @@ pub const SERIALIZE: Symbol = Symbol("serialize");
 pub const RENAME_ALL: Symbol = Symbol("rename_all");
 pub const RENAME_ALL_FIELDS: Symbol = Symbol("rename_all_fields");
 pub const DEFAULT: Symbol = Symbol("default");
+pub const FLATTEN: Symbol = Symbol("flatten");
+pub const SKIP: Symbol = Symbol("skip");
+pub const SKIP_DESERIALIZING: Symbol = Symbol("skip_deserializing");
 pub const USER_ID: &str = "user_id";
 pub const EVENT_ID: &str = "event_id";
 pub const EVENT_VERSION: &str = "event_version";

@@ -218,3 +218,34 @@ async fn the_trace_continues_into_published_events() {
     );
     assert_ne!(tp, parent, "a child span, not the parent");
 }
+
+#[test]
+fn schemas_export_one_contract_file_per_event_type() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("schema-export");
+    let _ = std::fs::remove_dir_all(&dir);
+    let written = event_runtime::schema::export(&dir).unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"task-completed.schema.json".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"task-update.schema.json".to_owned()),
+        "{names:?}"
+    );
+    let text = std::fs::read_to_string(dir.join("task-completed.schema.json")).unwrap();
+    assert!(text.ends_with("}\n"));
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(schema["properties"]["task_id"]["type"], "integer");
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort_unstable();
+    assert_eq!(required, ["task_id", "user_id"]);
+}

@@ -8,6 +8,16 @@
 //!
 //! Consumers are lenient about what other services leave out (the reference's own Python
 //! example publishes only `event_type`, `user_id` and `task_id`): the other fields default.
+//!
+//! The contract is the producer's: the Pydantic models in `contracts/models.py` (the
+//! reference's `TaskEvent`, and its `ReminderEvent`), exported by `contracts/regenerate.sh` to
+//! `contracts/*.schema.json`. Each type here names its file with `#[event(contract = "...")]`, so
+//! it does not compile once it reads something the producer does not promise: a field the
+//! schema does not require, a type that cannot hold the schema's values, a tag value the
+//! schema's `Literal` does not list. Reading less strictly than the producer writes is allowed,
+//! which is why the lenient defaults above stay: `event_id`, `timestamp` and `payload` are
+//! required by `TaskEvent`, and a consumer that required them too would gain nothing from a
+//! conforming producer and send the reference's own (non-conforming) example to the DLQ.
 
 use chrono::{SecondsFormat, Utc};
 use event_runtime::Event;
@@ -52,7 +62,7 @@ fn payload_of(task: &Task) -> serde_json::Value {
 /// `task.created`, `task.updated` and `task.deleted`: the audit log's events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type")]
-#[event(version = "1.0", schema)]
+#[event(version = "1.0", schema, contract = "contracts/task-event.schema.json")]
 pub enum TaskChanged {
     /// A task was created.
     #[serde(rename = "task.created")]
@@ -234,7 +244,12 @@ impl TaskChanged {
 /// `"event_type": "task.completed"` like the other task events (serde's tag on a struct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "task.completed")]
-#[event(type = "task.completed", version = "1.0", schema)]
+#[event(
+    type = "task.completed",
+    version = "1.0",
+    schema,
+    contract = "contracts/task-event.schema.json"
+)]
 pub struct TaskCompleted {
     /// Unique id of this event (also its CloudEvent id).
     #[serde(default)]
@@ -271,7 +286,12 @@ impl TaskCompleted {
 /// `reminder.due` on `reminders`: a task's reminder time has come.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "reminder.due")]
-#[event(type = "reminder.due", version = "1.0", schema)]
+#[event(
+    type = "reminder.due",
+    version = "1.0",
+    schema,
+    contract = "contracts/reminder-event.schema.json"
+)]
 pub struct ReminderDue {
     /// `reminder-<task id>-<remind_at>`: the same reminder always has the same id, so a
     /// duplicate publish is recognised by the idempotent handler.

@@ -8,6 +8,9 @@
 //! example-todo schemas        print the event schema registry
 //! example-todo schemas check [--snapshot PATH]
 //!                             fail on a breaking change against the committed schema snapshot
+//! example-todo schemas export [DIR]
+//!                             write each event type's JSON Schema to DIR/<type>.schema.json
+//!                             (default target/schemas), as contracts for other services
 //! example-todo dlq replay [--type T] [--handler H] [--since RFC3339] [--until RFC3339] [--url URL]
 //!                             replay dead letters through a running service's POST /dlq/replay
 //!                             (with ADMIN_API_TOKEN, else APP_API_TOKEN, as its bearer token)
@@ -18,7 +21,7 @@ use event_runtime::App;
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage: example-todo [serve | subscriptions | manifests | asyncapi | schemas | \
-schemas check [--snapshot PATH] | \
+schemas check [--snapshot PATH] | schemas export [DIR] | \
 dlq replay [--type T] [--handler H] [--since RFC3339] [--until RFC3339] [--url http://127.0.0.1:8080]]";
 
 fn init_tracing() {
@@ -63,6 +66,18 @@ async fn main() -> anyhow::Result<()> {
             };
             event_runtime::schema::check_snapshot(path).map_err(anyhow::Error::msg)?;
             println!("event schemas compatible with {path}");
+        }
+        ["schemas", "export", rest @ ..] => {
+            let dir = match rest {
+                [] => "target/schemas",
+                [dir] => dir,
+                _ => anyhow::bail!("usage: example-todo schemas export [DIR]"),
+            };
+            for path in event_runtime::schema::export(dir)
+                .with_context(|| format!("cannot export the event schemas to {dir}"))?
+            {
+                println!("{}", path.display());
+            }
         }
         ["dlq", "replay", rest @ ..] => dlq_replay(rest).await?,
         ["help" | "--help" | "-h"] => println!("{USAGE}"),

@@ -1,5 +1,5 @@
-//! `example-todo subscriptions`, `manifests`, `asyncapi`, `schemas` and `schemas check`, run as
-//! the built binary: each prints what the README says it does.
+//! `example-todo subscriptions`, `manifests`, `asyncapi`, `schemas`, `schemas check` and
+//! `schemas export`, run as the built binary: each prints what the README says it does.
 
 mod common;
 
@@ -142,4 +142,33 @@ async fn schemas_check_passes_on_the_snapshot_and_fails_on_a_breaking_change() {
         stderr.contains("reminder.due") && stderr.contains("snooze_minutes"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn schemas_export_writes_one_contract_per_event_type() {
+    let dir = common::TempDir::new("todo-schemas-export");
+    let out = dir.path().join("contracts");
+    let stdout = run_ok(&["schemas", "export", out.to_str().unwrap()]).await;
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "reminder-due.schema.json",
+            "task-changed.schema.json",
+            "task-completed.schema.json",
+            "task-sync.schema.json"
+        ]
+    );
+    for name in &names {
+        assert!(stdout.contains(name.as_str()), "{stdout}");
+    }
+    let reminder: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("reminder-due.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reminder["properties"]["task_id"]["type"], "integer");
 }

@@ -7,16 +7,32 @@ use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident, LitStr};
 
 use crate::ast::{self, Data, Field, Input, Variant, VersionText};
+use crate::contract;
 use crate::ctxt::{tokens_text, Ctxt};
 use crate::valid;
 
 /// Parse, validate, generate.
+///
+/// A type that only breaks its contract is still a valid event type: its `impl` is generated
+/// beside the contract's errors, so that handlers taking it report nothing more.
 pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let event = Input::from_syn(&cx, input);
     valid::event(&cx, &event);
-    cx.check()?;
-    Ok(generate(&event))
+    let contract_cx = Ctxt::new();
+    contract::check(&contract_cx, &event);
+    match (cx.check(), contract_cx.check()) {
+        (Ok(()), Ok(())) => Ok(generate(&event)),
+        (Ok(()), Err(drift)) => {
+            let mut out = drift.into_compile_error();
+            out.extend(generate(&event));
+            Ok(out)
+        }
+        (Err(mut errors), drift) => {
+            errors.extend(drift.err());
+            Err(errors)
+        }
+    }
 }
 
 /// What is emitted when the type has errors: the errors, and an `impl` whose methods are never
@@ -74,6 +90,16 @@ fn generate(input: &Input) -> TokenStream {
                 #schema_of
             }
         });
+    }
+    // `contract = "..."`: the file is part of the build, so that a change to it rebuilds the
+    // crate. (A missing file is already an error, and a failed build is rebuilt anyway.)
+    if let Some(path) = input.attrs.contract.as_ref().map(contract::path) {
+        if path.is_file() {
+            let path = path.display().to_string();
+            beside.extend(quote!(
+                const _: &[u8] = ::core::include_bytes!(#path);
+            ));
+        }
     }
     // A generic type has no one registry entry (validation rejects `schema` on one).
     if !generic {

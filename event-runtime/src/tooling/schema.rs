@@ -194,6 +194,56 @@ pub fn breaking_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec
     out
 }
 
+/// Writes the JSON Schema of every registered event type into `dir` (created if missing), one
+/// `<rust-type-in-kebab-case>.schema.json` per Rust type (`TaskCompleted` →
+/// `task-completed.schema.json`), as contract files for other services: the other direction of
+/// `#[event(contract = "...")]`. Returns the paths written, in the registry's order.
+///
+/// ```no_run
+/// let written = event_runtime::schema::export("target/schemas")?;
+/// println!("{} schemas", written.len());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// Two registered types whose names give one file name (the same name in two modules) are an
+/// `AlreadyExists` error, before anything is written.
+pub fn export(dir: impl AsRef<std::path::Path>) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let dir = dir.as_ref();
+    let mut files: Vec<(std::path::PathBuf, serde_json::Value)> = Vec::new();
+    for def in defs() {
+        let path = dir.join(format!("{}.schema.json", kebab_case(def.rust_name)));
+        if files.iter().any(|(seen, _)| *seen == path) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "two event types export to {}: rename one of the `{}` types",
+                    path.display(),
+                    def.rust_name
+                ),
+            ));
+        }
+        files.push((path, (def.schema)()));
+    }
+    std::fs::create_dir_all(dir)?;
+    for (path, schema) in &files {
+        let text = serde_json::to_string_pretty(schema).map_err(std::io::Error::other)?;
+        std::fs::write(path, text + "\n")?;
+    }
+    Ok(files.into_iter().map(|(path, _)| path).collect())
+}
+
+/// `TaskCompleted` → `task-completed`, `TaskCompletedV1` → `task-completed-v1`.
+fn kebab_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.char_indices() {
+        if c.is_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
 /// Compares the program's schemas with the snapshot committed at `path` and fails on a breaking
 /// change to a published major version. A missing snapshot, or `EVENT_SCHEMAS_UPDATE=1`, writes
 /// the current one instead (review and commit it). Call it from a test:
@@ -226,4 +276,16 @@ pub fn check_snapshot(path: impl AsRef<std::path::Path>) -> Result<(), String> {
         breaking.join("\n  "),
         path.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_kebab_case() {
+        assert_eq!(kebab_case("TaskCompleted"), "task-completed");
+        assert_eq!(kebab_case("TaskCompletedV1"), "task-completed-v1");
+        assert_eq!(kebab_case("Reminder"), "reminder");
+    }
 }
