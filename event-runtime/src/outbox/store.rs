@@ -88,12 +88,23 @@ const INSERT_ROW: &str = "INSERT INTO event_outbox \
 const INSERT_INBOX: &str = "INSERT INTO event_inbox (handler, event_id, processed_ms) \
      VALUES ($1, $2, $3) ON CONFLICT (handler, event_id) DO NOTHING";
 
-/// Creates the tables and the `buckets` lease rows, when missing.
+/// Creates the tables and the `buckets` lease rows, when missing. On PostgreSQL in one
+/// transaction under an advisory lock; on SQLite statement by statement (each idempotent), so
+/// that each waits for a writer elsewhere instead of failing to upgrade a read transaction.
 pub(crate) async fn migrate(pool: &Pool, buckets: u32) -> Result<(), sqlx::Error> {
-    macro_rules! migrate_on {
-        ($pool:expr, $schema:expr) => {{
-            let mut tx = $pool.begin().await?;
-            for statement in $schema {
+    match pool {
+        Pool::Sqlite(pool) => {
+            for statement in SQLITE_SCHEMA {
+                sqlx::query(statement).execute(pool).await?;
+            }
+            for bucket in 0..i64::from(buckets) {
+                sqlx::query(INSERT_LEASE).bind(bucket).execute(pool).await?;
+            }
+            Ok(())
+        }
+        Pool::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            for statement in POSTGRES_SCHEMA {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
             for bucket in 0..i64::from(buckets) {
@@ -103,11 +114,7 @@ pub(crate) async fn migrate(pool: &Pool, buckets: u32) -> Result<(), sqlx::Error
                     .await?;
             }
             tx.commit().await
-        }};
-    }
-    match pool {
-        Pool::Sqlite(pool) => migrate_on!(pool, SQLITE_SCHEMA),
-        Pool::Postgres(pool) => migrate_on!(pool, POSTGRES_SCHEMA),
+        }
     }
 }
 
