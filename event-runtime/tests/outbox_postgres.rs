@@ -51,6 +51,12 @@ async fn the_inbox_claims_an_event_once_per_committed_transaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn a_crashed_replicas_buckets_are_taken_over_when_its_leases_run_out() {
+    outbox_support::crashed_replicas_buckets_are_taken_over(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn replicas_migrating_together_create_the_tables_once() {
     let db = db().await;
     let (a, b) = (db.outbox(), db.outbox());

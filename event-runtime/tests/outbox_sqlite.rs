@@ -37,6 +37,11 @@ async fn the_inbox_claims_an_event_once_per_committed_transaction() {
     outbox_support::inbox(&Db::sqlite().await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_buckets_are_taken_over_when_its_leases_run_out() {
+    outbox_support::crashed_replicas_buckets_are_taken_over(&Db::sqlite().await).await;
+}
+
 /// Consumes what the outbox publishes in the `TestApp` test.
 #[event_handler(topic = "items")]
 async fn on_item_added(_event: ItemAdded) -> anyhow::Result<()> {

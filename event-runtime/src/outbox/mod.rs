@@ -88,6 +88,17 @@ impl std::fmt::Debug for Outbox {
 }
 
 /// Why an outbox operation failed.
+///
+/// ```no_run
+/// # async fn run(outbox: event_runtime::Outbox) {
+/// use event_runtime::OutboxError;
+/// match outbox.migrate().await {
+///     Ok(()) => {}
+///     Err(OutboxError::Database { action, source }) => eprintln!("{action}: {source}"),
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     /// The event could not be described (serialized, or its names checked).
@@ -116,6 +127,15 @@ fn db_error(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> OutboxErro
 }
 
 /// What the outbox table holds now ([`Outbox::stats`]).
+///
+/// ```no_run
+/// # async fn run(outbox: event_runtime::Outbox) -> Result<(), event_runtime::OutboxError> {
+/// let stats = outbox.stats().await?;
+/// if stats.oldest_pending_age > Some(std::time::Duration::from_secs(60)) {
+///     eprintln!("{} events wait for the sidecar", stats.pending);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxStats {
     /// Rows not yet published.
@@ -225,6 +245,11 @@ impl Outbox {
 
     /// Adds `event` for `topic` (on the publisher's default pubsub) on `conn`, your transaction:
     /// it is published once that commits, and never if it rolls back.
+    ///
+    /// On PostgreSQL it also locks the event's partition key until the transaction ends (a
+    /// transaction-scoped advisory lock), so that transactions writing events of one key commit
+    /// in the order their rows were added; a transaction that adds events of several keys
+    /// should add them in a consistent order, as with row locks.
     pub async fn add<E: Event, C: OutboxConnection + ?Sized>(
         &self,
         conn: &mut C,

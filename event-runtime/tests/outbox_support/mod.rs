@@ -120,6 +120,13 @@ impl Db {
         })
     }
 
+    /// Gives every bucket to a relay that crashed: its leases run until `until_ms`.
+    pub async fn crash_holding_every_bucket(&self, until_ms: i64) {
+        on_db!(self, pool => sqlx::query(
+            "UPDATE event_outbox_lease SET holder = 'crashed', until_ms = $1")
+            .bind(until_ms).execute(pool).await.map(drop).unwrap());
+    }
+
     /// How many items are stored.
     pub async fn items(&self) -> i64 {
         on_db!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM items")
@@ -149,6 +156,16 @@ pub struct Published {
     pub id: String,
     pub key: String,
     pub n: u32,
+    /// When the sidecar accepted it (Unix ms).
+    pub at_ms: i64,
+}
+
+/// Now, in Unix milliseconds.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// A Dapr sidecar that accepts publishes, or answers 503 to each while it is down.
@@ -182,6 +199,7 @@ impl Sidecar {
                             id: q["metadata.cloudevent.id"].clone(),
                             key: q["metadata.partitionKey"].clone(),
                             n: data["n"].as_u64().unwrap() as u32,
+                            at_ms: unix_ms(),
                         });
                         axum::http::StatusCode::NO_CONTENT
                     }
@@ -461,4 +479,23 @@ pub async fn inbox(db: &Db) {
     );
     assert!(!db.claim(&outbox, "h", "e-1", true).await, "second");
     assert!(db.claim(&outbox, "other", "e-1", true).await, "per handler");
+}
+
+/// A crashed replica's buckets wait until its leases run out, then another relay takes them.
+pub async fn crashed_replicas_buckets_are_taken_over(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox().with_lease(Duration::from_secs(1));
+    outbox.migrate().await.unwrap();
+    let until = unix_ms() + 700;
+    db.crash_holding_every_bucket(until).await;
+    let relay = outbox.start_relay(sidecar.publisher());
+    db.write(&outbox, "ann", 0, true).await;
+    let published = wait_accepted(&sidecar, 1).await;
+    // Some tens of ms of slack: the relay's clock follows tokio's from its first reading.
+    assert!(
+        published[0].at_ms >= until - 50,
+        "published {} ms before the crashed relay's lease ran out",
+        until - published[0].at_ms
+    );
+    relay.stop().await;
 }
