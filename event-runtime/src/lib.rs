@@ -37,7 +37,7 @@ pub use handler::extract::{
 pub use handler::registry::{AppError, ResolvedHandler};
 pub use http::server::api_token_ok;
 #[cfg(feature = "sqlx")]
-pub use outbox::{Outbox, OutboxConnection, OutboxError, OutboxStats, Relay};
+pub use outbox::{Outbox, OutboxConnection, OutboxError, OutboxRelay, OutboxStats};
 pub use pipeline::metrics::Metrics;
 pub use tooling::manifests::manifests;
 pub use tooling::schema::schemas;

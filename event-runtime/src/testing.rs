@@ -55,7 +55,7 @@ pub struct TestApp {
     publisher: Publisher,
     /// The app's outbox and its relay, which runs as long as the test app.
     #[cfg(feature = "sqlx")]
-    outbox: Option<(crate::outbox::Outbox, crate::outbox::Relay)>,
+    outbox: Option<(crate::outbox::Outbox, crate::outbox::OutboxRelay)>,
 }
 
 impl std::fmt::Debug for TestApp {

@@ -26,7 +26,7 @@ mod relay;
 pub(crate) mod store;
 
 pub use conn::OutboxConnection;
-pub use relay::Relay;
+pub use relay::OutboxRelay;
 
 /// A transactional outbox on your SQLite or PostgreSQL database.
 ///
@@ -384,10 +384,10 @@ impl Outbox {
         })
     }
 
-    /// Starts relaying through `publisher` in the background, until [`Relay::stop`] (or the
-    /// [`Relay`] is dropped). [`App::with_outbox`](crate::App::with_outbox) does it for you.
-    pub fn start_relay(&self, publisher: Publisher) -> Relay {
-        Relay::start(self.clone(), publisher)
+    /// Starts relaying through `publisher` in the background, until [`OutboxRelay::stop`] (or the
+    /// [`OutboxRelay`] is dropped). [`App::with_outbox`](crate::App::with_outbox) does it for you.
+    pub fn start_relay(&self, publisher: Publisher) -> OutboxRelay {
+        OutboxRelay::start(self.clone(), publisher)
     }
 
     /// Waits until the relay of this process finished a round (or `timeout` passed).

@@ -31,12 +31,12 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct Relay {
+pub struct OutboxRelay {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
-impl Relay {
+impl OutboxRelay {
     pub(crate) fn start(outbox: Outbox, publisher: Publisher) -> Self {
         let (stop, stopped) = watch::channel(false);
         let worker = Worker {
@@ -44,7 +44,7 @@ impl Relay {
             outbox,
             publisher,
         };
-        Relay {
+        OutboxRelay {
             stop,
             task: Some(tokio::spawn(worker.run(stopped))),
         }
@@ -60,7 +60,7 @@ impl Relay {
     }
 }
 
-impl Drop for Relay {
+impl Drop for OutboxRelay {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
