@@ -71,6 +71,7 @@ pub(crate) struct Settings {
     pub lease: Duration,
     pub poll_interval: Duration,
     pub retention: Duration,
+    pub inbox_retention: Duration,
     pub batch_size: u32,
 }
 
@@ -192,6 +193,7 @@ impl Outbox {
                 lease: Duration::from_secs(30),
                 poll_interval: Duration::from_secs(1),
                 retention: Duration::from_secs(7 * 24 * 3600),
+                inbox_retention: Duration::from_secs(7 * 24 * 3600),
                 batch_size: 100,
             },
             wake: Arc::default(),
@@ -225,6 +227,13 @@ impl Outbox {
     /// How long published rows are kept (7 days); zero deletes each row once published.
     pub fn with_retention(mut self, retention: Duration) -> Self {
         self.settings.retention = retention;
+        self
+    }
+
+    /// How long inbox claims ([`Outbox::claim_inbox`]) are kept (7 days); keep it longer than
+    /// an event may be redelivered (the topic's retention). Zero keeps them forever.
+    pub fn with_inbox_retention(mut self, retention: Duration) -> Self {
+        self.settings.inbox_retention = retention;
         self
     }
 

@@ -234,12 +234,16 @@ impl Worker {
         (published, 0)
     }
 
-    /// Deletes sent rows past their retention and refreshes the table's gauges.
+    /// Deletes sent rows and inbox claims past their retention, and refreshes the table's
+    /// gauges.
     async fn housekeeping(&self) -> Result<(), sqlx::Error> {
         let pool = &self.outbox.pool;
-        let retention = self.outbox.settings.retention;
-        if !retention.is_zero() {
-            store::delete_sent(pool, now() - ms(retention)).await?;
+        let settings = &self.outbox.settings;
+        if !settings.retention.is_zero() {
+            store::delete_sent(pool, now() - ms(settings.retention)).await?;
+        }
+        if !settings.inbox_retention.is_zero() {
+            store::delete_inbox(pool, now() - ms(settings.inbox_retention)).await?;
         }
         let (pending, _, oldest) = store::counts(pool).await?;
         self.outbox.metrics.table(pending, oldest);

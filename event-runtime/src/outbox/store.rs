@@ -325,6 +325,12 @@ pub(crate) async fn delete_sent(pool: &Pool, before: i64) -> Result<u64, sqlx::E
         .bind(before).execute(pool).await.map(|r| r.rows_affected()))
 }
 
+/// Forgets the inbox claims recorded at or before `before`; answers how many.
+pub(crate) async fn delete_inbox(pool: &Pool, before: i64) -> Result<u64, sqlx::Error> {
+    on_pool!(pool, pool => sqlx::query("DELETE FROM event_inbox WHERE processed_ms <= $1")
+        .bind(before).execute(pool).await.map(|r| r.rows_affected()))
+}
+
 /// How many rows are pending, how many sent rows are kept, and when the oldest pending one
 /// was added.
 pub(crate) async fn counts(pool: &Pool) -> Result<(i64, i64, Option<i64>), sqlx::Error> {

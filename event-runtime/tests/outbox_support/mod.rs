@@ -479,6 +479,17 @@ pub async fn inbox(db: &Db) {
     );
     assert!(!db.claim(&outbox, "h", "e-1", true).await, "second");
     assert!(db.claim(&outbox, "other", "e-1", true).await, "per handler");
+
+    // Claims are forgotten after the inbox retention, by the relay.
+    let outbox = outbox.with_inbox_retention(Duration::from_millis(200));
+    let relay = outbox.start_relay(Sidecar::start().await.publisher());
+    wait_until(
+        DEADLINE,
+        "the claim forgotten after its retention",
+        || async { db.claim(&outbox, "h", "e-1", false).await.then_some(()) },
+    )
+    .await;
+    relay.stop().await;
 }
 
 /// A crashed replica's buckets wait until its leases run out, then another relay takes them.
