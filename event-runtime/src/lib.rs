@@ -11,6 +11,8 @@ pub mod config;
 mod event;
 mod handler;
 mod http;
+#[cfg(feature = "sqlx")]
+mod outbox;
 mod pipeline;
 pub mod testing;
 pub mod tooling;
@@ -34,6 +36,8 @@ pub use handler::extract::{
 };
 pub use handler::registry::{AppError, ResolvedHandler};
 pub use http::server::api_token_ok;
+#[cfg(feature = "sqlx")]
+pub use outbox::{Outbox, OutboxConnection, OutboxError, OutboxRelay, OutboxStats};
 pub use pipeline::metrics::Metrics;
 pub use tooling::manifests::manifests;
 pub use tooling::schema::schemas;

@@ -11,6 +11,8 @@ pub use crate::event::{DataVersion, Event};
 pub use crate::handler::def::{HandlerDef, RetryMode};
 pub use crate::handler::delivery::{Delivery, EventArg};
 pub use crate::handler::extract::FromDelivery;
+#[cfg(feature = "sqlx")]
+pub use crate::outbox::conn::Conn as OutboxConn;
 pub use crate::tooling::schema::EventDef;
 pub use crate::wire::cloudevent::CloudEvent;
 

@@ -53,6 +53,9 @@ pub struct TestApp {
     journal: Arc<Mutex<Vec<Run>>>,
     router: Router,
     publisher: Publisher,
+    /// The app's outbox and its relay, which runs as long as the test app.
+    #[cfg(feature = "sqlx")]
+    outbox: Option<(crate::outbox::Outbox, crate::outbox::OutboxRelay)>,
 }
 
 impl std::fmt::Debug for TestApp {
@@ -84,6 +87,10 @@ impl TestApp {
             .with_journal(journal.clone());
         let router = app.router();
         let publisher = app.publisher();
+        #[cfg(feature = "sqlx")]
+        let outbox = app
+            .outbox()
+            .map(|o| (o.clone(), o.start_relay(publisher.clone())));
         broker
             .start(router.clone(), app.app_api_token())
             .await
@@ -94,6 +101,8 @@ impl TestApp {
             journal,
             router,
             publisher,
+            #[cfg(feature = "sqlx")]
+            outbox,
         }
     }
 
@@ -101,6 +110,10 @@ impl TestApp {
     /// as a redeployed service finds its topics and state store as they were. Events in flight
     /// are delivered again.
     pub async fn restart(self, app: App) -> Self {
+        #[cfg(feature = "sqlx")]
+        if let Some((_, relay)) = self.outbox {
+            relay.stop().await;
+        }
         self.broker.stop();
         Self::start_on(app, self.broker, self.store, self.journal).await
     }
@@ -160,7 +173,8 @@ impl TestApp {
         self.publisher.send(record).await
     }
 
-    /// Waits until every published event is handled (retries included), in the test's clock.
+    /// Waits until every published event is handled (retries included), in the test's clock,
+    /// and the app's outbox (see [`App::with_outbox`]) has no pending row.
     /// Panics if that does not happen by [`IDLE_DEADLINE`].
     pub async fn wait_idle(&self) {
         self.wait_idle_for(IDLE_DEADLINE).await
@@ -168,12 +182,40 @@ impl TestApp {
 
     /// [`TestApp::wait_idle`] with another deadline.
     pub async fn wait_idle_for(&self, deadline: Duration) {
-        if !self.broker.wait_idle(deadline).await {
-            panic!(
-                "the app is not idle after {deadline:?}: {} events pending",
-                self.broker.pending()
-            );
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if !self.broker.wait_idle(left).await {
+                panic!(
+                    "the app is not idle after {deadline:?}: {} events pending",
+                    self.broker.pending()
+                );
+            }
+            #[cfg(feature = "sqlx")]
+            if let Some((outbox, _)) = &self.outbox {
+                // Rows a handler or a request committed: published only once the relay ran.
+                let stats = outbox.stats().await.unwrap_or_else(|e| panic!("{e}"));
+                if stats.pending > 0 {
+                    assert!(
+                        tokio::time::Instant::now() < until,
+                        "the app is not idle after {deadline:?}: {} outbox rows pending",
+                        stats.pending
+                    );
+                    outbox.wake();
+                    outbox.progressed(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+            if self.broker.pending() == 0 {
+                return;
+            }
         }
+    }
+
+    /// The app's outbox, if it has one ([`App::with_outbox`]).
+    #[cfg(feature = "sqlx")]
+    pub fn outbox(&self) -> Option<&crate::outbox::Outbox> {
+        self.outbox.as_ref().map(|(o, _)| o)
     }
 
     /// Every handler run so far.

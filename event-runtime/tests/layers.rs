@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// Bottom to top.
-const LAYERS: [&str; 11] = [
+const LAYERS: [&str; 12] = [
     "clock",
     "wire",
     "config",
@@ -12,6 +12,7 @@ const LAYERS: [&str; 11] = [
     "transport",
     "handler",
     "pipeline",
+    "outbox",
     "tooling",
     "http",
     "app",

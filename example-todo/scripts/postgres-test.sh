@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs example-todo's PostgreSQL tests against a real, throwaway PostgreSQL: Debian's package
+# Runs the PostgreSQL tests (event-runtime's outbox, then example-todo) against a real, throwaway PostgreSQL: Debian's package
 # (installed if missing), a fresh cluster in a temporary directory, on a free loopback port,
 # stopped and removed at the end.
 #
@@ -43,4 +43,7 @@ echo "==> PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.
 "${AS[@]}" "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U todo todo
 
 export TODO_TEST_POSTGRES_URL="postgres://todo@127.0.0.1:$PORT/todo"
+echo "==> event-runtime's outbox on PostgreSQL"
+cargo test -p event-runtime --features sqlx --test outbox_postgres "$@" -- --ignored
+echo "==> example-todo on PostgreSQL"
 cargo test -p example-todo --test postgres "$@" -- --ignored

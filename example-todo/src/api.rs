@@ -13,7 +13,9 @@
 //! | `GET /dlq[?pending=true]` | dead letters, with their failures (ops) |
 //! | `POST /dlq/replay` | replay dead letters (`{"event_type"?,"handler"?,"since"?,"until"?}`) (ops) |
 //!
-//! Every error is a JSON body `{"error": "..."}` with a 4xx/5xx status.
+//! Every error is a JSON body `{"error": "..."}` with a 4xx/5xx status. A change and its task
+//! event are written in one transaction (the outbox): once it commits, the answer is a success
+//! whether the sidecar is up or not, and the app's relay publishes the event.
 //!
 //! The ops routes take a token when one is configured ([`ops_token_from_env`]: `ADMIN_API_TOKEN`,
 //! else `APP_API_TOKEN`): `dapr-api-token: <token>` or `Authorization: Bearer <token>`, else 401.
@@ -39,7 +41,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::db::{AuditEntry, Db, Notification, StoredDeadLetter, Task, TaskFields};
-use crate::events::{SyncAction, TaskChanged, TaskCompleted, TASK_EVENTS};
+use crate::events::SyncAction;
 use crate::handlers::sync;
 use crate::Updates;
 
@@ -48,7 +50,8 @@ use crate::Updates;
 pub struct Api {
     /// The database.
     pub db: Db,
-    /// Where task events go (the app's publisher).
+    /// Where live updates (`task.sync`) and replays go (the app's publisher); task events go
+    /// through the database's outbox.
     pub publisher: Publisher,
     /// This replica's live updates.
     pub updates: Updates,
@@ -251,15 +254,6 @@ fn not_found(id: i64) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("no task with id {id}"))
 }
 
-/// Publishes a task event. The change is stored already; a failed publish answers 503 so the
-/// caller knows the event did not go out (the service has no outbox: see the README).
-async fn announce<E: event_runtime::Event>(api: &Api, event: &E) -> Result<(), ApiError> {
-    api.publisher.publish(TASK_EVENTS, event).await.map_err(|e| {
-        tracing::error!(error = %e, event_type = event.event_type(), "publishing a task event failed");
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    })
-}
-
 async fn create(
     State(api): State<Api>,
     Json(new): Json<NewTask>,
@@ -271,8 +265,8 @@ async fn create(
         remind_at: new.remind_at,
         recurrence: new.recurrence,
     };
+    // The task and its `task.created` event, in one transaction: the relay publishes it.
     let task = api.db.create_task(&new.user_id, &fields).await?;
-    announce(&api, &TaskChanged::created(&task)).await?;
     sync(&api.publisher, SyncAction::Created, &task).await;
     Ok((StatusCode::CREATED, axum::Json(task)))
 }
@@ -308,7 +302,6 @@ async fn update(
         .update_task(id, &fields)
         .await?
         .ok_or_else(|| not_found(id))?;
-    announce(&api, &TaskChanged::updated(&task)).await?;
     sync(&api.publisher, SyncAction::Updated, &task).await;
     Ok(axum::Json(task))
 }
@@ -324,7 +317,6 @@ async fn complete(
         .await?
         .ok_or_else(|| not_found(id))?;
     if changed {
-        announce(&api, &TaskCompleted::of(&task)).await?;
         sync(&api.publisher, SyncAction::Completed, &task).await;
     }
     Ok(axum::Json(task))
@@ -332,7 +324,6 @@ async fn complete(
 
 async fn remove(State(api): State<Api>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     let task = api.db.delete_task(id).await?.ok_or_else(|| not_found(id))?;
-    announce(&api, &TaskChanged::deleted(&task)).await?;
     sync(&api.publisher, SyncAction::Deleted, &task).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,7 +14,7 @@ use event_runtime::{event_handler, Attempt, EventId, Permanent, Publisher, State
 
 use crate::db::{AuditEntry, Db, Notification};
 use crate::events::{
-    SyncAction, TaskChanged, TaskCompleted, TaskSync, FANOUT_PUBSUB, TASK_EVENTS, TASK_UPDATES,
+    SyncAction, TaskChanged, TaskCompleted, TaskSync, FANOUT_PUBSUB, TASK_UPDATES,
 };
 use crate::Updates;
 
@@ -67,9 +67,12 @@ pub async fn audit_log(
     Ok(())
 }
 
-/// Recurring tasks: completing a recurring task creates its next occurrence, once (idempotent
-/// handler, and a `UNIQUE` constraint in the database). The completion is audited here too,
-/// so the audit log holds every task event.
+/// Recurring tasks: completing a recurring task creates its next occurrence, once. The
+/// occurrence, its `task.created` event (through the outbox) and the inbox claim of this event
+/// are one transaction, so the effect happens once however often the event is delivered (the
+/// handler's idempotency claim in the state store skips most duplicates before they get here;
+/// the inbox covers a crash between the commit and that claim's completion). The completion is
+/// audited here too, so the audit log holds every task event.
 #[event_handler(topic = "task-events", retry = [30, 300, 1800], dlq = "dlq", idempotent)]
 pub async fn on_task_completed(
     event: TaskCompleted,
@@ -79,8 +82,9 @@ pub async fn on_task_completed(
     Attempt(attempt): Attempt,
 ) -> anyhow::Result<()> {
     tracing::info!(task_id = event.task_id, %ce_id, attempt, "task completed");
+    let event_id = non_empty(&event.event_id, &ce_id);
     db.audit(&AuditEntry {
-        event_id: non_empty(&event.event_id, &ce_id),
+        event_id: event_id.clone(),
         event_type: "task.completed".into(),
         task_id: event.task_id,
         user_id: event.user_id.clone(),
@@ -93,26 +97,25 @@ pub async fn on_task_completed(
     if task.recurrence.is_none() {
         return Ok(());
     }
-    let (next, created) = db.create_next_occurrence(&task).await?;
+    let Some((next, created)) = db
+        .create_next_occurrence_for(&task, "on_task_completed", &event_id)
+        .await
+        .context("creating the next occurrence")?
+    else {
+        tracing::info!(
+            task_id = task.id,
+            "recurring: this completion was processed already"
+        );
+        return Ok(());
+    };
     if created {
         tracing::info!(
             task_id = next.id,
             from = task.id,
             "recurring: next occurrence created"
         );
+        sync(&publisher, SyncAction::Created, &next).await;
     }
-    // Published also when the occurrence existed already: a run that created it and then
-    // failed to publish is retried, and this is where the announcement happens. The event id
-    // is derived from the occurrence, so consumers see one event however often this runs.
-    let mut announce = TaskChanged::created(&next);
-    if let TaskChanged::Created { event_id, .. } = &mut announce {
-        *event_id = format!("task-{}-recurs-from-{}", next.id, task.id);
-    }
-    publisher
-        .publish(TASK_EVENTS, &announce)
-        .await
-        .context("announcing the next occurrence")?;
-    sync(&publisher, SyncAction::Created, &next).await;
     Ok(())
 }
 
@@ -170,8 +173,8 @@ pub async fn on_dead_letter(letter: DeadLetter, State(db): State<Db>) -> anyhow:
     db.store_dead_letter(&letter).await
 }
 
-/// Publishes a `task.sync` for `task`. Best effort: the change is already stored and announced
-/// on `task-events`; a client that misses a push catches up when it reloads.
+/// Publishes a `task.sync` for `task`. Best effort: the change is already stored and its
+/// `task-events` event is in the outbox; a client that misses a push catches up when it reloads.
 pub async fn sync(publisher: &Publisher, action: SyncAction, task: &crate::db::Task) {
     let update = TaskSync::new(action, task);
     if let Err(e) = publisher

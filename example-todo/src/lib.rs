@@ -109,7 +109,7 @@ impl Service {
     /// [`Service::with_app`] with the ops routes' token given (`None` leaves them open).
     pub fn with_ops_token(app: App, db: Db, ops_token: Option<String>) -> Service {
         let updates = Updates::default();
-        let app = declare(app);
+        let app = declare(app).with_outbox(db.outbox().clone());
         let app = app.with_state(db.clone()).with_state(updates.clone());
         let publisher = app.publisher();
         let api = api::Api {

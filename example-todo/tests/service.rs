@@ -117,6 +117,52 @@ async fn a_redelivered_completion_creates_no_second_occurrence() {
     assert_eq!(Some(again.id), list[1]["id"].as_i64());
 }
 
+/// The idempotency claim lives in the state store, outside the handler's transaction: a crash
+/// after the commit, before the claim completes, runs the handler again. The inbox claim, in
+/// the handler's transaction, makes that second run write nothing.
+#[tokio::test]
+async fn a_completion_run_twice_past_its_idempotency_claim_recurs_once() {
+    use event_runtime::{Attempt, EventId, State};
+    use example_todo::events::TaskCompleted;
+    let s = start().await;
+    let u = user("inbox");
+    let task = s
+        .create(json!({"user_id": u, "title": "t", "recurrence": "daily"}))
+        .await;
+    let id = task["id"].as_i64().unwrap();
+    // Completed: the handler ran once, through a delivery.
+    complete_and_settle(&s, id).await;
+    let before = s.db.outbox().stats().await.unwrap();
+    let completed = TaskCompleted::of(&s.db.task(id).await.unwrap().unwrap());
+    for attempt in 1..=2 {
+        example_todo::handlers::on_task_completed(
+            completed.clone(),
+            State(s.db.clone()),
+            s.events.publisher(),
+            EventId(completed.event_id.clone()),
+            Attempt(attempt),
+        )
+        .await
+        .unwrap();
+    }
+    let after = s.db.outbox().stats().await.unwrap();
+    assert_eq!(
+        after.pending + after.sent,
+        before.pending + before.sent,
+        "no second task.created for the occurrence: {before:?} -> {after:?}"
+    );
+    let (_, list) = s.call("GET", &format!("/tasks?user_id={u}"), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+}
+
+/// Marks task `id` done through the API and waits until its events are handled.
+async fn complete_and_settle(s: &common::Service, id: i64) {
+    s.events.wait_idle().await;
+    let (code, _) = s.call("POST", &format!("/tasks/{id}/complete"), None).await;
+    assert_eq!(code, 200);
+    s.events.wait_idle().await;
+}
+
 #[tokio::test]
 async fn bad_requests_get_json_errors() {
     let s = start().await;

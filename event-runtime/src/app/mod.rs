@@ -74,6 +74,9 @@ struct Io {
     store: Option<Arc<dyn IdempotencyStore>>,
     /// The embedded mode's idempotency store: this app's own, shared by the routers it builds.
     memory_store: MemoryStore,
+    /// The outbox whose relay runs while the app serves.
+    #[cfg(feature = "sqlx")]
+    outbox: Option<crate::outbox::Outbox>,
 }
 
 /// What the app declares beyond its handlers.
@@ -169,6 +172,8 @@ impl App {
                 dapr: DaprClient::new(&dapr_endpoint, dapr_api_token),
                 store: None,
                 memory_store: MemoryStore::new(),
+                #[cfg(feature = "sqlx")]
+                outbox: None,
             },
             declared: Declared::default(),
             metrics,
@@ -250,6 +255,33 @@ impl App {
     pub fn with_idempotency_store(mut self, store: impl IdempotencyStore) -> Self {
         self.io.store = Some(Arc::new(store));
         self
+    }
+
+    /// Relays `outbox` while the app serves (and in a [`TestApp`](crate::testing::TestApp)):
+    /// its events go out through [`App::publisher`], and its series join `GET /metrics`
+    /// (`event_outbox_pending`, `event_outbox_oldest_pending_age_seconds`,
+    /// `event_outbox_published_total`, `event_outbox_publish_failures_total`,
+    /// `event_outbox_buckets_held`). The relay stops when the app shuts down.
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::PgPool) -> anyhow::Result<()> {
+    /// use event_runtime::{App, Outbox};
+    /// let outbox = Outbox::postgres(pool);
+    /// outbox.migrate().await?;
+    /// App::new().with_outbox(outbox.clone()).serve().await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sqlx")]
+    pub fn with_outbox(mut self, outbox: crate::outbox::Outbox) -> Self {
+        self.metrics.add_source(outbox.metrics());
+        self.io.outbox = Some(outbox);
+        self
+    }
+
+    /// The outbox the app relays, if any.
+    #[cfg(feature = "sqlx")]
+    pub(crate) fn outbox(&self) -> Option<&crate::outbox::Outbox> {
+        self.io.outbox.as_ref()
     }
 
     /// The default per-run handler timeout (60 s). It must stay shorter than the claim lease

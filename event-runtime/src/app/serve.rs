@@ -8,7 +8,8 @@ use crate::config::Mode;
 
 impl App {
     /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;
-    /// in embedded mode also runs the broker. Stops on SIGTERM or Ctrl-C, letting in-flight
+    /// in embedded mode also runs the broker, and with [`App::with_outbox`] the outbox's relay.
+    /// Stops on SIGTERM or Ctrl-C, letting in-flight
     /// deliveries finish (those waiting on a retry delay are answered RETRY).
     ///
     /// An idempotent handler whose timeout is not shorter than the claim lease (see
@@ -49,6 +50,8 @@ impl App {
                 .await
                 .map_err(std::io::Error::other)?;
         }
+        #[cfg(feature = "sqlx")]
+        let relay = self.outbox().map(|o| o.start_relay(self.publisher()));
         let shutdown = self.shutdown.clone();
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -61,6 +64,10 @@ impl App {
                 let _ = shutdown.send(true);
             })
             .await;
+        #[cfg(feature = "sqlx")]
+        if let Some(relay) = relay {
+            relay.stop().await;
+        }
         self.io.broker.stop();
         result
     }

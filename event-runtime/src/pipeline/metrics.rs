@@ -96,11 +96,19 @@ impl HandlerMetrics {
     }
 }
 
+/// Series kept beside the deliveries' (the outbox relay's, say), rendered after them.
+#[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+pub(crate) trait MetricsSource: std::fmt::Debug + Send + Sync {
+    /// Appends this source's families, in the text format, to `out`.
+    fn render(&self, out: &mut String);
+}
+
 /// The app's metrics registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
     handlers: Mutex<BTreeMap<String, HandlerMetrics>>,
     in_flight: AtomicI64,
+    sources: Mutex<Vec<Arc<dyn MetricsSource>>>,
 }
 
 impl Metrics {
@@ -157,6 +165,15 @@ impl Metrics {
     /// Observes one run of `handler` that took `elapsed`.
     pub fn handler_duration(&self, handler: &str, elapsed: Duration) {
         self.handler(handler).handler_duration(elapsed);
+    }
+
+    /// Renders `source` after the deliveries' series (once: a source added twice renders once).
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+    pub(crate) fn add_source(&self, source: Arc<dyn MetricsSource>) {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if !sources.iter().any(|s| Arc::ptr_eq(s, &source)) {
+            sources.push(source);
+        }
     }
 
     /// Counts a delivery in flight until the returned guard is dropped.
@@ -288,6 +305,14 @@ impl Metrics {
             "Deliveries being processed now.",
         );
         let _ = writeln!(out, "event_deliveries_in_flight {}", self.in_flight_now());
+        let sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for source in sources {
+            source.render(&mut out);
+        }
         out
     }
 }
@@ -303,7 +328,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let help = help.replace('\\', "\\\\").replace('\n', "\\n");
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -326,7 +351,7 @@ pub(crate) fn escape_label(value: &str) -> String {
 
 /// A float as Go's `strconv.FormatFloat(f, 'g', -1, 64)` would mostly write it: `0.005`, `1`,
 /// `60`, `+Inf`.
-fn format_float(f: f64) -> String {
+pub(crate) fn format_float(f: f64) -> String {
     if f.is_infinite() {
         return if f > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
     }

@@ -90,6 +90,12 @@ impl Publisher {
         self
     }
 
+    /// The CloudEvent `source` of what it publishes.
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
     /// The default pubsub component.
     pub fn default_pubsub(&self) -> &str {
         &self.default_pubsub

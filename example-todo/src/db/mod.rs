@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use event_runtime::dlq::DeadLetter;
+use event_runtime::Outbox;
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -117,6 +118,8 @@ enum Pool {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
+    /// Where the task events are written, in the transaction of their change.
+    outbox: Outbox,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool: the same query text and code serve both
@@ -136,6 +139,8 @@ macro_rules! task_columns {
          recurs_from, created_at, updated_at"
     };
 }
+
+mod tasks;
 
 type TaskRow = (
     i64,
@@ -209,12 +214,12 @@ struct Embedded(&'static [(i64, &'static str, &'static str)]);
 const SQLITE_MIGRATIONS: Embedded = Embedded(&[(
     1,
     "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0001_init.sql"),
 )]);
 const POSTGRES_MIGRATIONS: Embedded = Embedded(&[(
     1,
     "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0001_init.sql"),
 )]);
 
 impl MigrationSource<'static> for Embedded {
@@ -303,7 +308,20 @@ impl Db {
                 redact(url)
             );
         };
-        Ok(Db { pool })
+        let outbox = match &pool {
+            Pool::Sqlite(pool) => Outbox::sqlite(pool.clone()),
+            Pool::Postgres(pool) => Outbox::postgres(pool.clone()),
+        };
+        outbox
+            .migrate()
+            .await
+            .context("creating the outbox tables")?;
+        Ok(Db { pool, outbox })
+    }
+
+    /// The outbox the task events are written to (the app relays it: `App::with_outbox`).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// `sqlite` or `postgres`.
@@ -312,24 +330,6 @@ impl Db {
             Pool::Sqlite(_) => "sqlite",
             Pool::Postgres(_) => "postgres",
         }
-    }
-
-    /// Creates a task for `user_id`.
-    pub async fn create_task(&self, user_id: &str, fields: &TaskFields) -> anyhow::Result<Task> {
-        let now = Utc::now();
-        let row: TaskRow = on_pool!(self, pool => sqlx::query_as(concat!(
-            "INSERT INTO tasks (user_id, title, completed, due_at, remind_at, recurrence, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ", task_columns!()))
-            .bind(user_id)
-            .bind(&fields.title)
-            .bind(false)
-            .bind(fields.due_at)
-            .bind(fields.remind_at)
-            .bind(&fields.recurrence)
-            .bind(now)
-            .fetch_one(pool)
-            .await)?;
-        Ok(task(row))
     }
 
     /// A task by id.
@@ -352,52 +352,6 @@ impl Db {
         Ok(rows.into_iter().map(task).collect())
     }
 
-    /// Replaces a task's fields. A changed `remind_at` makes its reminder pending again.
-    pub async fn update_task(&self, id: i64, fields: &TaskFields) -> anyhow::Result<Option<Task>> {
-        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(concat!(
-            "UPDATE tasks SET title = $2, due_at = $3, \
-                 reminder_sent_at = CASE WHEN remind_at IS NOT DISTINCT FROM $4 THEN reminder_sent_at ELSE NULL END, \
-                 remind_at = $4, recurrence = $5, updated_at = $6 \
-             WHERE id = $1 RETURNING ", task_columns!()))
-            .bind(id)
-            .bind(&fields.title)
-            .bind(fields.due_at)
-            .bind(fields.remind_at)
-            .bind(&fields.recurrence)
-            .bind(Utc::now())
-            .fetch_optional(pool)
-            .await)?;
-        Ok(row.map(task))
-    }
-
-    /// Marks a task done. `Some((task, true))` when this call completed it, `Some((task, false))`
-    /// when it was done already, `None` when there is no such task.
-    pub async fn complete_task(&self, id: i64) -> anyhow::Result<Option<(Task, bool)>> {
-        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(concat!(
-            "UPDATE tasks SET completed = $2, updated_at = $3 WHERE id = $1 AND completed = $4 RETURNING ",
-            task_columns!()))
-            .bind(id)
-            .bind(true)
-            .bind(Utc::now())
-            .bind(false)
-            .fetch_optional(pool)
-            .await)?;
-        match row {
-            Some(row) => Ok(Some((task(row), true))),
-            None => Ok(self.task(id).await?.map(|t| (t, false))),
-        }
-    }
-
-    /// Deletes a task, answering it as it was.
-    pub async fn delete_task(&self, id: i64) -> anyhow::Result<Option<Task>> {
-        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(
-            concat!("DELETE FROM tasks WHERE id = $1 RETURNING ", task_columns!()))
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?;
-        Ok(row.map(task))
-    }
-
     /// The task created as the next occurrence of `id`, if any.
     pub async fn next_occurrence_of(&self, id: i64) -> anyhow::Result<Option<Task>> {
         let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(
@@ -406,39 +360,6 @@ impl Db {
             .fetch_optional(pool)
             .await)?;
         Ok(row.map(task))
-    }
-
-    /// Creates the next occurrence of recurring task `from`, once: the `UNIQUE (recurs_from)`
-    /// constraint makes a second call (a redelivered event, a concurrent replica) create nothing
-    /// and answer the existing occurrence with `false`.
-    pub async fn create_next_occurrence(&self, from: &Task) -> anyhow::Result<(Task, bool)> {
-        let step =
-            |t: Option<DateTime<Utc>>| t.and_then(|t| next_time(t, from.recurrence.as_deref()));
-        let now = Utc::now();
-        let row: Option<TaskRow> = on_pool!(self, pool => sqlx::query_as(concat!(
-            "INSERT INTO tasks (user_id, title, completed, due_at, remind_at, recurrence, recurs_from, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (recurs_from) DO NOTHING RETURNING ",
-            task_columns!()))
-            .bind(&from.user_id)
-            .bind(&from.title)
-            .bind(false)
-            .bind(step(from.due_at))
-            .bind(step(from.remind_at))
-            .bind(&from.recurrence)
-            .bind(from.id)
-            .bind(now)
-            .fetch_optional(pool)
-            .await)?;
-        match row {
-            Some(row) => Ok((task(row), true)),
-            None => {
-                let existing = self
-                    .next_occurrence_of(from.id)
-                    .await?
-                    .context("the next occurrence exists but cannot be read")?;
-                Ok((existing, false))
-            }
-        }
     }
 
     /// Records an audit entry; `false` when its event was recorded already.

@@ -1,0 +1,458 @@
+//! The transactional outbox: an app writes its events in the same transaction as its change,
+//! and a relay publishes them once committed, in order per partition key, at least once.
+//!
+//! Rows are spread over buckets by their partition key; relays lease buckets (time-limited
+//! leases in `event_outbox_lease`), so with several replicas each bucket, hence each key, is
+//! relayed by one replica at a time, oldest row first, and a bucket stops at its first row that
+//! fails to publish. See [`Outbox`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::{PgPool, SqlitePool, Transaction};
+use tokio::sync::Notify;
+
+use crate::event::Event;
+use crate::outbox::metrics::OutboxMetrics;
+use crate::outbox::store::{NewRow, Pool};
+use crate::transport::outgoing::{OutgoingEvent, PublishError};
+use crate::transport::publish::Publisher;
+
+pub(crate) mod conn;
+mod metrics;
+mod relay;
+pub(crate) mod store;
+
+pub use conn::OutboxConnection;
+pub use relay::OutboxRelay;
+
+/// A transactional outbox on your SQLite or PostgreSQL database.
+///
+/// Add events on the transaction of the change they announce; commit with
+/// [`Outbox::commit`] (or commit yourself and call [`Outbox::wake`]); the relay, which
+/// [`App::with_outbox`](crate::App::with_outbox) runs while the app serves, publishes them
+/// through the app's [`Publisher`] with their stable ids.
+///
+/// ```no_run
+/// use event_runtime::{App, Event, Outbox};
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+/// #[event(type = "task.created", version = "1.0")]
+/// pub struct TaskCreated { pub task_id: i64, pub user_id: String }
+///
+/// # async fn run() -> anyhow::Result<()> {
+/// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+/// let outbox = Outbox::sqlite(pool.clone());
+/// outbox.migrate().await?;
+///
+/// let mut tx = pool.begin().await?;
+/// let (id,): (i64,) = sqlx::query_as("SELECT 7").fetch_one(&mut *tx).await?; // your change
+/// outbox.add(&mut *tx, "task-events", &TaskCreated { task_id: id, user_id: "u-1".into() }).await?;
+/// outbox.commit(tx).await?; // both, or neither
+///
+/// App::new().with_outbox(outbox).serve().await?; // the relay publishes it
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Outbox {
+    pool: Pool,
+    settings: Settings,
+    wake: Arc<Notify>,
+    progress: Arc<Notify>,
+    metrics: Arc<OutboxMetrics>,
+}
+
+/// How the outbox relays and keeps its rows.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub buckets: u32,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub retention: Duration,
+    pub inbox_retention: Duration,
+    pub batch_size: u32,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        };
+        f.debug_struct("Outbox")
+            .field("backend", &backend)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+/// Why an outbox operation failed.
+///
+/// ```no_run
+/// # async fn run(outbox: event_runtime::Outbox) {
+/// use event_runtime::OutboxError;
+/// match outbox.migrate().await {
+///     Ok(()) => {}
+///     Err(OutboxError::Database { action, source }) => eprintln!("{action}: {source}"),
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The event could not be described (serialized, or its names checked).
+    #[error("cannot add an event for topic {topic} to the outbox: {source}")]
+    Encode {
+        /// The topic it was for.
+        topic: String,
+        /// Why.
+        #[source]
+        source: PublishError,
+    },
+    /// The database refused.
+    #[error("outbox: {action} failed: {source}")]
+    Database {
+        /// What the outbox was doing (`adding an event for task-events`, `commit`, ...).
+        action: String,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+fn db_error(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> OutboxError {
+    let action = action.into();
+    move |source| OutboxError::Database { action, source }
+}
+
+/// What the outbox table holds now ([`Outbox::stats`]).
+///
+/// ```no_run
+/// # async fn run(outbox: event_runtime::Outbox) -> Result<(), event_runtime::OutboxError> {
+/// let stats = outbox.stats().await?;
+/// if stats.oldest_pending_age > Some(std::time::Duration::from_secs(60)) {
+///     eprintln!("{} events wait for the sidecar", stats.pending);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Rows not yet published.
+    pub pending: u64,
+    /// Published rows kept until their retention ends.
+    pub sent: u64,
+    /// How long ago the oldest pending row was added.
+    pub oldest_pending_age: Option<Duration>,
+}
+
+/// What a row keeps of its event besides the columns.
+#[derive(Serialize, Deserialize)]
+struct Body {
+    id: String,
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default)]
+    source: String,
+    data: Value,
+    #[serde(default)]
+    partition_key: Option<String>,
+    #[serde(default)]
+    extensions: Map<String, Value>,
+    #[serde(default)]
+    traceparent: Option<String>,
+    /// The exact record, base64.
+    #[serde(default)]
+    record: Option<String>,
+}
+
+/// FNV-1a, 64 bits: a partition key's bucket, the same in every process and version.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Outbox {
+    /// An outbox on a SQLite database.
+    pub fn sqlite(pool: SqlitePool) -> Self {
+        Self::on(Pool::Sqlite(pool))
+    }
+
+    /// An outbox on a PostgreSQL database.
+    pub fn postgres(pool: PgPool) -> Self {
+        Self::on(Pool::Postgres(pool))
+    }
+
+    fn on(pool: Pool) -> Self {
+        Outbox {
+            pool,
+            settings: Settings {
+                buckets: 16,
+                lease: Duration::from_secs(30),
+                poll_interval: Duration::from_secs(1),
+                retention: Duration::from_secs(7 * 24 * 3600),
+                inbox_retention: Duration::from_secs(7 * 24 * 3600),
+                batch_size: 100,
+            },
+            wake: Arc::default(),
+            progress: Arc::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// How many buckets partition keys are spread over (16): the most relays that share the
+    /// work. Every replica must use the same number.
+    pub fn with_buckets(mut self, buckets: u32) -> Self {
+        self.settings.buckets = buckets.max(1);
+        self
+    }
+
+    /// How long a relay's lease on a bucket lasts unless renewed (30 s): how long a crashed
+    /// replica's buckets wait before another takes them. Keep replicas' clocks within a small
+    /// part of it.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How often the relay looks for rows without being woken (1 s): rows other replicas
+    /// committed, and retries after a failed publish (which back off up to this interval).
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.settings.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long published rows are kept (7 days); zero deletes each row once published.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.settings.retention = retention;
+        self
+    }
+
+    /// How long inbox claims ([`Outbox::claim_inbox`]) are kept (7 days); keep it longer than
+    /// an event may be redelivered (the topic's retention). Zero keeps them forever.
+    pub fn with_inbox_retention(mut self, retention: Duration) -> Self {
+        self.settings.inbox_retention = retention;
+        self
+    }
+
+    /// How many rows the relay reads at once (100).
+    pub fn with_batch_size(mut self, rows: u32) -> Self {
+        self.settings.batch_size = rows.max(1);
+        self
+    }
+
+    /// Creates the outbox's tables (`event_outbox`, `event_outbox_lease`, `event_outbox_relay`,
+    /// `event_inbox`) when missing; safe to run from every replica at once. The relay runs it
+    /// too when it starts, but [`Outbox::add`] needs the tables: migrate before the first write.
+    pub async fn migrate(&self) -> Result<(), OutboxError> {
+        store::migrate(&self.pool, self.settings.buckets)
+            .await
+            .map_err(db_error("creating the outbox tables"))
+    }
+
+    /// Adds `event` for `topic` (on the publisher's default pubsub) on `conn`, your transaction:
+    /// it is published once that commits, and never if it rolls back.
+    ///
+    /// On PostgreSQL it also locks the event's partition key until the transaction ends (a
+    /// transaction-scoped advisory lock), so that transactions writing events of one key commit
+    /// in the order their rows were added; a transaction that adds events of several keys
+    /// should add them in a consistent order, as with row locks.
+    pub async fn add<E: Event, C: OutboxConnection + ?Sized>(
+        &self,
+        conn: &mut C,
+        topic: &str,
+        event: &E,
+    ) -> Result<(), OutboxError> {
+        self.add_to(conn, "", topic, event).await
+    }
+
+    /// [`Outbox::add`] on `pubsub` (empty: the publisher's default).
+    pub async fn add_to<E: Event, C: OutboxConnection + ?Sized>(
+        &self,
+        conn: &mut C,
+        pubsub: &str,
+        topic: &str,
+        event: &E,
+    ) -> Result<(), OutboxError> {
+        let event = OutgoingEvent::from_event(pubsub, topic, "", event).map_err(|source| {
+            OutboxError::Encode {
+                topic: topic.to_owned(),
+                source,
+            }
+        })?;
+        self.add_event(conn, event).await
+    }
+
+    /// Adds a prepared event on `conn`; an empty `pubsub` or `source` takes the publisher's.
+    pub async fn add_event<C: OutboxConnection + ?Sized>(
+        &self,
+        conn: &mut C,
+        event: OutgoingEvent,
+    ) -> Result<(), OutboxError> {
+        use base64::Engine as _;
+        let encode = |source| OutboxError::Encode {
+            topic: event.topic.clone(),
+            source,
+        };
+        if !event.pubsub.is_empty() {
+            crate::wire::names::check_component("pubsub component", &event.pubsub)
+                .map_err(|e| encode(PublishError::InvalidName(e)))?;
+        }
+        crate::wire::names::check_topic(&event.topic)
+            .map_err(|e| encode(PublishError::InvalidName(e)))?;
+        let key = event.partition_key.as_deref().unwrap_or(&event.id);
+        let body = Body {
+            id: event.id.clone(),
+            ty: event.ty.clone(),
+            source: event.source.clone(),
+            data: event.data.clone(),
+            partition_key: event.partition_key.clone(),
+            extensions: event.extensions.clone(),
+            traceparent: event.traceparent.clone(),
+            record: event
+                .record
+                .as_ref()
+                .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+        };
+        let body = serde_json::to_string(&body)
+            .map_err(|e| encode(PublishError::Encode(e.to_string())))?;
+        let row = NewRow {
+            bucket: (fnv1a(key.as_bytes()) % u64::from(self.settings.buckets)) as i64,
+            pubsub: &event.pubsub,
+            topic: &event.topic,
+            event_id: &event.id,
+            partition_key: event.partition_key.as_deref(),
+            body,
+            created_ms: crate::clock::now_ms() as i64,
+        };
+        store::insert(conn.outbox_conn(), &row)
+            .await
+            .map_err(db_error(format!(
+                "adding event {} for {} (is the outbox migrated?)",
+                event.id, event.topic
+            )))
+    }
+
+    /// Commits `tx` and wakes this process's relay, so what it added goes out at once.
+    pub async fn commit<DB: sqlx::Database>(
+        &self,
+        tx: Transaction<'_, DB>,
+    ) -> Result<(), OutboxError> {
+        tx.commit().await.map_err(db_error("commit"))?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes this process's relay (after a commit that did not go through [`Outbox::commit`]);
+    /// otherwise it finds the rows within its poll interval.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Records, on `conn` (the transaction of the handler's change), that `handler` processed
+    /// the event `event_id`: `true` the first time, `false` when it had already, whose
+    /// transaction committed. Checked and written in the change's transaction, it makes the
+    /// handler's effect happen once however often the event is delivered.
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::PgPool, outbox: event_runtime::Outbox, event_id: &str) -> anyhow::Result<()> {
+    /// let mut tx = pool.begin().await?;
+    /// if !outbox.claim_inbox(&mut *tx, "on_task_completed", event_id).await? {
+    ///     return Ok(()); // done before: nothing to do
+    /// }
+    /// // ... the change, and `outbox.add(&mut *tx, ...)` for its events ...
+    /// outbox.commit(tx).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn claim_inbox<C: OutboxConnection + ?Sized>(
+        &self,
+        conn: &mut C,
+        handler: &str,
+        event_id: &str,
+    ) -> Result<bool, OutboxError> {
+        let now = crate::clock::now_ms() as i64;
+        store::claim_inbox(conn.outbox_conn(), handler, event_id, now)
+            .await
+            .map_err(db_error(format!(
+                "claiming event {event_id} for handler {handler} in the inbox"
+            )))
+    }
+
+    /// What the outbox table holds now.
+    pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
+        let (pending, sent, oldest) = store::counts(&self.pool)
+            .await
+            .map_err(db_error("counting the outbox rows"))?;
+        let now = crate::clock::now_ms() as i64;
+        Ok(OutboxStats {
+            pending: pending.max(0) as u64,
+            sent: sent.max(0) as u64,
+            oldest_pending_age: oldest.map(|t| Duration::from_millis((now - t).max(0) as u64)),
+        })
+    }
+
+    /// Starts relaying through `publisher` in the background, until [`OutboxRelay::stop`] (or the
+    /// [`OutboxRelay`] is dropped). [`App::with_outbox`](crate::App::with_outbox) does it for you.
+    pub fn start_relay(&self, publisher: Publisher) -> OutboxRelay {
+        OutboxRelay::start(self.clone(), publisher)
+    }
+
+    /// Waits until the relay of this process finished a round (or `timeout` passed).
+    pub(crate) async fn progressed(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.progress.notified()).await;
+    }
+
+    pub(crate) fn metrics(&self) -> Arc<OutboxMetrics> {
+        self.metrics.clone()
+    }
+}
+
+/// The event a pending row holds, as the relay publishes it through `publisher`.
+fn decode(
+    row: &store::PendingRow,
+    publisher: &Publisher,
+) -> Result<OutgoingEvent, serde_json::Error> {
+    use base64::Engine as _;
+    let body: Body = serde_json::from_str(&row.body)?;
+    let pubsub = if row.pubsub.is_empty() {
+        publisher.default_pubsub()
+    } else {
+        &row.pubsub
+    };
+    let source = if body.source.is_empty() {
+        publisher.source().to_owned()
+    } else {
+        body.source
+    };
+    let record = body
+        .record
+        .map(|r| base64::engine::general_purpose::STANDARD.decode(r))
+        .transpose()
+        .map_err(serde::de::Error::custom)?;
+    Ok(OutgoingEvent {
+        pubsub: pubsub.to_owned(),
+        topic: row.topic.clone(),
+        id: body.id,
+        ty: body.ty,
+        source,
+        data: body.data,
+        partition_key: body.partition_key,
+        extensions: body.extensions,
+        traceparent: body.traceparent,
+        record: record.map(Into::into),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_stable() {
+        // Changing the hash would reorder keys across a deployment: these values are fixed.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

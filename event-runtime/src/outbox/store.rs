@@ -1,0 +1,341 @@
+//! The outbox's tables and every statement on them, for SQLite and PostgreSQL alike.
+//!
+//! `event_outbox` holds the events (`seq` orders them, `bucket` is their partition key's
+//! bucket, `sent_ms` is set once published); `event_outbox_lease` holds one row per bucket and
+//! the relay that leases it until when; `event_outbox_relay` holds each running relay's
+//! heartbeat (how many share the buckets); `event_inbox` holds the events handlers processed.
+
+use sqlx::{PgPool, SqlitePool};
+
+use crate::outbox::conn::Conn;
+
+/// The outbox's database.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool (the same SQL serves both).
+macro_rules! on_pool {
+    ($pool_enum:expr, $pool:ident => $body:expr) => {
+        match $pool_enum {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+const SQLITE_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS event_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     bucket BIGINT NOT NULL, pubsub TEXT NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL, \
+     partition_key TEXT, body TEXT NOT NULL, created_ms BIGINT NOT NULL, sent_ms BIGINT, \
+     attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT)",
+    "CREATE INDEX IF NOT EXISTS event_outbox_pending ON event_outbox (bucket, seq) WHERE sent_ms IS NULL",
+    "CREATE INDEX IF NOT EXISTS event_outbox_sent ON event_outbox (sent_ms) WHERE sent_ms IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS event_outbox_lease (bucket BIGINT PRIMARY KEY, \
+     holder TEXT NOT NULL DEFAULT '', until_ms BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS event_outbox_relay (holder TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS event_inbox (handler TEXT NOT NULL, event_id TEXT NOT NULL, \
+     processed_ms BIGINT NOT NULL, PRIMARY KEY (handler, event_id))",
+];
+
+const POSTGRES_SCHEMA: &[&str] = &[
+    // Serializes concurrent migrations (two replicas starting together); DDL is transactional.
+    "SELECT pg_advisory_xact_lock(7036504620371255040)",
+    "CREATE TABLE IF NOT EXISTS event_outbox (seq BIGSERIAL PRIMARY KEY, \
+     bucket BIGINT NOT NULL, pubsub TEXT NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL, \
+     partition_key TEXT, body TEXT NOT NULL, created_ms BIGINT NOT NULL, sent_ms BIGINT, \
+     attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT)",
+    "CREATE INDEX IF NOT EXISTS event_outbox_pending ON event_outbox (bucket, seq) WHERE sent_ms IS NULL",
+    "CREATE INDEX IF NOT EXISTS event_outbox_sent ON event_outbox (sent_ms) WHERE sent_ms IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS event_outbox_lease (bucket BIGINT PRIMARY KEY, \
+     holder TEXT NOT NULL DEFAULT '', until_ms BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS event_outbox_relay (holder TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS event_inbox (handler TEXT NOT NULL, event_id TEXT NOT NULL, \
+     processed_ms BIGINT NOT NULL, PRIMARY KEY (handler, event_id))",
+];
+
+const INSERT_LEASE: &str =
+    "INSERT INTO event_outbox_lease (bucket) VALUES ($1) ON CONFLICT (bucket) DO NOTHING";
+
+/// A row to add.
+#[derive(Debug)]
+pub(crate) struct NewRow<'a> {
+    pub bucket: i64,
+    pub pubsub: &'a str,
+    pub topic: &'a str,
+    pub event_id: &'a str,
+    pub partition_key: Option<&'a str>,
+    pub body: String,
+    pub created_ms: i64,
+}
+
+/// A pending row, as the relay reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRow {
+    pub seq: i64,
+    pub bucket: i64,
+    pub pubsub: String,
+    pub topic: String,
+    pub body: String,
+}
+
+const INSERT_ROW: &str = "INSERT INTO event_outbox \
+     (bucket, pubsub, topic, event_id, partition_key, body, created_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+const INSERT_INBOX: &str = "INSERT INTO event_inbox (handler, event_id, processed_ms) \
+     VALUES ($1, $2, $3) ON CONFLICT (handler, event_id) DO NOTHING";
+
+/// Creates the tables and the `buckets` lease rows, when missing. On PostgreSQL in one
+/// transaction under an advisory lock; on SQLite statement by statement (each idempotent), so
+/// that each waits for a writer elsewhere instead of failing to upgrade a read transaction.
+pub(crate) async fn migrate(pool: &Pool, buckets: u32) -> Result<(), sqlx::Error> {
+    match pool {
+        Pool::Sqlite(pool) => {
+            for statement in SQLITE_SCHEMA {
+                sqlx::query(statement).execute(pool).await?;
+            }
+            for bucket in 0..i64::from(buckets) {
+                sqlx::query(INSERT_LEASE).bind(bucket).execute(pool).await?;
+            }
+            Ok(())
+        }
+        Pool::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            for statement in POSTGRES_SCHEMA {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            for bucket in 0..i64::from(buckets) {
+                sqlx::query(INSERT_LEASE)
+                    .bind(bucket)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        }
+    }
+}
+
+/// Adds `row` on `conn`. On PostgreSQL it first takes a transaction-scoped advisory lock on the
+/// partition key, so two transactions writing one key commit in the order of their `seq`.
+pub(crate) async fn insert(conn: Conn<'_>, row: &NewRow<'_>) -> Result<(), sqlx::Error> {
+    macro_rules! insert_on {
+        ($conn:expr) => {
+            sqlx::query(INSERT_ROW)
+                .bind(row.bucket)
+                .bind(row.pubsub)
+                .bind(row.topic)
+                .bind(row.event_id)
+                .bind(row.partition_key)
+                .bind(&row.body)
+                .bind(row.created_ms)
+                .execute($conn)
+                .await
+                .map(drop)
+        };
+    }
+    match conn {
+        Conn::Sqlite(c) => insert_on!(&mut *c),
+        Conn::Postgres(c) => {
+            if let Some(key) = row.partition_key {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(key_lock(key))
+                    .execute(&mut *c)
+                    .await?;
+            }
+            insert_on!(&mut *c)
+        }
+    }
+}
+
+/// The advisory lock of a partition key.
+fn key_lock(key: &str) -> i64 {
+    (crate::outbox::fnv1a(key.as_bytes()) ^ 0x6f75_7462_6f78_0000) as i64
+}
+
+/// Records that `handler` processed `event_id`; `false` when it had already.
+pub(crate) async fn claim_inbox(
+    conn: Conn<'_>,
+    handler: &str,
+    event_id: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let affected = match conn {
+        Conn::Sqlite(c) => sqlx::query(INSERT_INBOX)
+            .bind(handler)
+            .bind(event_id)
+            .bind(now_ms)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+        Conn::Postgres(c) => sqlx::query(INSERT_INBOX)
+            .bind(handler)
+            .bind(event_id)
+            .bind(now_ms)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+    };
+    Ok(affected == 1)
+}
+
+/// Records this relay's heartbeat, forgets relays silent for `forget_ms`, and answers how many
+/// relays (this one included) were seen within `live_ms`.
+pub(crate) async fn heartbeat(
+    pool: &Pool,
+    holder: &str,
+    now: i64,
+    live_ms: i64,
+    forget_ms: i64,
+) -> Result<i64, sqlx::Error> {
+    on_pool!(pool, pool => {
+        sqlx::query("INSERT INTO event_outbox_relay (holder, seen_ms) VALUES ($1, $2) \
+                     ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms")
+            .bind(holder).bind(now).execute(pool).await?;
+        sqlx::query("DELETE FROM event_outbox_relay WHERE seen_ms < $1")
+            .bind(now - forget_ms).execute(pool).await?;
+        sqlx::query_scalar("SELECT COUNT(*) FROM event_outbox_relay WHERE seen_ms > $1")
+            .bind(now - live_ms).fetch_one(pool).await
+    })
+}
+
+/// Extends this relay's unexpired leases to `until`; answers their buckets.
+pub(crate) async fn renew(
+    pool: &Pool,
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    on_pool!(pool, pool => sqlx::query_scalar(
+        "UPDATE event_outbox_lease SET until_ms = $3 WHERE holder = $1 AND until_ms > $2 RETURNING bucket")
+        .bind(holder).bind(now).bind(until).fetch_all(pool).await)
+}
+
+/// Leases up to `count` buckets whose lease expired (or was released) to `holder`.
+pub(crate) async fn take(
+    pool: &Pool,
+    holder: &str,
+    now: i64,
+    until: i64,
+    count: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    // The outer `until_ms <= $2` is checked again on a row another relay took meanwhile, so
+    // one bucket never goes to two relays; PostgreSQL also skips rows locked by such a taker.
+    const SQLITE: &str = "UPDATE event_outbox_lease SET holder = $1, until_ms = $3 \
+        WHERE until_ms <= $2 AND bucket IN \
+        (SELECT bucket FROM event_outbox_lease WHERE until_ms <= $2 ORDER BY bucket LIMIT $4) \
+        RETURNING bucket";
+    const POSTGRES: &str = "UPDATE event_outbox_lease SET holder = $1, until_ms = $3 \
+        WHERE until_ms <= $2 AND bucket IN \
+        (SELECT bucket FROM event_outbox_lease WHERE until_ms <= $2 ORDER BY bucket LIMIT $4 \
+         FOR UPDATE SKIP LOCKED) \
+        RETURNING bucket";
+    match pool {
+        Pool::Sqlite(pool) => {
+            sqlx::query_scalar(SQLITE)
+                .bind(holder)
+                .bind(now)
+                .bind(until)
+                .bind(count)
+                .fetch_all(pool)
+                .await
+        }
+        Pool::Postgres(pool) => {
+            sqlx::query_scalar(POSTGRES)
+                .bind(holder)
+                .bind(now)
+                .bind(until)
+                .bind(count)
+                .fetch_all(pool)
+                .await
+        }
+    }
+}
+
+/// Gives `bucket` up, when `holder` holds it.
+pub(crate) async fn release(pool: &Pool, holder: &str, bucket: i64) -> Result<(), sqlx::Error> {
+    on_pool!(pool, pool => sqlx::query(
+        "UPDATE event_outbox_lease SET holder = '', until_ms = 0 WHERE bucket = $1 AND holder = $2")
+        .bind(bucket).bind(holder).execute(pool).await.map(drop))
+}
+
+/// Gives every lease of `holder` up and forgets its heartbeat (a relay that stops).
+pub(crate) async fn release_all(pool: &Pool, holder: &str) -> Result<(), sqlx::Error> {
+    on_pool!(pool, pool => {
+        sqlx::query("UPDATE event_outbox_lease SET holder = '', until_ms = 0 WHERE holder = $1")
+            .bind(holder).execute(pool).await?;
+        sqlx::query("DELETE FROM event_outbox_relay WHERE holder = $1")
+            .bind(holder).execute(pool).await.map(drop)
+    })
+}
+
+/// The oldest `limit` pending rows of the buckets `holder` leases now, in `seq` order.
+pub(crate) async fn pending_of(
+    pool: &Pool,
+    holder: &str,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<PendingRow>, sqlx::Error> {
+    let rows: Vec<(i64, i64, String, String, String)> = on_pool!(pool, pool => sqlx::query_as(
+        "SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body FROM event_outbox o \
+         JOIN event_outbox_lease l ON l.bucket = o.bucket \
+         WHERE o.sent_ms IS NULL AND l.holder = $1 AND l.until_ms > $2 \
+         ORDER BY o.seq LIMIT $3")
+        .bind(holder).bind(now).bind(limit).fetch_all(pool).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, bucket, pubsub, topic, body)| PendingRow {
+            seq,
+            bucket,
+            pubsub,
+            topic,
+            body,
+        })
+        .collect())
+}
+
+/// Marks row `seq` sent at `now`, or deletes it when sent rows are not kept.
+pub(crate) async fn mark_sent(
+    pool: &Pool,
+    seq: i64,
+    now: i64,
+    keep: bool,
+) -> Result<(), sqlx::Error> {
+    let sql = if keep {
+        "UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 WHERE seq = $1"
+    } else {
+        "DELETE FROM event_outbox WHERE seq = $1 AND $2 >= 0"
+    };
+    on_pool!(pool, pool => sqlx::query(sql).bind(seq).bind(now).execute(pool).await.map(drop))
+}
+
+/// Records a failed publish of row `seq`.
+pub(crate) async fn mark_failed(pool: &Pool, seq: i64, error: &str) -> Result<(), sqlx::Error> {
+    on_pool!(pool, pool => sqlx::query(
+        "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1")
+        .bind(seq).bind(error).execute(pool).await.map(drop))
+}
+
+/// Deletes the rows sent at or before `before`; answers how many.
+pub(crate) async fn delete_sent(pool: &Pool, before: i64) -> Result<u64, sqlx::Error> {
+    on_pool!(pool, pool => sqlx::query(
+        "DELETE FROM event_outbox WHERE sent_ms IS NOT NULL AND sent_ms <= $1")
+        .bind(before).execute(pool).await.map(|r| r.rows_affected()))
+}
+
+/// Forgets the inbox claims recorded at or before `before`; answers how many.
+pub(crate) async fn delete_inbox(pool: &Pool, before: i64) -> Result<u64, sqlx::Error> {
+    on_pool!(pool, pool => sqlx::query("DELETE FROM event_inbox WHERE processed_ms <= $1")
+        .bind(before).execute(pool).await.map(|r| r.rows_affected()))
+}
+
+/// How many rows are pending, how many sent rows are kept, and when the oldest pending one
+/// was added.
+pub(crate) async fn counts(pool: &Pool) -> Result<(i64, i64, Option<i64>), sqlx::Error> {
+    on_pool!(pool, pool => sqlx::query_as(
+        "SELECT COUNT(*) - COUNT(sent_ms), COUNT(sent_ms), \
+                MIN(CASE WHEN sent_ms IS NULL THEN created_ms END) FROM event_outbox")
+        .fetch_one(pool).await)
+}

@@ -1,0 +1,68 @@
+//! The outbox on a real PostgreSQL: the scenarios of `outbox_support`, each in its own schema.
+//! Run them with `example-todo/scripts/postgres-test.sh`, which starts a throwaway server and
+//! sets `TODO_TEST_POSTGRES_URL`.
+#![cfg(feature = "sqlx")]
+
+mod outbox_support;
+
+use outbox_support::Db;
+
+async fn db() -> Db {
+    let url = std::env::var("TODO_TEST_POSTGRES_URL")
+        .expect("TODO_TEST_POSTGRES_URL is not set: run example-todo/scripts/postgres-test.sh");
+    Db::postgres(&url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn events_go_out_in_commit_order_per_key() {
+    outbox_support::commit_order_per_key(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn a_rolled_back_transaction_publishes_nothing() {
+    outbox_support::rollback_publishes_nothing(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn writes_while_the_sidecar_is_down_go_out_in_order_once_it_is_back() {
+    outbox_support::publisher_down_then_back(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn two_relays_share_the_buckets_and_publish_each_event_once() {
+    outbox_support::two_relays(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn sent_rows_are_deleted_after_their_retention() {
+    outbox_support::retention(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn the_inbox_claims_an_event_once_per_committed_transaction() {
+    outbox_support::inbox(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn a_crashed_replicas_buckets_are_taken_over_when_its_leases_run_out() {
+    outbox_support::crashed_replicas_buckets_are_taken_over(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn replicas_migrating_together_create_the_tables_once() {
+    let db = db().await;
+    let (a, b) = (db.outbox(), db.outbox());
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.unwrap();
+    rb.unwrap();
+    a.migrate().await.unwrap();
+    assert_eq!(a.stats().await.unwrap().pending, 0);
+}

@@ -1,0 +1,72 @@
+//! The outbox on SQLite: the scenarios of `outbox_support`, and the relay inside a `TestApp`.
+#![cfg(feature = "sqlx")]
+
+mod outbox_support;
+
+use event_runtime::testing::TestApp;
+use event_runtime::{event_handler, App};
+use outbox_support::{Db, ItemAdded, TOPIC};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_go_out_in_commit_order_per_key() {
+    outbox_support::commit_order_per_key(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_transaction_publishes_nothing() {
+    outbox_support::rollback_publishes_nothing(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_while_the_sidecar_is_down_go_out_in_order_once_it_is_back() {
+    outbox_support::publisher_down_then_back(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_share_the_buckets_and_publish_each_event_once() {
+    outbox_support::two_relays(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_rows_are_deleted_after_their_retention() {
+    outbox_support::retention(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_claims_an_event_once_per_committed_transaction() {
+    outbox_support::inbox(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_buckets_are_taken_over_when_its_leases_run_out() {
+    outbox_support::crashed_replicas_buckets_are_taken_over(&Db::sqlite().await).await;
+}
+
+/// Consumes what the outbox publishes in the `TestApp` test.
+#[event_handler(topic = "items")]
+async fn on_item_added(_event: ItemAdded) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_app_relays_the_outbox_and_waits_for_it() {
+    let db = Db::sqlite().await;
+    let outbox = db
+        .outbox()
+        .with_poll_interval(std::time::Duration::from_secs(3600));
+    outbox.migrate().await.unwrap();
+    let app = TestApp::start(App::new().with_outbox(outbox.clone())).await;
+    for n in 0..3 {
+        db.write(&outbox, "ann", n, true).await;
+    }
+    // No poll for an hour: the commits woke the relay, and `wait_idle` waited for it.
+    app.wait_idle().await;
+    assert_eq!(app.runs_of("on_item_added").len(), 3);
+    let ns: Vec<u64> = app
+        .published_to(TOPIC)
+        .iter()
+        .map(|e| e.data["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [0, 1, 2]);
+    assert_eq!(outbox.stats().await.unwrap().pending, 0);
+}

@@ -1,0 +1,512 @@
+//! What the outbox suites share: a database of either kind, a sidecar that can be down, and the
+//! scenarios both databases run (`outbox_sqlite.rs`, `outbox_postgres.rs`).
+#![allow(dead_code)] // each suite uses part of it
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_runtime::dapr::DaprClient;
+use event_runtime::{App, Event, Outbox, Publisher};
+use sqlx::{PgPool, SqlitePool};
+
+/// The event the scenarios write: the `n`-th of its key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "item.added", version = "1.0")]
+pub struct ItemAdded {
+    pub user_id: String,
+    pub n: u32,
+    pub item_id: i64,
+}
+
+pub const TOPIC: &str = "items";
+
+/// A database, with an `items` table the scenarios change beside their events.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+impl Db {
+    /// A fresh SQLite file (WAL, several connections, as an app would open it).
+    pub async fn sqlite() -> Db {
+        let dir = std::env::temp_dir().join(format!("outbox-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.join("app.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(5)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, n BIGINT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        Db::Sqlite(pool)
+    }
+
+    /// A fresh schema of the PostgreSQL database at `url`, so tests running together share
+    /// nothing.
+    pub async fn postgres(url: &str) -> Db {
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPool::connect(url).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE items (id BIGSERIAL PRIMARY KEY, user_id TEXT NOT NULL, n BIGINT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        Db::Postgres(pool)
+    }
+
+    /// An outbox on this database that polls often (tests wait on conditions, not periods).
+    pub fn outbox(&self) -> Outbox {
+        match self {
+            Db::Sqlite(pool) => Outbox::sqlite(pool.clone()),
+            Db::Postgres(pool) => Outbox::postgres(pool.clone()),
+        }
+        .with_poll_interval(Duration::from_millis(25))
+    }
+
+    /// Stores item `n` of `user` and adds its event, in one transaction, committed or not.
+    pub async fn write(&self, outbox: &Outbox, user: &str, n: u32, commit: bool) {
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await.unwrap();
+            let (item_id,): (i64,) =
+                sqlx::query_as("INSERT INTO items (user_id, n) VALUES ($1, $2) RETURNING id")
+                    .bind(user)
+                    .bind(i64::from(n))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+            let event = ItemAdded { user_id: user.to_owned(), n, item_id };
+            outbox.add(&mut *tx, TOPIC, &event).await.unwrap();
+            if commit {
+                outbox.commit(tx).await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+        })
+    }
+
+    /// Gives every bucket to a relay that crashed: its leases run until `until_ms`.
+    pub async fn crash_holding_every_bucket(&self, until_ms: i64) {
+        on_db!(self, pool => sqlx::query(
+            "UPDATE event_outbox_lease SET holder = 'crashed', until_ms = $1")
+            .bind(until_ms).execute(pool).await.map(drop).unwrap());
+    }
+
+    /// How many items are stored.
+    pub async fn items(&self) -> i64 {
+        on_db!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM items")
+            .fetch_one(pool).await.unwrap())
+    }
+
+    /// Claims `event_id` for `handler` in a transaction, committed or not.
+    pub async fn claim(
+        &self,
+        outbox: &Outbox,
+        handler: &str,
+        event_id: &str,
+        commit: bool,
+    ) -> bool {
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await.unwrap();
+            let first = outbox.claim_inbox(&mut *tx, handler, event_id).await.unwrap();
+            if commit { tx.commit().await.unwrap() } else { tx.rollback().await.unwrap() }
+            first
+        })
+    }
+}
+
+/// One publish the sidecar accepted.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub id: String,
+    pub key: String,
+    pub n: u32,
+    /// When the sidecar accepted it (Unix ms).
+    pub at_ms: i64,
+}
+
+/// Now, in Unix milliseconds.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A Dapr sidecar that accepts publishes, or answers 503 to each while it is down.
+#[derive(Clone, Debug)]
+pub struct Sidecar {
+    pub base: String,
+    pub down: Arc<AtomicBool>,
+    accepted: Arc<Mutex<Vec<Published>>>,
+    refused: Arc<Mutex<usize>>,
+}
+
+impl Sidecar {
+    pub async fn start() -> Sidecar {
+        let down = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(0));
+        let (d, a, r) = (down.clone(), accepted.clone(), refused.clone());
+        let app = axum::Router::new().route(
+            "/v1.0/publish/{pubsub}/{topic}",
+            axum::routing::post(
+                move |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+                      body: axum::body::Bytes| {
+                    let (d, a, r) = (d.clone(), a.clone(), r.clone());
+                    async move {
+                        if d.load(Ordering::SeqCst) {
+                            *r.lock().unwrap() += 1;
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let data: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        a.lock().unwrap().push(Published {
+                            id: q["metadata.cloudevent.id"].clone(),
+                            key: q["metadata.partitionKey"].clone(),
+                            n: data["n"].as_u64().unwrap() as u32,
+                            at_ms: unix_ms(),
+                        });
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Sidecar {
+            base,
+            down,
+            accepted,
+            refused,
+        }
+    }
+
+    /// An app that publishes through this sidecar, relaying `outbox`.
+    pub fn app(&self, outbox: &Outbox) -> App {
+        App::with_handlers([])
+            .unwrap()
+            .with_dapr_client(DaprClient::new(&self.base, None))
+            .with_outbox(outbox.clone())
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        App::with_handlers([])
+            .unwrap()
+            .with_dapr_client(DaprClient::new(&self.base, None))
+            .publisher()
+    }
+
+    pub fn accepted(&self) -> Vec<Published> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    pub fn refused(&self) -> usize {
+        *self.refused.lock().unwrap()
+    }
+}
+
+/// Polls `probe` until it answers `Some`, or panics naming `what` after `deadline`.
+pub async fn wait_until<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "not within {deadline:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until the sidecar accepted `n` events.
+pub async fn wait_accepted(sidecar: &Sidecar, n: usize) -> Vec<Published> {
+    wait_until(DEADLINE, &format!("{n} events accepted"), || async {
+        let got = sidecar.accepted();
+        (got.len() >= n).then_some(got)
+    })
+    .await
+}
+
+/// Each key's events, in the order they were accepted.
+pub fn by_key(published: &[Published]) -> BTreeMap<String, Vec<u32>> {
+    let mut keys: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for p in published {
+        keys.entry(p.key.clone()).or_default().push(p.n);
+    }
+    keys
+}
+
+/// Events committed one after the other go out in that order, per key.
+pub async fn commit_order_per_key(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    let relay = outbox.start_relay(sidecar.publisher());
+    for n in 0..10 {
+        for user in ["ann", "bob", "cy"] {
+            db.write(&outbox, user, n, true).await;
+        }
+    }
+    let published = wait_accepted(&sidecar, 30).await;
+    let expected: Vec<u32> = (0..10).collect();
+    for (key, ns) in by_key(&published) {
+        assert_eq!(ns, expected, "order of {key}");
+    }
+    wait_until(DEADLINE, "no row pending", || async {
+        (outbox.stats().await.unwrap().pending == 0).then_some(())
+    })
+    .await;
+    relay.stop().await;
+    assert_eq!(sidecar.accepted().len(), 30, "each once");
+}
+
+/// A transaction that rolls back leaves neither its change nor its event.
+pub async fn rollback_publishes_nothing(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    let relay = outbox.start_relay(sidecar.publisher());
+    db.write(&outbox, "ann", 0, true).await;
+    db.write(&outbox, "ann", 1, false).await;
+    db.write(&outbox, "ann", 2, true).await;
+    // One key, one bucket, in order: once 2 is out, 1 would have been before it.
+    let published = wait_accepted(&sidecar, 2).await;
+    assert_eq!(by_key(&published)["ann"], [0, 2]);
+    assert_eq!(db.items().await, 2);
+    let stats = wait_until(DEADLINE, "both rows marked sent", || async {
+        let s = outbox.stats().await.unwrap();
+        (s.pending == 0).then_some(s)
+    })
+    .await;
+    assert_eq!(stats.sent, 2, "{stats:?}");
+    relay.stop().await;
+}
+
+/// With the sidecar down, the writes commit and wait; once it is back, all go out in order.
+pub async fn publisher_down_then_back(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    sidecar.down.store(true, Ordering::SeqCst);
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    let app = sidecar.app(&outbox);
+    let relay = outbox.start_relay(app.publisher());
+    for n in 0..6 {
+        for user in ["ann", "bob", "cy", "dee"] {
+            db.write(&outbox, user, n, true).await;
+        }
+    }
+    assert_eq!(db.items().await, 24, "every change committed");
+    wait_until(
+        DEADLINE,
+        "the relay tried, failed and counted it",
+        || async {
+            let text = app.metrics().render();
+            (sidecar.refused() > 0 && !text.contains("event_outbox_publish_failures_total 0\n"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(sidecar.accepted().is_empty());
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!(stats.pending, 24, "{stats:?}");
+    assert!(stats.oldest_pending_age.is_some());
+
+    sidecar.down.store(false, Ordering::SeqCst);
+    let published = wait_accepted(&sidecar, 24).await;
+    for (key, ns) in by_key(&published) {
+        assert_eq!(ns, (0..6).collect::<Vec<_>>(), "order of {key}");
+    }
+    wait_until(DEADLINE, "the gauges see no pending row", || async {
+        let text = app.metrics().render();
+        (text.contains("event_outbox_pending 0\n")
+            && text.contains("event_outbox_published_total 24\n"))
+        .then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+/// Two relays on one database: they share the buckets, and each event goes out once, in order
+/// per key.
+pub async fn two_relays(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let (a, b) = (db.outbox(), db.outbox());
+    a.migrate().await.unwrap();
+    let (app_a, app_b) = (sidecar.app(&a), sidecar.app(&b));
+    let relay_a = a.start_relay(app_a.publisher());
+    let relay_b = b.start_relay(app_b.publisher());
+    // The buckets end up split between them.
+    wait_until(DEADLINE, "8 buckets each", || async {
+        let (ma, mb) = (app_a.metrics().render(), app_b.metrics().render());
+        (ma.contains("event_outbox_buckets_held 8\n")
+            && mb.contains("event_outbox_buckets_held 8\n"))
+        .then_some(())
+    })
+    .await;
+    let users: Vec<String> = (0..12).map(|i| format!("user-{i}")).collect();
+    // Two writers, one per replica: the first writes items 0..10 of each user, the second
+    // items 100..110, each in its own order.
+    let writers = [(a.clone(), 0), (b.clone(), 100)].map(|(outbox, first)| {
+        let (db, users) = (db.clone(), users.clone());
+        tokio::spawn(async move {
+            for n in first..first + 10 {
+                for user in &users {
+                    db.write(&outbox, user, n, true).await;
+                }
+            }
+        })
+    });
+    for w in writers {
+        w.await.unwrap();
+    }
+    wait_accepted(&sidecar, 240).await;
+    wait_until(DEADLINE, "no row pending", || async {
+        (a.stats().await.unwrap().pending == 0).then_some(())
+    })
+    .await;
+    let published = sidecar.accepted();
+    let mut seen = HashMap::new();
+    for p in &published {
+        *seen.entry(p.id.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 240, "every event");
+    assert!(seen.values().all(|&c| c == 1), "each once: {seen:?}");
+    for (key, ns) in by_key(&published) {
+        let first: Vec<u32> = ns.iter().copied().filter(|n| *n < 100).collect();
+        let second: Vec<u32> = ns.iter().copied().filter(|n| *n >= 100).collect();
+        assert_eq!(first, (0..10).collect::<Vec<_>>(), "{key}: {ns:?}");
+        assert_eq!(second, (100..110).collect::<Vec<_>>(), "{key}: {ns:?}");
+    }
+    let (ma, mb) = (app_a.metrics().render(), app_b.metrics().render());
+    assert!(!ma.contains("event_outbox_published_total 0\n"), "{ma}");
+    assert!(!mb.contains("event_outbox_published_total 0\n"), "{mb}");
+    relay_a.stop().await;
+    relay_b.stop().await;
+}
+
+/// Sent rows are kept for the retention, then deleted; a retention of zero deletes them at once.
+pub async fn retention(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox().with_retention(Duration::ZERO);
+    outbox.migrate().await.unwrap();
+    let relay = outbox.start_relay(sidecar.publisher());
+    db.write(&outbox, "ann", 0, true).await;
+    wait_accepted(&sidecar, 1).await;
+    wait_until(DEADLINE, "the sent row deleted at once", || async {
+        let s = outbox.stats().await.unwrap();
+        (s.pending == 0 && s.sent == 0).then_some(())
+    })
+    .await;
+    relay.stop().await;
+
+    let outbox = db.outbox().with_retention(Duration::from_millis(300));
+    let relay = outbox.start_relay(sidecar.publisher());
+    db.write(&outbox, "ann", 1, true).await;
+    wait_accepted(&sidecar, 2).await;
+    wait_until(
+        DEADLINE,
+        "the sent row deleted after its retention",
+        || async {
+            let s = outbox.stats().await.unwrap();
+            (s.pending == 0 && s.sent == 0).then_some(())
+        },
+    )
+    .await;
+    relay.stop().await;
+
+    let outbox = db.outbox(); // the default: kept for days
+    let relay = outbox.start_relay(sidecar.publisher());
+    db.write(&outbox, "ann", 2, true).await;
+    wait_accepted(&sidecar, 3).await;
+    wait_until(DEADLINE, "the sent row kept", || async {
+        let s = outbox.stats().await.unwrap();
+        (s.pending == 0 && s.sent == 1).then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+/// The inbox: an event claimed in a committed transaction is claimed once; a rolled-back claim
+/// leaves it unclaimed.
+pub async fn inbox(db: &Db) {
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    assert!(db.claim(&outbox, "h", "e-1", false).await, "first");
+    assert!(
+        db.claim(&outbox, "h", "e-1", true).await,
+        "rolled back: still first"
+    );
+    assert!(!db.claim(&outbox, "h", "e-1", true).await, "second");
+    assert!(db.claim(&outbox, "other", "e-1", true).await, "per handler");
+
+    // Claims are forgotten after the inbox retention, by the relay.
+    let outbox = outbox.with_inbox_retention(Duration::from_millis(200));
+    let relay = outbox.start_relay(Sidecar::start().await.publisher());
+    wait_until(
+        DEADLINE,
+        "the claim forgotten after its retention",
+        || async { db.claim(&outbox, "h", "e-1", false).await.then_some(()) },
+    )
+    .await;
+    relay.stop().await;
+}
+
+/// A crashed replica's buckets wait until its leases run out, then another relay takes them.
+pub async fn crashed_replicas_buckets_are_taken_over(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox().with_lease(Duration::from_secs(1));
+    outbox.migrate().await.unwrap();
+    let until = unix_ms() + 700;
+    db.crash_holding_every_bucket(until).await;
+    let relay = outbox.start_relay(sidecar.publisher());
+    db.write(&outbox, "ann", 0, true).await;
+    let published = wait_accepted(&sidecar, 1).await;
+    // Some tens of ms of slack: the relay's clock follows tokio's from its first reading.
+    assert!(
+        published[0].at_ms >= until - 50,
+        "published {} ms before the crashed relay's lease ran out",
+        until - published[0].at_ms
+    );
+    relay.stop().await;
+}
