@@ -35,6 +35,7 @@ pub use handler::extract::{
     Topic, TraceContext,
 };
 pub use handler::registry::{AppError, ResolvedHandler};
+pub use http::ops::OpsRoutes;
 pub use http::server::api_token_ok;
 #[cfg(feature = "sqlx")]
 pub use outbox::{Outbox, OutboxConnection, OutboxError, OutboxRelay, OutboxStats};

@@ -10,6 +10,7 @@ use crate::config::{Config, Mode, ModeSource, Settings};
 use crate::handler::def::HandlerDef;
 use crate::handler::delivery::StateMap;
 use crate::handler::registry::{AppError, Registry, ResolvedHandler};
+use crate::http::ops::{OpsParts, OpsRoutes};
 use crate::http::router::{router, RouterParts};
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::seal::SigningKey;
@@ -83,6 +84,7 @@ struct Io {
 #[derive(Default)]
 struct Declared {
     topics: Vec<TopicSpec>,
+    ops: OpsRoutes,
     published: Vec<(&'static str, String)>,
     dapr_dead_letter_topic: Option<String>,
 }
@@ -372,9 +374,9 @@ impl App {
     }
 
     /// The axum router Dapr calls: `GET /dapr/subscribe`, one route per handler, one dispatch
-    /// route per topic, and `GET /healthz`, `GET /metrics`, `GET /asyncapi.json`,
-    /// `GET /events/schemas`. Merge it with your own routes. Building it starts nothing in the
-    /// background.
+    /// route per topic, and the ops routes `GET /healthz`, `/readyz`, `/metrics`,
+    /// `/asyncapi.json`, `/events/schemas` (where [`App::with_ops_routes`] puts them). Merge it
+    /// with your own routes. Building it starts nothing in the background.
     pub fn router(&self) -> Router {
         let rt = Arc::new(Runtime {
             registry: self.run.registry.clone(),
@@ -389,16 +391,30 @@ impl App {
             metrics: self.metrics.clone(),
             handlers: HandlerRuntime::all(&self.run.registry, &self.metrics),
         });
-        router(RouterParts {
-            rt,
-            subscriptions: self.subscriptions(),
+        let ops = OpsParts {
+            settings: self.declared.ops.clone(),
             metrics: self.metrics.clone(),
             asyncapi: (
                 self.run.app_id.clone(),
                 self.run.registry.handlers.clone(),
                 self.declared.published.clone(),
             ),
+            readiness: Default::default(),
+            sidecar: (self.io.mode == Mode::Dapr).then(|| self.io.dapr.clone()),
+        };
+        router(RouterParts {
+            rt,
+            subscriptions: self.subscriptions(),
+            ops,
         })
+    }
+
+    /// Where the operational routes (`/healthz`, `/readyz`, `/metrics`, `/asyncapi.json`,
+    /// `/events/schemas`) are served, and whether a token guards them: at the root and open
+    /// unless this says otherwise (see [`OpsRoutes`]).
+    pub fn with_ops_routes(mut self, ops: OpsRoutes) -> Self {
+        self.declared.ops = ops;
+        self
     }
 
     /// Declares the app's topics once (partitions, retention); they drive `manifests()` (Strimzi

@@ -1,14 +1,12 @@
 //! The app's routes: one per handler and per subscribed topic, `/dapr/subscribe`, and the
-//! operational routes (`/healthz`, `/metrics`, `/asyncapi.json`, `/events/schemas`).
+//! operational routes (`http::ops`).
 
 use std::sync::Arc;
 
-use axum::http::header::CONTENT_TYPE;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::handler::registry::ResolvedHandler;
-use crate::pipeline::metrics::Metrics;
+use crate::http::ops::{ops_router, OpsParts};
 use crate::pipeline::Runtime;
 use crate::wire::subscription::DaprSubscription;
 
@@ -16,9 +14,7 @@ use crate::wire::subscription::DaprSubscription;
 pub(crate) struct RouterParts {
     pub rt: Arc<Runtime>,
     pub subscriptions: Vec<DaprSubscription>,
-    pub metrics: Arc<Metrics>,
-    /// The app id, handlers and declared publish targets the AsyncAPI document describes.
-    pub asyncapi: (String, Vec<ResolvedHandler>, Vec<(&'static str, String)>),
+    pub ops: OpsParts,
 }
 
 /// The router Dapr calls. Building it starts nothing in the background.
@@ -26,55 +22,28 @@ pub(crate) fn router(parts: RouterParts) -> Router {
     let RouterParts {
         rt,
         subscriptions,
-        metrics,
-        asyncapi,
+        ops,
     } = parts;
     let token = rt.settings.app_api_token.clone();
-    // Built on request, not with the router: it is rarely asked for and costs a schema walk.
-    let asyncapi = Arc::new(asyncapi);
-    let mut router =
-        Router::new()
-            .route(
-                "/dapr/subscribe",
-                get(move |headers: axum::http::HeaderMap| {
-                    let subs = subscriptions.clone();
-                    let token = token.clone();
-                    async move {
-                        crate::http::server::subscribe_answer(&headers, token.as_deref(), subs)
+    let readiness = ops.readiness.clone();
+    let mut router = Router::new()
+        .route(
+            "/dapr/subscribe",
+            get(move |headers: axum::http::HeaderMap| {
+                let subs = subscriptions.clone();
+                let token = token.clone();
+                let readiness = readiness.clone();
+                async move {
+                    let answer =
+                        crate::http::server::subscribe_answer(&headers, token.as_deref(), subs);
+                    if answer.status().is_success() {
+                        readiness.subscribed();
                     }
-                }),
-            )
-            .route(
-                "/healthz",
-                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-            )
-            .route(
-                "/metrics",
-                get(move || {
-                    let metrics = metrics.clone();
-                    async move {
-                        (
-                            [(CONTENT_TYPE, crate::pipeline::metrics::CONTENT_TYPE)],
-                            metrics.render(),
-                        )
-                    }
-                }),
-            )
-            .route(
-                "/asyncapi.json",
-                get(move || {
-                    let parts = asyncapi.clone();
-                    async move {
-                        axum::Json(crate::tooling::asyncapi::document(
-                            &parts.0, &parts.1, &parts.2,
-                        ))
-                    }
-                }),
-            )
-            .route(
-                "/events/schemas",
-                get(|| async { axum::Json(crate::tooling::schema::schemas()) }),
-            );
+                    answer
+                }
+            }),
+        )
+        .merge(ops_router(ops));
     let routes: Vec<_> = rt
         .registry
         .routes

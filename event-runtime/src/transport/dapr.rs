@@ -94,6 +94,20 @@ impl DaprClient {
         }
     }
 
+    /// `GET /v1.0/healthz/outbound`: whether the sidecar answers and its outbound components
+    /// (pubsub, state stores) are ready; `Err` says what it answered instead.
+    pub async fn outbound_health(&self) -> Result<(), String> {
+        let answer = self
+            .request(reqwest::Method::GET, "/v1.0/healthz/outbound")
+            .send()
+            .await;
+        match answer {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) => Err(format!("the sidecar answered {}", resp.status().as_u16())),
+            Err(e) => Err(format!("the sidecar cannot be reached: {e}")),
+        }
+    }
+
     /// `POST /v1.0/publish/{pubsub}/{topic}`: plain JSON data with the CloudEvent attributes as
     /// metadata; an event with extension attributes goes as a full `application/cloudevents+json`
     /// envelope (Dapr keeps our `id` and extensions then).
