@@ -521,6 +521,215 @@ pub mod s15 {
     dlq_handler!(s15_dead_letters, topic = "s15-dlq");
 }
 
+/// 16: the SQL outbox while the sidecar is stopped: writes commit, their events go out later.
+pub mod s16 {
+    use super::*;
+    work_handler!(s16_work, topic = "s16-events", dlq = "s16-dlq", idempotent);
+    dlq_handler!(s16_dead_letters, topic = "s16-dlq");
+}
+
+/// 17: the SQL outbox across a SIGKILL between commit and publish.
+pub mod s17 {
+    use super::*;
+    work_handler!(s17_work, topic = "s17-events", dlq = "s17-dlq", idempotent);
+    dlq_handler!(s17_dead_letters, topic = "s17-dlq");
+}
+
+/// 18: two replicas relaying one PostgreSQL outbox.
+pub mod s18 {
+    use super::*;
+    work_handler!(s18_work, topic = "s18-events", dlq = "s18-dlq", idempotent);
+    dlq_handler!(s18_dead_letters, topic = "s18-dlq");
+}
+
+/// The app's own database with the framework's SQL outbox (`E2E_OUTBOX_DB`): a table of
+/// changes, each written with its event in one transaction by `POST /control/outbox-write`.
+struct OutboxDb {
+    pool: OutboxPool,
+    outbox: event_runtime::Outbox,
+    replica: String,
+}
+
+enum OutboxPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+const CHANGES_TABLE: &str = "CREATE TABLE IF NOT EXISTS e2e_changes (event_id TEXT PRIMARY KEY, \
+     user_id TEXT NOT NULL, seq BIGINT NOT NULL, replica TEXT NOT NULL)";
+
+impl OutboxDb {
+    /// Opens `url` (`sqlite://FILE` or `postgres://.../DB`, the database created when missing),
+    /// migrates the outbox and the changes table. `E2E_OUTBOX_LEASE_MS` sets the bucket lease.
+    async fn open(url: &str, replica: &str) -> anyhow::Result<OutboxDb> {
+        use std::str::FromStr as _;
+        let lease = std::env::var("E2E_OUTBOX_LEASE_MS")
+            .ok()
+            .map(|v| v.parse::<u64>())
+            .transpose()?
+            .unwrap_or(4_000);
+        let (pool, outbox) = if url.starts_with("sqlite:") {
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await?;
+            sqlx::query(CHANGES_TABLE).execute(&pool).await?;
+            let outbox = event_runtime::Outbox::sqlite(pool.clone());
+            (OutboxPool::Sqlite(pool), outbox)
+        } else {
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)?;
+            let db = url
+                .rsplit('/')
+                .next()
+                .and_then(|d| d.split('?').next())
+                .unwrap_or_default()
+                .to_owned();
+            anyhow::ensure!(
+                !db.is_empty() && db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "E2E_OUTBOX_DB names no plain database: {url}"
+            );
+            // The scenario's own database, created by the first replica.
+            let admin = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.clone().database("postgres"))
+                .await?;
+            if let Err(e) = sqlx::query(&format!("CREATE DATABASE {db}"))
+                .execute(&admin)
+                .await
+            {
+                let code = e
+                    .as_database_error()
+                    .and_then(|d| d.code().map(|c| c.into_owned()));
+                // 42P04: exists already; 23505: another replica created it at the same time.
+                if !matches!(code.as_deref(), Some("42P04") | Some("23505")) {
+                    return Err(e.into());
+                }
+            }
+            admin.close().await;
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(8)
+                .connect_with(opts)
+                .await?;
+            sqlx::query(CHANGES_TABLE).execute(&pool).await?;
+            let outbox = event_runtime::Outbox::postgres(pool.clone());
+            (OutboxPool::Postgres(pool), outbox)
+        };
+        let outbox = outbox
+            .with_lease(Duration::from_millis(lease))
+            .with_poll_interval(Duration::from_millis(250));
+        outbox.migrate().await?;
+        Ok(OutboxDb {
+            pool,
+            outbox,
+            replica: replica.to_owned(),
+        })
+    }
+
+    /// One change and its event, in one transaction.
+    async fn write(&self, topic: &str, w: &Work) -> anyhow::Result<()> {
+        const INSERT: &str =
+            "INSERT INTO e2e_changes (event_id, user_id, seq, replica) VALUES ($1, $2, $3, $4)";
+        match &self.pool {
+            OutboxPool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(INSERT)
+                    .bind(&w.event_id)
+                    .bind(&w.user_id)
+                    .bind(w.seq as i64)
+                    .bind(&self.replica)
+                    .execute(&mut *tx)
+                    .await?;
+                self.outbox.add(&mut *tx, topic, w).await?;
+                self.outbox.commit(tx).await?;
+            }
+            OutboxPool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(INSERT)
+                    .bind(&w.event_id)
+                    .bind(&w.user_id)
+                    .bind(w.seq as i64)
+                    .bind(&self.replica)
+                    .execute(&mut *tx)
+                    .await?;
+                self.outbox.add(&mut *tx, topic, w).await?;
+                self.outbox.commit(tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn changes(&self) -> anyhow::Result<i64> {
+        const COUNT: &str = "SELECT COUNT(*) FROM e2e_changes";
+        Ok(match &self.pool {
+            OutboxPool::Sqlite(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await?,
+            OutboxPool::Postgres(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await?,
+        })
+    }
+}
+
+/// `POST /control/outbox-write`: each `Work` item written, in the given order, as one change
+/// row plus its event in the outbox, one transaction each. Stops at the first failure.
+#[derive(Deserialize)]
+struct OutboxWriteRequest {
+    topic: String,
+    events: Vec<Work>,
+    /// A pause after each write (to keep writing while something else happens).
+    #[serde(default)]
+    pace_ms: u64,
+}
+
+async fn control_outbox_write(
+    AxState(db): AxState<Option<Arc<OutboxDb>>>,
+    Json(req): Json<OutboxWriteRequest>,
+) -> Json<Value> {
+    let Some(db) = db else {
+        return Json(json!({"written": 0, "failed": [{"error": "E2E_OUTBOX_DB is not set"}]}));
+    };
+    let mut written = 0u64;
+    for w in &req.events {
+        if let Err(e) = db.write(&req.topic, w).await {
+            return Json(json!({
+                "written": written,
+                "failed": [{"event_id": w.event_id, "error": format!("{e:#}")}],
+            }));
+        }
+        written += 1;
+        if req.pace_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(req.pace_ms)).await;
+        }
+    }
+    Json(json!({"written": written, "failed": []}))
+}
+
+/// `GET /control/outbox-stats`: the outbox's pending and sent rows, and the changes written.
+async fn control_outbox_stats(AxState(db): AxState<Option<Arc<OutboxDb>>>) -> Response {
+    let Some(db) = db else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "E2E_OUTBOX_DB is not set",
+        )
+            .into_response();
+    };
+    match (db.outbox.stats().await, db.changes().await) {
+        (Ok(st), Ok(changes)) => {
+            Json(json!({"pending": st.pending, "sent": st.sent, "changes": changes}))
+                .into_response()
+        }
+        (Err(e), _) => {
+            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+        (_, Err(e)) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        )
+            .into_response(),
+    }
+}
+
 /// The topics the outbox stores of scenario s15 publish to.
 const S15_OUTBOX_TOPICS: [&str; 2] = ["s15-orders", "s15-redis-orders"];
 
@@ -862,6 +1071,26 @@ async fn main() -> anyhow::Result<()> {
         file: Arc::new(AppendFile::open(&ledger_path)?),
         replica: replica.clone(),
     });
+    // `E2E_OUTBOX_DB`: the app's database with the SQL outbox, relayed while the app serves
+    // unless `E2E_OUTBOX_RELAY=off` (rows are committed, and nothing publishes them).
+    let outbox_db = match std::env::var("E2E_OUTBOX_DB") {
+        Ok(url) if !url.is_empty() => Some(Arc::new(OutboxDb::open(&url, &replica).await?)),
+        _ => None,
+    };
+    let relay_on = std::env::var("E2E_OUTBOX_RELAY").map_or(true, |v| v != "off");
+    let app = match &outbox_db {
+        Some(db) if relay_on => app.with_outbox(db.outbox.clone()),
+        _ => app,
+    };
+    let relay = match &outbox_db {
+        Some(db) if relay_on => Some(db.outbox.start_relay(app.publisher())),
+        _ => None,
+    };
+    tracing::info!(
+        outbox = outbox_db.is_some(),
+        relay = relay.is_some(),
+        "e2e app outbox"
+    );
     tracing::info!(scenario, replica, mode = ?app.mode(), subscriptions = %serde_json::to_string(&app.subscriptions())?, "e2e app");
     let log = Arc::new(RequestLog {
         file: AppendFile::open(&request_path)?,
@@ -871,7 +1100,16 @@ async fn main() -> anyhow::Result<()> {
         .route("/control/publish", post(control_publish))
         .route("/control/replay", post(control_replay))
         .with_state(app.publisher())
-        .route("/control/outbox", post(control_outbox));
+        .route("/control/outbox", post(control_outbox))
+        .merge(
+            Router::new()
+                .route("/control/outbox-write", post(control_outbox_write))
+                .route(
+                    "/control/outbox-stats",
+                    axum::routing::get(control_outbox_stats),
+                )
+                .with_state(outbox_db.clone()),
+        );
     let router = app
         .router()
         .merge(control)
@@ -889,5 +1127,8 @@ async fn main() -> anyhow::Result<()> {
             shutdown.shutdown();
         })
         .await?;
+    if let Some(relay) = relay {
+        relay.stop().await;
+    }
     Ok(())
 }
