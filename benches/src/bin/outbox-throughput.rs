@@ -140,6 +140,8 @@ const INSERT_TASK: &str =
 enum Mode {
     Direct,
     Outbox,
+    /// The outbox's writes with no relay running: what the write path costs by itself.
+    OutboxNoRelay,
 }
 
 /// One write, as the app would do it.
@@ -159,7 +161,7 @@ async fn write(db: &Db, mode: Mode, outbox: &Outbox, publisher: &Publisher, w: &
                 tx.commit().await.expect("commit");
                 publisher.publish(TOPIC, &w.event).await.expect("publish");
             }
-            Mode::Outbox => {
+            Mode::Outbox | Mode::OutboxNoRelay => {
                 outbox.add(&mut *tx, TOPIC, &w.event).await.expect("outbox add");
                 outbox.commit(tx).await.expect("outbox commit");
             }
@@ -232,7 +234,7 @@ async fn case(db: &Db, mode: Mode, sink: &Sink, n: usize, writers: usize) -> Mea
         }
         None => None,
     };
-    if let (Some(c), Some(before)) = (&sink.received, before) {
+    if let (Some(c), Some(before), false) = (&sink.received, before, mode == Mode::OutboxNoRelay) {
         let got = c.load(Ordering::SeqCst) - before;
         assert!(got >= n as u64, "the sink received {got} of {n} events");
     }
@@ -349,18 +351,22 @@ async fn bench(db: Db, sinks: &[Sink], n: usize, rounds: usize, writers: usize, 
     db.setup().await;
     let name = db.name();
     println!("\n### {name}: writes/s, {n} writes per case, {writers} writer(s), {rounds} rounds\n");
-    println!("| sink | direct writes/s (rounds) | outbox writes/s (rounds) | outbox relayed/s (rounds) | ratio direct ÷ outbox, per write (rounds) | median direct | median outbox | median relayed | **median ratio** | median ratio to relayed |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| sink | direct writes/s (rounds) | outbox writes/s (rounds) | outbox relayed/s (rounds) \
+         | ratio direct ÷ outbox per write (rounds) | median direct | median outbox \
+         | median relayed | **median ratio** | median ratio to relayed \
+         | outbox, no relay running: median writes/s (ratio) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for sink in sinks {
         let (mut direct, mut outbox, mut relayed, mut ratios, mut ratios_relayed) =
             (vec![], vec![], vec![], vec![], vec![]);
+        let (mut bare, mut ratios_bare) = (vec![], vec![]);
         for r in 0..rounds {
-            let order = if r % 2 == 0 {
-                [Mode::Direct, Mode::Outbox]
-            } else {
-                [Mode::Outbox, Mode::Direct]
-            };
-            let (mut d, mut o, mut rel) = (0.0, 0.0, 0.0);
+            // Each mode goes first, second and third in turn.
+            let mut order = [Mode::Direct, Mode::Outbox, Mode::OutboxNoRelay];
+            order.rotate_left(r % 3);
+            let (mut d, mut o, mut rel, mut b) = (0.0, 0.0, 0.0, 0.0);
             for mode in order {
                 let m = case(&db, mode, sink, n, writers).await;
                 match mode {
@@ -369,21 +375,26 @@ async fn bench(db: Db, sinks: &[Sink], n: usize, rounds: usize, writers: usize, 
                         o = m.writes_per_s;
                         rel = m.relayed_per_s.expect("relayed");
                     }
+                    Mode::OutboxNoRelay => b = m.writes_per_s,
                 }
             }
             eprintln!(
-                "{name} {} round {r}: direct {d:.0}/s, outbox {o:.0}/s (relayed {rel:.0}/s), ratio {:.2}",
+                "{name} {} round {r}: direct {d:.0}/s, outbox {o:.0}/s (relayed {rel:.0}/s), \
+                 ratio {:.2}; no relay {b:.0}/s, ratio {:.2}",
                 sink.name,
-                d / o
+                d / o,
+                d / b
             );
             direct.push(d);
             outbox.push(o);
             relayed.push(rel);
             ratios.push(d / o);
             ratios_relayed.push(d / rel);
+            bare.push(b);
+            ratios_bare.push(d / b);
         }
         println!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | **{:.2}×** | {:.2}× |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | **{:.2}×** | {:.2}× | {:.0} ({:.2}×) |",
             sink.name,
             fmt_rounds(&direct),
             fmt_rounds(&outbox),
@@ -394,6 +405,8 @@ async fn bench(db: Db, sinks: &[Sink], n: usize, rounds: usize, writers: usize, 
             median(relayed),
             median(ratios),
             median(ratios_relayed),
+            median(bare),
+            median(ratios_bare),
         );
     }
     if backlog > 0 {
