@@ -300,19 +300,45 @@ pub(crate) async fn pending_of(
         .collect())
 }
 
-/// Marks row `seq` sent at `now`, or deletes it when sent rows are not kept.
+/// Marks the rows `seqs` sent at `now`, or deletes them when sent rows are not kept; one
+/// statement.
 pub(crate) async fn mark_sent(
     pool: &Pool,
-    seq: i64,
+    seqs: &[i64],
     now: i64,
     keep: bool,
 ) -> Result<(), sqlx::Error> {
-    let sql = if keep {
-        "UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 WHERE seq = $1"
-    } else {
-        "DELETE FROM event_outbox WHERE seq = $1 AND $2 >= 0"
-    };
-    on_pool!(pool, pool => sqlx::query(sql).bind(seq).bind(now).execute(pool).await.map(drop))
+    match pool {
+        Pool::Sqlite(pool) => {
+            // The seqs as a JSON array, read back by `json_each`: one statement for any number.
+            let list = serde_json::to_string(seqs).unwrap_or_else(|_| "[]".to_owned());
+            let sql = if keep {
+                "UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 \
+                 WHERE seq IN (SELECT value FROM json_each($1))"
+            } else {
+                "DELETE FROM event_outbox WHERE seq IN (SELECT value FROM json_each($1)) AND $2 >= 0"
+            };
+            sqlx::query(sql)
+                .bind(list)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(drop)
+        }
+        Pool::Postgres(pool) => {
+            let sql = if keep {
+                "UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 WHERE seq = ANY($1)"
+            } else {
+                "DELETE FROM event_outbox WHERE seq = ANY($1) AND $2 >= 0"
+            };
+            sqlx::query(sql)
+                .bind(seqs)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(drop)
+        }
+    }
 }
 
 /// Records a failed publish of row `seq`.
