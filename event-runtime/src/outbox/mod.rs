@@ -218,7 +218,9 @@ impl Outbox {
     }
 
     /// How often the relay looks for rows without being woken (1 s): rows other replicas
-    /// committed, and retries after a failed publish (which back off up to this interval).
+    /// committed, and retries after a failed publish (which back off up to this interval). Also
+    /// how often it renews its leases (at least every third of the lease), rebalances buckets
+    /// between relays, deletes rows past their retention and refreshes the table's gauges.
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.settings.poll_interval = interval.max(Duration::from_millis(1));
         self

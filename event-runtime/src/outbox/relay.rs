@@ -1,14 +1,21 @@
 //! The relay: leases buckets, publishes their pending rows oldest first, marks them sent, and
 //! deletes sent rows past their retention.
 //!
-//! Each round: a heartbeat (how many relays share the buckets), the leases renewed, extra
-//! buckets released or free ones taken so each relay holds its share, then the oldest pending
-//! rows of the held buckets, published bucket by bucket (buckets side by side, each in `seq`
-//! order, stopping at its first failure). It runs again at once while rows remain, when this
-//! process commits through [`Outbox::commit`], and every poll interval.
+//! Each round: the lease work when due (a heartbeat, which tells how many relays share the
+//! buckets; the leases renewed; extra buckets released or free ones taken so each relay holds
+//! its share), then the oldest pending rows of the held buckets, published bucket by bucket
+//! (buckets side by side, each in `seq` order, stopping at its first failure). It runs again at
+//! once while rows remain, when this process commits through [`Outbox::commit`], and every poll
+//! interval.
+//!
+//! The lease work and the housekeeping (deleting rows past their retention, the table's
+//! gauges) are due once per poll interval (the lease work also every third of the lease, and
+//! on every round while the relay holds no bucket), not on every round: under a stream of
+//! commits a round runs per commit or so, and those writes cost the app's own transactions
+//! (every one a commit, on PostgreSQL a WAL flush). An idle relay still does both every round.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,6 +50,9 @@ impl OutboxRelay {
             holder: uuid::Uuid::new_v4().to_string(),
             outbox,
             publisher,
+            held: Vec::new(),
+            leased_at: None,
+            housekept_at: None,
         };
         OutboxRelay {
             stop,
@@ -70,6 +80,17 @@ struct Worker {
     holder: String,
     outbox: Outbox,
     publisher: Publisher,
+    /// The buckets held since the last lease work.
+    held: Vec<i64>,
+    /// When the lease work last ran.
+    leased_at: Option<Instant>,
+    /// When the housekeeping last ran.
+    housekept_at: Option<Instant>,
+}
+
+/// Whether something last done at `last` is due again after `every`.
+fn due(last: Option<Instant>, every: Duration) -> bool {
+    last.is_none_or(|t| t.elapsed() >= every)
 }
 
 /// What one round did.
@@ -91,7 +112,7 @@ fn now() -> i64 {
 }
 
 impl Worker {
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
         let settings = self.outbox.settings.clone();
         let mut migrated = false;
         let mut backoff = FIRST_BACKOFF;
@@ -136,7 +157,7 @@ impl Worker {
         self.outbox.metrics.buckets_held(0);
     }
 
-    async fn step(&self, migrated: &mut bool) -> Result<Round, sqlx::Error> {
+    async fn step(&mut self, migrated: &mut bool) -> Result<Round, sqlx::Error> {
         if !*migrated {
             store::migrate(&self.outbox.pool, self.outbox.settings.buckets).await?;
             *migrated = true;
@@ -152,34 +173,31 @@ impl Worker {
         span.record("buckets", round.buckets);
         span.record("published", round.published);
         span.record("failed", round.failed);
-        self.housekeeping().instrument(span).await?;
+        if due(self.housekept_at, self.outbox.settings.poll_interval) {
+            self.housekeeping().instrument(span).await?;
+            self.housekept_at = Some(Instant::now());
+        }
         Ok(round)
     }
 
-    /// Leases this relay's share of the buckets and publishes their oldest pending rows.
-    async fn round(&self) -> Result<Round, sqlx::Error> {
-        let pool = &self.outbox.pool;
-        let settings = &self.outbox.settings;
-        let lease = ms(settings.lease);
+    /// Leases this relay's share of the buckets (when due) and publishes their oldest pending
+    /// rows.
+    async fn round(&mut self) -> Result<Round, sqlx::Error> {
+        let settings = self.outbox.settings.clone();
         let now = now();
-        let relays = store::heartbeat(pool, &self.holder, now, lease, lease * 10).await?;
-        let share = settings.buckets.div_ceil(relays.clamp(1, i64::MAX) as u32) as usize;
-        let mut held = store::renew(pool, &self.holder, now, now + lease).await?;
-        held.sort_unstable();
-        if held.len() > share {
-            for bucket in held.split_off(share) {
-                store::release(pool, &self.holder, bucket).await?;
-            }
-        } else if held.len() < share {
-            let wanted = (share - held.len()) as i64;
-            held.extend(store::take(pool, &self.holder, now, now + lease, wanted).await?);
+        // Between lease works the leases stay valid: renewed for the whole lease at least every
+        // third of it, and `pending_of` reads only buckets whose lease has not run out.
+        let every = settings.poll_interval.min(settings.lease / 3);
+        if self.held.is_empty() || due(self.leased_at, every) {
+            self.held = self.lease(now).await?;
+            self.leased_at = Some(Instant::now());
         }
-        self.outbox.metrics.buckets_held(held.len());
+        let pool = &self.outbox.pool;
         let mut round = Round {
-            buckets: held.len(),
+            buckets: self.held.len(),
             ..Round::default()
         };
-        if held.is_empty() {
+        if self.held.is_empty() {
             return Ok(round);
         }
         let limit = i64::from(settings.batch_size);
@@ -198,11 +216,35 @@ impl Worker {
         Ok(round)
     }
 
-    /// Publishes one bucket's rows in order, stopping at the first that fails.
+    /// The lease work: a heartbeat, this relay's leases renewed, and buckets given up or taken
+    /// so that it holds its share. Answers the buckets it holds.
+    async fn lease(&self, now: i64) -> Result<Vec<i64>, sqlx::Error> {
+        let pool = &self.outbox.pool;
+        let settings = &self.outbox.settings;
+        let lease = ms(settings.lease);
+        let relays = store::heartbeat(pool, &self.holder, now, lease, lease * 10).await?;
+        let share = settings.buckets.div_ceil(relays.clamp(1, i64::MAX) as u32) as usize;
+        let mut held = store::renew(pool, &self.holder, now, now + lease).await?;
+        held.sort_unstable();
+        if held.len() > share {
+            for bucket in held.split_off(share) {
+                store::release(pool, &self.holder, bucket).await?;
+            }
+        } else if held.len() < share {
+            let wanted = (share - held.len()) as i64;
+            held.extend(store::take(pool, &self.holder, now, now + lease, wanted).await?);
+        }
+        self.outbox.metrics.buckets_held(held.len());
+        Ok(held)
+    }
+
+    /// Publishes one bucket's rows in order, stopping at the first that fails, then marks
+    /// those published sent, in one statement.
     async fn publish(&self, rows: Vec<PendingRow>) -> (u64, u64) {
         let pool = &self.outbox.pool;
         let keep = !self.outbox.settings.retention.is_zero();
-        let mut published = 0;
+        let mut sent = Vec::with_capacity(rows.len());
+        let mut failed = 0;
         for row in rows {
             let result = match decode(&row, &self.publisher) {
                 Ok(event) => {
@@ -214,24 +256,30 @@ impl Worker {
                 }
                 Err(e) => Err(format!("outbox row {} is unreadable: {e}", row.seq)),
             };
-            let marked = match &result {
-                Ok(()) => store::mark_sent(pool, row.seq, now(), keep).await,
-                Err(error) => store::mark_failed(pool, row.seq, error).await,
-            };
-            if let Err(error) = result {
-                self.outbox.metrics.failed();
-                tracing::warn!(%error, bucket = row.bucket, "outbox relay: bucket waits on a failed publish");
-                return (published, 1);
-            }
-            self.outbox.metrics.published();
-            published += 1;
-            if let Err(e) = marked {
-                // Published but not marked: it goes out again (same id) on the next round.
-                tracing::warn!(error = %e, seq = row.seq, "outbox relay: cannot mark a row sent");
-                return (published, 0);
+            match result {
+                Ok(()) => {
+                    self.outbox.metrics.published();
+                    sent.push(row.seq);
+                }
+                Err(error) => {
+                    self.outbox.metrics.failed();
+                    tracing::warn!(%error, bucket = row.bucket, "outbox relay: bucket waits on a failed publish");
+                    if let Err(e) = store::mark_failed(pool, row.seq, &error).await {
+                        tracing::warn!(error = %e, seq = row.seq, "outbox relay: cannot record a failed publish");
+                    }
+                    failed = 1;
+                    break;
+                }
             }
         }
-        (published, 0)
+        if !sent.is_empty() {
+            if let Err(e) = store::mark_sent(pool, &sent, now(), keep).await {
+                // Published but not marked: they go out again (same ids, same order) on the
+                // next round.
+                tracing::warn!(error = %e, rows = sent.len(), "outbox relay: cannot mark rows sent");
+            }
+        }
+        (sent.len() as u64, failed)
     }
 
     /// Deletes sent rows and inbox claims past their retention, and refreshes the table's

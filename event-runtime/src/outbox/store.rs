@@ -118,12 +118,20 @@ pub(crate) async fn migrate(pool: &Pool, buckets: u32) -> Result<(), sqlx::Error
     }
 }
 
+/// The same on PostgreSQL for a row with a partition key, in one round trip: the key's
+/// transaction-scoped advisory lock is taken first (the materialized CTE is read before the row
+/// is formed), then the row gets its `seq`.
+const INSERT_ROW_LOCKED: &str = "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock($8)) \
+     INSERT INTO event_outbox \
+     (bucket, pubsub, topic, event_id, partition_key, body, created_ms) \
+     SELECT $1, $2, $3, $4, $5, $6, $7 FROM l";
+
 /// Adds `row` on `conn`. On PostgreSQL it first takes a transaction-scoped advisory lock on the
 /// partition key, so two transactions writing one key commit in the order of their `seq`.
 pub(crate) async fn insert(conn: Conn<'_>, row: &NewRow<'_>) -> Result<(), sqlx::Error> {
     macro_rules! insert_on {
-        ($conn:expr) => {
-            sqlx::query(INSERT_ROW)
+        ($sql:expr) => {
+            sqlx::query($sql)
                 .bind(row.bucket)
                 .bind(row.pubsub)
                 .bind(row.topic)
@@ -131,22 +139,18 @@ pub(crate) async fn insert(conn: Conn<'_>, row: &NewRow<'_>) -> Result<(), sqlx:
                 .bind(row.partition_key)
                 .bind(&row.body)
                 .bind(row.created_ms)
-                .execute($conn)
-                .await
-                .map(drop)
         };
     }
     match conn {
-        Conn::Sqlite(c) => insert_on!(&mut *c),
-        Conn::Postgres(c) => {
-            if let Some(key) = row.partition_key {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(key_lock(key))
-                    .execute(&mut *c)
-                    .await?;
-            }
-            insert_on!(&mut *c)
-        }
+        Conn::Sqlite(c) => insert_on!(INSERT_ROW).execute(&mut *c).await.map(drop),
+        Conn::Postgres(c) => match row.partition_key {
+            Some(key) => insert_on!(INSERT_ROW_LOCKED)
+                .bind(key_lock(key))
+                .execute(&mut *c)
+                .await
+                .map(drop),
+            None => insert_on!(INSERT_ROW).execute(&mut *c).await.map(drop),
+        },
     }
 }
 
@@ -296,19 +300,45 @@ pub(crate) async fn pending_of(
         .collect())
 }
 
-/// Marks row `seq` sent at `now`, or deletes it when sent rows are not kept.
+/// Marks the rows `seqs` sent at `now`, or deletes them when sent rows are not kept; one
+/// statement.
 pub(crate) async fn mark_sent(
     pool: &Pool,
-    seq: i64,
+    seqs: &[i64],
     now: i64,
     keep: bool,
 ) -> Result<(), sqlx::Error> {
-    let sql = if keep {
-        "UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 WHERE seq = $1"
-    } else {
-        "DELETE FROM event_outbox WHERE seq = $1 AND $2 >= 0"
-    };
-    on_pool!(pool, pool => sqlx::query(sql).bind(seq).bind(now).execute(pool).await.map(drop))
+    match pool {
+        Pool::Sqlite(pool) => {
+            // The seqs as a JSON array, read back by `json_each`: one statement for any number.
+            let list = serde_json::to_string(seqs).unwrap_or_else(|_| "[]".to_owned());
+            let sql = if keep {
+                "UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 \
+                 WHERE seq IN (SELECT value FROM json_each($1))"
+            } else {
+                "DELETE FROM event_outbox WHERE seq IN (SELECT value FROM json_each($1)) AND $2 >= 0"
+            };
+            sqlx::query(sql)
+                .bind(list)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(drop)
+        }
+        Pool::Postgres(pool) => {
+            let sql = if keep {
+                "UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 WHERE seq = ANY($1)"
+            } else {
+                "DELETE FROM event_outbox WHERE seq = ANY($1) AND $2 >= 0"
+            };
+            sqlx::query(sql)
+                .bind(seqs)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(drop)
+        }
+    }
 }
 
 /// Records a failed publish of row `seq`.
