@@ -26,35 +26,30 @@ macro_rules! on_pool {
     };
 }
 
-const SQLITE_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS event_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
-     bucket BIGINT NOT NULL, pubsub TEXT NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL, \
-     partition_key TEXT, body TEXT NOT NULL, created_ms BIGINT NOT NULL, sent_ms BIGINT, \
-     attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT)",
-    "CREATE INDEX IF NOT EXISTS event_outbox_pending ON event_outbox (bucket, seq) WHERE sent_ms IS NULL",
-    "CREATE INDEX IF NOT EXISTS event_outbox_sent ON event_outbox (sent_ms) WHERE sent_ms IS NOT NULL",
-    "CREATE TABLE IF NOT EXISTS event_outbox_lease (bucket BIGINT PRIMARY KEY, \
-     holder TEXT NOT NULL DEFAULT '', until_ms BIGINT NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS event_outbox_relay (holder TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS event_inbox (handler TEXT NOT NULL, event_id TEXT NOT NULL, \
-     processed_ms BIGINT NOT NULL, PRIMARY KEY (handler, event_id))",
-];
+/// The outbox's tables, the same on both backends but for the type of `seq` (its commit order).
+fn schema(seq: &str) -> [String; 6] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS event_outbox (seq {seq}, \
+             bucket BIGINT NOT NULL, pubsub TEXT NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL, \
+             partition_key TEXT, body TEXT NOT NULL, created_ms BIGINT NOT NULL, sent_ms BIGINT, \
+             attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT)"
+        ),
+        "CREATE INDEX IF NOT EXISTS event_outbox_pending ON event_outbox (bucket, seq) WHERE sent_ms IS NULL".into(),
+        "CREATE INDEX IF NOT EXISTS event_outbox_sent ON event_outbox (sent_ms) WHERE sent_ms IS NOT NULL".into(),
+        "CREATE TABLE IF NOT EXISTS event_outbox_lease (bucket BIGINT PRIMARY KEY, \
+         holder TEXT NOT NULL DEFAULT '', until_ms BIGINT NOT NULL DEFAULT 0)"
+            .into(),
+        "CREATE TABLE IF NOT EXISTS event_outbox_relay (holder TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL)".into(),
+        "CREATE TABLE IF NOT EXISTS event_inbox (handler TEXT NOT NULL, event_id TEXT NOT NULL, \
+         processed_ms BIGINT NOT NULL, PRIMARY KEY (handler, event_id))"
+            .into(),
+    ]
+}
 
-const POSTGRES_SCHEMA: &[&str] = &[
-    // Serializes concurrent migrations (two replicas starting together); DDL is transactional.
-    "SELECT pg_advisory_xact_lock(7036504620371255040)",
-    "CREATE TABLE IF NOT EXISTS event_outbox (seq BIGSERIAL PRIMARY KEY, \
-     bucket BIGINT NOT NULL, pubsub TEXT NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL, \
-     partition_key TEXT, body TEXT NOT NULL, created_ms BIGINT NOT NULL, sent_ms BIGINT, \
-     attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT)",
-    "CREATE INDEX IF NOT EXISTS event_outbox_pending ON event_outbox (bucket, seq) WHERE sent_ms IS NULL",
-    "CREATE INDEX IF NOT EXISTS event_outbox_sent ON event_outbox (sent_ms) WHERE sent_ms IS NOT NULL",
-    "CREATE TABLE IF NOT EXISTS event_outbox_lease (bucket BIGINT PRIMARY KEY, \
-     holder TEXT NOT NULL DEFAULT '', until_ms BIGINT NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS event_outbox_relay (holder TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS event_inbox (handler TEXT NOT NULL, event_id TEXT NOT NULL, \
-     processed_ms BIGINT NOT NULL, PRIMARY KEY (handler, event_id))",
-];
+/// Serializes concurrent migrations on PostgreSQL (two replicas starting together); its DDL is
+/// transactional.
+const POSTGRES_MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7036504620371255040)";
 
 const INSERT_LEASE: &str =
     "INSERT INTO event_outbox_lease (bucket) VALUES ($1) ON CONFLICT (bucket) DO NOTHING";
@@ -94,8 +89,8 @@ const INSERT_INBOX: &str = "INSERT INTO event_inbox (handler, event_id, processe
 pub(crate) async fn migrate(pool: &Pool, buckets: u32) -> Result<(), sqlx::Error> {
     match pool {
         Pool::Sqlite(pool) => {
-            for statement in SQLITE_SCHEMA {
-                sqlx::query(statement).execute(pool).await?;
+            for statement in schema("INTEGER PRIMARY KEY AUTOINCREMENT") {
+                sqlx::query(&statement).execute(pool).await?;
             }
             for bucket in 0..i64::from(buckets) {
                 sqlx::query(INSERT_LEASE).bind(bucket).execute(pool).await?;
@@ -104,8 +99,11 @@ pub(crate) async fn migrate(pool: &Pool, buckets: u32) -> Result<(), sqlx::Error
         }
         Pool::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            for statement in POSTGRES_SCHEMA {
-                sqlx::query(statement).execute(&mut *tx).await?;
+            sqlx::query(POSTGRES_MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            for statement in schema("BIGSERIAL PRIMARY KEY") {
+                sqlx::query(&statement).execute(&mut *tx).await?;
             }
             for bucket in 0..i64::from(buckets) {
                 sqlx::query(INSERT_LEASE)
