@@ -172,3 +172,29 @@ async fn schemas_export_writes_one_contract_per_event_type() {
     .unwrap();
     assert_eq!(reminder["properties"]["task_id"]["type"], "integer");
 }
+
+#[tokio::test]
+async fn every_command_has_its_own_help_and_an_unknown_one_is_refused() {
+    let listed = run_ok(&["--help"]).await;
+    for command in [
+        "serve",
+        "subscriptions",
+        "manifests",
+        "asyncapi",
+        "schemas",
+        "dlq",
+    ] {
+        assert!(listed.contains(command), "{command} missing: {listed}");
+    }
+    for (args, says) in [
+        (&["schemas", "check", "--help"][..], "--snapshot <PATH>"),
+        (&["schemas", "export", "--help"], "[DIR]"),
+        (&["dlq", "replay", "--help"], "--handler <HANDLER>"),
+    ] {
+        let help = run_ok(args).await;
+        assert!(help.contains(says), "{args:?}: {help}");
+    }
+    let (ok, _, stderr) = run(workspace(), &["publish-everything"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("unrecognized subcommand"), "{stderr}");
+}

@@ -23,6 +23,8 @@ use crate::transport::publish::Publisher;
 use crate::wire::subscription::DaprSubscription;
 
 mod checks;
+#[cfg(feature = "cli")]
+mod cli;
 mod serve;
 
 /// The application: every `#[event_handler]` in the program, ready to serve.

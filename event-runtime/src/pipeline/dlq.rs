@@ -198,17 +198,35 @@ impl DeadLetter {
     }
 }
 
-/// Which dead letters to replay.
-#[derive(Debug, Clone, Default)]
+/// Which dead letters to replay: the JSON body of an app's `POST /dlq/replay`, and the options
+/// of `dlq replay` (feature `cli`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ReplayFilter {
     /// Only events of this CloudEvent type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long = "type", value_name = "TYPE"))]
     pub event_type: Option<String>,
     /// Only events this handler gave up on (`module::name` or just `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "HANDLER"))]
     pub handler: Option<String>,
     /// Only events whose last failure is at or after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "RFC3339", value_parser = rfc3339))]
     pub since: Option<String>,
     /// Only events whose last failure is before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "RFC3339", value_parser = rfc3339))]
     pub until: Option<String>,
+}
+
+/// `--since` and `--until` are refused while parsing when they are no RFC 3339 time.
+#[cfg(feature = "cli")]
+fn rfc3339(value: &str) -> Result<String, String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| format!("not an RFC 3339 time ({e})"))
 }
 
 impl ReplayFilter {
@@ -242,7 +260,7 @@ fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// What a replay did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplayReport {
     /// Dead letters that passed the filter.
     pub matched: usize,

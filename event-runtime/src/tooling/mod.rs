@@ -3,6 +3,8 @@
 //! schema snapshots.
 
 pub mod asyncapi;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod manifests;
 pub(crate) mod schema;
 pub mod topics;
