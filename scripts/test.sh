@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: lint, the event contracts against their Pydantic models, unit + integration + UI tests, the example on
-# PostgreSQL and in a browser, the READMEs' commands (scripts/walkthrough.sh), benchmarks build, then the real-stack suite (daprd + Kafka + Redis, provisioned and started by scripts/e2e.sh).
+# PostgreSQL and in a browser, the READMEs' commands (scripts/walkthrough.sh), benchmarks build, the packaged crates
+# (scripts/package-check.sh), then the real-stack suite (daprd + Kafka + Redis, provisioned and started by scripts/e2e.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,9 @@ scripts/walkthrough.sh
 
 step "benchmarks build"
 cargo bench -p event-bench --no-run
+
+step "ready for crates.io: cargo package, docs with -D warnings, examples, the Quick start as a new crate"
+scripts/package-check.sh
 
 step "real stack: daprd + Kafka + Redis"
 scripts/e2e.sh

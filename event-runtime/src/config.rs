@@ -13,6 +13,7 @@ use crate::wire::names::{check_component, check_topic, shown, InvalidName};
 
 /// A variable whose value cannot be used, or settings that contradict each other.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A variable is set to a value that does not parse.
     #[error("{var}={} is not valid: expected {expected}", shown(.value))]

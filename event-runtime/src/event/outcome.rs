@@ -38,6 +38,7 @@ pub enum Outcome {
 /// `outcome` label, the test journal ([`TestApp::runs`](crate::testing::TestApp::runs)) and
 /// the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OutcomeKind {
     /// The handler succeeded.
     Success,

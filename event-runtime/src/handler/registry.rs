@@ -101,6 +101,7 @@ pub(crate) struct TopicSubscription {
 
 /// Why the registered handlers cannot make an app.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AppError {
     /// Two handlers claim one route.
     #[error("handlers `{first}` and `{second}` both claim route `{route}`: give one of them another `route = \"...\"`")]

@@ -101,6 +101,7 @@ impl std::fmt::Debug for Outbox {
 /// # }
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutboxError {
     /// The event could not be described (serialized, or its names checked).
     #[error("cannot add an event for topic {topic} to the outbox: {source}")]

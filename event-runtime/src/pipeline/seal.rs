@@ -148,6 +148,7 @@ pub struct RetryState {
 
 /// Why a message on a retry topic is not run as a retry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RetryRejected {
     /// Another app (another `APP_ID`) scheduled it.
     #[error("retry message of app `{0}`, not this one")]

@@ -73,7 +73,7 @@ pub enum SchemasCommand {
         #[arg(long, value_name = "PATH")]
         snapshot: Option<PathBuf>,
     },
-    /// Write each event type's JSON Schema to DIR/<type>.schema.json, as contracts for other
+    /// Write each event type's JSON Schema to `DIR/<type-name>.schema.json`, as contracts for other
     /// services.
     Export {
         /// Where to write them.

@@ -142,6 +142,7 @@ impl OutgoingEvent {
 
 /// Why a publish failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The event could not be serialized.
     #[error("cannot encode the event as JSON: {0}")]

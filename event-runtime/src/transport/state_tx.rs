@@ -213,6 +213,7 @@ impl StateTransaction {
 
 /// A state transaction that failed; nothing of it was saved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateTransactionError {
     /// The store name or a key breaks its rule: refused before any request.
     #[error("state transaction on {store} refused before reaching the sidecar: {source}")]

@@ -139,6 +139,7 @@ fn unstring(s: String) -> Value {
 
 /// Why a body is not a CloudEvent we can handle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CloudEventError {
     /// The body is empty.
     #[error("empty body")]
