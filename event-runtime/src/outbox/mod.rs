@@ -139,6 +139,7 @@ fn db_error(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> OutboxErro
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OutboxStats {
     /// Rows not yet published.
     pub pending: u64,

@@ -13,6 +13,7 @@ pub const DEAD_LETTER_TYPE: &str = "event-runtime.dead-letter";
 
 /// The original event inside a dead-letter record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DeadEvent {
     /// CloudEvent `id`.
     pub id: String,
@@ -261,6 +262,7 @@ fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// What a replay did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct ReplayReport {
     /// Dead letters that passed the filter.
     pub matched: usize,

@@ -48,6 +48,7 @@ use crate::wire::cloudevent;
 
 /// One run of a handler, as the test harness records it.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Run {
     /// The handler's function name.
     pub handler: &'static str,

@@ -147,6 +147,7 @@ pub fn manifests_with(
 
 /// One Kafka topic the app needs, with its settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KafkaTopicPlan {
     /// The topic's name.
     pub name: String,

@@ -28,6 +28,7 @@ inventory::collect!(EventDef);
 
 /// An entry of [`schemas`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct SchemaEntry {
     /// The Rust type (`module::Name`).
     pub rust_type: String,
