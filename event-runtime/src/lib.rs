@@ -40,6 +40,7 @@ pub use http::server::api_token_ok;
 #[cfg(feature = "sqlx")]
 pub use outbox::{Outbox, OutboxConnection, OutboxError, OutboxRelay, OutboxStats};
 pub use pipeline::metrics::Metrics;
+pub use pipeline::middleware::{DeliveryLayer, DeliveryRequest, DeliveryService};
 pub use tooling::manifests::manifests;
 pub use tooling::schema::schemas;
 pub use tooling::topics::{Deployment, TopicSpec};

@@ -178,6 +178,10 @@ fn registration(handler: &Handler, adapter: &Ident) -> TokenStream {
         let secs = Literal::u64_unsuffixed(secs);
         calls.push(quote!(.timeout_secs(#secs)));
     }
+    if let Some(n) = args.concurrency {
+        let n = Literal::u32_unsuffixed(n);
+        calls.push(quote!(.concurrency(#n)));
+    }
 
     quote! {
         _er::HandlerDef::new(#name, ::core::module_path!(), #topic, #adapter)

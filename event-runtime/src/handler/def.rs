@@ -75,6 +75,8 @@ pub struct HandlerDef {
     pub metadata: &'static [(&'static str, &'static str)],
     /// Per-run timeout in seconds (else the app-wide default).
     pub timeout_secs: Option<u64>,
+    /// At most this many deliveries run at once, in lanes by partition key (else no limit).
+    pub concurrency: Option<u32>,
     /// Reads a body whose data is this handler's event type in one pass (set by
     /// [`HandlerDef::event`]).
     #[doc(hidden)]
@@ -115,6 +117,7 @@ impl HandlerDef {
             raw_payload: false,
             metadata: &[],
             timeout_secs: None,
+            concurrency: None,
             read_typed: None,
             key_fields: None,
             call,
@@ -194,6 +197,13 @@ impl HandlerDef {
     /// Sets the per-run timeout.
     pub const fn timeout_secs(mut self, secs: u64) -> Self {
         self.timeout_secs = Some(secs);
+        self
+    }
+
+    /// Runs at most `n` deliveries at once, in `n` lanes chosen by partition key, so that the
+    /// events of one key keep their order (`n` is at least 1; 0 counts as 1).
+    pub const fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = Some(if n == 0 { 1 } else { n });
         self
     }
 

@@ -7,13 +7,16 @@
 //! the framework could not make the event safe (the broker then keeps it).
 //!
 //! The stages, a file each: [`record`] reads what arrived, [`route`] chooses the handler,
-//! [`run`] runs it (claim, timeout, panic capture, inline waits), [`retry`] puts a delayed retry
+//! [`middleware`] passes the delivery through the handler's tower layers, if any, [`lanes`]
+//! holds it until its partition key's lane is free (`concurrency = N`), [`run`] runs it (claim, timeout, panic capture, inline waits), [`retry`] puts a delayed retry
 //! on the app's retry ladder, [`dead_letter`] sends what failed for good. [`seal`] signs and
 //! opens the retry bookkeeping; [`dlq`] is the dead letter's shape and its replay.
 
 mod dead_letter;
 pub(crate) mod dlq;
+pub(crate) mod lanes;
 pub(crate) mod metrics;
+pub(crate) mod middleware;
 mod record;
 mod retry;
 mod route;
@@ -22,6 +25,7 @@ pub(crate) mod seal;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -32,10 +36,13 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::event::outcome::OutcomeKind;
+use crate::handler::def::HandlerDef;
 use crate::handler::delivery::{AppServices, StateMap};
 use crate::handler::registry::{Registry, Target};
 use crate::pipeline::dead_letter::dead_letter_undecodable;
+use crate::pipeline::lanes::Lanes;
 use crate::pipeline::metrics::{HandlerMetrics, Metrics};
+use crate::pipeline::middleware::DeliveryService;
 use crate::pipeline::record::{
     bulk_request, deliver_record, entry_record, with_version, RecordMeta,
 };
@@ -91,20 +98,38 @@ pub(crate) struct HandlerRuntime {
     pub metrics: HandlerMetrics,
     /// The handler's topic, shared by its deliveries' `Delivery::topic` without a copy.
     pub topic: Arc<str>,
+    /// Its lanes, when it runs at most `concurrency = N` deliveries at once.
+    pub lanes: Option<Lanes>,
+    /// Its pipeline wrapped in delivery layers, when any apply (see [`middleware`]).
+    pub layered: Option<Mutex<DeliveryService>>,
 }
 
 impl HandlerRuntime {
     /// One entry per registered handler.
-    pub(crate) fn all(registry: &Registry, metrics: &Metrics) -> Vec<HandlerRuntime> {
+    /// `layers` gives each handler's layers (see [`middleware::layered`]).
+    pub(crate) fn all(
+        registry: &Registry,
+        settings: &Settings,
+        metrics: &Metrics,
+        mut layers: impl FnMut(&HandlerDef) -> Option<Mutex<DeliveryService>>,
+    ) -> Vec<HandlerRuntime> {
         registry
             .handlers
             .iter()
             .map(|h| {
                 let name = h.def.qualified_name();
+                // A delivery waits for its lane at most as long as one run may take.
+                let wait = h
+                    .def
+                    .timeout_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(settings.handler_timeout);
                 HandlerRuntime {
                     metrics: metrics.handler(&name),
                     name,
                     topic: h.def.topic.into(),
+                    lanes: h.def.concurrency.map(|n| Lanes::new(n, wait)),
+                    layered: layers(h.def),
                 }
             })
             .collect()

@@ -17,6 +17,7 @@ use crate::handler::delivery::{partition_key, Delivery};
 use crate::handler::registry::Target;
 use crate::pipeline::dead_letter::{dead_letter_failed, publish_dead_letter};
 use crate::pipeline::dlq::DeadLetter;
+use crate::pipeline::middleware::{call_layered, lane_key, DeliveryRequest};
 use crate::pipeline::retry::{hold_until, publish_retry, schedule_retry, sleep_unless_shutdown};
 use crate::pipeline::route::{resolve, target_dlq, target_topic};
 use crate::pipeline::seal::{delay_after, Failure, RetryState};
@@ -63,7 +64,19 @@ pub(crate) fn process(
                 origin_topic,
                 key_hint,
             };
-            Either::Left(run_with_retries(rt, h, pending, retry).instrument(span))
+            // Through the handler's delivery layers only when it has some.
+            let run = if rt.handlers[h].layered.is_none() {
+                Either::Left(run_with_retries(rt, h, pending, retry))
+            } else {
+                let request = DeliveryRequest {
+                    rt,
+                    h,
+                    pending,
+                    retry,
+                };
+                Either::Right(call_layered(request))
+            };
+            Either::Left(run.instrument(span))
         }
         Err(reason) => Either::Right(Box::pin(async move {
             let _in_flight = rt.metrics.in_flight();
@@ -99,7 +112,7 @@ pub(crate) struct Pending {
     clippy::manual_async_fn,
     reason = "an async fn's future holds its arguments twice"
 )]
-fn run_with_retries(
+pub(crate) fn run_with_retries(
     rt: Arc<Runtime>,
     h: usize,
     mut pending: Pending,
@@ -127,6 +140,20 @@ fn run_with_retries(
                 return Status::Retry;
             }
         }
+        // The handler's lane, when it has lanes (`concurrency = N`), held until Dapr's answer.
+        let _lane = match &hrt.lanes {
+            None => None,
+            Some(lanes) => {
+                let key = lane_key(&pending);
+                match Box::pin(lanes.enter(key, &pending.ce.id)).await {
+                    Some(guard) => Some(guard),
+                    None => {
+                        tracing::warn!("every delivery ahead in its lane outlasted the wait; asking for redelivery");
+                        return Status::Retry;
+                    }
+                }
+            }
+        };
         // Borrowed, not moved out: this future then holds the event's parts once.
         let ce = &pending.ce;
         let origin_topic = &pending.origin_topic;
