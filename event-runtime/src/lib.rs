@@ -28,6 +28,7 @@ pub use config::{ConfigError, Mode};
 pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};
 pub use event::{DataVersion, Event};
 pub use event_macros::{event_handler, Event};
+pub use handler::batch::{Batch, BatchArg, IntoBatchOutcome};
 pub use handler::def::{registered, BulkConfig, HandlerDef, RetryMode, INLINE_RETRY_LIMIT_SECS};
 pub use handler::delivery::{Delivery, Envelope, EventArg};
 pub use handler::extract::{

@@ -12,6 +12,7 @@
 //! on the app's retry ladder, [`dead_letter`] sends what failed for good. [`seal`] signs and
 //! opens the retry bookkeeping; [`dlq`] is the dead letter's shape and its replay.
 
+mod batch;
 mod dead_letter;
 pub(crate) mod dlq;
 pub(crate) mod lanes;
@@ -50,7 +51,7 @@ use crate::pipeline::run::process;
 use crate::pipeline::seal::{RetryState, SigningKey};
 use crate::transport::idempotency::IdempotencyStore;
 use crate::transport::publish::Publisher;
-use crate::wire::bulk::{BulkResponse, EntryStatus, Status};
+use crate::wire::bulk::{BulkEntry, BulkResponse, EntryStatus, Status};
 use crate::wire::cloudevent;
 
 /// One run of a handler, as the test harness records it.
@@ -206,32 +207,40 @@ async fn handle_general(
     meta: RecordMeta,
 ) -> Answer {
     if let Some(batch) = bulk_request(rt, target, &record) {
+        if let Some(h) = batch::batch_handler(rt, target) {
+            return Answer::Bulk(Box::pin(batch::deliver_batch(rt, target, h, batch)).await);
+        }
         let mut statuses = Vec::with_capacity(batch.entries.len());
         for (i, entry) in batch.entries.into_iter().enumerate() {
-            let entry_id = entry.entry_id.unwrap_or_else(|| i.to_string());
-            let meta = RecordMeta::from_entry(entry.metadata);
-            let status = match entry.event.as_deref().map(entry_record) {
-                Some(Ok(record)) => deliver_record(rt, target, record, meta).await,
-                Some(Err(reason)) => {
-                    let bytes = entry.event.map(|e| Bytes::from(e.get().to_owned()));
-                    let bytes = bytes.unwrap_or_default();
-                    Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
-                }
-                None => {
-                    let reason = "bulk entry has no event";
-                    Box::pin(dead_letter_undecodable(
-                        rt,
-                        target,
-                        reason,
-                        Bytes::new(),
-                        &meta,
-                    ))
-                    .await
-                }
-            };
+            let entry_id = entry.entry_id.clone().unwrap_or_else(|| i.to_string());
+            let status = deliver_entry(rt, target, entry).await;
             statuses.push(EntryStatus { entry_id, status });
         }
         return Answer::Bulk(BulkResponse { statuses });
     }
     Answer::One(deliver_record(rt, target, record, meta).await)
+}
+
+/// One entry of a bulk delivery, on its own: to its handler, or to the dead-letter topic.
+async fn deliver_entry(rt: &Arc<Runtime>, target: Target, entry: BulkEntry) -> Status {
+    let meta = RecordMeta::from_entry(entry.metadata);
+    match entry.event.as_deref().map(entry_record) {
+        Some(Ok(record)) => deliver_record(rt, target, record, meta).await,
+        Some(Err(reason)) => {
+            let bytes = entry.event.map(|e| Bytes::from(e.get().to_owned()));
+            let bytes = bytes.unwrap_or_default();
+            Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
+        }
+        None => {
+            let reason = "bulk entry has no event";
+            Box::pin(dead_letter_undecodable(
+                rt,
+                target,
+                reason,
+                Bytes::new(),
+                &meta,
+            ))
+            .await
+        }
+    }
 }

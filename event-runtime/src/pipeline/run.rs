@@ -63,6 +63,7 @@ pub(crate) fn process(
                 decoded,
                 origin_topic,
                 key_hint,
+                ran: None,
             };
             // Through the handler's delivery layers only when it has some.
             let run = if rt.handlers[h].layered.is_none() {
@@ -102,6 +103,9 @@ pub(crate) struct Pending {
     /// The topic the event was first delivered on (a retry message names it).
     pub origin_topic: Arc<str>,
     pub key_hint: Option<String>,
+    /// How a run of it already ended (an entry of a batch handler's call): its failure is
+    /// retried or dead-lettered without running it first.
+    pub ran: Option<Outcome>,
 }
 
 /// Runs the handler until it succeeds, its retries are scheduled or spent, or it gives up.
@@ -166,7 +170,10 @@ pub(crate) fn run_with_retries(
                 partition_key: key_hint.as_deref(),
                 attempt: retry.attempt,
             };
-            let outcome = run_once(rt, run, pending.decoded.take()).await;
+            let outcome = match pending.ran.take() {
+                Some(ran) => Ok(ran),
+                None => run_once(rt, run, pending.decoded.take()).await,
+            };
             let (err, permanent) = match outcome {
                 // Not run: a duplicate of a handled event (SUCCESS), or a run of it in progress
                 // elsewhere (RETRY).
@@ -369,7 +376,7 @@ fn call<'r>(
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -377,7 +384,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
-fn record(
+pub(crate) fn record(
     rt: &Runtime,
     handler: &'static str,
     ce: &CloudEvent,
