@@ -6,6 +6,9 @@
 #   python  Dapr Python SDK + dapr-ext-fastapi, uvicorn, 1 worker            (python/app.py)
 #   go      Dapr Go SDK HTTP service (github.com/dapr/go-sdk/service/http)   (go/main.go)
 #   bare    bare axum route answering {"status":"SUCCESS"}: daprd's own ceiling (ours/src/bin/bare.rs)
+# and, for bulk subscriptions (APPS="ours ours-batch go go-bulk"):
+#   ours-batch  event-runtime batch handler, `Vec<BenchEvent>` on bulk(100, 100 ms) (ours/src/bin/ours_batch.rs)
+#   go-bulk     a Go bulk subscriber on net/http (go/bulk/main.go): the Go SDK v1.11.0 has none
 #
 # Method: N CloudEvents are published once, up front, to topic bench-events (12 partitions)
 # through a publisher daprd's publish API. Then, per app and run, a fresh consumer group
@@ -17,8 +20,8 @@
 #   benches/e2e-sdk/run.sh                 # N=50000, 5 runs
 #   N=5000 RUNS=1 APPS="ours bare" benches/e2e-sdk/run.sh
 # Env: N, RUNS, APPS, PUB_CONC (publisher concurrency, 32), DEADLINE (s per run, 240),
-#      BENCH_TARGET (build dir, target/bench-e2e). Writes benches/e2e-sdk/RESULTS.md (table, then caveats.md)
-#      and results-raw.tsv.
+#      BENCH_TARGET (build dir, target/bench-e2e), REPORT and RAW (where the table and the raw rows
+#      go). Writes benches/e2e-sdk/RESULTS.md (table, then caveats.md) and results-raw.tsv.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,6 +32,8 @@ APPS=${APPS:-"ours python go bare"}
 PUB_CONC=${PUB_CONC:-32}
 DEADLINE=${DEADLINE:-240}
 BT=${BENCH_TARGET:-$REPO_ROOT/target/bench-e2e}
+REPORT=${REPORT:-$HERE/RESULTS.md}
+RAW=${RAW:-$HERE/results-raw.tsv}
 export STACK_DAPRD_LOG_LEVEL=${STACK_DAPRD_LOG_LEVEL:-warn}
 mkdir -p "$BT"
 
@@ -44,8 +49,8 @@ fi
 log "building the Rust apps and publisher"
 (cd "$HERE/ours" && CARGO_TARGET_DIR="$BT" cargo build --release --quiet)
 log "building the Go app"
-(cd "$HERE/go" && GOFLAGS=-mod=mod go build -o "$BT/go-app" .)
-if [[ ! -x "$BT/venv/bin/uvicorn" ]]; then
+(cd "$HERE/go" && GOFLAGS=-mod=mod go build -o "$BT/go-app" . && go build -o "$BT/go-bulk-app" ./bulk)
+if [[ " $APPS " == *" python "* && ! -x "$BT/venv/bin/uvicorn" ]]; then
   log "creating the Python venv"
   python3 -m venv "$BT/venv"
   "$BT/venv/bin/pip" install -q dapr-ext-fastapi uvicorn
@@ -91,6 +96,8 @@ stack_stop pub-app
 app_cmd() { # APP PORT -> the command line
   case "$1" in
     ours) echo "$BT/release/ours-app" ;;
+    ours-batch) echo "$BT/release/ours-batch-app" ;;
+    go-bulk) echo "$BT/go-bulk-app" ;;
     bare) echo "$BT/release/bare-app" ;;
     go) echo "$BT/go-app" ;;
     python) echo "$BT/venv/bin/uvicorn app:app --app-dir $HERE/python --host 127.0.0.1 --port $2 --workers 1 --no-access-log --log-level warning" ;;
@@ -153,8 +160,8 @@ for ((r = 1; r <= RUNS; r++)); do
 done
 
 # ------------------------------------------------------------------ report
-cp "$RESULTS_TSV" "$HERE/results-raw.tsv"
-python3 - "$RESULTS_TSV" "$HERE/RESULTS.md" "$N" "$RUNS" "$APPS" "$PUB_OUT" <<'EOF'
+cp "$RESULTS_TSV" "$RAW"
+python3 - "$RESULTS_TSV" "$REPORT" "$N" "$RUNS" "$APPS" "$PUB_OUT" <<'EOF'
 import statistics, subprocess, sys, platform
 tsv, out, n, runs, apps, pub = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split(), sys.argv[6]
 rows = [l.split() for l in open(tsv) if l.strip()]
@@ -162,7 +169,8 @@ by = {a: [float(r[2]) for r in rows if r[0] == a] for a in apps}
 med = {a: statistics.median(v) if v else 0 for a, v in by.items()}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-names = {"ours": "event-runtime (ours)", "python": "Dapr Python SDK + dapr-ext-fastapi (uvicorn, 1 worker)",
+names = {"ours": "event-runtime (ours)", "ours-batch": "event-runtime batch handler (`Vec<T>`, bulk 100 / 100 ms)",
+         "go-bulk": "Go bulk subscriber, net/http without the SDK (bulk 100 / 100 ms)", "python": "Dapr Python SDK + dapr-ext-fastapi (uvicorn, 1 worker)",
          "go": "Dapr Go SDK, service/http", "bare": "bare axum route (daprd ceiling)"}
 ours = med.get("ours") or 0
 lines = ["# End-to-end SDK comparison: Kafka -> daprd -> app", "",
@@ -186,4 +194,4 @@ extra = open(cav).read() if os.path.exists(cav) else ""
 open(out, "w").write("\n".join(lines) + "\n\n" + extra)
 print("\n".join(lines))
 EOF
-log "written $HERE/RESULTS.md (table + caveats.md)"
+log "written $REPORT (table + caveats.md)"

@@ -14,6 +14,8 @@ pub struct Handler<'a> {
     pub item: &'a ItemFn,
     /// The type of the first argument (the event).
     pub event: Option<&'a Type>,
+    /// The event type `T` when the first argument is a batch, `Vec<T>` or `Batch<T>`.
+    pub batch: Option<&'a Type>,
     /// The types of the arguments after the event (extractors).
     pub extractors: Vec<&'a Type>,
     /// The declared return type; `None` for `()`.
@@ -36,9 +38,28 @@ impl<'a> Handler<'a> {
             args,
             item,
             event,
+            batch: event.and_then(batch_element),
             extractors,
             output,
         }
+    }
+}
+
+/// `T` of `Vec<T>` or `Batch<T>` (by the last segment of the path, as written).
+fn batch_element(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Vec" && last.ident != "Batch" {
+        return None;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match &args.args[0] {
+            syn::GenericArgument::Type(element) => Some(element),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct HandlerArgs {
     pub raw_payload: bool,
     pub metadata: Option<Vec<(Ident, LitStr)>>,
     pub timeout: Option<u64>,
+    /// `concurrency = N`: at most N deliveries at once, in lanes by partition key.
+    pub concurrency: Option<u32>,
 }
 
 /// `retry = [..]` or `retry = exponential(..)`, as the delays (seconds) between attempts.
@@ -81,6 +83,7 @@ impl HandlerArgs {
         let mut raw_payload = Attr::none(cx, RAW_PAYLOAD);
         let mut metadata = Attr::none(cx, METADATA);
         let mut timeout = Attr::none(cx, TIMEOUT);
+        let mut concurrency = Attr::none(cx, CONCURRENCY);
 
         let parser = syn::meta::parser(|meta| {
             let key = &meta.path;
@@ -109,17 +112,21 @@ impl HandlerArgs {
             } else if key == METADATA {
                 metadata.set(key, Some(parse_metadata(cx, &meta)?));
             } else if key == TIMEOUT {
-                let secs = lit_int::<u64>(
+                let secs = positive::<u64>(
                     cx,
                     &meta,
                     "`timeout` is whole seconds per run, like `timeout = 30`",
+                    "`timeout` must be at least 1 second",
                 )?;
-                timeout.set(
-                    key,
-                    secs.and_then(|(secs, lit)| {
-                        at_least(cx, secs, 1, &lit, "`timeout` must be at least 1 second")
-                    }),
-                );
+                timeout.set(key, secs);
+            } else if key == CONCURRENCY {
+                let n = positive::<u32>(
+                    cx,
+                    &meta,
+                    "`concurrency` is how many deliveries run at once, like `concurrency = 8`",
+                    "`concurrency` must be at least 1 (1 runs one delivery at a time)",
+                )?;
+                concurrency.set(key, n);
             } else {
                 unknown(cx, &meta, HANDLER_KEYS, "#[event_handler]")?;
             }
@@ -158,6 +165,7 @@ impl HandlerArgs {
             raw_payload: raw_payload.seen,
             metadata: metadata.get(),
             timeout: timeout.get(),
+            concurrency: concurrency.get(),
         }
     }
 }
@@ -735,6 +743,21 @@ where
     }
 }
 
+/// A whole number of at least 1: `hint` when the value is no integer, `message` when it is 0.
+fn positive<N>(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    hint: &str,
+    message: &str,
+) -> syn::Result<Option<N>>
+where
+    N: FromStr + PartialOrd + From<u8>,
+    N::Err: Display,
+{
+    let n = lit_int::<N>(cx, meta, hint)?;
+    Ok(n.and_then(|(n, lit)| at_least(cx, n, N::from(1), &lit, message)))
+}
+
 fn at_least<N: PartialOrd>(cx: &Ctxt, value: N, min: N, lit: &LitInt, message: &str) -> Option<N> {
     if value < min {
         cx.error_spanned_by(lit, message);
@@ -821,7 +844,7 @@ mod tests {
         let (args, errors) = parse(quote::quote! {
             topic = "t", pubsub = "p", route = "/r", retry = exponential(initial = 1, factor = 2, attempts = 3),
             retry_mode = "inline", dlq = "d", idempotent, idempotency_key = "{a}", bulk(max_messages = 5),
-            raw_payload, metadata(priority = "high", rawPayload = "true"), timeout = 30
+            raw_payload, metadata(priority = "high", rawPayload = "true"), timeout = 30, concurrency = 4
         });
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(args.topic.unwrap().value(), "t");
@@ -832,6 +855,7 @@ mod tests {
         assert_eq!((bulk.max_messages, bulk.max_await_ms), (5, 1000));
         assert_eq!(args.metadata.unwrap().len(), 2);
         assert_eq!(args.timeout, Some(30));
+        assert_eq!(args.concurrency, Some(4));
     }
 
     #[test]

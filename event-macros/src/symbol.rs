@@ -21,6 +21,7 @@ pub const BULK: Symbol = Symbol("bulk");
 pub const RAW_PAYLOAD: Symbol = Symbol("raw_payload");
 pub const METADATA: Symbol = Symbol("metadata");
 pub const TIMEOUT: Symbol = Symbol("timeout");
+pub const CONCURRENCY: Symbol = Symbol("concurrency");
 
 pub const HANDLER_KEYS: &[Symbol] = &[
     TOPIC,
@@ -35,6 +36,7 @@ pub const HANDLER_KEYS: &[Symbol] = &[
     RAW_PAYLOAD,
     METADATA,
     TIMEOUT,
+    CONCURRENCY,
 ];
 
 // retry = exponential(...)

@@ -61,6 +61,27 @@ pub fn handler(cx: &Ctxt, handler: &Handler) {
             cx.error_spanned_by(lit, problem);
         }
     }
+    batch(cx, handler);
+}
+
+/// A batch handler (`Vec<T>` or `Batch<T>` first) takes bulk deliveries, and is not idempotent:
+/// claims are per event.
+fn batch(cx: &Ctxt, handler: &Handler) {
+    let (Some(_), Some(first)) = (handler.batch, handler.event) else {
+        return;
+    };
+    if handler.args.bulk.is_none() {
+        cx.error_spanned_by(
+            first,
+            "a batch handler (first argument `Vec<T>` or `Batch<T>`) takes bulk deliveries: add `bulk` or `bulk(max_messages = .., max_await_ms = ..)`",
+        );
+    }
+    if handler.args.idempotent || handler.args.idempotency_key.is_some() {
+        cx.error_spanned_by(
+            first,
+            "a batch handler cannot be `idempotent`: claims are per event; take single events, or deduplicate inside the batch",
+        );
+    }
 }
 
 fn signature(cx: &Ctxt, handler: &Handler) {

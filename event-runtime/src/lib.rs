@@ -29,6 +29,7 @@ pub use config::{ConfigError, Mode};
 pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};
 pub use event::{DataVersion, Event};
 pub use event_macros::{event_handler, Event};
+pub use handler::batch::{Batch, BatchArg, IntoBatchOutcome};
 pub use handler::def::{registered, BulkConfig, HandlerDef, RetryMode, INLINE_RETRY_LIMIT_SECS};
 pub use handler::delivery::{Delivery, Envelope, EventArg};
 pub use handler::extract::{
@@ -41,6 +42,7 @@ pub use http::server::api_token_ok;
 #[cfg(feature = "sqlx")]
 pub use outbox::{Outbox, OutboxConnection, OutboxError, OutboxRelay, OutboxStats};
 pub use pipeline::metrics::Metrics;
+pub use pipeline::middleware::{DeliveryLayer, DeliveryRequest, DeliveryService};
 #[cfg(feature = "cli")]
 pub use tooling::cli::EventsCommand;
 pub use tooling::manifests::manifests;

@@ -37,6 +37,9 @@ pub fn not_a_function(item: TokenStream) -> TokenStream {
 }
 
 fn generate(handler: &Handler) -> TokenStream {
+    if handler.batch.is_some() {
+        return super::batch::generate(handler);
+    }
     let item = handler.item;
     let name = &item.sig.ident;
     let adapter = format_ident!("__event_handler_{}", name);
@@ -119,12 +122,13 @@ fn generate(handler: &Handler) -> TokenStream {
 }
 
 /// `HandlerDef::new(..)` followed by a builder call for each key the user gave.
-fn registration(handler: &Handler, adapter: &Ident) -> TokenStream {
+pub(super) fn registration(handler: &Handler, adapter: &Ident) -> TokenStream {
     let args = &handler.args;
     let name = handler.item.sig.ident.unraw().to_string();
     let topic = args.topic.as_ref().expect("validated: `topic` is required");
     let event_ty = handler
-        .event
+        .batch
+        .or(handler.event)
         .expect("validated: a handler has an event argument");
     let event_name = tokens_text(event_ty);
 
@@ -177,6 +181,10 @@ fn registration(handler: &Handler, adapter: &Ident) -> TokenStream {
     if let Some(secs) = args.timeout {
         let secs = Literal::u64_unsuffixed(secs);
         calls.push(quote!(.timeout_secs(#secs)));
+    }
+    if let Some(n) = args.concurrency {
+        let n = Literal::u32_unsuffixed(n);
+        calls.push(quote!(.concurrency(#n)));
     }
 
     quote! {

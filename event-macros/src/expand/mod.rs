@@ -1,5 +1,6 @@
 //! Code generation, one file per macro.
 
+pub mod batch;
 pub mod event;
 pub mod handler;
 

@@ -12,7 +12,7 @@ use super::{event, handler};
 
 #[test]
 fn handler_expansion() {
-    let mut item: ItemFn = syn::parse2(quote! {
+    let expanded = expand_handler(quote! {
         /// Marks the task's reminders done.
         #[event_handler(
             pubsub = "kafka-pubsub",
@@ -26,8 +26,24 @@ fn handler_expansion() {
             tracing::info!(task_id = event.task_id, event_id = %id.0, "task completed");
             Ok(())
         }
-    })
-    .unwrap();
+    });
+    assert_snapshot("handler", expanded);
+}
+
+#[test]
+fn batch_handler_expansion() {
+    let expanded = expand_handler(quote! {
+        #[event_handler(topic = "samples", bulk(max_messages = 100, max_await_ms = 50), retry = [1])]
+        async fn ingest(samples: Batch<Sample>, State(db): State<Db>) -> Vec<Outcome> {
+            db.insert_all(&samples).await
+        }
+    });
+    assert_snapshot("batch_handler", expanded);
+}
+
+/// The expansion of `#[event_handler(..)]` on the function `item`.
+fn expand_handler(item: TokenStream) -> TokenStream {
+    let mut item: ItemFn = syn::parse2(item).unwrap();
     let ours = item
         .attrs
         .iter()
@@ -41,8 +57,7 @@ fn handler_expansion() {
         .unwrap()
         .tokens
         .clone();
-    let expanded = handler::expand(args, &item).unwrap_or_else(|err| panic!("{err}"));
-    assert_snapshot("handler", expanded);
+    handler::expand(args, &item).unwrap_or_else(|err| panic!("{err}"))
 }
 
 #[test]

@@ -25,6 +25,7 @@ use crate::wire::subscription::DaprSubscription;
 mod checks;
 #[cfg(feature = "cli")]
 mod cli;
+mod layers;
 mod serve;
 
 /// The application: every `#[event_handler]` in the program, ready to serve.
@@ -64,6 +65,8 @@ struct Handlers {
     app_id: String,
     default_pubsub: String,
     state: StateMap,
+    /// Delivery layers, app-wide and per handler.
+    layers: layers::Layers,
 }
 
 /// The mode, and the sidecar or embedded broker and the idempotency store it implies.
@@ -167,6 +170,7 @@ impl App {
                 app_id,
                 default_pubsub,
                 state: StateMap::default(),
+                layers: layers::Layers::default(),
             },
             io: Io {
                 mode,
@@ -391,7 +395,12 @@ impl App {
             app_id: self.run.app_id.clone(),
             signing_key: SigningKey::from_env(&self.run.app_id),
             metrics: self.metrics.clone(),
-            handlers: HandlerRuntime::all(&self.run.registry, &self.metrics),
+            handlers: HandlerRuntime::all(
+                &self.run.registry,
+                &self.run.settings,
+                &self.metrics,
+                |def| self.run.layers.of(def),
+            ),
         });
         let ops = OpsParts {
             settings: self.declared.ops.clone(),
@@ -485,6 +494,7 @@ impl App {
                 self.handlers(),
                 &self.run.settings.default_dlq,
             ),
+            app_max_concurrency: crate::tooling::manifests::app_max_concurrency(self.handlers()),
         }
     }
 

@@ -9,6 +9,10 @@ use crate::handler::delivery::{Delivery, EventArg};
 /// The generated adapter: decodes the delivery, calls the user's function, maps its result.
 pub(crate) type HandlerFn = fn(Delivery) -> BoxFuture<'static, Outcome>;
 
+/// The generated adapter of a batch handler: one call for a bulk delivery's events, one
+/// outcome per event, in order.
+pub(crate) type BatchFn = fn(Vec<Delivery>) -> BoxFuture<'static, Vec<Outcome>>;
+
 /// How failed runs are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryMode {
@@ -75,6 +79,8 @@ pub struct HandlerDef {
     pub metadata: &'static [(&'static str, &'static str)],
     /// Per-run timeout in seconds (else the app-wide default).
     pub timeout_secs: Option<u64>,
+    /// At most this many deliveries run at once, in lanes by partition key (else no limit).
+    pub concurrency: Option<u32>,
     /// Reads a body whose data is this handler's event type in one pass (set by
     /// [`HandlerDef::event`]).
     #[doc(hidden)]
@@ -85,6 +91,10 @@ pub struct HandlerDef {
     pub key_fields: Option<fn(&crate::wire::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
     /// The generated adapter.
     pub call: HandlerFn,
+    /// The generated batch adapter, for a handler whose first argument is `Vec<T>` or
+    /// `Batch<T>` (set by [`HandlerDef::batch`]).
+    #[doc(hidden)]
+    pub call_batch: Option<BatchFn>,
 }
 
 impl HandlerDef {
@@ -115,9 +125,11 @@ impl HandlerDef {
             raw_payload: false,
             metadata: &[],
             timeout_secs: None,
+            concurrency: None,
             read_typed: None,
             key_fields: None,
             call,
+            call_batch: None,
         }
     }
 
@@ -194,6 +206,21 @@ impl HandlerDef {
     /// Sets the per-run timeout.
     pub const fn timeout_secs(mut self, secs: u64) -> Self {
         self.timeout_secs = Some(secs);
+        self
+    }
+
+    /// Runs at most `n` deliveries at once, in `n` lanes chosen by partition key, so that the
+    /// events of one key keep their order (`n` is at least 1; 0 counts as 1).
+    pub const fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = Some(if n == 0 { 1 } else { n });
+        self
+    }
+
+    /// Takes bulk deliveries whole, through `call` (a batch handler's; `call` then runs a
+    /// single delivery as a batch of one).
+    #[doc(hidden)]
+    pub const fn batch(mut self, call: BatchFn) -> Self {
+        self.call_batch = Some(call);
         self
     }
 

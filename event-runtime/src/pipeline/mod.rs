@@ -7,13 +7,17 @@
 //! the framework could not make the event safe (the broker then keeps it).
 //!
 //! The stages, a file each: [`record`] reads what arrived, [`route`] chooses the handler,
-//! [`run`] runs it (claim, timeout, panic capture, inline waits), [`retry`] puts a delayed retry
+//! [`middleware`] passes the delivery through the handler's tower layers, if any, [`lanes`]
+//! holds it until its partition key's lane is free (`concurrency = N`), [`run`] runs it (claim, timeout, panic capture, inline waits), [`retry`] puts a delayed retry
 //! on the app's retry ladder, [`dead_letter`] sends what failed for good. [`seal`] signs and
 //! opens the retry bookkeeping; [`dlq`] is the dead letter's shape and its replay.
 
+mod batch;
 mod dead_letter;
 pub(crate) mod dlq;
+pub(crate) mod lanes;
 pub(crate) mod metrics;
+pub(crate) mod middleware;
 mod record;
 mod retry;
 mod route;
@@ -22,6 +26,7 @@ pub(crate) mod seal;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -32,10 +37,13 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::event::outcome::OutcomeKind;
+use crate::handler::def::HandlerDef;
 use crate::handler::delivery::{AppServices, StateMap};
 use crate::handler::registry::{Registry, Target};
 use crate::pipeline::dead_letter::dead_letter_undecodable;
+use crate::pipeline::lanes::Lanes;
 use crate::pipeline::metrics::{HandlerMetrics, Metrics};
+use crate::pipeline::middleware::DeliveryService;
 use crate::pipeline::record::{
     bulk_request, deliver_record, entry_record, with_version, RecordMeta,
 };
@@ -43,7 +51,7 @@ use crate::pipeline::run::process;
 use crate::pipeline::seal::{RetryState, SigningKey};
 use crate::transport::idempotency::IdempotencyStore;
 use crate::transport::publish::Publisher;
-use crate::wire::bulk::{BulkResponse, EntryStatus, Status};
+use crate::wire::bulk::{BulkEntry, BulkResponse, EntryStatus, Status};
 use crate::wire::cloudevent;
 
 /// One run of a handler, as the test harness records it.
@@ -92,20 +100,38 @@ pub(crate) struct HandlerRuntime {
     pub metrics: HandlerMetrics,
     /// The handler's topic, shared by its deliveries' `Delivery::topic` without a copy.
     pub topic: Arc<str>,
+    /// Its lanes, when it runs at most `concurrency = N` deliveries at once.
+    pub lanes: Option<Lanes>,
+    /// Its pipeline wrapped in delivery layers, when any apply (see [`middleware`]).
+    pub layered: Option<Mutex<DeliveryService>>,
 }
 
 impl HandlerRuntime {
     /// One entry per registered handler.
-    pub(crate) fn all(registry: &Registry, metrics: &Metrics) -> Vec<HandlerRuntime> {
+    /// `layers` gives each handler's layers (see [`middleware::layered`]).
+    pub(crate) fn all(
+        registry: &Registry,
+        settings: &Settings,
+        metrics: &Metrics,
+        mut layers: impl FnMut(&HandlerDef) -> Option<Mutex<DeliveryService>>,
+    ) -> Vec<HandlerRuntime> {
         registry
             .handlers
             .iter()
             .map(|h| {
                 let name = h.def.qualified_name();
+                // A delivery waits for its lane at most as long as one run may take.
+                let wait = h
+                    .def
+                    .timeout_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(settings.handler_timeout);
                 HandlerRuntime {
                     metrics: metrics.handler(&name),
                     name,
                     topic: h.def.topic.into(),
+                    lanes: h.def.concurrency.map(|n| Lanes::new(n, wait)),
+                    layered: layers(h.def),
                 }
             })
             .collect()
@@ -182,32 +208,40 @@ async fn handle_general(
     meta: RecordMeta,
 ) -> Answer {
     if let Some(batch) = bulk_request(rt, target, &record) {
+        if let Some(h) = batch::batch_handler(rt, target) {
+            return Answer::Bulk(Box::pin(batch::deliver_batch(rt, target, h, batch)).await);
+        }
         let mut statuses = Vec::with_capacity(batch.entries.len());
         for (i, entry) in batch.entries.into_iter().enumerate() {
-            let entry_id = entry.entry_id.unwrap_or_else(|| i.to_string());
-            let meta = RecordMeta::from_entry(entry.metadata);
-            let status = match entry.event.as_deref().map(entry_record) {
-                Some(Ok(record)) => deliver_record(rt, target, record, meta).await,
-                Some(Err(reason)) => {
-                    let bytes = entry.event.map(|e| Bytes::from(e.get().to_owned()));
-                    let bytes = bytes.unwrap_or_default();
-                    Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
-                }
-                None => {
-                    let reason = "bulk entry has no event";
-                    Box::pin(dead_letter_undecodable(
-                        rt,
-                        target,
-                        reason,
-                        Bytes::new(),
-                        &meta,
-                    ))
-                    .await
-                }
-            };
+            let entry_id = entry.entry_id.clone().unwrap_or_else(|| i.to_string());
+            let status = deliver_entry(rt, target, entry).await;
             statuses.push(EntryStatus { entry_id, status });
         }
         return Answer::Bulk(BulkResponse { statuses });
     }
     Answer::One(deliver_record(rt, target, record, meta).await)
+}
+
+/// One entry of a bulk delivery, on its own: to its handler, or to the dead-letter topic.
+async fn deliver_entry(rt: &Arc<Runtime>, target: Target, entry: BulkEntry) -> Status {
+    let meta = RecordMeta::from_entry(entry.metadata);
+    match entry.event.as_deref().map(entry_record) {
+        Some(Ok(record)) => deliver_record(rt, target, record, meta).await,
+        Some(Err(reason)) => {
+            let bytes = entry.event.map(|e| Bytes::from(e.get().to_owned()));
+            let bytes = bytes.unwrap_or_default();
+            Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
+        }
+        None => {
+            let reason = "bulk entry has no event";
+            Box::pin(dead_letter_undecodable(
+                rt,
+                target,
+                reason,
+                Bytes::new(),
+                &meta,
+            ))
+            .await
+        }
+    }
 }

@@ -17,6 +17,7 @@ use crate::handler::delivery::{partition_key, Delivery};
 use crate::handler::registry::Target;
 use crate::pipeline::dead_letter::{dead_letter_failed, publish_dead_letter};
 use crate::pipeline::dlq::DeadLetter;
+use crate::pipeline::middleware::{call_layered, lane_key, DeliveryRequest};
 use crate::pipeline::retry::{hold_until, publish_retry, schedule_retry, sleep_unless_shutdown};
 use crate::pipeline::route::{resolve, target_dlq, target_topic};
 use crate::pipeline::seal::{delay_after, Failure, RetryState};
@@ -62,8 +63,21 @@ pub(crate) fn process(
                 decoded,
                 origin_topic,
                 key_hint,
+                ran: None,
             };
-            Either::Left(run_with_retries(rt, h, pending, retry).instrument(span))
+            // Through the handler's delivery layers only when it has some.
+            let run = if rt.handlers[h].layered.is_none() {
+                Either::Left(run_with_retries(rt, h, pending, retry))
+            } else {
+                let request = DeliveryRequest {
+                    rt,
+                    h,
+                    pending,
+                    retry,
+                };
+                Either::Right(call_layered(request))
+            };
+            Either::Left(run.instrument(span))
         }
         Err(reason) => Either::Right(Box::pin(async move {
             let _in_flight = rt.metrics.in_flight();
@@ -89,6 +103,9 @@ pub(crate) struct Pending {
     /// The topic the event was first delivered on (a retry message names it).
     pub origin_topic: Arc<str>,
     pub key_hint: Option<String>,
+    /// How a run of it already ended (an entry of a batch handler's call): its failure is
+    /// retried or dead-lettered without running it first.
+    pub ran: Option<Outcome>,
 }
 
 /// Runs the handler until it succeeds, its retries are scheduled or spent, or it gives up.
@@ -99,7 +116,7 @@ pub(crate) struct Pending {
     clippy::manual_async_fn,
     reason = "an async fn's future holds its arguments twice"
 )]
-fn run_with_retries(
+pub(crate) fn run_with_retries(
     rt: Arc<Runtime>,
     h: usize,
     mut pending: Pending,
@@ -127,6 +144,20 @@ fn run_with_retries(
                 return Status::Retry;
             }
         }
+        // The handler's lane, when it has lanes (`concurrency = N`), held until Dapr's answer.
+        let _lane = match &hrt.lanes {
+            None => None,
+            Some(lanes) => {
+                let key = lane_key(&pending);
+                match Box::pin(lanes.enter(key, &pending.ce.id)).await {
+                    Some(guard) => Some(guard),
+                    None => {
+                        tracing::warn!("every delivery ahead in its lane outlasted the wait; asking for redelivery");
+                        return Status::Retry;
+                    }
+                }
+            }
+        };
         // Borrowed, not moved out: this future then holds the event's parts once.
         let ce = &pending.ce;
         let origin_topic = &pending.origin_topic;
@@ -139,7 +170,10 @@ fn run_with_retries(
                 partition_key: key_hint.as_deref(),
                 attempt: retry.attempt,
             };
-            let outcome = run_once(rt, run, pending.decoded.take()).await;
+            let outcome = match pending.ran.take() {
+                Some(ran) => Ok(ran),
+                None => run_once(rt, run, pending.decoded.take()).await,
+            };
             let (err, permanent) = match outcome {
                 // Not run: a duplicate of a handled event (SUCCESS), or a run of it in progress
                 // elsewhere (RETRY).
@@ -342,7 +376,7 @@ fn call<'r>(
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -350,7 +384,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
-fn record(
+pub(crate) fn record(
     rt: &Runtime,
     handler: &'static str,
     ce: &CloudEvent,

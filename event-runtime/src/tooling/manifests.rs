@@ -43,6 +43,26 @@ pub struct ManifestOptions {
     /// Dead-letter topics the app publishes to, each with a topic whose events it receives
     /// (`(dlq, base)`), so they get a `KafkaTopic` too; see [`dead_letter_topics`].
     pub dead_letter_topics: Vec<(String, String)>,
+    /// daprd's `dapr.io/app-max-concurrency` for the app's Deployment, written at the top of
+    /// the stream; see [`app_max_concurrency`].
+    pub app_max_concurrency: Option<u32>,
+}
+
+/// The annotation that caps how many deliveries daprd has in flight to the app.
+pub const APP_MAX_CONCURRENCY: &str = "dapr.io/app-max-concurrency";
+
+/// daprd's `app-max-concurrency` for an app whose every handler declares `concurrency = N`:
+/// the sum of their N, since daprd's cap is app-wide and each handler runs its N lanes on its
+/// own. `None` when some handler declares none: it runs unbounded, and a cap worked out from
+/// the others would bound it too.
+pub fn app_max_concurrency(handlers: &[ResolvedHandler]) -> Option<u32> {
+    if handlers.is_empty() {
+        return None;
+    }
+    handlers
+        .iter()
+        .map(|h| h.def.concurrency)
+        .try_fold(0u32, |sum, n| Some(sum.saturating_add(n?)))
 }
 
 /// The dead-letter topics of `handlers`, each with the topic it takes failures from, plus
@@ -136,6 +156,12 @@ pub fn manifests_with(
         .collect();
     undeclared.sort_unstable();
     let mut out = String::new();
+    if let Some(n) = options.app_max_concurrency {
+        // The Deployment is the user's; what daprd must be told goes on its pod template.
+        out.push_str(&format!(
+            "# Annotate the app's Deployment (pod template): {APP_MAX_CONCURRENCY}: \"{n}\"\n"
+        ));
+    }
     if !undeclared.is_empty() {
         out.push_str("# Subscribed topics without a TopicSpec (no KafkaTopic generated): ");
         out.push_str(&undeclared.join(", ").replace(['\n', '\r'], " "));

@@ -28,6 +28,7 @@ fn main() {
         raw_payload,
         metadata(priority = "high", rawPayload = "true"),
         timeout = 30,
+        concurrency = 4,
     )]
     async fn on_order_placed(event: OrderPlaced) -> anyhow::Result<()> {
         Ok(())
@@ -56,6 +57,7 @@ fn main() {
     assert!(def.raw_payload);
     assert_eq!(def.metadata, [("priority", "high"), ("rawPayload", "true")]);
     assert_eq!(def.timeout_secs, Some(30));
+    assert_eq!(def.concurrency, Some(4));
     assert_eq!(def.event_version, "2.13");
     assert_eq!(def.event_type_name, "OrderPlaced");
     assert!(def.module.ends_with("all_keys") || !def.module.is_empty());

@@ -15,12 +15,17 @@ fn now() -> f64 {
 
 /// Records one delivery.
 pub fn hit() {
+    hits(1);
+}
+
+/// Records `n` deliveries at once (a batch).
+pub fn hits(n: u64) {
     let t = now();
     let mut s = STATE.lock().unwrap();
     if s.0 == 0 {
         s.1 = t;
     }
-    s.0 += 1;
+    s.0 += n;
     s.2 = t;
 }
 
