@@ -24,6 +24,10 @@ example-todo/contracts/regenerate.sh
 step "cargo test --workspace (unit, integration, doc, trybuild UI)"
 cargo test --workspace
 
+step "event-runtime's optional features: OpenTelemetry and the metrics facade"
+cargo clippy -p event-runtime --all-targets --all-features -- -D warnings
+cargo test -p event-runtime --features otel --test trace_context
+
 step "example-todo on a real PostgreSQL"
 example-todo/scripts/postgres-test.sh
 

@@ -81,26 +81,15 @@ impl FromDelivery for EventTime {
     }
 }
 
-/// The W3C trace context the event carries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TraceContext {
-    /// `traceparent`.
-    pub traceparent: Option<String>,
-    /// `tracestate`.
-    pub tracestate: Option<String>,
-}
+pub use crate::wire::trace::TraceContext;
 
 impl FromDelivery for TraceContext {
     fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
-        Ok(TraceContext {
-            // Dapr sends an all-zero traceparent when tracing is off: that is no trace.
-            traceparent: d
-                .event
-                .traceparent
-                .clone()
-                .filter(|t| crate::wire::trace::parse(t).is_some()),
-            tracestate: d.event.tracestate.clone().filter(|t| !t.is_empty()),
-        })
+        // Dapr sends an all-zero traceparent when tracing is off: that is no trace.
+        Ok(TraceContext::received(
+            d.event.traceparent.as_deref(),
+            d.event.tracestate.as_deref(),
+        ))
     }
 }
 
@@ -116,9 +105,13 @@ impl FromDelivery for Attempt {
 
 impl FromDelivery for Publisher {
     fn from_delivery(d: &Delivery) -> Result<Self, Outcome> {
-        // Events the handler publishes continue the delivery's trace.
-        let traceparent = crate::wire::trace::child(d.event.traceparent.as_deref());
-        Ok(d.app.publisher().clone().with_trace(Some(traceparent)))
+        // Events the handler publishes continue the delivery's trace (with `otel`, they name the
+        // span current when they are published).
+        let trace = TraceContext::continued(
+            d.event.traceparent.as_deref(),
+            d.event.tracestate.as_deref(),
+        );
+        Ok(d.app.publisher().clone().with_trace(trace))
     }
 }
 

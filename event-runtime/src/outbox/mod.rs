@@ -164,6 +164,8 @@ struct Body {
     extensions: Map<String, Value>,
     #[serde(default)]
     traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tracestate: Option<String>,
     /// The exact record, base64.
     #[serde(default)]
     record: Option<String>,
@@ -286,7 +288,7 @@ impl Outbox {
                 source,
             }
         })?;
-        self.add_event(conn, event).await
+        self.add_event(conn, event.with_current_trace()).await
     }
 
     /// Adds a prepared event on `conn`; an empty `pubsub` or `source` takes the publisher's.
@@ -315,6 +317,7 @@ impl Outbox {
             partition_key: event.partition_key.clone(),
             extensions: event.extensions.clone(),
             traceparent: event.traceparent.clone(),
+            tracestate: event.tracestate.clone(),
             record: event
                 .record
                 .as_ref()
@@ -445,6 +448,7 @@ fn decode(
         partition_key: body.partition_key,
         extensions: body.extensions,
         traceparent: body.traceparent,
+        tracestate: body.tracestate,
         record: record.map(Into::into),
     })
 }

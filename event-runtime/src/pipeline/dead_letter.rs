@@ -16,6 +16,7 @@ use crate::pipeline::Runtime;
 use crate::transport::outgoing::OutgoingEvent;
 use crate::wire::bulk::Status;
 use crate::wire::cloudevent::{self, CloudEvent};
+use crate::wire::trace::TraceContext;
 
 // The failure paths build their messages in plain functions and return boxed futures, so that
 // none of what they build is kept in `run_with_retries`' future, which every delivery allocates.
@@ -44,22 +45,26 @@ pub(crate) fn dead_letter_failed<'r>(
         DeadLetter::new(ce, &handler.pubsub, &pending.origin_topic, key).with_failures(failures);
     letter.handler = Some(rt.handlers[h].name.clone());
     letter.permanent = permanent;
+    let trace = TraceContext::continued(ce.traceparent.as_deref(), ce.tracestate.as_deref());
     Box::pin(publish_dead_letter(
         rt,
         &handler.dlq,
         &handler.pubsub,
         letter.reason(reason),
+        trace,
     ))
 }
 
+/// Publishes `letter` to `dlq`, carrying `trace` (the failed event's, continued).
 pub(crate) async fn publish_dead_letter(
     rt: &Runtime,
     dlq: &str,
     pubsub: &str,
     letter: DeadLetter,
+    trace: TraceContext,
 ) -> Status {
     let out = match OutgoingEvent::from_event(pubsub, dlq, &rt.app_id, &letter) {
-        Ok(out) => out,
+        Ok(out) => out.with_trace(trace),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode the dead letter; asking for redelivery");
             return Status::Retry;
@@ -69,6 +74,7 @@ pub(crate) async fn publish_dead_letter(
         Ok(()) => {
             rt.metrics
                 .dead_letter(letter.handler.as_deref().unwrap_or(""));
+            // An event of the delivery's span (with `otel`, a span event).
             tracing::warn!(dlq, reason = %letter.reason, event_id = %letter.event.id, "event dead-lettered");
             Status::Drop
         }
@@ -106,5 +112,6 @@ pub(crate) async fn dead_letter_undecodable(
     ce.pubsubname = Some(pubsub.to_owned());
     let letter = DeadLetter::new(&ce, pubsub, topic, meta.key.clone())
         .reason(format!("undecodable delivery: {reason}"));
-    publish_dead_letter(rt, target_dlq(rt, target), pubsub, letter).await
+    let trace = TraceContext::current().unwrap_or_default();
+    publish_dead_letter(rt, target_dlq(rt, target), pubsub, letter, trace).await
 }

@@ -194,6 +194,7 @@ impl DeadLetter {
                 })
                 .collect(),
             traceparent: None,
+            tracestate: None,
             record: None,
         }
     }

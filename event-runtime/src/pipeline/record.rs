@@ -142,7 +142,12 @@ fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -
                 .and_then(|name| rt.handlers.iter().position(|h| h.name == name));
             match CloudEvent::from_record(opened.record.clone(), raw_payload(h)) {
                 Ok(mut ce) => {
-                    ce.traceparent = opened.traceparent.or(ce.traceparent);
+                    // The retry's context (a child of the delivery that scheduled it) wins;
+                    // its `tracestate` goes with it.
+                    if opened.traceparent.is_some() {
+                        ce.traceparent = opened.traceparent;
+                        ce.tracestate = opened.tracestate;
+                    }
                     let ce = with_version(ce, opened.state.version.as_deref());
                     Read::Event(Box::new(ce), opened.state)
                 }

@@ -11,6 +11,7 @@ use crate::pipeline::seal::RetryState;
 use crate::pipeline::Runtime;
 use crate::transport::outgoing::OutgoingEvent;
 use crate::wire::bulk::Status;
+use crate::wire::trace::TraceContext;
 
 /// Schedules the next attempt of a delayed retry, due in `delay` seconds.
 pub(crate) fn schedule_retry<'r>(
@@ -41,14 +42,14 @@ pub(crate) fn publish_retry<'r>(
     let mut retry = retry.clone();
     retry.hop_due_ms = Some(crate::clock::now_ms() + tier * 1000);
     retry.origin_topic = Some(pending.origin_topic.to_string());
-    // The retry continues the event's trace as a child span.
-    let traceparent = crate::wire::trace::child(ce.traceparent.as_deref());
+    // The retry continues the event's trace as a child span (with `otel`, of the delivery's).
+    let trace = TraceContext::continued(ce.traceparent.as_deref(), ce.tracestate.as_deref());
     let sealed = retry.seal(
         &rt.app_id,
         &rt.signing_key,
         ce,
         &ce.record_or_envelope(),
-        Some(&traceparent),
+        Some(&trace),
     );
     let out = OutgoingEvent::record(
         rt.publisher.default_pubsub(),
@@ -59,7 +60,14 @@ pub(crate) fn publish_retry<'r>(
         None,
         Bytes::from(sealed),
     );
-    tracing::debug!(handler = %rt.handlers[h].name, tier, "retry scheduled");
+    // An event of the delivery's span (with `otel`, a span event).
+    tracing::info!(
+        handler = %rt.handlers[h].name,
+        attempt = retry.attempt,
+        due_ms = retry.due_ms.unwrap_or(0),
+        tier,
+        "retry scheduled"
+    );
     Box::pin(async move {
         match rt.publisher.send(out).await {
             Ok(()) => Status::Success,

@@ -25,6 +25,7 @@ use crate::pipeline::{Run, Runtime};
 use crate::transport::idempotency::{render_key, Claim, ClaimToken};
 use crate::wire::bulk::Status;
 use crate::wire::cloudevent::CloudEvent;
+use crate::wire::trace::TraceContext;
 
 /// Processes one event and decides Dapr's answer. `decoded` is the handler's event when the
 /// body was read in one pass with it.
@@ -58,6 +59,12 @@ pub(crate) fn process(
                 attempt = retry.attempt,
                 traceparent = ce.traceparent.as_deref().unwrap_or_default(),
             );
+            #[cfg(feature = "otel")]
+            crate::wire::trace::otel::set_parent(
+                &span,
+                ce.traceparent.as_deref(),
+                ce.tracestate.as_deref(),
+            );
             let pending = Pending {
                 ce: Arc::new(ce),
                 decoded,
@@ -88,7 +95,9 @@ pub(crate) fn process(
             let letter =
                 DeadLetter::new(&ce, pubsub, topic, partition_key(&ce, key_hint)).reason(reason);
             let letter = letter.with_failures(retry.failures);
-            publish_dead_letter(&rt, target_dlq(&rt, target), pubsub, letter).await
+            let trace =
+                TraceContext::continued(ce.traceparent.as_deref(), ce.tracestate.as_deref());
+            publish_dead_letter(&rt, target_dlq(&rt, target), pubsub, letter, trace).await
         })),
     }
 }
@@ -204,6 +213,12 @@ pub(crate) fn run_with_retries(
             match handler.def.retry_mode {
                 RetryMode::Inline => {
                     hrt.metrics.retry_scheduled(RetryMode::Inline);
+                    // An event of the delivery's span (with `otel`, a span event).
+                    tracing::info!(
+                        attempt = retry.attempt + 1,
+                        delay_secs = delay,
+                        "retry scheduled inline"
+                    );
                     if !Box::pin(sleep_unless_shutdown(rt, Duration::from_secs(delay))).await {
                         return Status::Retry;
                     }

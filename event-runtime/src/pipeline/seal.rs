@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::wire::cloudevent::{write_envelope, CloudEvent, Payload, Required};
+use crate::wire::trace::TraceContext;
 
 /// Extension attribute: the attempt number of the run this message is for (2 = first retry).
 pub const EXT_ATTEMPT: &str = "evrattempt";
@@ -165,8 +166,10 @@ pub struct Opened {
     pub state: RetryState,
     /// The exact bytes of the record as first delivered.
     pub record: Bytes,
-    /// The trace context the retry continues.
+    /// The trace context the retry continues: `traceparent`.
     pub traceparent: Option<String>,
+    /// And its `tracestate`.
+    pub tracestate: Option<String>,
 }
 
 impl RetryState {
@@ -199,7 +202,7 @@ impl RetryState {
         key: &SigningKey,
         ce: &CloudEvent,
         record: &[u8],
-        traceparent: Option<&str>,
+        trace: Option<&TraceContext>,
     ) -> Vec<u8> {
         use base64::Engine as _;
         use hmac::Mac as _;
@@ -213,8 +216,13 @@ impl RetryState {
         let mut put = |k: &str, v: String| {
             m.insert(k.to_owned(), Value::String(v));
         };
-        if let Some(tp) = traceparent {
-            put("traceparent", tp.to_owned());
+        if let Some(trace) = trace {
+            if let Some(tp) = &trace.traceparent {
+                put("traceparent", tp.clone());
+            }
+            if let Some(ts) = &trace.tracestate {
+                put("tracestate", ts.clone());
+            }
         }
         put(EXT_APP, app_id.to_owned());
         for (name, value) in SIGNED.into_iter().zip(fields) {
@@ -277,6 +285,7 @@ impl RetryState {
             state,
             record: record.into(),
             traceparent: some(text("traceparent")),
+            tracestate: some(text("tracestate")),
         })
     }
 }

@@ -125,6 +125,9 @@ impl DaprClient {
         if let Some(tp) = &ev.traceparent {
             query.push(("metadata.cloudevent.traceparent", tp));
         }
+        if let Some(ts) = &ev.tracestate {
+            query.push(("metadata.cloudevent.tracestate", ts));
+        }
         if let Some(v) = ev.version() {
             query.push(("metadata.eventversion", v));
         }

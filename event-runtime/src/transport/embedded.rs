@@ -349,6 +349,9 @@ fn envelope(ev: &OutgoingEvent) -> Value {
     if let Some(tp) = &ev.traceparent {
         m.insert("traceparent".into(), json!(tp));
     }
+    if let Some(ts) = &ev.tracestate {
+        m.insert("tracestate".into(), json!(ts));
+    }
     Value::Object(m)
 }
 

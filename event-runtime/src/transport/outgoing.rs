@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::event::Event;
 use crate::wire::cloudevent::{write_envelope, Payload, Required, EXT_VERSION};
 use crate::wire::names::InvalidName;
+use crate::wire::trace::TraceContext;
 
 /// An event on its way out, with everything the broker needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,8 @@ pub struct OutgoingEvent {
     pub extensions: Map<String, Value>,
     /// W3C `traceparent` to carry on.
     pub traceparent: Option<String>,
+    /// W3C `tracestate` to carry on, beside `traceparent`.
+    pub tracestate: Option<String>,
     /// The exact bytes to write as the broker record, instead of an envelope built from the
     /// fields above (which then only describe it): retries, and replays of what arrived. On Dapr
     /// this is a publish with `rawPayload`, so the bytes reach Kafka unchanged.
@@ -64,6 +67,7 @@ impl OutgoingEvent {
                 Value::String(E::VERSION.to_owned()),
             )]),
             traceparent: None,
+            tracestate: None,
             record: None,
         })
     }
@@ -91,7 +95,28 @@ impl OutgoingEvent {
                 .map(|v| Map::from_iter([(EXT_VERSION.to_owned(), Value::String(v.to_owned()))]))
                 .unwrap_or_default(),
             traceparent: None,
+            tracestate: None,
             record: Some(bytes),
+        }
+    }
+}
+
+impl OutgoingEvent {
+    /// The same event carrying `trace`.
+    pub(crate) fn with_trace(mut self, trace: TraceContext) -> Self {
+        self.traceparent = trace.traceparent;
+        self.tracestate = trace.tracestate;
+        self
+    }
+
+    /// The same event carrying the current span's context, when the `otel` feature is on and
+    /// OpenTelemetry records that span (an outbox row written inside a delivery, say); else
+    /// unchanged.
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+    pub(crate) fn with_current_trace(self) -> Self {
+        match TraceContext::current() {
+            Some(trace) if self.traceparent.is_none() => self.with_trace(trace),
+            _ => self,
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::transport::dapr::DaprClient;
 use crate::transport::embedded::Broker;
 use crate::transport::outgoing::{OutgoingEvent, PublishError};
+use crate::wire::trace::TraceContext;
 
 #[derive(Clone)]
 enum Backend {
@@ -32,7 +33,8 @@ pub struct Publisher {
     backend: Backend,
     default_pubsub: Arc<str>,
     source: Arc<str>,
-    traceparent: Option<String>,
+    /// The delivery's trace, for a handler's publisher.
+    trace: Option<TraceContext>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -60,7 +62,7 @@ impl Publisher {
             backend: Backend::Dapr(client),
             default_pubsub: crate::config::default_pubsub().into(),
             source: crate::config::app_id().into(),
-            traceparent: None,
+            trace: None,
         }
     }
 
@@ -69,7 +71,7 @@ impl Publisher {
             backend: Backend::Embedded(broker),
             default_pubsub: crate::config::default_pubsub().into(),
             source: crate::config::app_id().into(),
-            traceparent: None,
+            trace: None,
         }
     }
 
@@ -85,8 +87,8 @@ impl Publisher {
         self
     }
 
-    pub(crate) fn with_trace(mut self, traceparent: Option<String>) -> Self {
-        self.traceparent = traceparent;
+    pub(crate) fn with_trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
         self
     }
 
@@ -114,13 +116,20 @@ impl Publisher {
         topic: &str,
         event: &E,
     ) -> Result<(), PublishError> {
-        let mut out = OutgoingEvent::from_event(pubsub, topic, &self.source, event)?;
-        // On Dapr the sidecar's tracer starts a trace; the embedded broker has none, so a publish
-        // outside any delivery starts one here.
-        out.traceparent = self.traceparent.clone().or_else(|| {
-            matches!(self.backend, Backend::Embedded(_)).then(crate::wire::trace::new_root)
-        });
-        self.send(out).await
+        let out = OutgoingEvent::from_event(pubsub, topic, &self.source, event)?;
+        // With `otel`, the span current now (the delivery's, or the handler's own); else the
+        // delivery's trace. On Dapr the sidecar's tracer starts a trace; the embedded broker has
+        // none, so a publish outside any delivery starts one here.
+        let trace = match (TraceContext::current(), &self.trace) {
+            (Some(current), _) => current,
+            (None, Some(delivery)) => delivery.clone(),
+            (None, None) => TraceContext {
+                traceparent: matches!(self.backend, Backend::Embedded(_))
+                    .then(crate::wire::trace::new_root),
+                tracestate: None,
+            },
+        };
+        self.send(out.with_trace(trace)).await
     }
 
     /// Publishes a prepared event (used for retries, dead letters and replays).

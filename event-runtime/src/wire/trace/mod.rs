@@ -1,7 +1,67 @@
-//! W3C Trace Context (`traceparent`) helpers: parse what arrives, continue the trace in what is
-//! published.
+//! W3C Trace Context (`traceparent`, `tracestate`): parse what arrives, continue the trace in
+//! what is published. With the `otel` feature, the delivery's span joins the incoming trace and
+//! what is published names the current span ([`otel`]).
 
 use std::fmt;
+
+#[cfg(feature = "otel")]
+pub(crate) mod otel;
+
+/// The W3C trace context an event carries: its `traceparent` and `tracestate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `traceparent`.
+    pub traceparent: Option<String>,
+    /// `tracestate`.
+    pub tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// What an event carried, as a trace: a `traceparent` that names no trace (malformed, or the
+    /// all-zero one Dapr sends when its tracing is off) is none, and so is an empty `tracestate`
+    /// or one without a `traceparent`.
+    pub(crate) fn received(traceparent: Option<&str>, tracestate: Option<&str>) -> TraceContext {
+        let traceparent = traceparent.filter(|t| parse(t).is_some());
+        TraceContext {
+            tracestate: tracestate
+                .filter(|s| traceparent.is_some() && !s.trim().is_empty())
+                .map(str::to_owned),
+            traceparent: traceparent.map(str::to_owned),
+        }
+    }
+
+    /// The context of a message sent while handling one that carried `traceparent` and
+    /// `tracestate`. With the `otel` feature, the current span when OpenTelemetry records it
+    /// (the delivery's, or one of the handler's inside it), so the `traceparent` names a span an
+    /// exporter sees. Otherwise the same trace with a fresh span id, or a new root when none
+    /// arrived; the `tracestate` is carried on unchanged.
+    pub(crate) fn continued(traceparent: Option<&str>, tracestate: Option<&str>) -> TraceContext {
+        #[cfg(feature = "otel")]
+        if let Some(current) = otel::current() {
+            return current;
+        }
+        let received = traceparent.and_then(parse);
+        TraceContext {
+            traceparent: Some(
+                received
+                    .map_or_else(TraceParent::new_root, |tp| tp.child())
+                    .to_string(),
+            ),
+            tracestate: tracestate
+                .filter(|s| received.is_some() && !s.trim().is_empty())
+                .map(str::to_owned),
+        }
+    }
+
+    /// The context of the current span, when the `otel` feature is on and OpenTelemetry records
+    /// it; else none. For what is written outside a delivery's own publish path (an outbox row).
+    pub(crate) fn current() -> Option<TraceContext> {
+        #[cfg(feature = "otel")]
+        return otel::current();
+        #[cfg(not(feature = "otel"))]
+        None
+    }
+}
 
 /// A parsed `traceparent` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,16 +163,6 @@ pub(crate) fn parse(traceparent: &str) -> Option<TraceParent> {
     })
 }
 
-/// The `traceparent` for a message sent while handling one that carried `traceparent`: the
-/// same trace with a fresh span id, or, when it is absent, invalid or all-zero, a new root
-/// ([`new_root`]).
-pub(crate) fn child(traceparent: Option<&str>) -> String {
-    traceparent
-        .and_then(parse)
-        .map_or_else(TraceParent::new_root, |tp| tp.child())
-        .to_string()
-}
-
 /// The `traceparent` of a new, sampled trace: random trace and span ids.
 pub(crate) fn new_root() -> String {
     TraceParent::new_root().to_string()
@@ -165,6 +215,34 @@ mod tests {
     use super::*;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn child(traceparent: Option<&str>) -> String {
+        TraceContext::continued(traceparent, None)
+            .traceparent
+            .unwrap()
+    }
+
+    #[test]
+    fn tracestate_goes_with_a_traceparent_only() {
+        let c = TraceContext::continued(Some(TP), Some("congo=t61rcWkgMzE"));
+        assert_eq!(c.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+        assert_ne!(c.traceparent.as_deref(), Some(TP));
+        assert_eq!(TraceContext::continued(None, Some("a=b")).tracestate, None);
+        assert_eq!(
+            TraceContext::continued(Some(TP), Some(" ")).tracestate,
+            None
+        );
+        let r = TraceContext::received(
+            Some("00-00000000000000000000000000000000-0000000000000000-00"),
+            Some("a=b"),
+        );
+        assert_eq!(r, TraceContext::default());
+        let r = TraceContext::received(Some(TP), Some("a=b"));
+        assert_eq!(
+            (r.traceparent.as_deref(), r.tracestate.as_deref()),
+            (Some(TP), Some("a=b"))
+        );
+    }
 
     #[test]
     fn parses_and_formats_round_trip() {

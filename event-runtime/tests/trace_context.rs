@@ -1,0 +1,243 @@
+//! W3C trace context: what a handler publishes, its retries and its dead letters stay in the
+//! incoming trace, and carry its `tracestate`. Without OpenTelemetry each has a fresh span id;
+//! with the `otel` feature ([`otel`]), against the SDK's in-memory exporter, the delivery's span
+//! is the child of the incoming context and what it publishes names it.
+//!
+//! `cargo test -p event-runtime --test trace_context` (add `--features otel` for [`otel`]).
+
+#![allow(missing_docs)]
+
+use event_runtime::testing::TestApp;
+use event_runtime::{event_handler, App, Event, OutgoingEvent, Publisher, TraceContext};
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACESTATE: &str = "vendor=abc";
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "tc.ping", version = "1.0")]
+pub struct Ping {
+    pub event_id: String,
+    pub user_id: String,
+}
+
+#[event_handler(topic = "tc-in")]
+async fn tc_forward(e: Ping, trace: TraceContext, publisher: Publisher) -> anyhow::Result<()> {
+    assert_eq!(trace.traceparent.as_deref(), Some(TRACEPARENT));
+    assert_eq!(trace.tracestate.as_deref(), Some(TRACESTATE));
+    let next = Ping {
+        event_id: format!("next-{}", e.event_id),
+        user_id: e.user_id,
+    };
+    publisher.publish("tc-out", &next).await?;
+    Ok(())
+}
+
+#[event_handler(topic = "tc-fail", retry = [1], dlq = "tc-dlq")]
+async fn tc_failing(_e: Ping) -> anyhow::Result<()> {
+    anyhow::bail!("always fails")
+}
+
+/// `Ping` sent as an upstream service would: with a `traceparent` and a `tracestate`.
+fn traced_ping(topic: &str, id: &str) -> OutgoingEvent {
+    let ping = Ping {
+        event_id: id.into(),
+        user_id: "u".into(),
+    };
+    let mut out = OutgoingEvent::from_event("kafka-pubsub", topic, "upstream", &ping).unwrap();
+    out.traceparent = Some(TRACEPARENT.into());
+    out.tracestate = Some(TRACESTATE.into());
+    out
+}
+
+fn app_of(handler: &str) -> App {
+    App::with_handlers(
+        event_runtime::registered()
+            .into_iter()
+            .filter(|h| h.name == handler),
+    )
+    .unwrap()
+}
+
+/// The same trace as [`TRACEPARENT`], another span.
+fn assert_continues(out: &OutgoingEvent) {
+    let tp = out.traceparent.as_deref().expect("a traceparent");
+    assert_eq!(tp.split('-').nth(1), TRACEPARENT.split('-').nth(1), "{tp}");
+    assert_ne!(tp, TRACEPARENT);
+    assert_eq!(out.tracestate.as_deref(), Some(TRACESTATE));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handlers_publish_continues_the_trace_with_its_tracestate() {
+    let app = TestApp::start(app_of("tc_forward")).await;
+    app.send(traced_ping("tc-in", "plain-1")).await.unwrap();
+    app.wait_idle().await;
+    assert_eq!(app.runs_of("tc_forward")[0].outcome, "success");
+    assert_continues(&app.published_to("tc-out")[0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_and_dead_letters_continue_the_trace_with_its_tracestate() {
+    let app = TestApp::start(app_of("tc_failing")).await;
+    app.send(traced_ping("tc-fail", "plain-2")).await.unwrap();
+    app.wait_idle().await;
+    assert_eq!(app.runs_of("tc_failing").len(), 2);
+    // The retry message carries the trace in its own envelope, beside the original record.
+    let retries: Vec<OutgoingEvent> = app
+        .broker()
+        .published()
+        .into_iter()
+        .filter(|e| e.topic.contains(".retry."))
+        .collect();
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    let sealed: serde_json::Value =
+        serde_json::from_slice(retries[0].record.as_ref().unwrap()).unwrap();
+    let mut carried = retries[0].clone();
+    carried.traceparent = sealed["traceparent"].as_str().map(str::to_owned);
+    carried.tracestate = sealed["tracestate"].as_str().map(str::to_owned);
+    assert_continues(&carried);
+    assert_continues(&app.published_to("tc-dlq")[0]);
+}
+
+/// With OpenTelemetry: spans recorded by the SDK's in-memory exporter.
+#[cfg(feature = "otel")]
+mod otel {
+    use std::sync::OnceLock;
+
+    use event_runtime::testing::TestApp;
+    use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+
+    use super::{app_of, traced_ping};
+
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT_ID: &str = "00f067aa0ba902b7";
+    const TRACESTATE: &str = super::TRACESTATE;
+
+    /// The process-wide subscriber, with the OpenTelemetry layer on an in-memory exporter (a scoped
+    /// one would miss spans whose callsites another test's thread registered first).
+    fn exporter() -> &'static InMemorySpanExporter {
+        static EXPORTER: OnceLock<(InMemorySpanExporter, SdkTracerProvider)> = OnceLock::new();
+        &EXPORTER
+            .get_or_init(|| {
+                use tracing_subscriber::layer::SubscriberExt as _;
+                let exporter = InMemorySpanExporter::default();
+                let provider = SdkTracerProvider::builder()
+                    .with_simple_exporter(exporter.clone())
+                    .build();
+                let tracer = provider.tracer("event-runtime-test");
+                let subscriber = tracing_subscriber::registry()
+                    .with(tracing_opentelemetry::layer().with_tracer(tracer));
+                tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+                (exporter, provider)
+            })
+            .0
+    }
+
+    /// The deliveries of `event_id` the exporter saw, in the order they ended.
+    fn deliveries(event_id: &str) -> Vec<SpanData> {
+        exporter()
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|s| {
+                s.name == "delivery"
+                    && s.attributes
+                        .iter()
+                        .any(|kv| kv.key.as_str() == "event_id" && kv.value.as_str() == event_id)
+            })
+            .collect()
+    }
+
+    /// The trace id and the parent span id a `traceparent` names.
+    fn ids(traceparent: &str) -> (TraceId, SpanId) {
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{traceparent}");
+        (
+            TraceId::from_hex(parts[1]).unwrap(),
+            SpanId::from_hex(parts[2]).unwrap(),
+        )
+    }
+
+    fn event_names(span: &SpanData) -> Vec<String> {
+        span.events.iter().map(|e| e.name.to_string()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_delivery_span_continues_the_incoming_trace_and_names_itself_in_what_it_publishes()
+    {
+        exporter();
+        let app = TestApp::start(app_of("tc_forward")).await;
+        app.send(traced_ping("tc-in", "otel-1")).await.unwrap();
+        app.wait_idle().await;
+
+        let spans = deliveries("otel-1");
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let delivery = &spans[0];
+        let trace_id = TraceId::from_hex(TRACE_ID).unwrap();
+        // The child of the incoming context, which came from another process.
+        assert_eq!(delivery.span_context.trace_id(), trace_id);
+        assert_eq!(
+            delivery.parent_span_id,
+            SpanId::from_hex(PARENT_ID).unwrap()
+        );
+        assert!(delivery.parent_span_is_remote);
+        assert_eq!(
+            delivery.span_context.trace_state().header(),
+            TRACESTATE,
+            "the tracestate is the span's"
+        );
+
+        // What the handler published names the delivery's span, which the exporter has.
+        let pong = app
+            .published_to("tc-out")
+            .into_iter()
+            .find(|e| e.id == "next-otel-1")
+            .unwrap();
+        let (published_trace, published_parent) = ids(pong.traceparent.as_deref().unwrap());
+        assert_eq!(published_trace, trace_id);
+        assert_eq!(published_parent, delivery.span_context.span_id());
+        assert_eq!(pong.tracestate.as_deref(), Some(TRACESTATE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_and_dead_letters_are_span_events_and_carry_the_trace() {
+        exporter();
+        let app = TestApp::start(app_of("tc_failing")).await;
+        app.send(traced_ping("tc-fail", "otel-2")).await.unwrap();
+        app.wait_idle().await;
+
+        // The first delivery, then the retry's: one trace, each the child of the span before it.
+        let spans = deliveries("otel-2");
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        let (first, retry) = (&spans[0], &spans[1]);
+        let trace_id = TraceId::from_hex(TRACE_ID).unwrap();
+        assert_eq!(first.parent_span_id, SpanId::from_hex(PARENT_ID).unwrap());
+        assert_eq!(retry.span_context.trace_id(), trace_id);
+        assert_eq!(retry.parent_span_id, first.span_context.span_id());
+        assert_eq!(retry.span_context.trace_state().header(), TRACESTATE);
+
+        assert!(
+            event_names(first).iter().any(|e| e == "retry scheduled"),
+            "{:?}",
+            event_names(first)
+        );
+        assert!(
+            event_names(retry)
+                .iter()
+                .any(|e| e == "event dead-lettered"),
+            "{:?}",
+            event_names(retry)
+        );
+
+        // The dead letter names the retry's span, and keeps the tracestate.
+        let letter = app
+            .published_to("tc-dlq")
+            .into_iter()
+            .find(|e| e.id.ends_with(":otel-2"))
+            .unwrap();
+        let (dlq_trace, dlq_parent) = ids(letter.traceparent.as_deref().unwrap());
+        assert_eq!(dlq_trace, trace_id);
+        assert_eq!(dlq_parent, retry.span_context.span_id());
+        assert_eq!(letter.tracestate.as_deref(), Some(TRACESTATE));
+    }
+}
