@@ -27,6 +27,9 @@ use std::time::Duration;
 use crate::event::outcome::OutcomeKind;
 use crate::handler::def::RetryMode;
 
+#[cfg(feature = "metrics")]
+mod facade;
+
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -35,6 +38,37 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 pub(crate) const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+
+/// `event_deliveries_total`: its name and help.
+pub(crate) const DELIVERIES: (&str, &str) = (
+    "event_deliveries_total",
+    "Deliveries to each handler, by how they ended.",
+);
+/// `event_retries_total`: its name and help.
+pub(crate) const RETRIES: (&str, &str) = (
+    "event_retries_total",
+    "Retries scheduled, by handler and retry mode.",
+);
+/// `event_dead_letters_total`: its name and help.
+pub(crate) const DEAD_LETTERS: (&str, &str) = (
+    "event_dead_letters_total",
+    "Events published to a dead-letter topic, by handler (empty: no handler took the event).",
+);
+/// `event_idempotent_skips_total`: its name and help.
+pub(crate) const SKIPS: (&str, &str) = (
+    "event_idempotent_skips_total",
+    "Duplicate events skipped by idempotent handlers.",
+);
+/// `event_handler_duration_seconds`: its name and help.
+pub(crate) const DURATION: (&str, &str) = (
+    "event_handler_duration_seconds",
+    "Time each handler run took.",
+);
+/// `event_deliveries_in_flight`: its name and help.
+pub(crate) const IN_FLIGHT: (&str, &str) = (
+    "event_deliveries_in_flight",
+    "Deliveries being processed now.",
+);
 
 fn mode_index(mode: RetryMode) -> usize {
     match mode {
@@ -57,42 +91,72 @@ struct Series {
     duration_sum_nanos: AtomicU64,
 }
 
+/// What one handler records into: its counters, and (feature `metrics`) its handles in the
+/// `metrics` facade.
+#[derive(Debug)]
+struct HandlerSeries {
+    counters: Series,
+    #[cfg(feature = "metrics")]
+    facade: facade::Handles,
+}
+
+impl HandlerMetrics {
+    fn named(_handler: &str) -> HandlerMetrics {
+        HandlerMetrics(Arc::new(HandlerSeries {
+            counters: Series::default(),
+            #[cfg(feature = "metrics")]
+            facade: facade::Handles::register(_handler),
+        }))
+    }
+}
+
 /// The metrics of one handler, cheap to clone: record through it on a hot path to skip the
 /// registry's look-up.
 #[derive(Debug, Clone)]
-pub struct HandlerMetrics(Arc<Series>);
+pub struct HandlerMetrics(Arc<HandlerSeries>);
 
 impl HandlerMetrics {
     /// Counts one delivery that ended in `outcome`.
     pub fn delivery(&self, outcome: OutcomeKind) {
-        self.0.deliveries[outcome.index()].fetch_add(1, Relaxed);
+        self.0.counters.deliveries[outcome.index()].fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.facade.delivery(outcome);
     }
 
     /// Counts one retry scheduled in `mode`.
     pub fn retry_scheduled(&self, mode: RetryMode) {
-        self.0.retries[mode_index(mode)].fetch_add(1, Relaxed);
+        self.0.counters.retries[mode_index(mode)].fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.facade.retry_scheduled(mode);
     }
 
     /// Counts one event published to a dead-letter topic.
     pub fn dead_letter(&self) {
-        self.0.dead_letters.fetch_add(1, Relaxed);
+        self.0.counters.dead_letters.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.facade.dead_letter();
     }
 
     /// Counts one duplicate skipped by idempotency.
     pub fn idempotent_skip(&self) {
-        self.0.skips.fetch_add(1, Relaxed);
+        self.0.counters.skips.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.facade.idempotent_skip();
     }
 
     /// Observes one run of the handler that took `elapsed`.
     pub fn handler_duration(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         // Non-cumulative here; `render` accumulates.
+        let series = &self.0.counters;
         if let Some(i) = DURATION_BUCKETS.iter().position(|&le| secs <= le) {
-            self.0.buckets[i].fetch_add(1, Relaxed);
+            series.buckets[i].fetch_add(1, Relaxed);
         }
-        self.0.duration_count.fetch_add(1, Relaxed);
+        series.duration_count.fetch_add(1, Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.0.duration_sum_nanos.fetch_add(nanos, Relaxed);
+        series.duration_sum_nanos.fetch_add(nanos, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.facade.handler_duration(elapsed);
     }
 }
 
@@ -109,6 +173,8 @@ pub struct Metrics {
     handlers: Mutex<BTreeMap<String, HandlerMetrics>>,
     in_flight: AtomicI64,
     sources: Mutex<Vec<Arc<dyn MetricsSource>>>,
+    #[cfg(feature = "metrics")]
+    in_flight_gauge: facade::InFlightGauge,
 }
 
 impl Metrics {
@@ -119,8 +185,9 @@ impl Metrics {
         {
             let mut map = metrics.lock();
             for h in handlers {
-                map.entry(h.into())
-                    .or_insert_with(|| HandlerMetrics(Arc::default()));
+                let name = h.into();
+                let metrics = HandlerMetrics::named(&name);
+                map.entry(name).or_insert(metrics);
             }
         }
         metrics
@@ -138,7 +205,7 @@ impl Metrics {
             return h.clone();
         }
         map.entry(handler.to_owned())
-            .or_insert_with(|| HandlerMetrics(Arc::default()))
+            .or_insert_with(|| HandlerMetrics::named(handler))
             .clone()
     }
 
@@ -179,7 +246,9 @@ impl Metrics {
     /// Counts a delivery in flight until the returned guard is dropped.
     pub fn in_flight(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight(&self.in_flight)
+        #[cfg(feature = "metrics")]
+        self.in_flight_gauge.increment();
+        InFlight(self)
     }
 
     /// Deliveries in flight now.
@@ -197,15 +266,10 @@ impl Metrics {
             .collect();
         let mut out = String::with_capacity(1024 + handlers.len() * 2048);
 
-        header(
-            &mut out,
-            "event_deliveries_total",
-            "counter",
-            "Deliveries to each handler, by how they ended.",
-        );
+        header(&mut out, DELIVERIES.0, "counter", DELIVERIES.1);
         for (name, h) in &handlers {
             for o in OutcomeKind::ALL {
-                let v = h.0.deliveries[o.index()].load(Relaxed);
+                let v = h.0.counters.deliveries[o.index()].load(Relaxed);
                 let _ = writeln!(
                     out,
                     "event_deliveries_total{{handler=\"{}\",outcome=\"{}\"}} {v}",
@@ -215,15 +279,10 @@ impl Metrics {
             }
         }
 
-        header(
-            &mut out,
-            "event_retries_total",
-            "counter",
-            "Retries scheduled, by handler and retry mode.",
-        );
+        header(&mut out, RETRIES.0, "counter", RETRIES.1);
         for (name, h) in &handlers {
             for (i, mode) in MODES.iter().enumerate() {
-                let v = h.0.retries[i].load(Relaxed);
+                let v = h.0.counters.retries[i].load(Relaxed);
                 let _ = writeln!(
                     out,
                     "event_retries_total{{handler=\"{}\",mode=\"{mode}\"}} {v}",
@@ -232,49 +291,34 @@ impl Metrics {
             }
         }
 
-        header(
-            &mut out,
-            "event_dead_letters_total",
-            "counter",
-            "Events published to a dead-letter topic, by handler (empty: no handler took the event).",
-        );
+        header(&mut out, DEAD_LETTERS.0, "counter", DEAD_LETTERS.1);
         for (name, h) in &handlers {
             let _ = writeln!(
                 out,
                 "event_dead_letters_total{{handler=\"{}\"}} {}",
                 escape_label(name),
-                h.0.dead_letters.load(Relaxed)
+                h.0.counters.dead_letters.load(Relaxed)
             );
         }
 
-        header(
-            &mut out,
-            "event_idempotent_skips_total",
-            "counter",
-            "Duplicate events skipped by idempotent handlers.",
-        );
+        header(&mut out, SKIPS.0, "counter", SKIPS.1);
         for (name, h) in &handlers {
             let _ = writeln!(
                 out,
                 "event_idempotent_skips_total{{handler=\"{}\"}} {}",
                 escape_label(name),
-                h.0.skips.load(Relaxed)
+                h.0.counters.skips.load(Relaxed)
             );
         }
 
-        header(
-            &mut out,
-            "event_handler_duration_seconds",
-            "histogram",
-            "Time each handler run took.",
-        );
+        header(&mut out, DURATION.0, "histogram", DURATION.1);
         for (name, h) in &handlers {
             let label = escape_label(name);
             // Read the count first: buckets observed after it are never more than the count.
-            let count = h.0.duration_count.load(Relaxed);
+            let count = h.0.counters.duration_count.load(Relaxed);
             let mut cumulative = 0;
             for (i, le) in DURATION_BUCKETS.iter().enumerate() {
-                cumulative += h.0.buckets[i].load(Relaxed);
+                cumulative += h.0.counters.buckets[i].load(Relaxed);
                 let _ = writeln!(
                     out,
                     "event_handler_duration_seconds_bucket{{handler=\"{label}\",le=\"{}\"}} {}",
@@ -282,7 +326,7 @@ impl Metrics {
                     cumulative.min(count)
                 );
             }
-            let sum = h.0.duration_sum_nanos.load(Relaxed) as f64 / 1e9;
+            let sum = h.0.counters.duration_sum_nanos.load(Relaxed) as f64 / 1e9;
             let _ = writeln!(
                 out,
                 "event_handler_duration_seconds_bucket{{handler=\"{label}\",le=\"+Inf\"}} {count}"
@@ -298,12 +342,7 @@ impl Metrics {
             );
         }
 
-        header(
-            &mut out,
-            "event_deliveries_in_flight",
-            "gauge",
-            "Deliveries being processed now.",
-        );
+        header(&mut out, IN_FLIGHT.0, "gauge", IN_FLIGHT.1);
         let _ = writeln!(out, "event_deliveries_in_flight {}", self.in_flight_now());
         let sources = self
             .sources
@@ -320,11 +359,13 @@ impl Metrics {
 /// A delivery in flight: decrements `event_deliveries_in_flight` when dropped.
 #[derive(Debug)]
 #[must_use = "the delivery counts as in flight only while the guard lives"]
-pub struct InFlight<'a>(&'a AtomicI64);
+pub struct InFlight<'a>(&'a Metrics);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.0.in_flight.fetch_sub(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.in_flight_gauge.decrement();
     }
 }
 
