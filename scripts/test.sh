@@ -26,8 +26,7 @@ cargo test --workspace
 
 step "event-runtime's optional features: OpenTelemetry and the metrics facade"
 cargo clippy -p event-runtime --all-targets --all-features -- -D warnings
-cargo test -p event-runtime --features otel --test trace_context
-cargo test -p event-runtime --features metrics --test metrics_facade
+cargo test -p event-runtime --features otel,metrics
 
 step "example-todo on a real PostgreSQL"
 example-todo/scripts/postgres-test.sh

@@ -2301,3 +2301,123 @@ async fn s18_outbox_two_replicas_relay_one_database_without_loss_or_reorder() {
         "the relays published every event: {published:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------- 19
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s19_one_trace_from_the_publisher_through_daprd_and_the_handler_to_its_own_publish() {
+    let mut s = Scenario::new("s19");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let id = format!("s19-{run}");
+    // An upstream publisher's span: its own trace id and span id, and a vendor's tracestate.
+    let trace_id = format!("{run}{run}{run}{run}");
+    let parent_id = format!("{run}{run}");
+    let traceparent = format!("00-{trace_id}-{parent_id}-01");
+    let tracestate = format!("e2e=s19{run}");
+    let event = work(&id, "user-19", 0);
+    // Straight to daprd's publish API, as a service with another SDK would; a 5xx (Kafka's "not
+    // the leader" just after the topic was made) is tried again.
+    let mut published = None;
+    for _ in 0..30 {
+        let answer = s
+            .http
+            .post(format!("{}/v1.0/publish/kafka-pubsub/s19-in", p.dapr_url()))
+            .query(&[
+                ("metadata.cloudevent.id", id.as_str()),
+                ("metadata.cloudevent.type", "e2e.work"),
+                ("metadata.cloudevent.source", "upstream"),
+                ("metadata.cloudevent.traceparent", traceparent.as_str()),
+                ("metadata.cloudevent.tracestate", tracestate.as_str()),
+                ("metadata.partitionKey", "user-19"),
+            ])
+            .header("content-type", "application/json")
+            .body(event.to_string())
+            .send()
+            .await
+            .expect("publish to daprd");
+        let status = answer.status();
+        let body = answer.text().await.unwrap_or_default();
+        if status.is_success() {
+            published = Some(());
+            break;
+        }
+        s.note(format!("publish answered {status}: {body}"));
+        assert!(status.is_server_error(), "{status}: {body}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(published.is_some(), "daprd never took the publish");
+
+    let forwarded = format!("{id}-fwd");
+    let l = s
+        .wait_ledger("the forwarded event handled", secs(60), |l| {
+            has_ok(l, "s19_sink", std::slice::from_ref(&forwarded))
+        })
+        .await;
+    let received = |handler: &str, id: &str| -> (String, String) {
+        let v = runs_of(&l, handler, id)[0];
+        (
+            v["traceparent"].as_str().unwrap_or_default().to_owned(),
+            v["tracestate"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let ids = |tp: &str| -> (String, String) {
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "a W3C traceparent: {tp:?}");
+        (parts[1].to_owned(), parts[2].to_owned())
+    };
+    // The handler got the publisher's context through daprd and Kafka, as sent.
+    let (tp_in, ts_in) = received("s19_forward", &id);
+    assert_eq!(tp_in, traceparent);
+    assert_eq!(ts_in, tracestate);
+    // Its own publish, through daprd and Kafka again: the same trace, a span of its own.
+    let (tp_out, ts_out) = received("s19_sink", &forwarded);
+    let (out_trace, out_parent) = ids(&tp_out);
+    assert_eq!(out_trace, trace_id, "one trace id end to end");
+    assert_ne!(out_parent, parent_id);
+    assert_eq!(ts_out, tracestate, "the tracestate kept end to end");
+
+    // The spans the app exported (feature `otel`): the delivery is the child of the publisher's
+    // span, and the handler's publish names the delivery's span; the next delivery is its child.
+    // (A span is exported when it ends, just after its handler wrote the ledger.)
+    let mut spans: Vec<Value> = Vec::new();
+    for _ in 0..50 {
+        spans = s
+            .http
+            .get(format!("{}/control/spans", p.app_url()))
+            .send()
+            .await
+            .expect("GET /control/spans")
+            .json()
+            .await
+            .expect("spans");
+        if spans
+            .iter()
+            .any(|sp| sp["attributes"]["event_id"] == forwarded.as_str())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivery_of = |event_id: &str| -> Value {
+        spans
+            .iter()
+            .find(|sp| sp["name"] == "delivery" && sp["attributes"]["event_id"] == event_id)
+            .unwrap_or_else(|| panic!("no delivery span of {event_id}: {spans:?}"))
+            .clone()
+    };
+    let first = delivery_of(&id);
+    assert_eq!(first["trace_id"], trace_id.as_str(), "{first}");
+    assert_eq!(first["parent_span_id"], parent_id.as_str(), "{first}");
+    assert_eq!(first["tracestate"], tracestate.as_str(), "{first}");
+    assert_eq!(first["span_id"], out_parent.as_str(), "{first}");
+    let second = delivery_of(&forwarded);
+    assert_eq!(second["trace_id"], trace_id.as_str(), "{second}");
+    assert_eq!(second["parent_span_id"], first["span_id"], "{second}");
+    s.note(format!(
+        "trace {trace_id}: publisher {parent_id} -> delivery {} -> publish -> delivery {}",
+        first["span_id"], second["span_id"]
+    ));
+}

@@ -542,6 +542,109 @@ pub mod s18 {
     dlq_handler!(s18_dead_letters, topic = "s18-dlq");
 }
 
+/// 19: one trace from a publisher, through daprd, the handler (an OpenTelemetry span, feature
+/// `otel`) and the handler's own publish, to the next handler.
+pub mod s19 {
+    use super::*;
+
+    /// Records the context it received, then publishes `<id>-fwd` to `s19-out`.
+    #[event_handler(topic = "s19-in", dlq = "s19-dlq")]
+    pub async fn s19_forward(
+        w: Work,
+        EventId(id): EventId,
+        tc: TraceContext,
+        publisher: Publisher,
+        State(ledger): State<Ledger>,
+    ) -> anyhow::Result<()> {
+        ledger.traced("s19_forward", &id, &tc);
+        let next = Work {
+            event_id: format!("{}-fwd", w.event_id),
+            ..w
+        };
+        publisher.publish("s19-out", &next).await?;
+        Ok(())
+    }
+
+    /// Records the context the forwarded event arrived with.
+    #[event_handler(topic = "s19-out", dlq = "s19-dlq")]
+    pub async fn s19_sink(
+        _w: Work,
+        EventId(id): EventId,
+        tc: TraceContext,
+        State(ledger): State<Ledger>,
+    ) {
+        ledger.traced("s19_sink", &id, &tc);
+    }
+}
+
+impl Ledger {
+    /// One `ok` line with the trace context a handler received.
+    fn traced(&self, handler: &str, id: &str, tc: &TraceContext) {
+        self.file.append_json(&json!({
+            "replica": self.replica, "handler": handler, "outcome": "ok", "event_id": id,
+            "traceparent": tc.traceparent, "tracestate": tc.tracestate, "time_ms": now_ms(),
+        }));
+    }
+}
+
+/// Every span the app finished, for `GET /control/spans` (scenario 19 only).
+#[derive(Clone, Default)]
+struct Spans(Option<opentelemetry_sdk::trace::InMemorySpanExporter>);
+
+/// `GET /control/spans`: each finished span's name, ids, attributes and event names.
+async fn control_spans(AxState(spans): AxState<Spans>) -> Json<Value> {
+    let finished = spans
+        .0
+        .map(|e| e.get_finished_spans().unwrap_or_default())
+        .unwrap_or_default();
+    Json(Value::Array(
+        finished
+            .iter()
+            .map(|s| {
+                let attributes: serde_json::Map<String, Value> = s
+                    .attributes
+                    .iter()
+                    .map(|kv| (kv.key.to_string(), json!(kv.value.to_string())))
+                    .collect();
+                json!({
+                    "name": s.name, "trace_id": s.span_context.trace_id().to_string(),
+                    "span_id": s.span_context.span_id().to_string(),
+                    "parent_span_id": s.parent_span_id.to_string(),
+                    "tracestate": s.span_context.trace_state().header(),
+                    "attributes": attributes,
+                    "events": s.events.iter().map(|e| e.name.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// The log to stderr and, for scenario 19, OpenTelemetry spans into an in-memory exporter.
+fn init_tracing(scenario: &str) -> Spans {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let log = tracing_subscriber::fmt::layer().with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter).with(log);
+    if scenario != "s19" {
+        registry.init();
+        return Spans(None);
+    }
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let tracer = provider.tracer("e2e-app");
+    // The provider lives as long as the process.
+    std::mem::forget(provider);
+    registry
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .init();
+    Spans(Some(exporter))
+}
+
 /// The app's own database with the framework's SQL outbox (`E2E_OUTBOX_DB`): a table of
 /// changes, each written with its event in one transaction by `POST /control/outbox-write`.
 struct OutboxDb {
@@ -1034,14 +1137,9 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--topics") {
         return topics();
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(false)
-        .init();
     let scenario =
         std::env::var("E2E_SCENARIO").map_err(|_| anyhow::anyhow!("E2E_SCENARIO is not set"))?;
+    let spans = init_tracing(&scenario);
     let replica = std::env::var("REPLICA").unwrap_or_else(|_| "r1".into());
     let ledger_path =
         std::env::var("LEDGER_FILE").map_err(|_| anyhow::anyhow!("LEDGER_FILE is not set"))?;
@@ -1101,6 +1199,11 @@ async fn main() -> anyhow::Result<()> {
         .route("/control/replay", post(control_replay))
         .with_state(app.publisher())
         .route("/control/outbox", post(control_outbox))
+        .merge(
+            Router::new()
+                .route("/control/spans", axum::routing::get(control_spans))
+                .with_state(spans),
+        )
         .merge(
             Router::new()
                 .route("/control/outbox-write", post(control_outbox_write))

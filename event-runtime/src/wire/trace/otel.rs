@@ -58,3 +58,52 @@ pub(crate) fn current() -> Option<TraceContext> {
         tracestate: (!state.is_empty()).then_some(state),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn with_otel(f: impl FnOnce()) {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, f);
+    }
+
+    #[test]
+    fn the_current_span_is_the_child_of_what_arrived_and_names_itself() {
+        with_otel(|| {
+            let span = tracing::info_span!("delivery");
+            set_parent(&span, Some(TP), Some("a=1,b=2"));
+            let _entered = span.enter();
+            let current = current().expect("a span OpenTelemetry records");
+            let tp = parse(current.traceparent.as_deref().unwrap()).unwrap();
+            assert_eq!(tp.trace_id, parse(TP).unwrap().trace_id);
+            assert_ne!(tp.parent_id, parse(TP).unwrap().parent_id);
+            let own = span.context().span().span_context().span_id().to_bytes();
+            assert_eq!(tp.parent_id, own);
+            assert_eq!(current.tracestate.as_deref(), Some("a=1,b=2"));
+            // What is published inside it goes on from it, whatever arrived.
+            let continued = TraceContext::continued(Some(TP), None);
+            assert_eq!(continued, current);
+        });
+    }
+
+    #[test]
+    fn without_a_trace_or_a_layer_nothing_is_current() {
+        assert_eq!(current(), None);
+        with_otel(|| {
+            let span = tracing::info_span!("delivery");
+            set_parent(&span, Some("junk"), Some("a=1"));
+            let _entered = span.enter();
+            // A new root: valid, with no tracestate.
+            let current = current().unwrap();
+            assert_eq!(current.tracestate, None);
+        });
+    }
+}
