@@ -98,6 +98,30 @@ async fn retries_and_dead_letters_continue_the_trace_with_its_tracestate() {
     assert_continues(&app.published_to("tc-dlq")[0]);
 }
 
+/// An outbox row written inside a delivery, with OpenTelemetry and the SQL outbox.
+#[cfg(all(feature = "otel", feature = "sqlx"))]
+#[derive(Clone)]
+struct Outboxed {
+    pool: sqlx::SqlitePool,
+    outbox: event_runtime::Outbox,
+}
+
+#[cfg(all(feature = "otel", feature = "sqlx"))]
+#[event_handler(topic = "tc-outbox")]
+async fn tc_outboxing(
+    e: Ping,
+    event_runtime::State(db): event_runtime::State<Outboxed>,
+) -> anyhow::Result<()> {
+    let mut tx = db.pool.begin().await?;
+    let next = Ping {
+        event_id: format!("next-{}", e.event_id),
+        user_id: e.user_id,
+    };
+    db.outbox.add(&mut *tx, "tc-outboxed", &next).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// With OpenTelemetry: spans recorded by the SDK's in-memory exporter.
 #[cfg(feature = "otel")]
 mod otel {
@@ -239,5 +263,35 @@ mod otel {
         assert_eq!(dlq_trace, trace_id);
         assert_eq!(dlq_parent, retry.span_context.span_id());
         assert_eq!(letter.tracestate.as_deref(), Some(TRACESTATE));
+    }
+
+    /// An event added to the outbox inside a delivery goes out naming the delivery's span.
+    #[cfg(feature = "sqlx")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outbox_row_written_in_a_delivery_carries_its_span() {
+        exporter();
+        let options = sqlx::sqlite::SqliteConnectOptions::new().in_memory(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let outbox = event_runtime::Outbox::sqlite(pool.clone());
+        outbox.migrate().await.unwrap();
+        let app = app_of("tc_outboxing")
+            .with_outbox(outbox.clone())
+            .with_state(super::Outboxed { pool, outbox });
+        let app = TestApp::start(app).await;
+        app.send(traced_ping("tc-outbox", "otel-3")).await.unwrap();
+        app.wait_idle().await;
+
+        let spans = deliveries("otel-3");
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let out = app.published_to("tc-outboxed");
+        assert_eq!(out.len(), 1, "the relay published the row: {out:?}");
+        let (trace_id, parent) = ids(out[0].traceparent.as_deref().unwrap());
+        assert_eq!(trace_id, TraceId::from_hex(TRACE_ID).unwrap());
+        assert_eq!(parent, spans[0].span_context.span_id());
+        assert_eq!(out[0].tracestate.as_deref(), Some(TRACESTATE));
     }
 }
