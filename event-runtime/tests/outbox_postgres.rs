@@ -21,6 +21,12 @@ async fn events_go_out_in_commit_order_per_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn a_burst_of_commits_goes_out_in_few_rounds_and_a_quiet_one_at_once() {
+    outbox_support::a_burst_goes_out_in_few_rounds(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn a_rolled_back_transaction_publishes_nothing() {
     outbox_support::rollback_publishes_nothing(&db().await).await;
 }

@@ -9,6 +9,8 @@ use crate::pipeline::metrics::{format_float, header, MetricsSource};
 #[derive(Debug)]
 pub(crate) struct OutboxMetrics {
     published: AtomicU64,
+    /// Rounds that published rows.
+    batches: AtomicU64,
     failures: AtomicU64,
     pending: AtomicI64,
     /// When the oldest pending row was added (epoch ms), or -1 when none is pending.
@@ -20,6 +22,7 @@ impl Default for OutboxMetrics {
     fn default() -> Self {
         OutboxMetrics {
             published: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             pending: AtomicI64::new(0),
             oldest_pending_ms: AtomicI64::new(-1),
@@ -31,6 +34,10 @@ impl Default for OutboxMetrics {
 impl OutboxMetrics {
     pub(crate) fn published(&self) {
         self.published.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn batch(&self) {
+        self.batches.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn failed(&self) {
@@ -88,6 +95,17 @@ impl MetricsSource for OutboxMetrics {
         );
         header(
             out,
+            "event_outbox_batches_total",
+            "counter",
+            "Relay rounds that published outbox rows (published_total / this: rows per round).",
+        );
+        let _ = writeln!(
+            out,
+            "event_outbox_batches_total {}",
+            self.batches.load(Relaxed)
+        );
+        header(
+            out,
             "event_outbox_publish_failures_total",
             "counter",
             "Publishes of outbox rows that failed (the row stays pending; its bucket waits).",
@@ -119,6 +137,7 @@ mod tests {
     fn renders_every_series() {
         let m = OutboxMetrics::default();
         m.published();
+        m.batch();
         m.failed();
         m.table(3, Some(crate::clock::now_ms() as i64 - 2_000));
         let mut text = String::new();
@@ -126,6 +145,7 @@ mod tests {
         for line in [
             "event_outbox_pending 3",
             "event_outbox_published_total 1",
+            "event_outbox_batches_total 1",
             "event_outbox_publish_failures_total 1",
             "event_outbox_buckets_held 0",
         ] {

@@ -4,19 +4,23 @@
 //! Each round: the lease work when due (a heartbeat, which tells how many relays share the
 //! buckets; the leases renewed; extra buckets released or free ones taken so each relay holds
 //! its share), then the oldest pending rows of the held buckets, published bucket by bucket
-//! (buckets side by side, each in `seq` order, stopping at its first failure). It runs again at
+//! (buckets side by side, each in `seq` order, stopping at its first failure), then the rows
+//! published marked sent, every bucket's in one statement. It runs again at
 //! once while rows remain, when this process commits through [`Outbox::commit`], and every poll
-//! interval.
+//! interval. Woken by a commit right after a round that published rows, it first waits out the
+//! batch window (5 ms from that round's start), so that under a stream of commits one round
+//! carries the rows of many; woken after a round that found nothing, it goes at once.
 //!
 //! The lease work and the housekeeping (deleting rows past their retention, the table's
 //! gauges) are due once per poll interval (the lease work also every third of the lease, and
 //! on every round while the relay holds no bucket), not on every round: under a stream of
-//! commits a round runs per commit or so, and those writes cost the app's own transactions
+//! commits a round runs every batch window, and those writes cost the app's own transactions
 //! (every one a commit, on PostgreSQL a WAL flush). An idle relay still does both every round.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
@@ -117,13 +121,18 @@ impl Worker {
         let mut migrated = false;
         let mut backoff = FIRST_BACKOFF;
         while !*stopped.borrow() {
+            // Wakes from commits this round will see anyway: no second round for them.
+            let _ = self.outbox.wake.notified().now_or_never();
+            let started = Instant::now();
             let mut listen = true;
+            let mut busy = false;
             let wait = match self.step(&mut migrated).await {
                 Ok(round) if round.failed == 0 => {
                     backoff = FIRST_BACKOFF;
                     if round.full {
                         continue;
                     }
+                    busy = round.published > 0;
                     settings.poll_interval
                 }
                 Ok(_) => {
@@ -144,7 +153,18 @@ impl Worker {
             };
             self.outbox.progress.notify_waiters();
             tokio::select! {
-                _ = self.outbox.wake.notified(), if listen => {}
+                _ = self.outbox.wake.notified(), if listen => {
+                    // Under a stream of commits, let them gather: a round that published rows
+                    // is followed by the next one no sooner than the batch window after it
+                    // started. An idle relay (its last round found nothing) goes at once.
+                    let gather = settings.batch_window.saturating_sub(started.elapsed());
+                    if busy && !gather.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(gather) => {}
+                            _ = stopped.changed() => {}
+                        }
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopped.changed() => {}
             }
@@ -209,9 +229,20 @@ impl Worker {
         }
         let results =
             futures::future::join_all(by_bucket.into_values().map(|rows| self.publish(rows))).await;
+        let mut sent = Vec::new();
         for (published, failed) in results {
-            round.published += published;
             round.failed += failed;
+            sent.extend(published);
+        }
+        round.published = sent.len() as u64;
+        if !sent.is_empty() {
+            self.outbox.metrics.batch();
+            let keep = !settings.retention.is_zero();
+            if let Err(e) = store::mark_sent(pool, &sent, now, keep).await {
+                // Published but not marked: they go out again (same ids, same order) on the
+                // next round.
+                tracing::warn!(error = %e, rows = sent.len(), "outbox relay: cannot mark rows sent");
+            }
         }
         Ok(round)
     }
@@ -238,13 +269,11 @@ impl Worker {
         Ok(held)
     }
 
-    /// Publishes one bucket's rows in order, stopping at the first that fails, then marks
-    /// those published sent, in one statement.
-    async fn publish(&self, rows: Vec<PendingRow>) -> (u64, u64) {
-        let pool = &self.outbox.pool;
-        let keep = !self.outbox.settings.retention.is_zero();
+    /// Publishes one bucket's rows in order, stopping at the first that fails; answers the
+    /// `seq`s published (the round marks every bucket's sent in one statement) and whether one
+    /// failed.
+    async fn publish(&self, rows: Vec<PendingRow>) -> (Vec<i64>, u64) {
         let mut sent = Vec::with_capacity(rows.len());
-        let mut failed = 0;
         for row in rows {
             let result = match decode(&row, &self.publisher) {
                 Ok(event) => {
@@ -256,30 +285,18 @@ impl Worker {
                 }
                 Err(e) => Err(format!("outbox row {} is unreadable: {e}", row.seq)),
             };
-            match result {
-                Ok(()) => {
-                    self.outbox.metrics.published();
-                    sent.push(row.seq);
+            if let Err(error) = result {
+                self.outbox.metrics.failed();
+                tracing::warn!(%error, bucket = row.bucket, "outbox relay: bucket waits on a failed publish");
+                if let Err(e) = store::mark_failed(&self.outbox.pool, row.seq, &error).await {
+                    tracing::warn!(error = %e, seq = row.seq, "outbox relay: cannot record a failed publish");
                 }
-                Err(error) => {
-                    self.outbox.metrics.failed();
-                    tracing::warn!(%error, bucket = row.bucket, "outbox relay: bucket waits on a failed publish");
-                    if let Err(e) = store::mark_failed(pool, row.seq, &error).await {
-                        tracing::warn!(error = %e, seq = row.seq, "outbox relay: cannot record a failed publish");
-                    }
-                    failed = 1;
-                    break;
-                }
+                return (sent, 1);
             }
+            self.outbox.metrics.published();
+            sent.push(row.seq);
         }
-        if !sent.is_empty() {
-            if let Err(e) = store::mark_sent(pool, &sent, now(), keep).await {
-                // Published but not marked: they go out again (same ids, same order) on the
-                // next round.
-                tracing::warn!(error = %e, rows = sent.len(), "outbox relay: cannot mark rows sent");
-            }
-        }
-        (sent.len() as u64, failed)
+        (sent, 0)
     }
 
     /// Deletes sent rows and inbox claims past their retention, and refreshes the table's

@@ -280,12 +280,46 @@ pub(crate) async fn pending_of(
     now: i64,
     limit: i64,
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
-    let rows: Vec<(i64, i64, String, String, String)> = on_pool!(pool, pool => sqlx::query_as(
-        "SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body FROM event_outbox o \
+    const PENDING: &str = "SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body FROM event_outbox o \
          JOIN event_outbox_lease l ON l.bucket = o.bucket \
          WHERE o.sent_ms IS NULL AND l.holder = $1 AND l.until_ms > $2 \
-         ORDER BY o.seq LIMIT $3")
-        .bind(holder).bind(now).bind(limit).fetch_all(pool).await)?;
+         ORDER BY o.seq LIMIT $3";
+    // Not a prepared statement the connection keeps (see `mark_sent`).
+    let rows: Vec<(i64, i64, String, String, String)> = match pool {
+        Pool::Sqlite(pool) => {
+            sqlx::query_as(PENDING)
+                .bind(holder)
+                .bind(now)
+                .bind(limit)
+                .persistent(false)
+                .fetch_all(pool)
+                .await?
+        }
+        Pool::Postgres(pool) => {
+            // Read through the pending index in order, never with a bitmap scan (nor the
+            // whole table): a row marked sent leaves its entry in that index until a vacuum,
+            // and an index scan marks such entries dead once it met them, so that later rounds
+            // skip them, where a bitmap scan (PostgreSQL's choice whenever it believes many
+            // rows pending, after a backlog say) visits every row sent since the last vacuum
+            // again, on every round. `set_config(.., true)`: for this transaction only.
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "SELECT set_config('enable_bitmapscan', 'off', true), \
+                        set_config('enable_seqscan', 'off', true)",
+            )
+            .execute(&mut *tx)
+            .await?;
+            let rows = sqlx::query_as(PENDING)
+                .bind(holder)
+                .bind(now)
+                .bind(limit)
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows
+        }
+    };
     Ok(rows
         .into_iter()
         .map(|(seq, bucket, pubsub, topic, body)| PendingRow {
@@ -300,6 +334,12 @@ pub(crate) async fn pending_of(
 
 /// Marks the rows `seqs` sent at `now`, or deletes them when sent rows are not kept; one
 /// statement.
+///
+/// It and `pending_of`, the relay's statements on every round, are planned on each run
+/// (`persistent(false)`), not kept prepared on the connection: PostgreSQL would settle on a
+/// generic plan after five runs, and one made while the table was nearly empty (a new
+/// deployment, a drained outbox) is a sequential scan, kept as long as the connection lives
+/// while the table grows.
 pub(crate) async fn mark_sent(
     pool: &Pool,
     seqs: &[i64],
@@ -319,19 +359,28 @@ pub(crate) async fn mark_sent(
             sqlx::query(sql)
                 .bind(list)
                 .bind(now)
+                .persistent(false)
                 .execute(pool)
                 .await
                 .map(drop)
         }
         Pool::Postgres(pool) => {
+            // Committed without waiting for the WAL flush (`synchronous_commit` off for this
+            // statement's transaction only): a mark lost in a crash of the server only has its
+            // rows published again, with the same ids, in the same order; and any later commit
+            // that waits for its flush (the app's next one) makes it durable too.
             let sql = if keep {
-                "UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 WHERE seq = ANY($1)"
+                "WITH nosync AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) \
+                 UPDATE event_outbox SET sent_ms = $2, attempts = attempts + 1 \
+                 FROM nosync WHERE seq = ANY($1)"
             } else {
-                "DELETE FROM event_outbox WHERE seq = ANY($1) AND $2 >= 0"
+                "WITH nosync AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) \
+                 DELETE FROM event_outbox USING nosync WHERE seq = ANY($1) AND $2 >= 0"
             };
             sqlx::query(sql)
                 .bind(seqs)
                 .bind(now)
+                .persistent(false)
                 .execute(pool)
                 .await
                 .map(drop)

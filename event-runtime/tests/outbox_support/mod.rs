@@ -301,6 +301,61 @@ pub async fn commit_order_per_key(db: &Db) {
     assert_eq!(sidecar.accepted().len(), 30, "each once");
 }
 
+/// A metric's value in `text`, the rendered `/metrics`.
+pub fn series(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+}
+
+/// After a quiet moment a commit goes out at once; under a stream of commits the relay lets
+/// them gather for its batch window, so a burst goes out in a few rounds, in order per key.
+pub async fn a_burst_goes_out_in_few_rounds(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db
+        .outbox()
+        .with_poll_interval(Duration::from_secs(3600))
+        .with_batch_window(Duration::from_secs(2));
+    outbox.migrate().await.unwrap();
+    let app = sidecar.app(&outbox);
+    let relay = outbox.start_relay(app.publisher());
+    wait_until(DEADLINE, "the relay's first round", || async {
+        (series(&app.metrics().render(), "event_outbox_buckets_held") == 16).then_some(())
+    })
+    .await;
+
+    let quiet = Instant::now();
+    db.write(&outbox, "ann", 0, true).await;
+    wait_accepted(&sidecar, 1).await;
+    assert!(
+        quiet.elapsed() < Duration::from_secs(1),
+        "an idle relay waited {:?} for a commit (batch window 2 s)",
+        quiet.elapsed()
+    );
+
+    // Commits a few ms apart: without the window, each would find the relay idle.
+    let burst = 40;
+    for n in 1..=burst {
+        for user in ["ann", "bob"] {
+            db.write(&outbox, user, n, true).await;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+    let published = wait_accepted(&sidecar, 1 + 2 * burst as usize).await;
+    let ann: Vec<u32> = (0..=burst).collect();
+    let bob: Vec<u32> = (1..=burst).collect();
+    let keys = by_key(&published);
+    assert_eq!(keys["ann"], ann);
+    assert_eq!(keys["bob"], bob);
+    let rounds = series(&app.metrics().render(), "event_outbox_batches_total");
+    assert!(
+        rounds <= 6,
+        "{} commits went out in {rounds} rounds that published",
+        1 + 2 * burst
+    );
+    relay.stop().await;
+}
+
 /// A transaction that rolls back leaves neither its change nor its event.
 pub async fn rollback_publishes_nothing(db: &Db) {
     let sidecar = Sidecar::start().await;
