@@ -80,7 +80,7 @@ pub struct HandlerDef {
     #[doc(hidden)]
     pub read_typed: Option<crate::wire::cloudevent::ReadTyped>,
     /// The fields an `idempotency_key` template is rendered over: the handler's event as it reads
-    /// it (upcast from an older version), as JSON (set by [`HandlerDef::idempotency_key`]).
+    /// it (upcast from an older version), as JSON (set by [`HandlerDef::idempotency_key()`]).
     #[doc(hidden)]
     pub key_fields: Option<fn(&crate::wire::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
     /// The generated adapter.
@@ -164,7 +164,7 @@ impl HandlerDef {
 
     /// Makes the handler idempotent, keyed by `key` (a template) or by the CloudEvent id. A
     /// template given here is rendered over the data as it arrived; see
-    /// [`HandlerDef::idempotency_key`].
+    /// [`HandlerDef::idempotency_key()`].
     pub const fn idempotent(mut self, key: Option<&'static str>) -> Self {
         self.idempotent = true;
         self.idempotency_key = key;
