@@ -157,7 +157,9 @@ pub(super) fn registration(handler: &Handler, adapter: &Ident) -> TokenStream {
         calls.push(quote!(.dlq(#dlq)));
     }
     match &args.idempotency_key {
-        Some(key) => calls.push(quote!(.idempotent(::core::option::Option::Some(#key)))),
+        Some(key) => {
+            calls.push(quote_spanned!(event_ty.span()=> .idempotency_key::<#event_ty>(#key)))
+        }
         None if args.idempotent => calls.push(quote!(.idempotent(::core::option::Option::None))),
         None => {}
     }

@@ -42,7 +42,7 @@ const _: () = {
             .route("/api/events/task-completed")
             .retry(&[30, 300, 1800])
             .dlq("task-events-dlq")
-            .idempotent(::core::option::Option::Some("{task_id}-{user_id}"))
+            .idempotency_key::<TaskCompleted>("{task_id}-{user_id}")
     }
     const _: () = _er::require_field(
         _er::fields_of::<TaskCompleted>(),

@@ -17,6 +17,9 @@ use crate::wire::cloudevent::EXT_VERSION;
 /// Decodes `data` as `E`, whatever its version says (see `decode_versioned` for the checked
 /// path). For an internally tagged enum whose data lacks the tag (a publisher
 /// that put the type only in the CloudEvent `type`), the tag is taken from the CloudEvent type.
+///
+/// The tagged copy is decoded from a reference, as [`CloudEvent::decode_data`] decodes a parsed
+/// tree: `E`'s decoder is then compiled for one JSON tree deserializer, not two.
 pub fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {
     let fast = ce.decode_data::<E>();
     let Some(tag) = E::TAG else { return fast };
@@ -27,7 +30,7 @@ pub fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {
         Value::Object(map) if !map.contains_key(tag) && E::TYPES.contains(&ce.ty.as_str()) => {
             let mut map = map.clone();
             map.insert(tag.to_owned(), Value::String(ce.ty.clone()));
-            serde_json::from_value(Value::Object(map))
+            E::deserialize(&Value::Object(map))
         }
         _ => fast,
     }

@@ -86,7 +86,7 @@ pub struct HandlerDef {
     #[doc(hidden)]
     pub read_typed: Option<crate::wire::cloudevent::ReadTyped>,
     /// The fields an `idempotency_key` template is rendered over: the handler's event as it reads
-    /// it (upcast from an older version), as JSON (set by [`HandlerDef::event`]).
+    /// it (upcast from an older version), as JSON (set by [`HandlerDef::idempotency_key()`]).
     #[doc(hidden)]
     pub key_fields: Option<fn(&crate::wire::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
     /// The generated adapter.
@@ -141,7 +141,6 @@ impl HandlerDef {
         self.event_fields = <A::Event as Event>::FIELDS;
         self.event_type_name = type_name;
         self.read_typed = Some(crate::wire::cloudevent::read_typed::<A::Event>);
-        self.key_fields = Some(crate::event::version::fields_of::<A::Event>);
         self
     }
 
@@ -175,11 +174,21 @@ impl HandlerDef {
         self
     }
 
-    /// Makes the handler idempotent, keyed by `key` (a template) or by the CloudEvent id.
+    /// Makes the handler idempotent, keyed by `key` (a template) or by the CloudEvent id. A
+    /// template given here is rendered over the data as it arrived; see
+    /// [`HandlerDef::idempotency_key()`].
     pub const fn idempotent(mut self, key: Option<&'static str>) -> Self {
         self.idempotent = true;
         self.idempotency_key = key;
         self
+    }
+
+    /// Makes the handler idempotent, keyed by `template` rendered over the event as the handler
+    /// reads it (its first argument's event type, upcast from an older version). Only handlers
+    /// with a template compile that rendering.
+    pub const fn idempotency_key<A: EventArg>(mut self, template: &'static str) -> Self {
+        self.key_fields = Some(crate::event::version::fields_of::<A::Event>);
+        self.idempotent(Some(template))
     }
 
     /// Subscribes in bulk.

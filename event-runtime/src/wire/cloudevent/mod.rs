@@ -539,12 +539,12 @@ mod tests {
             return None;
         }
         let wire = serde_json::from_slice::<Wire<serde::de::IgnoredAny>>(body).ok()?;
-        let [_, _, ty, source, _, content_type, ..] = &wire.known.0;
+        let [_, _, ty, source, _, content_type, ..] = &wire.members.known.0;
         let wrapped = ty.as_deref() == Some(BARE_TYPE)
             && source.as_deref() == Some("Dapr")
             && content_type.as_deref() == Some("application/octet-stream")
             && wire.data.is_none();
-        match wire.base64 {
+        match wire.members.base64 {
             Some(Value::String(b64)) if wrapped => base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .ok()

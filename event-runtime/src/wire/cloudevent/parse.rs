@@ -106,22 +106,34 @@ pub(super) enum WireData {
 }
 
 /// The envelope as read from the wire: `data` as `T` (its raw text, or the handler's type),
-/// every other member as JSON.
+/// every other member in [`Members`].
 pub(super) struct Wire<T> {
+    pub(super) members: Members,
+    pub(super) data: Option<T>,
+}
+
+/// The envelope's members other than `data`: the known attributes in their slots, the others as
+/// JSON, and `data_base64`.
+#[derive(Default)]
+pub(super) struct Members {
     pub(super) known: Known,
     pub(super) attributes: Map<String, Value>,
-    pub(super) data: Option<T>,
     pub(super) base64: Option<Value>,
 }
 
 impl Wire<Box<RawValue>> {
     pub(super) fn data(self) -> (Known, Map<String, Value>, WireData) {
-        let data = match (self.base64, self.data) {
+        let Members {
+            known,
+            attributes,
+            base64,
+        } = self.members;
+        let data = match (base64, self.data) {
             (Some(b64), _) => WireData::Base64(b64),
             (None, Some(raw)) => WireData::Raw(raw),
             (None, None) => WireData::None,
         };
-        (self.known, self.attributes, data)
+        (known, attributes, data)
     }
 }
 
@@ -137,28 +149,40 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Wire<T> {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<T>, A::Error> {
-                let mut wire = Wire {
-                    known: Known::default(),
-                    attributes: Map::new(),
-                    data: None,
-                    base64: None,
-                };
-                while let Some(key) = map.next_key::<Key>()? {
-                    match key {
-                        Key::Data => wire.data = Some(map.next_value()?),
-                        Key::Base64 => wire.base64 = Some(map.next_value()?),
-                        Key::Known(i) => wire.known.0[i] = map.next_value::<KnownStr>()?.0,
-                        Key::Other(name) => {
-                            let value = map.next_value()?;
-                            wire.attributes.insert(name, value);
-                        }
-                    }
-                }
-                Ok(wire)
+                let mut data = None;
+                let members = Members::read(&mut map, &mut |map| {
+                    data = Some(map.next_value()?);
+                    Ok(())
+                })?;
+                Ok(Wire { members, data })
             }
         }
 
         deserializer.deserialize_map(WireVisitor(PhantomData))
+    }
+}
+
+impl Members {
+    /// Reads every member of the envelope, handing `data`'s value to `read_data`. Generic over
+    /// the map only, not over the type `data` is read as: every envelope reader of one
+    /// deserializer shares this copy, and only `read_data` is compiled per event type.
+    fn read<'de, A: MapAccess<'de>>(
+        map: &mut A,
+        read_data: &mut dyn FnMut(&mut A) -> Result<(), A::Error>,
+    ) -> Result<Members, A::Error> {
+        let mut members = Members::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Data => read_data(map)?,
+                Key::Base64 => members.base64 = Some(map.next_value()?),
+                Key::Known(i) => members.known.0[i] = map.next_value::<KnownStr>()?.0,
+                Key::Other(name) => {
+                    let value = map.next_value()?;
+                    members.attributes.insert(name, value);
+                }
+            }
+        }
+        Ok(members)
     }
 }
 

@@ -8,7 +8,7 @@ use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::parse::{Wire, WireData};
+use super::parse::{Members, Wire, WireData};
 use super::CloudEvent;
 
 /// The data decoded as `E`, in the same pass as the envelope around it. Data in another form
@@ -16,8 +16,9 @@ use super::CloudEvent;
 /// enum), which sends the body down the general path, where it is unwrapped first.
 ///
 /// `E` is decoded from the very deserializer `serde_json::from_str` hands it, so this reuses the
-/// decoding code the general path compiles for `E` anyway; only the envelope reader around it is
-/// compiled once more per event type.
+/// decoding code the general path compiles for `E` anyway. Per event type, only the envelope
+/// reader's frame is compiled again: its members are read by one shared loop
+/// (`Members::read`), and the `CloudEvent` is built by [`envelope`].
 struct Typed<E>(E);
 
 impl<'de, E: DeserializeOwned> Deserialize<'de> for Typed<E> {
@@ -39,13 +40,20 @@ pub fn read_typed<E: DeserializeOwned + Send + 'static>(
 ) -> Option<(CloudEvent, Box<dyn Any + Send>)> {
     let text = std::str::from_utf8(body).ok()?;
     let wire = serde_json::from_str::<Wire<Typed<E>>>(text).ok()?;
-    if wire.base64.is_some() {
+    let event = wire.data?.0;
+    let ce = envelope(wire.members, body)?;
+    Some((ce, Box::new(event)))
+}
+
+/// The envelope around data [`read_typed`] decoded, built apart from the event's type so that
+/// it is compiled once: `None` when it also has `data_base64`, or is no CloudEvent.
+fn envelope(members: Members, body: &Bytes) -> Option<CloudEvent> {
+    if members.base64.is_some() {
         return None;
     }
-    let event = wire.data?.0;
-    let ce =
-        CloudEvent::from_parts(wire.known, wire.attributes, WireData::Read(body.clone())).ok()?;
-    Some((ce.with_record(body.clone()), Box::new(event)))
+    let data = WireData::Read(body.clone());
+    let ce = CloudEvent::from_parts(members.known, members.attributes, data).ok()?;
+    Some(ce.with_record(body.clone()))
 }
 
 /// The signature of [`read_typed`] for one event type, as a handler registers it.
