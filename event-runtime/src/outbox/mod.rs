@@ -197,7 +197,7 @@ impl Outbox {
                 buckets: 16,
                 lease: Duration::from_secs(30),
                 poll_interval: Duration::from_secs(1),
-                batch_window: Duration::from_millis(5),
+                batch_window: Duration::from_millis(20),
                 retention: Duration::from_secs(7 * 24 * 3600),
                 inbox_retention: Duration::from_secs(7 * 24 * 3600),
                 batch_size: 100,
@@ -232,7 +232,7 @@ impl Outbox {
         self
     }
 
-    /// How long the relay lets commits gather under a stream of them (5 ms): woken by a commit
+    /// How long the relay lets commits gather under a stream of them (20 ms): woken by a commit
     /// less than this after the start of a round that published rows, it waits out the rest
     /// before the next round, which then carries every row committed meanwhile. Woken while
     /// idle (its last round found nothing), it does not wait. Zero: a round per wake, the

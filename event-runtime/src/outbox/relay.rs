@@ -8,7 +8,7 @@
 //! published marked sent, every bucket's in one statement. It runs again at
 //! once while rows remain, when this process commits through [`Outbox::commit`], and every poll
 //! interval. Woken by a commit right after a round that published rows, it first waits out the
-//! batch window (5 ms from that round's start), so that under a stream of commits one round
+//! batch window (20 ms from that round's start), so that under a stream of commits one round
 //! carries the rows of many; woken after a round that found nothing, it goes at once.
 //!
 //! The lease work and the housekeeping (deleting rows past their retention, the table's
