@@ -5,6 +5,32 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::pipeline::metrics::{format_float, header, MetricsSource};
 
+/// Each series' name and help, for `/metrics` and for the `metrics` facade alike.
+const PENDING: (&str, &str) = (
+    "event_outbox_pending",
+    "Outbox rows not yet published (as the relay last counted).",
+);
+const OLDEST_AGE: (&str, &str) = (
+    "event_outbox_oldest_pending_age_seconds",
+    "Age of the oldest outbox row not yet published (0 when none is).",
+);
+const PUBLISHED: (&str, &str) = (
+    "event_outbox_published_total",
+    "Outbox rows this replica's relay published.",
+);
+const BATCHES: (&str, &str) = (
+    "event_outbox_batches_total",
+    "Relay rounds that published outbox rows (published_total / this: rows per round).",
+);
+const FAILURES: (&str, &str) = (
+    "event_outbox_publish_failures_total",
+    "Publishes of outbox rows that failed (the row stays pending; its bucket waits).",
+);
+const BUCKETS: (&str, &str) = (
+    "event_outbox_buckets_held",
+    "Outbox buckets whose lease this replica's relay holds.",
+);
+
 /// What the relay counts, and what it last saw of the table.
 #[derive(Debug)]
 pub(crate) struct OutboxMetrics {
@@ -16,6 +42,9 @@ pub(crate) struct OutboxMetrics {
     /// When the oldest pending row was added (epoch ms), or -1 when none is pending.
     oldest_pending_ms: AtomicI64,
     buckets_held: AtomicI64,
+    /// The same series, to the recorder the app installed (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    facade: Facade,
 }
 
 impl Default for OutboxMetrics {
@@ -27,6 +56,8 @@ impl Default for OutboxMetrics {
             pending: AtomicI64::new(0),
             oldest_pending_ms: AtomicI64::new(-1),
             buckets_held: AtomicI64::new(0),
+            #[cfg(feature = "metrics")]
+            facade: Facade::default(),
         }
     }
 }
@@ -34,18 +65,26 @@ impl Default for OutboxMetrics {
 impl OutboxMetrics {
     pub(crate) fn published(&self) {
         self.published.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.facade.published.increment(1);
     }
 
     pub(crate) fn batch(&self) {
         self.batches.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.facade.batches.increment(1);
     }
 
     pub(crate) fn failed(&self) {
         self.failures.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.facade.failures.increment(1);
     }
 
     pub(crate) fn buckets_held(&self, n: usize) {
         self.buckets_held.store(n as i64, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.facade.buckets.set(n as f64);
     }
 
     /// What the table holds now: `pending` rows, the oldest added at `oldest_ms`.
@@ -53,79 +92,80 @@ impl OutboxMetrics {
         self.pending.store(pending, Relaxed);
         self.oldest_pending_ms
             .store(oldest_ms.unwrap_or(-1), Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            self.facade.pending.set(pending as f64);
+            self.facade.oldest_age.set(self.oldest_age_secs());
+        }
+    }
+
+    /// The oldest pending row's age now, in seconds (0 when none is pending).
+    fn oldest_age_secs(&self) -> f64 {
+        let oldest = self.oldest_pending_ms.load(Relaxed);
+        if oldest < 0 {
+            0.0
+        } else {
+            (crate::clock::now_ms() as i64 - oldest).max(0) as f64 / 1000.0
+        }
     }
 }
 
 impl MetricsSource for OutboxMetrics {
     fn render(&self, out: &mut String) {
-        header(
-            out,
-            "event_outbox_pending",
-            "gauge",
-            "Outbox rows not yet published (as the relay last counted).",
-        );
-        let _ = writeln!(out, "event_outbox_pending {}", self.pending.load(Relaxed));
-        header(
-            out,
-            "event_outbox_oldest_pending_age_seconds",
-            "gauge",
-            "Age of the oldest outbox row not yet published (0 when none is).",
-        );
-        let oldest = self.oldest_pending_ms.load(Relaxed);
-        let age = if oldest < 0 {
-            0.0
-        } else {
-            (crate::clock::now_ms() as i64 - oldest).max(0) as f64 / 1000.0
-        };
-        let _ = writeln!(
-            out,
-            "event_outbox_oldest_pending_age_seconds {}",
-            format_float(age)
-        );
-        header(
-            out,
-            "event_outbox_published_total",
-            "counter",
-            "Outbox rows this replica's relay published.",
-        );
-        let _ = writeln!(
-            out,
-            "event_outbox_published_total {}",
-            self.published.load(Relaxed)
-        );
-        header(
-            out,
-            "event_outbox_batches_total",
-            "counter",
-            "Relay rounds that published outbox rows (published_total / this: rows per round).",
-        );
-        let _ = writeln!(
-            out,
-            "event_outbox_batches_total {}",
-            self.batches.load(Relaxed)
-        );
-        header(
-            out,
-            "event_outbox_publish_failures_total",
-            "counter",
-            "Publishes of outbox rows that failed (the row stays pending; its bucket waits).",
-        );
-        let _ = writeln!(
-            out,
-            "event_outbox_publish_failures_total {}",
-            self.failures.load(Relaxed)
-        );
-        header(
-            out,
-            "event_outbox_buckets_held",
-            "gauge",
-            "Outbox buckets whose lease this replica's relay holds.",
-        );
-        let _ = writeln!(
-            out,
-            "event_outbox_buckets_held {}",
-            self.buckets_held.load(Relaxed)
-        );
+        let gauges = [
+            (PENDING, self.pending.load(Relaxed).to_string()),
+            (OLDEST_AGE, format_float(self.oldest_age_secs())),
+        ];
+        let counters = [
+            (PUBLISHED, self.published.load(Relaxed)),
+            (BATCHES, self.batches.load(Relaxed)),
+            (FAILURES, self.failures.load(Relaxed)),
+        ];
+        for ((name, help), value) in gauges {
+            header(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        for ((name, help), value) in counters {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let (name, help) = BUCKETS;
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {}", self.buckets_held.load(Relaxed));
+    }
+}
+
+/// The relay's handles in the recorder installed when the outbox was built: as for the
+/// deliveries' series, install the recorder first.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+struct Facade {
+    published: metrics::Counter,
+    batches: metrics::Counter,
+    failures: metrics::Counter,
+    pending: metrics::Gauge,
+    oldest_age: metrics::Gauge,
+    buckets: metrics::Gauge,
+}
+
+#[cfg(feature = "metrics")]
+impl Default for Facade {
+    fn default() -> Self {
+        for (name, help) in [PUBLISHED, BATCHES, FAILURES] {
+            metrics::describe_counter!(name, help);
+        }
+        for (name, help) in [PENDING, BUCKETS] {
+            metrics::describe_gauge!(name, help);
+        }
+        metrics::describe_gauge!(OLDEST_AGE.0, metrics::Unit::Seconds, OLDEST_AGE.1);
+        Facade {
+            published: metrics::counter!(PUBLISHED.0),
+            batches: metrics::counter!(BATCHES.0),
+            failures: metrics::counter!(FAILURES.0),
+            pending: metrics::gauge!(PENDING.0),
+            oldest_age: metrics::gauge!(OLDEST_AGE.0),
+            buckets: metrics::gauge!(BUCKETS.0),
+        }
     }
 }
 

@@ -1,0 +1,66 @@
+//! The outbox relay's series through the `metrics` facade (features `metrics` and `sqlx`): a
+//! recorder installed before the outbox was built sees what `/metrics` shows.
+//!
+//! `cargo test -p event-runtime --features metrics,sqlx --test outbox_metrics_facade`
+#![cfg(all(feature = "metrics", feature = "sqlx"))]
+
+mod outbox_support;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::MetricKind;
+use outbox_support::{series, wait_accepted, wait_until, Db, Sidecar};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_installed_first_sees_the_relays_series() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().expect("the only recorder");
+
+    let db = Db::sqlite().await;
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    let app = sidecar.app(&outbox);
+    let relay = outbox.start_relay(app.publisher());
+    for n in 0..3 {
+        db.write(&outbox, "ann", n, true).await;
+    }
+    wait_accepted(&sidecar, 3).await;
+    // The facade's counters move with the built-in ones: wait until `/metrics` says 3.
+    wait_until(std::time::Duration::from_secs(30), "3 published", || async {
+        (series(&app.metrics().render(), "event_outbox_published_total") == 3).then_some(())
+    })
+    .await;
+    let rendered = app.metrics().render();
+    relay.stop().await;
+
+    let all: Vec<_> = snapshotter.snapshot().into_vec();
+    let value = |kind: MetricKind, name: &str| {
+        all.iter()
+            .find(|(key, ..)| key.kind() == kind && key.key().name() == name)
+            .map(|(.., value)| value)
+            .unwrap_or_else(|| panic!("no {name} in the recorder"))
+    };
+    assert_eq!(
+        value(MetricKind::Counter, "event_outbox_published_total"),
+        &DebugValue::Counter(3)
+    );
+    let rounds = series(&rendered, "event_outbox_batches_total");
+    assert!(rounds >= 1);
+    assert_eq!(
+        value(MetricKind::Counter, "event_outbox_batches_total"),
+        &DebugValue::Counter(rounds)
+    );
+    assert_eq!(
+        value(MetricKind::Counter, "event_outbox_publish_failures_total"),
+        &DebugValue::Counter(0)
+    );
+    // The relay gave its buckets up when it stopped.
+    assert_eq!(
+        value(MetricKind::Gauge, "event_outbox_buckets_held"),
+        &DebugValue::Gauge(0.0.into())
+    );
+    for gauge in ["event_outbox_pending", "event_outbox_oldest_pending_age_seconds"] {
+        value(MetricKind::Gauge, gauge);
+    }
+}
