@@ -27,9 +27,13 @@ async fn a_recorder_installed_first_sees_the_relays_series() {
     }
     wait_accepted(&sidecar, 3).await;
     // The facade's counters move with the built-in ones: wait until `/metrics` says 3.
-    wait_until(std::time::Duration::from_secs(30), "3 published", || async {
-        (series(&app.metrics().render(), "event_outbox_published_total") == 3).then_some(())
-    })
+    wait_until(
+        std::time::Duration::from_secs(30),
+        "3 published",
+        || async {
+            (series(&app.metrics().render(), "event_outbox_published_total") == 3).then_some(())
+        },
+    )
     .await;
     let rendered = app.metrics().render();
     relay.stop().await;
@@ -60,7 +64,10 @@ async fn a_recorder_installed_first_sees_the_relays_series() {
         value(MetricKind::Gauge, "event_outbox_buckets_held"),
         &DebugValue::Gauge(0.0.into())
     );
-    for gauge in ["event_outbox_pending", "event_outbox_oldest_pending_age_seconds"] {
+    for gauge in [
+        "event_outbox_pending",
+        "event_outbox_oldest_pending_age_seconds",
+    ] {
         value(MetricKind::Gauge, gauge);
     }
 }
