@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A clean clone gains nothing from incremental caches, and they double target/'s size.
+export CARGO_INCREMENTAL=0
+# The real-stack suite builds into the same target directory as the tests, so its dependencies
+# are compiled once (scripts/e2e.sh uses target/e2e on its own, to run beside a cargo test).
+export E2E_TARGET_DIR="${E2E_TARGET_DIR:-$PWD/target}"
+
 step "toolchain"
 cargo --version
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
