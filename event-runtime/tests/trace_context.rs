@@ -37,6 +37,88 @@ async fn tc_failing(_e: Ping) -> anyhow::Result<()> {
     anyhow::bail!("always fails")
 }
 
+/// The trace context each `tc-seen` delivery saw, by event id.
+static SEEN: std::sync::Mutex<Vec<(String, TraceContext)>> = std::sync::Mutex::new(Vec::new());
+
+#[event_handler(topic = "tc-seen")]
+async fn tc_seen(e: Ping, trace: TraceContext) -> anyhow::Result<()> {
+    SEEN.lock().unwrap().push((e.event_id, trace));
+    Ok(())
+}
+
+/// What `tc_seen` saw of event `id`.
+fn seen(id: &str) -> TraceContext {
+    let seen = SEEN.lock().unwrap();
+    let found = seen.iter().find(|(event_id, _)| event_id == id);
+    found
+        .unwrap_or_else(|| panic!("{id} not delivered"))
+        .1
+        .clone()
+}
+
+/// A `Ping` CloudEvent as a plain Kafka producer writes it, its envelope with a `traceparent`
+/// or none, delivered as daprd does with `headers` (which carry the record's Kafka headers).
+async fn deliver_with_headers(
+    app: &TestApp,
+    id: &str,
+    envelope_traceparent: Option<&str>,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut record = serde_json::json!({"specversion": "1.0", "id": id, "type": "tc.ping",
+        "source": "a-kafka-producer", "datacontenttype": "application/json",
+        "data": {"event_id": id, "user_id": "u"}});
+    if let Some(tp) = envelope_traceparent {
+        record["traceparent"] = tp.into();
+    }
+    let mut req = axum::http::Request::post("/events/tc-seen/tc_seen")
+        .header("content-type", "application/cloudevents+json");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let (status, answer) = app
+        .request(req.body(record.to_string().into()).unwrap())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_envelope_without_a_trace_continues_the_one_its_kafka_headers_carry() {
+    let app = TestApp::start(app_of("tc_seen")).await;
+    let headers = [("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)];
+    let answer = deliver_with_headers(&app, "hdr-1", None, &headers).await;
+    assert_eq!(answer["status"], "SUCCESS");
+    let trace = seen("hdr-1");
+    assert_eq!(trace.traceparent.as_deref(), Some(TRACEPARENT));
+    assert_eq!(trace.tracestate.as_deref(), Some(TRACESTATE));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_envelopes_own_trace_wins_over_the_headers() {
+    let app = TestApp::start(app_of("tc_seen")).await;
+    let own = "00-11111111111111111111111111111111-2222222222222222-01";
+    let headers = [("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)];
+    deliver_with_headers(&app, "hdr-2", Some(own), &headers).await;
+    let trace = seen("hdr-2");
+    assert_eq!(trace.traceparent.as_deref(), Some(own));
+    assert_eq!(
+        trace.tracestate, None,
+        "the headers' tracestate is not the envelope's trace's"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_that_name_no_trace_are_ignored() {
+    let app = TestApp::start(app_of("tc_seen")).await;
+    // daprd's traceparent when its tracing is off, and one that is not W3C at all.
+    let zero = "00-00000000000000000000000000000000-0000000000000000-00";
+    for (id, tp) in [("hdr-3", zero), ("hdr-4", "not-a-traceparent")] {
+        let headers = [("traceparent", tp), ("tracestate", TRACESTATE)];
+        deliver_with_headers(&app, id, None, &headers).await;
+        assert_eq!(seen(id), TraceContext::default(), "{tp}");
+    }
+}
+
 /// `Ping` sent as an upstream service would: with a `traceparent` and a `tracestate`.
 fn traced_ping(topic: &str, id: &str) -> OutgoingEvent {
     let ping = Ping {
@@ -221,6 +303,29 @@ mod otel {
         assert_eq!(published_trace, trace_id);
         assert_eq!(published_parent, delivery.span_context.span_id());
         assert_eq!(pong.tracestate.as_deref(), Some(TRACESTATE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_whose_envelope_names_no_trace_is_the_child_of_its_headers_context() {
+        exporter();
+        let app = TestApp::start(app_of("tc_seen")).await;
+        let headers = [
+            ("traceparent", super::TRACEPARENT),
+            ("tracestate", TRACESTATE),
+        ];
+        super::deliver_with_headers(&app, "otel-hdr", None, &headers).await;
+        let spans = deliveries("otel-hdr");
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let delivery = &spans[0];
+        assert_eq!(
+            delivery.span_context.trace_id(),
+            TraceId::from_hex(TRACE_ID).unwrap()
+        );
+        assert_eq!(
+            delivery.parent_span_id,
+            SpanId::from_hex(PARENT_ID).unwrap()
+        );
+        assert_eq!(delivery.span_context.trace_state().header(), TRACESTATE);
     }
 
     #[tokio::test(start_paused = true)]

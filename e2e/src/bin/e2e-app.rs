@@ -577,6 +577,55 @@ pub mod s19 {
     }
 }
 
+/// 20: concurrency lanes and a delivery layer, with daprd delivering from every partition at
+/// once.
+pub mod s20 {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Runs of `s20_lanes` under way.
+    static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+    /// At most two runs at a time, in lanes chosen by the partition key. Records how many runs
+    /// were under way when it started (their largest value is the peak), then holds the lane
+    /// for `sleep_ms`.
+    #[event_handler(topic = "s20-events", concurrency = 2, dlq = "s20-dlq")]
+    pub async fn s20_lanes(w: Work, EventId(id): EventId, State(ledger): State<Ledger>) {
+        let in_flight = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(Duration::from_millis(w.sleep_ms)).await;
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        ledger.file.append_json(&json!({
+            "replica": ledger.replica, "handler": "s20_lanes", "outcome": "ok", "event_id": id,
+            "user": w.user_id, "seq": w.seq, "in_flight": in_flight, "time_ms": now_ms(),
+        }));
+    }
+
+    dlq_handler!(s20_dead_letters, topic = "s20-dlq");
+
+    /// The app-wide delivery layer of scenario 20: records every delivery it sees, and answers
+    /// DROP itself for the partition key `u-blocked`, so the handler never runs for it.
+    pub fn gate(ledger: Ledger) -> impl event_runtime::DeliveryLayer {
+        tower::layer::layer_fn(move |inner: event_runtime::DeliveryService| {
+            let ledger = ledger.clone();
+            tower::service_fn(move |req: event_runtime::DeliveryRequest| {
+                let (ledger, inner) = (ledger.clone(), inner.clone());
+                async move {
+                    let blocked = req.partition_key() == Some("u-blocked");
+                    ledger.file.append_json(&json!({
+                        "replica": ledger.replica, "handler": "s20_gate",
+                        "outcome": if blocked { "dropped" } else { "passed" },
+                        "event_id": req.event_id(), "to": req.handler(), "time_ms": now_ms(),
+                    }));
+                    if blocked {
+                        return Ok(event_runtime::Status::Drop);
+                    }
+                    tower::ServiceExt::oneshot(inner, req).await
+                }
+            })
+        })
+    }
+}
+
 impl Ledger {
     /// One `ok` line with the trace context a handler received.
     fn traced(&self, handler: &str, id: &str, tc: &TraceContext) {
@@ -1165,10 +1214,15 @@ async fn main() -> anyhow::Result<()> {
         !app.handlers().is_empty(),
         "no handlers for scenario {scenario}"
     );
-    let app = app.with_state(Ledger {
+    let ledger = Ledger {
         file: Arc::new(AppendFile::open(&ledger_path)?),
         replica: replica.clone(),
-    });
+    };
+    let app = match scenario.as_str() {
+        "s20" => app.delivery_layer(s20::gate(ledger.clone())),
+        _ => app,
+    };
+    let app = app.with_state(ledger);
     // `E2E_OUTBOX_DB`: the app's database with the SQL outbox, relayed while the app serves
     // unless `E2E_OUTBOX_RELAY=off` (rows are committed, and nothing publishes them).
     let outbox_db = match std::env::var("E2E_OUTBOX_DB") {

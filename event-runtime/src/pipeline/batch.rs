@@ -15,7 +15,7 @@ use crate::event::outcome::Outcome;
 use crate::handler::batch::each;
 use crate::handler::delivery::Delivery;
 use crate::handler::registry::Target;
-use crate::pipeline::record::{entry_record, with_version};
+use crate::pipeline::record::{entry_record, with_trace, with_version};
 use crate::pipeline::route::resolve;
 use crate::pipeline::run::{panic_message, record, run_with_retries, Pending};
 use crate::pipeline::seal::RetryState;
@@ -80,7 +80,7 @@ fn take(rt: &Runtime, target: Target, h: usize, entry: &BulkEntry) -> Option<Pen
         Some((ce, event)) => (ce, Some(event)),
         None => (CloudEvent::from_record(record, def.raw_payload).ok()?, None),
     };
-    let ce = with_version(ce, meta(EXT_VERSION));
+    let ce = with_trace(with_version(ce, meta(EXT_VERSION)), meta);
     if resolve(rt, target, &ce, &RetryState::first()).ok()? != h {
         return None;
     }

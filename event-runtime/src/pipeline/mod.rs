@@ -45,7 +45,7 @@ use crate::pipeline::lanes::Lanes;
 use crate::pipeline::metrics::{HandlerMetrics, Metrics};
 use crate::pipeline::middleware::DeliveryService;
 use crate::pipeline::record::{
-    bulk_request, deliver_record, entry_record, with_version, RecordMeta,
+    bulk_request, deliver_record, entry_record, with_trace, with_version, RecordMeta,
 };
 use crate::pipeline::run::process;
 use crate::pipeline::seal::{RetryState, SigningKey};
@@ -188,7 +188,7 @@ pub(crate) fn deliver(
         .and_then(|read| read(&record));
     match one_pass {
         Some((ce, event)) => {
-            let ce = with_version(ce, meta.version.as_deref());
+            let ce = with_trace(with_version(ce, meta.version.as_deref()), |n| meta.get(n));
             let first = RetryState::first();
             Either::Left(process(rt, target, ce, first, meta.key, Some(event)).map(Answer::One))
         }

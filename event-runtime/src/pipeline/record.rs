@@ -14,6 +14,7 @@ use crate::pipeline::seal::{RetryRejected, RetryState};
 use crate::pipeline::Runtime;
 use crate::wire::bulk::{BulkRequest, Status, BULK_TYPE};
 use crate::wire::cloudevent::{self, CloudEvent};
+use crate::wire::trace::{self, TraceContext};
 use std::sync::Arc;
 
 /// The Kafka record key Dapr passes along.
@@ -65,16 +66,20 @@ impl RecordMeta {
         }
     }
 
-    /// `topic/partition/offset`, when the broker says them.
-    pub(crate) fn coordinates(&self) -> Option<String> {
-        let get = |name: &str| match &self.origin {
+    /// One entry of the broker's metadata, as text.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        match &self.origin {
             Origin::Headers(h) => h.get(name).and_then(|v| v.to_str().ok()),
             Origin::Entry(m) => m.get(name).and_then(Value::as_str),
-        };
-        let (partition, offset) = (get("__partition")?, get("__offset")?);
+        }
+    }
+
+    /// `topic/partition/offset`, when the broker says them.
+    pub(crate) fn coordinates(&self) -> Option<String> {
+        let (partition, offset) = (self.get("__partition")?, self.get("__offset")?);
         Some(format!(
             "{}/{partition}/{offset}",
-            get("__topic").unwrap_or("")
+            self.get("__topic").unwrap_or("")
         ))
     }
 }
@@ -126,10 +131,10 @@ fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -
             Target::Topic(t) => rt.registry.topics[t].raw_payload,
         };
         return match CloudEvent::from_record(record.clone(), raw) {
-            Ok(ce) => Read::Event(
-                Box::new(with_version(ce, meta.version.as_deref())),
-                RetryState::first(),
-            ),
+            Ok(ce) => {
+                let ce = with_trace(with_version(ce, meta.version.as_deref()), |n| meta.get(n));
+                Read::Event(Box::new(ce), RetryState::first())
+            }
             Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), record),
         };
     }
@@ -174,6 +179,24 @@ pub(crate) fn entry_record(event: &RawValue) -> Result<Bytes, String> {
         }
         Err(_) => Ok(Bytes::from(event.get().to_owned())),
     }
+}
+
+/// The W3C trace context the broker carried beside the record, for an event whose envelope
+/// names no trace: a producer's `traceparent` and `tracestate` Kafka headers (daprd passes every
+/// record header on), or daprd's own. What the envelope carries wins; a context that names no
+/// trace (daprd's all-zero one when its tracing is off) is ignored.
+pub(crate) fn with_trace<'a>(
+    mut ce: CloudEvent,
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> CloudEvent {
+    if ce.traceparent.as_deref().and_then(trace::parse).is_none() {
+        let carried = TraceContext::received(get("traceparent"), get("tracestate"));
+        if carried.traceparent.is_some() {
+            ce.traceparent = carried.traceparent;
+            ce.tracestate = carried.tracestate;
+        }
+    }
+    ce
 }
 
 /// The version the broker carried beside the record (our publisher's header, a bulk entry's
