@@ -2382,38 +2382,12 @@ async fn s19_one_trace_from_the_publisher_through_daprd_and_the_handler_to_its_o
     // The spans the app exported (feature `otel`): the delivery is the child of the publisher's
     // span, and the handler's publish names the delivery's span; the next delivery is its child.
     // (A span is exported when it ends, just after its handler wrote the ledger.)
-    let mut spans: Vec<Value> = Vec::new();
-    for _ in 0..50 {
-        spans = s
-            .http
-            .get(format!("{}/control/spans", p.app_url()))
-            .send()
-            .await
-            .expect("GET /control/spans")
-            .json()
-            .await
-            .expect("spans");
-        if spans
-            .iter()
-            .any(|sp| sp["attributes"]["event_id"] == forwarded.as_str())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let delivery_of = |event_id: &str| -> Value {
-        spans
-            .iter()
-            .find(|sp| sp["name"] == "delivery" && sp["attributes"]["event_id"] == event_id)
-            .unwrap_or_else(|| panic!("no delivery span of {event_id}: {spans:?}"))
-            .clone()
-    };
-    let first = delivery_of(&id);
+    let first = delivery_span(&s, &p, &id).await;
     assert_eq!(first["trace_id"], trace_id.as_str(), "{first}");
     assert_eq!(first["parent_span_id"], parent_id.as_str(), "{first}");
     assert_eq!(first["tracestate"], tracestate.as_str(), "{first}");
     assert_eq!(first["span_id"], out_parent.as_str(), "{first}");
-    let second = delivery_of(&forwarded);
+    let second = delivery_span(&s, &p, &forwarded).await;
     assert_eq!(second["trace_id"], trace_id.as_str(), "{second}");
     assert_eq!(second["parent_span_id"], first["span_id"], "{second}");
     s.note(format!(
@@ -2452,9 +2426,22 @@ async fn s19_one_trace_from_the_publisher_through_daprd_and_the_handler_to_its_o
     let v = runs_of(&l, "s19_forward", &kafka_id)[0];
     assert_eq!(v["traceparent"], k_traceparent.as_str(), "{v}");
     assert_eq!(v["tracestate"], k_tracestate.as_str(), "{v}");
-    let mut delivery = None;
-    for _ in 0..50 {
-        spans = s
+    let delivery = delivery_span(&s, &p, &kafka_id).await;
+    assert_eq!(delivery["trace_id"], k_trace_id.as_str(), "{delivery}");
+    assert_eq!(
+        delivery["parent_span_id"],
+        k_parent_id.as_str(),
+        "{delivery}"
+    );
+    assert_eq!(delivery["tracestate"], k_tracestate.as_str(), "{delivery}");
+}
+
+/// The `delivery` span of `event_id` the app exported (`GET /control/spans`), once it has ended;
+/// panics after 5 s without it.
+async fn delivery_span(s: &Scenario, p: &e2e::Pair, event_id: &str) -> Value {
+    let deadline = Instant::now() + secs(5);
+    loop {
+        let spans: Vec<Value> = s
             .http
             .get(format!("{}/control/spans", p.app_url()))
             .send()
@@ -2463,25 +2450,17 @@ async fn s19_one_trace_from_the_publisher_through_daprd_and_the_handler_to_its_o
             .json()
             .await
             .expect("spans");
-        delivery = spans
+        let found = spans
             .iter()
-            .find(|sp| {
-                sp["name"] == "delivery" && sp["attributes"]["event_id"] == kafka_id.as_str()
-            })
-            .cloned();
-        if delivery.is_some() {
-            break;
+            .find(|sp| sp["name"] == "delivery" && sp["attributes"]["event_id"] == event_id);
+        match found {
+            Some(span) => return span.clone(),
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            None => panic!("no delivery span of {event_id}: {spans:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let delivery = delivery.unwrap_or_else(|| panic!("no delivery span of {kafka_id}: {spans:?}"));
-    assert_eq!(delivery["trace_id"], k_trace_id.as_str(), "{delivery}");
-    assert_eq!(
-        delivery["parent_span_id"],
-        k_parent_id.as_str(),
-        "{delivery}"
-    );
-    assert_eq!(delivery["tracestate"], k_tracestate.as_str(), "{delivery}");
 }
 
 // ---------------------------------------------------------------------------------------- 20
