@@ -15,13 +15,13 @@ use crate::event::outcome::Outcome;
 use crate::handler::batch::each;
 use crate::handler::delivery::Delivery;
 use crate::handler::registry::Target;
-use crate::pipeline::record::{entry_record, with_trace, with_version};
+use crate::pipeline::record::{entry_record, with_broker_meta};
 use crate::pipeline::route::resolve;
 use crate::pipeline::run::{panic_message, record, run_with_retries, Pending};
 use crate::pipeline::seal::RetryState;
 use crate::pipeline::{deliver_entry, Runtime};
 use crate::wire::bulk::{BulkEntry, BulkRequest, BulkResponse, EntryStatus, Status};
-use crate::wire::cloudevent::{CloudEvent, EXT_VERSION};
+use crate::wire::cloudevent::CloudEvent;
 
 /// The batch handler of a topic route: the topic's one handler, when it takes batches.
 pub(crate) fn batch_handler(rt: &Runtime, target: Target) -> Option<usize> {
@@ -80,7 +80,7 @@ fn take(rt: &Runtime, target: Target, h: usize, entry: &BulkEntry) -> Option<Pen
         Some((ce, event)) => (ce, Some(event)),
         None => (CloudEvent::from_record(record, def.raw_payload).ok()?, None),
     };
-    let ce = with_trace(with_version(ce, meta(EXT_VERSION)), meta);
+    let ce = with_broker_meta(ce, meta);
     if resolve(rt, target, &ce, &RetryState::first()).ok()? != h {
         return None;
     }

@@ -44,9 +44,7 @@ use crate::pipeline::dead_letter::dead_letter_undecodable;
 use crate::pipeline::lanes::Lanes;
 use crate::pipeline::metrics::{HandlerMetrics, Metrics};
 use crate::pipeline::middleware::DeliveryService;
-use crate::pipeline::record::{
-    bulk_request, deliver_record, entry_record, with_trace, with_version, RecordMeta,
-};
+use crate::pipeline::record::{bulk_request, deliver_record, entry_record, RecordMeta};
 use crate::pipeline::run::process;
 use crate::pipeline::seal::{RetryState, SigningKey};
 use crate::transport::idempotency::IdempotencyStore;
@@ -188,7 +186,7 @@ pub(crate) fn deliver(
         .and_then(|read| read(&record));
     match one_pass {
         Some((ce, event)) => {
-            let ce = with_trace(with_version(ce, meta.version.as_deref()), |n| meta.get(n));
+            let ce = meta.complete(ce);
             let first = RetryState::first();
             Either::Left(process(rt, target, ce, first, meta.key, Some(event)).map(Answer::One))
         }

@@ -19,15 +19,13 @@ use std::sync::Arc;
 
 /// The Kafka record key Dapr passes along.
 static KEY_HEADER: HeaderName = HeaderName::from_static("__key");
-/// Our publisher's version (publish metadata, a Kafka header).
-static VERSION_HEADER: HeaderName = HeaderName::from_static(crate::wire::cloudevent::EXT_VERSION);
 
-/// What the broker said about a record besides its bytes: its key, its version header, and
-/// where it sits (topic, partition, offset), from the delivery's headers or a bulk entry's
-/// metadata. Where it sits is read only by the dead letter of a record no handler takes.
+/// What the broker said about a record besides its bytes: its key, its version header, its
+/// trace context, and where it sits (topic, partition, offset), from the delivery's headers or a
+/// bulk entry's metadata. Where it sits is read only by the dead letter of a record no handler
+/// takes.
 pub(crate) struct RecordMeta {
     pub key: Option<String>,
-    pub version: Option<String>,
     origin: Origin,
 }
 
@@ -47,7 +45,6 @@ impl RecordMeta {
         };
         RecordMeta {
             key: get(&KEY_HEADER),
-            version: get(&VERSION_HEADER),
             origin: Origin::Headers(headers),
         }
     }
@@ -61,7 +58,6 @@ impl RecordMeta {
         };
         RecordMeta {
             key: get("__key"),
-            version: get(crate::wire::cloudevent::EXT_VERSION),
             origin: Origin::Entry(metadata),
         }
     }
@@ -72,6 +68,12 @@ impl RecordMeta {
             Origin::Headers(h) => h.get(name).and_then(|v| v.to_str().ok()),
             Origin::Entry(m) => m.get(name).and_then(Value::as_str),
         }
+    }
+
+    /// `ce` with what the broker carried beside it, where its envelope is silent (see
+    /// [`with_broker_meta`]).
+    pub(crate) fn complete(&self, ce: CloudEvent) -> CloudEvent {
+        with_broker_meta(ce, |name| self.get(name))
     }
 
     /// `topic/partition/offset`, when the broker says them.
@@ -131,10 +133,7 @@ fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -
             Target::Topic(t) => rt.registry.topics[t].raw_payload,
         };
         return match CloudEvent::from_record(record.clone(), raw) {
-            Ok(ce) => {
-                let ce = with_trace(with_version(ce, meta.version.as_deref()), |n| meta.get(n));
-                Read::Event(Box::new(ce), RetryState::first())
-            }
+            Ok(ce) => Read::Event(Box::new(meta.complete(ce)), RetryState::first()),
             Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), record),
         };
     }
@@ -181,14 +180,17 @@ pub(crate) fn entry_record(event: &RawValue) -> Result<Bytes, String> {
     }
 }
 
-/// The W3C trace context the broker carried beside the record, for an event whose envelope
-/// names no trace: a producer's `traceparent` and `tracestate` Kafka headers (daprd passes every
-/// record header on), or daprd's own. What the envelope carries wins; a context that names no
-/// trace (daprd's all-zero one when its tracing is off) is ignored.
-pub(crate) fn with_trace<'a>(
-    mut ce: CloudEvent,
+/// What the broker carried beside a record (a delivery's headers, a bulk entry's metadata; `get`
+/// reads one entry), into its event where the envelope is silent: our publisher's version header
+/// (see [`with_version`]), and the W3C trace context. The trace is a producer's `traceparent` and
+/// `tracestate` Kafka headers (daprd passes every record header on), or daprd's own. What the
+/// envelope carries wins; a context that names no trace (daprd's all-zero one when its tracing
+/// is off) is ignored.
+pub(crate) fn with_broker_meta<'a>(
+    ce: CloudEvent,
     get: impl Fn(&str) -> Option<&'a str>,
 ) -> CloudEvent {
+    let mut ce = with_version(ce, get(crate::wire::cloudevent::EXT_VERSION));
     if ce.traceparent.as_deref().and_then(trace::parse).is_none() {
         let carried = TraceContext::received(get("traceparent"), get("tracestate"));
         if carried.traceparent.is_some() {
@@ -201,7 +203,7 @@ pub(crate) fn with_trace<'a>(
 
 /// The version the broker carried beside the record (our publisher's header, a bulk entry's
 /// metadata, a retry's bookkeeping); an extension in the envelope wins.
-pub(crate) fn with_version(mut ce: CloudEvent, version: Option<&str>) -> CloudEvent {
+fn with_version(mut ce: CloudEvent, version: Option<&str>) -> CloudEvent {
     if let Some(v) = version {
         if !ce
             .extensions
