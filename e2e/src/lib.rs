@@ -216,6 +216,8 @@ pub struct Scenario {
     /// HTTP client.
     pub http: reqwest::Client,
     started: Instant,
+    /// `EVENTS_SIGNING_KEY` of the scenario's apps.
+    signing_key: String,
 }
 
 /// The Dapr state store (`statestore`) of a scenario's apps.
@@ -347,6 +349,13 @@ spec:
                 .build()
                 .expect("http client"),
             started: Instant::now(),
+            // A secret of this run, shared by the scenario's replicas: the bookkeeping of their
+            // delayed retries and their dead letters are signed with it.
+            signing_key: format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ),
         }
     }
 
@@ -419,6 +428,7 @@ spec:
             .env("DAPR_HTTP_PORT", pair.dapr_http.to_string())
             .env("DAPR_GRPC_PORT", pair.dapr_grpc.to_string())
             .env("EVENTS_MODE", "dapr")
+            .env("EVENTS_SIGNING_KEY", &self.signing_key)
             .env("EVENTS_DLQ", format!("{}-dlq", self.name))
             .env("E2E_SCENARIO", &self.name)
             .env("REPLICA", &pair.replica)

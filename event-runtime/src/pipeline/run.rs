@@ -161,19 +161,14 @@ pub(crate) fn run_with_retries(
             if !Box::pin(hold_until(rt, hop_due)).await {
                 return Status::Retry;
             }
-            // Never longer than the handler's longest delay: a retry scheduled by an older
-            // deployment with a longer schedule runs sooner, none waits past the schedule.
-            let longest = handler.def.retry.iter().max().copied().unwrap_or(0) * 1000;
             let remaining = retry
                 .due_ms
                 .unwrap_or(0)
-                .saturating_sub(crate::clock::now_ms())
-                .min(longest);
+                .saturating_sub(crate::clock::now_ms());
             if remaining >= 1000 {
                 return publish_retry(rt, h, &pending, &retry, remaining / 1000).await;
             }
-            let due = crate::clock::now_ms() + remaining;
-            if !Box::pin(hold_until(rt, due)).await {
+            if !Box::pin(hold_until(rt, retry.due_ms.unwrap_or(0))).await {
                 return Status::Retry;
             }
         }
