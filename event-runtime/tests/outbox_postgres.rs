@@ -63,6 +63,12 @@ async fn a_crashed_replicas_buckets_are_taken_over_when_its_leases_run_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn an_event_the_relay_cannot_read_is_refused_and_nothing_is_written() {
+    outbox_support::an_event_the_relay_cannot_read_is_refused(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn replicas_migrating_together_create_the_tables_once() {
     let db = db().await;
     let (a, b) = (db.outbox(), db.outbox());

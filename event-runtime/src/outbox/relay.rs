@@ -25,8 +25,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+use crate::outbox::body::decode;
 use crate::outbox::store::{self, PendingRow};
-use crate::outbox::{decode, Outbox};
+use crate::outbox::Outbox;
 use crate::transport::publish::Publisher;
 
 /// The shortest wait after a failed round; it doubles up to the poll interval.

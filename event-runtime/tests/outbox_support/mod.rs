@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_runtime::dapr::DaprClient;
-use event_runtime::{App, Event, Outbox, Publisher};
+use event_runtime::{App, Event, Outbox, OutboxError, Publisher};
 use sqlx::{PgPool, SqlitePool};
 
 /// The event the scenarios write: the `n`-th of its key.
@@ -564,4 +564,75 @@ pub async fn crashed_replicas_buckets_are_taken_over(db: &Db) {
         until - published[0].at_ms
     );
     relay.stop().await;
+}
+
+/// An event with free-form data, as deep as its writer makes it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "doc.stored", version = "1.0")]
+pub struct DocStored {
+    pub user_id: String,
+    pub doc: serde_json::Value,
+}
+
+/// A document nested `depth` arrays deep.
+pub fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]))
+}
+
+impl Db {
+    /// Adds `event` in a transaction that commits whatever `add` answered; answers that.
+    pub async fn add_committed<E: Event>(
+        &self,
+        outbox: &Outbox,
+        event: &E,
+    ) -> Result<(), OutboxError> {
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await.unwrap();
+            let added = outbox.add(&mut *tx, TOPIC, event).await;
+            tx.commit().await.unwrap();
+            added
+        })
+    }
+}
+
+/// `add` refuses what the relay could not publish, and writes nothing: a document deeper than
+/// it reads back, or an event larger than the outbox's limit.
+pub async fn an_event_the_relay_cannot_read_is_refused(db: &Db) {
+    let outbox = db.outbox().with_max_message_bytes(4_096);
+    outbox.migrate().await.unwrap();
+    let deep = DocStored {
+        user_id: "ann".into(),
+        doc: nested(200),
+    };
+    let refused = db.add_committed(&outbox, &deep).await.unwrap_err();
+    assert!(
+        matches!(&refused, OutboxError::Unreadable { topic, .. } if topic == TOPIC),
+        "{refused:?}"
+    );
+    let large = DocStored {
+        user_id: "ann".into(),
+        doc: "x".repeat(5_000).into(),
+    };
+    let refused = db.add_committed(&outbox, &large).await.unwrap_err();
+    assert!(
+        matches!(&refused, OutboxError::TooLarge { bytes, limit: 4_096, .. } if *bytes > 5_000),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("with_max_message_bytes"),
+        "{refused}"
+    );
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.sent),
+        (0, 0),
+        "nothing written: {stats:?}"
+    );
+    // A document the relay reads back, within the limit, is added.
+    let fine = DocStored {
+        user_id: "ann".into(),
+        doc: nested(100),
+    };
+    db.add_committed(&outbox, &fine).await.unwrap();
+    assert_eq!(outbox.stats().await.unwrap().pending, 1);
 }
