@@ -69,6 +69,12 @@ async fn an_event_the_relay_cannot_read_is_refused_and_nothing_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
+async fn a_stuck_bucket_does_not_starve_the_others() {
+    outbox_support::a_stuck_bucket_does_not_starve_the_others(&db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn replicas_migrating_together_create_the_tables_once() {
     let db = db().await;
     let (a, b) = (db.outbox(), db.outbox());

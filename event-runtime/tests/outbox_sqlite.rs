@@ -52,6 +52,11 @@ async fn an_event_the_relay_cannot_read_is_refused_and_nothing_is_written() {
     outbox_support::an_event_the_relay_cannot_read_is_refused(&Db::sqlite().await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_bucket_does_not_starve_the_others() {
+    outbox_support::a_stuck_bucket_does_not_starve_the_others(&Db::sqlite().await).await;
+}
+
 /// Consumes what the outbox publishes in the `TestApp` test.
 #[event_handler(topic = "items")]
 async fn on_item_added(_event: ItemAdded) -> anyhow::Result<()> {

@@ -265,7 +265,7 @@ impl Outbox {
         self
     }
 
-    /// How many rows the relay reads at once (100).
+    /// How many rows the relay reads at once from each bucket it holds (100).
     pub fn with_batch_size(mut self, rows: u32) -> Self {
         self.settings.batch_size = rows.max(1);
         self

@@ -3,10 +3,11 @@
 //!
 //! Each round: the lease work when due (a heartbeat, which tells how many relays share the
 //! buckets; the leases renewed; extra buckets released or free ones taken so each relay holds
-//! its share), then the oldest pending rows of the held buckets, published bucket by bucket
+//! its share), then the oldest pending rows of each held bucket (at most the batch size of
+//! each, so that a bucket's backlog never crowds another's out), published bucket by bucket
 //! (buckets side by side, each in `seq` order, stopping at its first failure), then the rows
-//! published marked sent, every bucket's in one statement. It runs again at
-//! once while rows remain, when this process commits through [`Outbox::commit`], and every poll
+//! published marked sent, every bucket's in one statement. It runs again at once while a
+//! bucket has rows left, when this process commits through [`Outbox::commit`], and every poll
 //! interval. Woken by a commit right after a round that published rows, it first waits out the
 //! batch window (20 ms from that round's start), so that under a stream of commits one round
 //! carries the rows of many; woken after a round that found nothing, it goes at once.
@@ -103,8 +104,9 @@ fn due(last: Option<Instant>, every: Duration) -> bool {
 struct Round {
     buckets: usize,
     published: u64,
+    /// Buckets stopped at a row that failed.
     failed: u64,
-    /// The batch was full: more rows may wait.
+    /// A bucket published a full batch: more of its rows may wait.
     full: bool,
 }
 
@@ -128,11 +130,17 @@ impl Worker {
             let mut listen = true;
             let mut busy = false;
             let wait = match self.step(&mut migrated).await {
+                Ok(round) if round.full => {
+                    // More rows wait in a bucket that went well: go on at once. A bucket that
+                    // failed is tried again with it, once per round, which each carries a
+                    // full batch of another bucket's rows.
+                    if round.failed == 0 {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    continue;
+                }
                 Ok(round) if round.failed == 0 => {
                     backoff = FIRST_BACKOFF;
-                    if round.full {
-                        continue;
-                    }
                     busy = round.published > 0;
                     settings.poll_interval
                 }
@@ -221,18 +229,21 @@ impl Worker {
         if self.held.is_empty() {
             return Ok(round);
         }
-        let limit = i64::from(settings.batch_size);
-        let rows = store::pending_of(pool, &self.holder, now, limit).await?;
-        round.full = rows.len() as i64 == limit;
+        let limit = settings.batch_size as usize;
+        let rows = store::pending_of(pool, &self.holder, now, limit as i64).await?;
         let mut by_bucket: BTreeMap<i64, Vec<PendingRow>> = BTreeMap::new();
         for row in rows {
             by_bucket.entry(row.bucket).or_default().push(row);
         }
-        let results =
-            futures::future::join_all(by_bucket.into_values().map(|rows| self.publish(rows))).await;
+        let results = futures::future::join_all(by_bucket.into_values().map(|rows| async {
+            let read = rows.len();
+            (read, self.publish(rows).await)
+        }))
+        .await;
         let mut sent = Vec::new();
-        for (published, failed) in results {
+        for (read, (published, failed)) in results {
             round.failed += failed;
+            round.full |= read == limit && failed == 0;
             sent.extend(published);
         }
         round.published = sent.len() as u64;

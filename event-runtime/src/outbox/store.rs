@@ -273,21 +273,33 @@ pub(crate) async fn release_all(pool: &Pool, holder: &str) -> Result<(), sqlx::E
     })
 }
 
-/// The oldest `limit` pending rows of the buckets `holder` leases now, in `seq` order.
+/// The oldest `limit` pending rows of each bucket `holder` leases now, in `seq` order: a bucket
+/// with a long backlog (or stuck on a row) takes no room from the others.
 pub(crate) async fn pending_of(
     pool: &Pool,
     holder: &str,
     now: i64,
     limit: i64,
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
-    const PENDING: &str = "SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body FROM event_outbox o \
-         JOIN event_outbox_lease l ON l.bucket = o.bucket \
-         WHERE o.sent_ms IS NULL AND l.holder = $1 AND l.until_ms > $2 \
-         ORDER BY o.seq LIMIT $3";
+    // SQLite has no LATERAL: each held bucket's rows up to its `limit`-th pending `seq`, which
+    // the planner computes once per bucket and uses as the bound of a range on the pending index.
+    const SQLITE: &str = "SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body \
+         FROM event_outbox_lease l JOIN event_outbox o ON o.bucket = l.bucket \
+         WHERE l.holder = $1 AND l.until_ms > $2 AND o.sent_ms IS NULL \
+         AND o.seq <= COALESCE((SELECT i.seq FROM event_outbox i \
+             WHERE i.bucket = l.bucket AND i.sent_ms IS NULL ORDER BY i.seq LIMIT 1 OFFSET $3 - 1), \
+             9223372036854775807) \
+         ORDER BY o.seq";
+    const POSTGRES: &str = "SELECT p.seq, p.bucket, p.pubsub, p.topic, p.body \
+         FROM event_outbox_lease l CROSS JOIN LATERAL \
+         (SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body FROM event_outbox o \
+          WHERE o.bucket = l.bucket AND o.sent_ms IS NULL ORDER BY o.seq LIMIT $3) p \
+         WHERE l.holder = $1 AND l.until_ms > $2 \
+         ORDER BY p.seq";
     // Not a prepared statement the connection keeps (see `mark_sent`).
     let rows: Vec<(i64, i64, String, String, String)> = match pool {
         Pool::Sqlite(pool) => {
-            sqlx::query_as(PENDING)
+            sqlx::query_as(SQLITE)
                 .bind(holder)
                 .bind(now)
                 .bind(limit)
@@ -301,15 +313,18 @@ pub(crate) async fn pending_of(
             // and an index scan marks such entries dead once it met them, so that later rounds
             // skip them, where a bitmap scan (PostgreSQL's choice whenever it believes many
             // rows pending, after a backlog say) visits every row sent since the last vacuum
-            // again, on every round. `set_config(.., true)`: for this transaction only.
+            // again, on every round. `set_config(.., true)`: for this transaction only. No JIT:
+            // the lease table's sequential scan, left without a cheaper path, is costed above
+            // `jit_above_cost`, and compiling would take some 60 ms of a sub-ms query.
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "SELECT set_config('enable_bitmapscan', 'off', true), \
-                        set_config('enable_seqscan', 'off', true)",
+                        set_config('enable_seqscan', 'off', true), \
+                        set_config('jit', 'off', true)",
             )
             .execute(&mut *tx)
             .await?;
-            let rows = sqlx::query_as(PENDING)
+            let rows = sqlx::query_as(POSTGRES)
                 .bind(holder)
                 .bind(now)
                 .bind(limit)

@@ -168,13 +168,24 @@ pub fn unix_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A Dapr sidecar that accepts publishes, or answers 503 to each while it is down.
+/// Which events the sidecar refuses, and with which status: those of `key` (only its `n`-th
+/// when `n` is set).
+#[derive(Clone, Debug)]
+struct Refusal {
+    key: String,
+    n: Option<u32>,
+    status: u16,
+}
+
+/// A Dapr sidecar that accepts publishes, or answers 503 to each while it is down, and refuses
+/// the events its refusal rules name ([`Sidecar::refuse`]).
 #[derive(Clone, Debug)]
 pub struct Sidecar {
     pub base: String,
     pub down: Arc<AtomicBool>,
     accepted: Arc<Mutex<Vec<Published>>>,
     refused: Arc<Mutex<usize>>,
+    rules: Arc<Mutex<Vec<Refusal>>>,
 }
 
 impl Sidecar {
@@ -182,23 +193,39 @@ impl Sidecar {
         let down = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(0));
-        let (d, a, r) = (down.clone(), accepted.clone(), refused.clone());
+        let rules: Arc<Mutex<Vec<Refusal>>> = Arc::default();
+        let (d, a, r, rs) = (
+            down.clone(),
+            accepted.clone(),
+            refused.clone(),
+            rules.clone(),
+        );
         let app = axum::Router::new().route(
             "/v1.0/publish/{pubsub}/{topic}",
             axum::routing::post(
                 move |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
                       body: axum::body::Bytes| {
-                    let (d, a, r) = (d.clone(), a.clone(), r.clone());
+                    let (d, a, r, rs) = (d.clone(), a.clone(), r.clone(), rs.clone());
                     async move {
                         if d.load(Ordering::SeqCst) {
                             *r.lock().unwrap() += 1;
                             return axum::http::StatusCode::SERVICE_UNAVAILABLE;
                         }
                         let data: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let key = q["metadata.partitionKey"].clone();
+                        let n = data["n"].as_u64().unwrap() as u32;
+                        let refusal = rs.lock().unwrap().iter().find_map(|rule| {
+                            (rule.key == key && rule.n.is_none_or(|m| m == n))
+                                .then_some(rule.status)
+                        });
+                        if let Some(status) = refusal {
+                            *r.lock().unwrap() += 1;
+                            return axum::http::StatusCode::from_u16(status).unwrap();
+                        }
                         a.lock().unwrap().push(Published {
                             id: q["metadata.cloudevent.id"].clone(),
-                            key: q["metadata.partitionKey"].clone(),
-                            n: data["n"].as_u64().unwrap() as u32,
+                            key,
+                            n,
                             at_ms: unix_ms(),
                         });
                         axum::http::StatusCode::NO_CONTENT
@@ -214,7 +241,22 @@ impl Sidecar {
             down,
             accepted,
             refused,
+            rules,
         }
+    }
+
+    /// Answers `status` to every publish of `key`'s events (only its `n`-th when `n` is set).
+    pub fn refuse(&self, key: &str, n: Option<u32>, status: u16) {
+        self.rules.lock().unwrap().push(Refusal {
+            key: key.to_owned(),
+            n,
+            status,
+        });
+    }
+
+    /// Forgets every refusal rule: it accepts what it refused.
+    pub fn accept_all(&self) {
+        self.rules.lock().unwrap().clear();
     }
 
     /// An app that publishes through this sidecar, relaying `outbox`.
@@ -236,6 +278,7 @@ impl Sidecar {
         self.accepted.lock().unwrap().clone()
     }
 
+    /// How many publishes it answered with an error (down, or by a refusal rule).
     pub fn refused(&self) -> usize {
         *self.refused.lock().unwrap()
     }
@@ -635,4 +678,39 @@ pub async fn an_event_the_relay_cannot_read_is_refused(db: &Db) {
     };
     db.add_committed(&outbox, &fine).await.unwrap();
     assert_eq!(outbox.stats().await.unwrap().pending, 1);
+}
+
+/// With a small batch, a bucket stuck on its oldest rows (the sidecar answers 503 to its key)
+/// does not keep every other bucket's rows from going out.
+pub async fn a_stuck_bucket_does_not_starve_the_others(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    // "ann", "bob", "cy", "dee" fall in four buckets (8, 4, 1, 5 of 16).
+    sidecar.refuse("ann", None, 503);
+    let outbox = db.outbox().with_batch_size(2);
+    outbox.migrate().await.unwrap();
+    // Ann's rows are the oldest: a batch of the oldest rows would hold only hers.
+    for n in 0..10 {
+        db.write(&outbox, "ann", n, true).await;
+    }
+    for n in 0..5 {
+        for user in ["bob", "cy", "dee"] {
+            db.write(&outbox, user, n, true).await;
+        }
+    }
+    let relay = outbox.start_relay(sidecar.publisher());
+    let published = wait_accepted(&sidecar, 15).await;
+    let keys = by_key(&published);
+    for user in ["bob", "cy", "dee"] {
+        assert_eq!(keys[user], (0..5).collect::<Vec<_>>(), "order of {user}");
+    }
+    assert!(!keys.contains_key("ann"), "{keys:?}");
+    wait_until(DEADLINE, "only ann's rows pending", || async {
+        (outbox.stats().await.unwrap().pending == 10).then_some(())
+    })
+    .await;
+
+    sidecar.accept_all();
+    let published = wait_accepted(&sidecar, 25).await;
+    assert_eq!(by_key(&published)["ann"], (0..10).collect::<Vec<_>>());
+    relay.stop().await;
 }
