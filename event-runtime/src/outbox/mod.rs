@@ -4,8 +4,10 @@
 //! Rows are spread over buckets by their partition key; relays lease buckets (time-limited
 //! leases in `event_outbox_lease`), so with several replicas each bucket, hence each key, is
 //! relayed by one replica at a time, oldest row first, and a bucket stops at its first row that
-//! fails to publish. `add` refuses what the relay could not read, or the broker would refuse
-//! for its size. See [`Outbox`].
+//! fails to publish. No row stops its bucket for good: `add` refuses what the relay could not
+//! read or the broker would refuse for its size, and a row the sidecar refuses for good is set
+//! aside in `event_outbox_dead` after a few tries, for an operator to list and replay
+//! ([`Outbox::dead_rows`], [`Outbox::replay_dead`]). See [`Outbox`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +23,13 @@ use crate::transport::publish::Publisher;
 
 mod body;
 pub(crate) mod conn;
+mod dead;
 mod metrics;
 mod relay;
 pub(crate) mod store;
 
 pub use conn::OutboxConnection;
+pub use dead::OutboxDeadRow;
 pub use relay::OutboxRelay;
 
 /// A transactional outbox on your SQLite or PostgreSQL database.
@@ -179,6 +183,8 @@ pub struct OutboxStats {
     pub sent: u64,
     /// How long ago the oldest pending row was added.
     pub oldest_pending_age: Option<Duration>,
+    /// Rows set aside, refused for good ([`Outbox::dead_rows`]).
+    pub dead: u64,
 }
 
 /// FNV-1a, 64 bits: a partition key's bucket, the same in every process and version.
@@ -285,9 +291,10 @@ impl Outbox {
         self
     }
 
-    /// Creates the outbox's tables (`event_outbox`, `event_outbox_lease`, `event_outbox_relay`,
-    /// `event_inbox`) when missing; safe to run from every replica at once. The relay runs it
-    /// too when it starts, but [`Outbox::add`] needs the tables: migrate before the first write.
+    /// Creates the outbox's tables (`event_outbox`, `event_outbox_dead`, `event_outbox_lease`,
+    /// `event_outbox_relay`, `event_inbox`) when missing; safe to run from every replica at
+    /// once. The relay runs it too when it starts, but [`Outbox::add`] needs the tables:
+    /// migrate before the first write.
     pub async fn migrate(&self) -> Result<(), OutboxError> {
         store::migrate(&self.pool, self.settings.buckets)
             .await
@@ -427,14 +434,17 @@ impl Outbox {
 
     /// What the outbox table holds now.
     pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
-        let (pending, sent, oldest) = store::counts(&self.pool)
+        let counts = store::counts(&self.pool)
             .await
             .map_err(db_error("counting the outbox rows"))?;
         let now = crate::clock::now_ms() as i64;
         Ok(OutboxStats {
-            pending: pending.max(0) as u64,
-            sent: sent.max(0) as u64,
-            oldest_pending_age: oldest.map(|t| Duration::from_millis((now - t).max(0) as u64)),
+            pending: counts.pending.max(0) as u64,
+            sent: counts.sent.max(0) as u64,
+            oldest_pending_age: counts
+                .oldest_pending_ms
+                .map(|t| Duration::from_millis((now - t).max(0) as u64)),
+            dead: counts.dead.max(0) as u64,
         })
     }
 

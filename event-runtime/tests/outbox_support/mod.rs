@@ -302,6 +302,9 @@ where
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// How many refusals for good in a row set a row aside (the relay's constant).
+pub const REFUSALS_BEFORE_SET_ASIDE: u64 = 3;
+
 /// Waits until the sidecar accepted `n` events.
 pub async fn wait_accepted(sidecar: &Sidecar, n: usize) -> Vec<Published> {
     wait_until(DEADLINE, &format!("{n} events accepted"), || async {
@@ -623,6 +626,15 @@ pub fn nested(depth: usize) -> serde_json::Value {
 }
 
 impl Db {
+    /// Writes a row as an older or broken writer might have: `body` as it is, in `bucket`.
+    pub async fn insert_raw_row(&self, bucket: i64, event_id: &str, key: &str, body: &str) {
+        on_db!(self, pool => sqlx::query(
+            "INSERT INTO event_outbox (bucket, pubsub, topic, event_id, partition_key, body, created_ms) \
+             VALUES ($1, '', $2, $3, $4, $5, $6)")
+            .bind(bucket).bind(TOPIC).bind(event_id).bind(key).bind(body).bind(unix_ms())
+            .execute(pool).await.map(drop).unwrap())
+    }
+
     /// Adds `event` in a transaction that commits whatever `add` answered; answers that.
     pub async fn add_committed<E: Event>(
         &self,
@@ -712,5 +724,160 @@ pub async fn a_stuck_bucket_does_not_starve_the_others(db: &Db) {
     sidecar.accept_all();
     let published = wait_accepted(&sidecar, 25).await;
     assert_eq!(by_key(&published)["ann"], (0..10).collect::<Vec<_>>());
+    relay.stop().await;
+}
+
+/// A row the sidecar refuses for good (400) is tried a bounded number of times, then set aside
+/// with why; the rows behind it, in its bucket and in others, go out; replayed once the
+/// sidecar takes it, it goes out after them.
+pub async fn a_refused_row_is_set_aside_and_replayed(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    sidecar.refuse("ann", Some(1), 400);
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    let app = sidecar.app(&outbox);
+    let relay = outbox.start_relay(app.publisher());
+    for n in 0..4 {
+        for user in ["ann", "bob"] {
+            db.write(&outbox, user, n, true).await;
+        }
+    }
+    let published = wait_accepted(&sidecar, 7).await;
+    let keys = by_key(&published);
+    assert_eq!(keys["ann"], [0, 2, 3]);
+    assert_eq!(keys["bob"], [0, 1, 2, 3]);
+    // Ann's row 1 was set aside before row 2 could go out.
+    let dead = outbox.dead_rows().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let row = &dead[0];
+    assert_eq!(row.topic, TOPIC);
+    assert_eq!(row.partition_key.as_deref(), Some("ann"));
+    assert!(!row.event_id.is_empty());
+    assert!(row.body.contains(r#""n":1"#), "{}", row.body);
+    assert!(row.reason.contains("400"), "{}", row.reason);
+    assert_eq!(row.attempts, REFUSALS_BEFORE_SET_ASIDE, "{row:?}");
+    assert_eq!(
+        sidecar.refused() as u64,
+        REFUSALS_BEFORE_SET_ASIDE,
+        "tried a bounded number of times, then set aside"
+    );
+    wait_until(DEADLINE, "the gauges see the row set aside", || async {
+        let text = app.metrics().render();
+        (series(&text, "event_outbox_dead") == 1
+            && series(&text, "event_outbox_dead_total") == 1
+            && series(&text, "event_outbox_pending") == 0)
+            .then_some(())
+    })
+    .await;
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 1), "{stats:?}");
+
+    sidecar.accept_all();
+    assert_eq!(
+        outbox
+            .replay_dead(&[row.seq, row.seq + 1_000])
+            .await
+            .unwrap(),
+        1
+    );
+    let published = wait_accepted(&sidecar, 8).await;
+    assert_eq!(by_key(&published)["ann"], [0, 2, 3, 1]);
+    assert!(outbox.dead_rows().await.unwrap().is_empty());
+    assert_eq!(
+        outbox.replay_dead(&[row.seq]).await.unwrap(),
+        0,
+        "replayed once"
+    );
+    wait_until(DEADLINE, "nothing pending nor set aside", || async {
+        let s = outbox.stats().await.unwrap();
+        (s.pending == 0 && s.dead == 0).then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+/// A row the relay cannot read (too deep, or not JSON: written by an older or broken writer)
+/// is set aside at once, without a publish, and its bucket goes on.
+pub async fn an_unreadable_row_is_set_aside_at_once(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    // Ann's bucket (8 of 16): two broken rows, then an event of hers.
+    let deep = format!(
+        r#"{{"id":"deep-1","type":"doc.stored","data":{}}}"#,
+        nested(200)
+    );
+    db.insert_raw_row(8, "deep-1", "ann", &deep).await;
+    db.insert_raw_row(8, "torn-1", "ann", "{not json").await;
+    db.write(&outbox, "ann", 0, true).await;
+    let relay = outbox.start_relay(sidecar.publisher());
+    let published = wait_accepted(&sidecar, 1).await;
+    assert_eq!(by_key(&published)["ann"], [0]);
+    assert_eq!(sidecar.refused(), 0, "nothing unreadable was sent");
+    let dead = outbox.dead_rows().await.unwrap();
+    let ids: Vec<&str> = dead.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(ids, ["deep-1", "torn-1"]);
+    for row in &dead {
+        assert_eq!(row.attempts, 1, "{row:?}");
+        assert!(row.reason.contains("unreadable"), "{}", row.reason);
+    }
+    relay.stop().await;
+}
+
+/// A port nothing listens on: a sidecar that is down.
+pub async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// Transient failures (no sidecar, or one that answers 503) never set a row aside, however
+/// often the relay tries it; the rows go out, in order, once the sidecar takes them.
+pub async fn a_transient_failure_never_sets_a_row_aside(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    for n in 0..2 {
+        db.write(&outbox, "ann", n, true).await;
+    }
+    let failures = |app: &App| {
+        series(
+            &app.metrics().render(),
+            "event_outbox_publish_failures_total",
+        )
+    };
+    // Each phase tries her first row more often than refusals would set it aside.
+    let tries = 2 * (REFUSALS_BEFORE_SET_ASIDE + 1);
+
+    // No sidecar at all.
+    let unreachable = App::with_handlers([])
+        .unwrap()
+        .with_dapr_client(DaprClient::new(&closed_port().await, None))
+        .with_outbox(outbox.clone());
+    let relay = outbox.start_relay(unreachable.publisher());
+    wait_until(DEADLINE, "ann's first row tried often", || async {
+        (failures(&unreachable) >= tries / 2).then_some(())
+    })
+    .await;
+    relay.stop().await;
+    assert!(outbox.dead_rows().await.unwrap().is_empty());
+
+    // A sidecar that answers 503 to her events.
+    sidecar.refuse("ann", None, 503);
+    let app = sidecar.app(&outbox);
+    let relay = outbox.start_relay(app.publisher());
+    wait_until(DEADLINE, "ann's first row tried often", || async {
+        (failures(&app) >= tries).then_some(())
+    })
+    .await;
+    assert!(outbox.dead_rows().await.unwrap().is_empty());
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (2, 0), "{stats:?}");
+
+    sidecar.accept_all();
+    let published = wait_accepted(&sidecar, 2).await;
+    assert_eq!(by_key(&published)["ann"], [0, 1]);
+    assert!(outbox.dead_rows().await.unwrap().is_empty());
     relay.stop().await;
 }
