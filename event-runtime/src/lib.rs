@@ -40,7 +40,7 @@ pub use handler::registry::{AppError, ResolvedHandler};
 pub use http::ops::OpsRoutes;
 pub use http::server::api_token_ok;
 #[cfg(feature = "sqlx")]
-pub use outbox::{Outbox, OutboxConnection, OutboxError, OutboxRelay, OutboxStats};
+pub use outbox::{Outbox, OutboxConnection, OutboxDeadRow, OutboxError, OutboxRelay, OutboxStats};
 pub use pipeline::metrics::Metrics;
 pub use pipeline::middleware::{DeliveryLayer, DeliveryRequest, DeliveryService};
 #[cfg(feature = "cli")]

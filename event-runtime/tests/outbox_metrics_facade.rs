@@ -55,10 +55,16 @@ async fn a_recorder_installed_first_sees_the_relays_series() {
         value(MetricKind::Counter, "event_outbox_batches_total"),
         &DebugValue::Counter(rounds)
     );
-    assert_eq!(
-        value(MetricKind::Counter, "event_outbox_publish_failures_total"),
-        &DebugValue::Counter(0)
-    );
+    for counter in [
+        "event_outbox_publish_failures_total",
+        "event_outbox_dead_total",
+    ] {
+        assert_eq!(
+            value(MetricKind::Counter, counter),
+            &DebugValue::Counter(0),
+            "{counter}"
+        );
+    }
     // The relay gave its buckets up when it stopped.
     assert_eq!(
         value(MetricKind::Gauge, "event_outbox_buckets_held"),
@@ -67,6 +73,7 @@ async fn a_recorder_installed_first_sees_the_relays_series() {
     for gauge in [
         "event_outbox_pending",
         "event_outbox_oldest_pending_age_seconds",
+        "event_outbox_dead",
     ] {
         value(MetricKind::Gauge, gauge);
     }

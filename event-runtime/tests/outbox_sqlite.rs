@@ -47,6 +47,31 @@ async fn a_crashed_replicas_buckets_are_taken_over_when_its_leases_run_out() {
     outbox_support::crashed_replicas_buckets_are_taken_over(&Db::sqlite().await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_relay_cannot_read_is_refused_and_nothing_is_written() {
+    outbox_support::an_event_the_relay_cannot_read_is_refused(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_bucket_does_not_starve_the_others() {
+    outbox_support::a_stuck_bucket_does_not_starve_the_others(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_sidecar_refuses_for_good_is_set_aside_and_can_be_replayed() {
+    outbox_support::a_refused_row_is_set_aside_and_replayed(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_row_is_set_aside_at_once() {
+    outbox_support::an_unreadable_row_is_set_aside_at_once(&Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_never_sets_a_row_aside() {
+    outbox_support::a_transient_failure_never_sets_a_row_aside(&Db::sqlite().await).await;
+}
+
 /// Consumes what the outbox publishes in the `TestApp` test.
 #[event_handler(topic = "items")]
 async fn on_item_added(_event: ItemAdded) -> anyhow::Result<()> {

@@ -4,13 +4,14 @@
 //! Rows are spread over buckets by their partition key; relays lease buckets (time-limited
 //! leases in `event_outbox_lease`), so with several replicas each bucket, hence each key, is
 //! relayed by one replica at a time, oldest row first, and a bucket stops at its first row that
-//! fails to publish. See [`Outbox`].
+//! fails to publish. No row stops its bucket for good: `add` refuses what the relay could not
+//! read or the broker would refuse for its size, and a row the sidecar refuses for good is set
+//! aside in `event_outbox_dead` after a few tries, for an operator to list and replay
+//! ([`Outbox::dead_rows`], [`Outbox::replay_dead`]). See [`Outbox`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use sqlx::{PgPool, SqlitePool, Transaction};
 use tokio::sync::Notify;
 
@@ -20,12 +21,15 @@ use crate::outbox::store::{NewRow, Pool};
 use crate::transport::outgoing::{OutgoingEvent, PublishError};
 use crate::transport::publish::Publisher;
 
+mod body;
 pub(crate) mod conn;
+mod dead;
 mod metrics;
 mod relay;
 pub(crate) mod store;
 
 pub use conn::OutboxConnection;
+pub use dead::OutboxDeadRow;
 pub use relay::OutboxRelay;
 
 /// A transactional outbox on your SQLite or PostgreSQL database.
@@ -74,6 +78,7 @@ pub(crate) struct Settings {
     pub retention: Duration,
     pub inbox_retention: Duration,
     pub batch_size: u32,
+    pub max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -113,6 +118,36 @@ pub enum OutboxError {
         #[source]
         source: PublishError,
     },
+    /// The event is larger than [`Outbox::with_max_message_bytes`]: nothing was written.
+    #[error(
+        "cannot add event {event_id} for topic {topic} to the outbox: it is {bytes} bytes, \
+         more than the limit of {limit} (Outbox::with_max_message_bytes)"
+    )]
+    TooLarge {
+        /// The event's id.
+        event_id: String,
+        /// The topic it was for.
+        topic: String,
+        /// Its size: its record's bytes, or else its stored JSON's.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The event, once stored, would not read back (its data nested deeper than the 128 levels
+    /// serde_json reads, say), so the relay could never publish it: nothing was written.
+    #[error(
+        "cannot add event {event_id} for topic {topic} to the outbox: the relay could not read \
+         it back ({source}); nest its data less than 128 levels deep"
+    )]
+    Unreadable {
+        /// The event's id.
+        event_id: String,
+        /// The topic it was for.
+        topic: String,
+        /// Why it does not read back.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The database refused.
     #[error("outbox: {action} failed: {source}")]
     Database {
@@ -148,28 +183,8 @@ pub struct OutboxStats {
     pub sent: u64,
     /// How long ago the oldest pending row was added.
     pub oldest_pending_age: Option<Duration>,
-}
-
-/// What a row keeps of its event besides the columns.
-#[derive(Serialize, Deserialize)]
-struct Body {
-    id: String,
-    #[serde(rename = "type")]
-    ty: String,
-    #[serde(default)]
-    source: String,
-    data: Value,
-    #[serde(default)]
-    partition_key: Option<String>,
-    #[serde(default)]
-    extensions: Map<String, Value>,
-    #[serde(default)]
-    traceparent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tracestate: Option<String>,
-    /// The exact record, base64.
-    #[serde(default)]
-    record: Option<String>,
+    /// Rows set aside, refused for good ([`Outbox::dead_rows`]).
+    pub dead: u64,
 }
 
 /// FNV-1a, 64 bits: a partition key's bucket, the same in every process and version.
@@ -201,6 +216,7 @@ impl Outbox {
                 retention: Duration::from_secs(7 * 24 * 3600),
                 inbox_retention: Duration::from_secs(7 * 24 * 3600),
                 batch_size: 100,
+                max_message_bytes: 1_048_576,
             },
             wake: Arc::default(),
             progress: Arc::default(),
@@ -255,15 +271,30 @@ impl Outbox {
         self
     }
 
-    /// How many rows the relay reads at once (100).
+    /// How many rows the relay reads at once from each bucket it holds (100).
     pub fn with_batch_size(mut self, rows: u32) -> Self {
         self.settings.batch_size = rows.max(1);
         self
     }
 
-    /// Creates the outbox's tables (`event_outbox`, `event_outbox_lease`, `event_outbox_relay`,
-    /// `event_inbox`) when missing; safe to run from every replica at once. The relay runs it
-    /// too when it starts, but [`Outbox::add`] needs the tables: migrate before the first write.
+    /// The largest event [`Outbox::add`] takes, in bytes (1 MiB, Kafka's default message
+    /// limit): its record's bytes, or else its stored JSON (data and attributes). Set it to your
+    /// broker's limit, so an event the broker would refuse for good is refused when it is added.
+    ///
+    /// ```
+    /// # fn run(pool: sqlx::SqlitePool) {
+    /// let outbox = event_runtime::Outbox::sqlite(pool).with_max_message_bytes(512 * 1024);
+    /// # }
+    /// ```
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_message_bytes = bytes;
+        self
+    }
+
+    /// Creates the outbox's tables (`event_outbox`, `event_outbox_dead`, `event_outbox_lease`,
+    /// `event_outbox_relay`, `event_inbox`) when missing; safe to run from every replica at
+    /// once. The relay runs it too when it starts, but [`Outbox::add`] needs the tables:
+    /// migrate before the first write.
     pub async fn migrate(&self) -> Result<(), OutboxError> {
         store::migrate(&self.pool, self.settings.buckets)
             .await
@@ -277,6 +308,10 @@ impl Outbox {
     /// transaction-scoped advisory lock), so that transactions writing events of one key commit
     /// in the order their rows were added; a transaction that adds events of several keys
     /// should add them in a consistent order, as with row locks.
+    ///
+    /// An event the relay could not publish is refused and nothing is written: one larger
+    /// than [`Outbox::with_max_message_bytes`] ([`OutboxError::TooLarge`]), or one that would
+    /// not read back ([`OutboxError::Unreadable`]).
     pub async fn add<E: Event, C: OutboxConnection + ?Sized>(
         &self,
         conn: &mut C,
@@ -309,7 +344,6 @@ impl Outbox {
         conn: &mut C,
         event: OutgoingEvent,
     ) -> Result<(), OutboxError> {
-        use base64::Engine as _;
         let encode = |source| OutboxError::Encode {
             topic: event.topic.clone(),
             source,
@@ -321,22 +355,21 @@ impl Outbox {
         crate::wire::names::check_topic(&event.topic)
             .map_err(|e| encode(PublishError::InvalidName(e)))?;
         let key = event.partition_key.as_deref().unwrap_or(&event.id);
-        let body = Body {
-            id: event.id.clone(),
-            ty: event.ty.clone(),
-            source: event.source.clone(),
-            data: event.data.clone(),
-            partition_key: event.partition_key.clone(),
-            extensions: event.extensions.clone(),
-            traceparent: event.traceparent.clone(),
-            tracestate: event.tracestate.clone(),
-            record: event
-                .record
-                .as_ref()
-                .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
-        };
-        let body = serde_json::to_string(&body)
-            .map_err(|e| encode(PublishError::Encode(e.to_string())))?;
+        let limit = self.settings.max_message_bytes;
+        let body = body::encode(&event, limit).map_err(|refused| match refused {
+            body::Refused::Encode(e) => encode(PublishError::Encode(e.to_string())),
+            body::Refused::TooLarge { bytes } => OutboxError::TooLarge {
+                event_id: event.id.clone(),
+                topic: event.topic.clone(),
+                bytes,
+                limit,
+            },
+            body::Refused::Unreadable(source) => OutboxError::Unreadable {
+                event_id: event.id.clone(),
+                topic: event.topic.clone(),
+                source,
+            },
+        })?;
         let row = NewRow {
             bucket: (fnv1a(key.as_bytes()) % u64::from(self.settings.buckets)) as i64,
             pubsub: &event.pubsub,
@@ -401,14 +434,17 @@ impl Outbox {
 
     /// What the outbox table holds now.
     pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
-        let (pending, sent, oldest) = store::counts(&self.pool)
+        let counts = store::counts(&self.pool)
             .await
             .map_err(db_error("counting the outbox rows"))?;
         let now = crate::clock::now_ms() as i64;
         Ok(OutboxStats {
-            pending: pending.max(0) as u64,
-            sent: sent.max(0) as u64,
-            oldest_pending_age: oldest.map(|t| Duration::from_millis((now - t).max(0) as u64)),
+            pending: counts.pending.max(0) as u64,
+            sent: counts.sent.max(0) as u64,
+            oldest_pending_age: counts
+                .oldest_pending_ms
+                .map(|t| Duration::from_millis((now - t).max(0) as u64)),
+            dead: counts.dead.max(0) as u64,
         })
     }
 
@@ -426,43 +462,6 @@ impl Outbox {
     pub(crate) fn metrics(&self) -> Arc<OutboxMetrics> {
         self.metrics.clone()
     }
-}
-
-/// The event a pending row holds, as the relay publishes it through `publisher`.
-fn decode(
-    row: &store::PendingRow,
-    publisher: &Publisher,
-) -> Result<OutgoingEvent, serde_json::Error> {
-    use base64::Engine as _;
-    let body: Body = serde_json::from_str(&row.body)?;
-    let pubsub = if row.pubsub.is_empty() {
-        publisher.default_pubsub()
-    } else {
-        &row.pubsub
-    };
-    let source = if body.source.is_empty() {
-        publisher.source().to_owned()
-    } else {
-        body.source
-    };
-    let record = body
-        .record
-        .map(|r| base64::engine::general_purpose::STANDARD.decode(r))
-        .transpose()
-        .map_err(serde::de::Error::custom)?;
-    Ok(OutgoingEvent {
-        pubsub: pubsub.to_owned(),
-        topic: row.topic.clone(),
-        id: body.id,
-        ty: body.ty,
-        source,
-        data: body.data,
-        partition_key: body.partition_key,
-        extensions: body.extensions,
-        traceparent: body.traceparent,
-        tracestate: body.tracestate,
-        record: record.map(Into::into),
-    })
 }
 
 #[cfg(test)]

@@ -3,13 +3,17 @@
 //!
 //! Each round: the lease work when due (a heartbeat, which tells how many relays share the
 //! buckets; the leases renewed; extra buckets released or free ones taken so each relay holds
-//! its share), then the oldest pending rows of the held buckets, published bucket by bucket
+//! its share), then the oldest pending rows of each held bucket (at most the batch size of
+//! each, so that a bucket's backlog never crowds another's out), published bucket by bucket
 //! (buckets side by side, each in `seq` order, stopping at its first failure), then the rows
-//! published marked sent, every bucket's in one statement. It runs again at
-//! once while rows remain, when this process commits through [`Outbox::commit`], and every poll
-//! interval. Woken by a commit right after a round that published rows, it first waits out the
-//! batch window (20 ms from that round's start), so that under a stream of commits one round
-//! carries the rows of many; woken after a round that found nothing, it goes at once.
+//! published marked sent, every bucket's in one statement. A row that cannot be read, or that
+//! the sidecar refused for good a few rounds in a row, is set aside instead of stopping its
+//! bucket (see `dead`); a transient failure only makes the relay back off. It runs again at
+//! once while a bucket has rows left, when this process commits through [`Outbox::commit`],
+//! and every poll interval. Woken by a commit right after a round that published rows, it
+//! first waits out the batch window (20 ms from that round's start), so that under a stream of
+//! commits one round carries the rows of many; woken after a round that found nothing, it goes
+//! at once.
 //!
 //! The lease work and the housekeeping (deleting rows past their retention, the table's
 //! gauges) are due once per poll interval (the lease work also every third of the lease, and
@@ -18,6 +22,7 @@
 //! (every one a commit, on PostgreSQL a WAL flush). An idle relay still does both every round.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
@@ -25,8 +30,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+use crate::outbox::body::decode;
+use crate::outbox::dead::{Refusals, Verdict};
 use crate::outbox::store::{self, PendingRow};
-use crate::outbox::{decode, Outbox};
+use crate::outbox::Outbox;
 use crate::transport::publish::Publisher;
 
 /// The shortest wait after a failed round; it doubles up to the poll interval.
@@ -57,6 +64,7 @@ impl OutboxRelay {
             held: Vec::new(),
             leased_at: None,
             housekept_at: None,
+            refusals: Mutex::default(),
         };
         OutboxRelay {
             stop,
@@ -90,6 +98,9 @@ struct Worker {
     leased_at: Option<Instant>,
     /// When the housekeeping last ran.
     housekept_at: Option<Instant>,
+    /// The rows the sidecar refused for good, until they are set aside (buckets publish side
+    /// by side, each locks it briefly, never across an await).
+    refusals: Mutex<Refusals>,
 }
 
 /// Whether something last done at `last` is due again after `every`.
@@ -102,9 +113,19 @@ fn due(last: Option<Instant>, every: Duration) -> bool {
 struct Round {
     buckets: usize,
     published: u64,
+    /// Buckets stopped at a row that failed.
     failed: u64,
-    /// The batch was full: more rows may wait.
+    /// A bucket published a full batch: more of its rows may wait.
     full: bool,
+}
+
+/// What publishing one bucket's rows did.
+#[derive(Debug, Default)]
+struct BucketRound {
+    /// The rows published.
+    sent: Vec<i64>,
+    /// It stopped at a row that failed.
+    stopped: bool,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -127,11 +148,17 @@ impl Worker {
             let mut listen = true;
             let mut busy = false;
             let wait = match self.step(&mut migrated).await {
+                Ok(round) if round.full => {
+                    // More rows wait in a bucket that went well: go on at once. A bucket that
+                    // failed is tried again with it, once per round, which each carries a
+                    // full batch of another bucket's rows.
+                    if round.failed == 0 {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    continue;
+                }
                 Ok(round) if round.failed == 0 => {
                     backoff = FIRST_BACKOFF;
-                    if round.full {
-                        continue;
-                    }
                     busy = round.published > 0;
                     settings.poll_interval
                 }
@@ -220,19 +247,26 @@ impl Worker {
         if self.held.is_empty() {
             return Ok(round);
         }
-        let limit = i64::from(settings.batch_size);
-        let rows = store::pending_of(pool, &self.holder, now, limit).await?;
-        round.full = rows.len() as i64 == limit;
+        let limit = settings.batch_size as usize;
+        let rows = store::pending_of(pool, &self.holder, now, limit as i64).await?;
         let mut by_bucket: BTreeMap<i64, Vec<PendingRow>> = BTreeMap::new();
         for row in rows {
             by_bucket.entry(row.bucket).or_default().push(row);
         }
-        let results =
-            futures::future::join_all(by_bucket.into_values().map(|rows| self.publish(rows))).await;
+        let results = futures::future::join_all(by_bucket.into_values().map(|rows| async {
+            let read = rows.len();
+            (read, self.publish(rows).await)
+        }))
+        .await;
+        self.refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .end_round();
         let mut sent = Vec::new();
-        for (published, failed) in results {
-            round.failed += failed;
-            sent.extend(published);
+        for (read, bucket) in results {
+            round.failed += u64::from(bucket.stopped);
+            round.full |= read == limit && !bucket.stopped;
+            sent.extend(bucket.sent);
         }
         round.published = sent.len() as u64;
         if !sent.is_empty() {
@@ -269,34 +303,70 @@ impl Worker {
         Ok(held)
     }
 
-    /// Publishes one bucket's rows in order, stopping at the first that fails; answers the
-    /// `seq`s published (the round marks every bucket's sent in one statement) and whether one
-    /// failed.
-    async fn publish(&self, rows: Vec<PendingRow>) -> (Vec<i64>, u64) {
-        let mut sent = Vec::with_capacity(rows.len());
+    /// Publishes one bucket's rows in order, stopping at the first that fails unless that one
+    /// is set aside (an unreadable row at once, a row the sidecar refused for good at its last
+    /// refusal; see `dead`), when the bucket goes on. Answers the `seq`s published (the round
+    /// marks every bucket's sent in one statement) and whether it stopped.
+    async fn publish(&self, rows: Vec<PendingRow>) -> BucketRound {
+        let mut bucket = BucketRound {
+            sent: Vec::with_capacity(rows.len()),
+            stopped: false,
+        };
         for row in rows {
-            let result = match decode(&row, &self.publisher) {
-                Ok(event) => {
-                    let id = event.id.clone();
-                    self.publisher
-                        .send(event)
-                        .await
-                        .map_err(|e| format!("publishing event {id} to {}: {e}", row.topic))
-                }
-                Err(e) => Err(format!("outbox row {} is unreadable: {e}", row.seq)),
+            let Err((error, verdict)) = self.publish_one(&row).await else {
+                self.outbox.metrics.published();
+                bucket.sent.push(row.seq);
+                continue;
             };
-            if let Err(error) = result {
-                self.outbox.metrics.failed();
-                tracing::warn!(%error, bucket = row.bucket, "outbox relay: bucket waits on a failed publish");
-                if let Err(e) = store::mark_failed(&self.outbox.pool, row.seq, &error).await {
-                    tracing::warn!(error = %e, seq = row.seq, "outbox relay: cannot record a failed publish");
-                }
-                return (sent, 1);
+            self.outbox.metrics.failed();
+            if let Err(e) = store::mark_failed(&self.outbox.pool, row.seq, &error).await {
+                tracing::warn!(error = %e, seq = row.seq, "outbox relay: cannot record a failed publish");
             }
-            self.outbox.metrics.published();
-            sent.push(row.seq);
+            if verdict == Verdict::SetAside {
+                match store::set_aside(&self.outbox.pool, row.seq, &error, now()).await {
+                    Ok(moved) => {
+                        if moved {
+                            self.outbox.metrics.set_aside();
+                        }
+                        tracing::error!(
+                            %error,
+                            seq = row.seq,
+                            bucket = row.bucket,
+                            "outbox relay: row set aside, its bucket goes on (Outbox::dead_rows)"
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, seq = row.seq, "outbox relay: cannot set a row aside");
+                    }
+                }
+            } else {
+                tracing::warn!(%error, bucket = row.bucket, "outbox relay: bucket waits on a failed publish");
+            }
+            bucket.stopped = true;
+            break;
         }
-        (sent, 0)
+        bucket
+    }
+
+    /// Publishes one row; a failure says why and what to do with the row.
+    async fn publish_one(&self, row: &PendingRow) -> Result<(), (String, Verdict)> {
+        let event = decode(row, &self.publisher).map_err(|e| {
+            let error = format!("outbox row {} is unreadable: {e}", row.seq);
+            (error, Verdict::SetAside)
+        })?;
+        let id = event.id.clone();
+        self.publisher.send(event).await.map_err(|e| {
+            let verdict = self
+                .refusals
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .failed(row.seq, &e);
+            (
+                format!("publishing event {id} to {}: {e}", row.topic),
+                verdict,
+            )
+        })
     }
 
     /// Deletes sent rows and inbox claims past their retention, and refreshes the table's
@@ -310,8 +380,10 @@ impl Worker {
         if !settings.inbox_retention.is_zero() {
             store::delete_inbox(pool, now() - ms(settings.inbox_retention)).await?;
         }
-        let (pending, _, oldest) = store::counts(pool).await?;
-        self.outbox.metrics.table(pending, oldest);
+        let counts = store::counts(pool).await?;
+        self.outbox
+            .metrics
+            .table(counts.pending, counts.oldest_pending_ms, counts.dead);
         Ok(())
     }
 }

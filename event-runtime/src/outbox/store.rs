@@ -1,9 +1,11 @@
 //! The outbox's tables and every statement on them, for SQLite and PostgreSQL alike.
 //!
 //! `event_outbox` holds the events (`seq` orders them, `bucket` is their partition key's
-//! bucket, `sent_ms` is set once published); `event_outbox_lease` holds one row per bucket and
-//! the relay that leases it until when; `event_outbox_relay` holds each running relay's
-//! heartbeat (how many share the buckets); `event_inbox` holds the events handlers processed.
+//! bucket, `sent_ms` is set once published); `event_outbox_dead` the rows set aside, refused
+//! for good, with why (the same columns, and the row's original `seq`); `event_outbox_lease`
+//! holds one row per bucket and the relay that leases it until when; `event_outbox_relay` holds
+//! each running relay's heartbeat (how many share the buckets); `event_inbox` holds the events
+//! handlers processed.
 
 use sqlx::{PgPool, SqlitePool};
 
@@ -27,7 +29,7 @@ macro_rules! on_pool {
 }
 
 /// The outbox's tables, the same on both backends but for the type of `seq` (its commit order).
-fn schema(seq: &str) -> [String; 6] {
+fn schema(seq: &str) -> [String; 7] {
     [
         format!(
             "CREATE TABLE IF NOT EXISTS event_outbox (seq {seq}, \
@@ -37,6 +39,11 @@ fn schema(seq: &str) -> [String; 6] {
         ),
         "CREATE INDEX IF NOT EXISTS event_outbox_pending ON event_outbox (bucket, seq) WHERE sent_ms IS NULL".into(),
         "CREATE INDEX IF NOT EXISTS event_outbox_sent ON event_outbox (sent_ms) WHERE sent_ms IS NOT NULL".into(),
+        "CREATE TABLE IF NOT EXISTS event_outbox_dead (seq BIGINT PRIMARY KEY, \
+         bucket BIGINT NOT NULL, pubsub TEXT NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL, \
+         partition_key TEXT, body TEXT NOT NULL, created_ms BIGINT NOT NULL, \
+         attempts BIGINT NOT NULL, reason TEXT NOT NULL, dead_ms BIGINT NOT NULL)"
+            .into(),
         "CREATE TABLE IF NOT EXISTS event_outbox_lease (bucket BIGINT PRIMARY KEY, \
          holder TEXT NOT NULL DEFAULT '', until_ms BIGINT NOT NULL DEFAULT 0)"
             .into(),
@@ -273,21 +280,33 @@ pub(crate) async fn release_all(pool: &Pool, holder: &str) -> Result<(), sqlx::E
     })
 }
 
-/// The oldest `limit` pending rows of the buckets `holder` leases now, in `seq` order.
+/// The oldest `limit` pending rows of each bucket `holder` leases now, in `seq` order: a bucket
+/// with a long backlog (or stuck on a row) takes no room from the others.
 pub(crate) async fn pending_of(
     pool: &Pool,
     holder: &str,
     now: i64,
     limit: i64,
 ) -> Result<Vec<PendingRow>, sqlx::Error> {
-    const PENDING: &str = "SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body FROM event_outbox o \
-         JOIN event_outbox_lease l ON l.bucket = o.bucket \
-         WHERE o.sent_ms IS NULL AND l.holder = $1 AND l.until_ms > $2 \
-         ORDER BY o.seq LIMIT $3";
+    // SQLite has no LATERAL: each held bucket's rows up to its `limit`-th pending `seq`, which
+    // the planner computes once per bucket and uses as the bound of a range on the pending index.
+    const SQLITE: &str = "SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body \
+         FROM event_outbox_lease l JOIN event_outbox o ON o.bucket = l.bucket \
+         WHERE l.holder = $1 AND l.until_ms > $2 AND o.sent_ms IS NULL \
+         AND o.seq <= COALESCE((SELECT i.seq FROM event_outbox i \
+             WHERE i.bucket = l.bucket AND i.sent_ms IS NULL ORDER BY i.seq LIMIT 1 OFFSET $3 - 1), \
+             9223372036854775807) \
+         ORDER BY o.seq";
+    const POSTGRES: &str = "SELECT p.seq, p.bucket, p.pubsub, p.topic, p.body \
+         FROM event_outbox_lease l CROSS JOIN LATERAL \
+         (SELECT o.seq, o.bucket, o.pubsub, o.topic, o.body FROM event_outbox o \
+          WHERE o.bucket = l.bucket AND o.sent_ms IS NULL ORDER BY o.seq LIMIT $3) p \
+         WHERE l.holder = $1 AND l.until_ms > $2 \
+         ORDER BY p.seq";
     // Not a prepared statement the connection keeps (see `mark_sent`).
     let rows: Vec<(i64, i64, String, String, String)> = match pool {
         Pool::Sqlite(pool) => {
-            sqlx::query_as(PENDING)
+            sqlx::query_as(SQLITE)
                 .bind(holder)
                 .bind(now)
                 .bind(limit)
@@ -301,15 +320,18 @@ pub(crate) async fn pending_of(
             // and an index scan marks such entries dead once it met them, so that later rounds
             // skip them, where a bitmap scan (PostgreSQL's choice whenever it believes many
             // rows pending, after a backlog say) visits every row sent since the last vacuum
-            // again, on every round. `set_config(.., true)`: for this transaction only.
+            // again, on every round. `set_config(.., true)`: for this transaction only. No JIT:
+            // the lease table's sequential scan, left without a cheaper path, is costed above
+            // `jit_above_cost`, and compiling would take some 60 ms of a sub-ms query.
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "SELECT set_config('enable_bitmapscan', 'off', true), \
-                        set_config('enable_seqscan', 'off', true)",
+                        set_config('enable_seqscan', 'off', true), \
+                        set_config('jit', 'off', true)",
             )
             .execute(&mut *tx)
             .await?;
-            let rows = sqlx::query_as(PENDING)
+            let rows = sqlx::query_as(POSTGRES)
                 .bind(holder)
                 .bind(now)
                 .bind(limit)
@@ -408,11 +430,172 @@ pub(crate) async fn delete_inbox(pool: &Pool, before: i64) -> Result<u64, sqlx::
         .bind(before).execute(pool).await.map(|r| r.rows_affected()))
 }
 
-/// How many rows are pending, how many sent rows are kept, and when the oldest pending one
-/// was added.
-pub(crate) async fn counts(pool: &Pool) -> Result<(i64, i64, Option<i64>), sqlx::Error> {
-    on_pool!(pool, pool => sqlx::query_as(
+/// What the outbox's tables hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counts {
+    pub pending: i64,
+    /// Sent rows kept.
+    pub sent: i64,
+    /// When the oldest pending row was added.
+    pub oldest_pending_ms: Option<i64>,
+    /// Rows set aside.
+    pub dead: i64,
+}
+
+/// How many rows are pending, sent and kept, and set aside, and when the oldest pending one
+/// was added; one statement.
+pub(crate) async fn counts(pool: &Pool) -> Result<Counts, sqlx::Error> {
+    let (pending, sent, oldest_pending_ms, dead) = on_pool!(pool, pool => sqlx::query_as(
         "SELECT COUNT(*) - COUNT(sent_ms), COUNT(sent_ms), \
-                MIN(CASE WHEN sent_ms IS NULL THEN created_ms END) FROM event_outbox")
-        .fetch_one(pool).await)
+                MIN(CASE WHEN sent_ms IS NULL THEN created_ms END), \
+                (SELECT COUNT(*) FROM event_outbox_dead) FROM event_outbox")
+        .fetch_one(pool).await)?;
+    Ok(Counts {
+        pending,
+        sent,
+        oldest_pending_ms,
+        dead,
+    })
+}
+
+/// A row set aside, as [`dead_rows`] reads it.
+#[derive(Debug)]
+pub(crate) struct DeadRow {
+    pub seq: i64,
+    pub bucket: i64,
+    pub pubsub: String,
+    pub topic: String,
+    pub event_id: String,
+    pub partition_key: Option<String>,
+    pub body: String,
+    pub reason: String,
+    pub attempts: i64,
+    pub dead_ms: i64,
+}
+
+/// Moves pending row `seq` to `event_outbox_dead` with `reason`, in one transaction; `false`
+/// when it was no longer pending (sent, or set aside by another relay meanwhile).
+pub(crate) async fn set_aside(
+    pool: &Pool,
+    seq: i64,
+    reason: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    // `WHERE` before `ON CONFLICT`: SQLite needs it to read the upsert after a SELECT.
+    const MOVE: &str = "INSERT INTO event_outbox_dead \
+         (seq, bucket, pubsub, topic, event_id, partition_key, body, created_ms, attempts, reason, dead_ms) \
+         SELECT seq, bucket, pubsub, topic, event_id, partition_key, body, created_ms, attempts, $2, $3 \
+         FROM event_outbox WHERE seq = $1 AND sent_ms IS NULL \
+         ON CONFLICT (seq) DO NOTHING";
+    const DELETE: &str = "DELETE FROM event_outbox WHERE seq = $1 AND sent_ms IS NULL";
+    on_pool!(pool, pool => {
+        let mut tx = pool.begin().await?;
+        let moved = sqlx::query(MOVE)
+            .bind(seq).bind(reason).bind(now)
+            .execute(&mut *tx).await?.rows_affected();
+        sqlx::query(DELETE).bind(seq).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(moved == 1)
+    })
+}
+
+/// Every row set aside, oldest first.
+pub(crate) async fn dead_rows(pool: &Pool) -> Result<Vec<DeadRow>, sqlx::Error> {
+    type Columns = (
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        i64,
+        i64,
+    );
+    let rows: Vec<Columns> = on_pool!(pool, pool => sqlx::query_as(
+        "SELECT seq, bucket, pubsub, topic, event_id, partition_key, body, reason, attempts, dead_ms \
+         FROM event_outbox_dead ORDER BY seq")
+        .fetch_all(pool).await)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                seq,
+                bucket,
+                pubsub,
+                topic,
+                event_id,
+                partition_key,
+                body,
+                reason,
+                attempts,
+                dead_ms,
+            )| {
+                DeadRow {
+                    seq,
+                    bucket,
+                    pubsub,
+                    topic,
+                    event_id,
+                    partition_key,
+                    body,
+                    reason,
+                    attempts,
+                    dead_ms,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Moves the rows `seqs` set aside back to the pending rows, in `seq` order, in one
+/// transaction; each gets a new `seq` (it goes out after every row pending now) and is added
+/// as [`insert`] adds a row, at `now`, in the bucket `bucket_of` its partition key (or id).
+/// Answers how many were moved.
+pub(crate) async fn replay_dead(
+    pool: &Pool,
+    seqs: &[i64],
+    now: i64,
+    bucket_of: impl Fn(&str) -> i64,
+) -> Result<u64, sqlx::Error> {
+    // Deleted first: of two replays of one row at once, the second finds nothing to move.
+    const TAKE: &str = "DELETE FROM event_outbox_dead WHERE seq = $1 \
+         RETURNING pubsub, topic, event_id, partition_key, body";
+    type Columns = (String, String, String, Option<String>, String);
+    let mut seqs = seqs.to_vec();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut moved = 0;
+    macro_rules! replay_on {
+        ($pool:expr, $conn:path) => {{
+            let mut tx = $pool.begin().await?;
+            for seq in seqs {
+                let taken: Option<Columns> = sqlx::query_as(TAKE)
+                    .bind(seq)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((pubsub, topic, event_id, partition_key, body)) = taken else {
+                    continue;
+                };
+                let row = NewRow {
+                    bucket: bucket_of(partition_key.as_deref().unwrap_or(&event_id)),
+                    pubsub: &pubsub,
+                    topic: &topic,
+                    event_id: &event_id,
+                    partition_key: partition_key.as_deref(),
+                    body,
+                    created_ms: now,
+                };
+                insert($conn(&mut *tx), &row).await?;
+                moved += 1;
+            }
+            tx.commit().await?;
+        }};
+    }
+    match pool {
+        Pool::Sqlite(pool) => replay_on!(pool, Conn::Sqlite),
+        Pool::Postgres(pool) => replay_on!(pool, Conn::Postgres),
+    }
+    Ok(moved)
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_runtime::dapr::DaprClient;
-use event_runtime::{App, Event, Outbox, Publisher};
+use event_runtime::{App, Event, Outbox, OutboxError, Publisher};
 use sqlx::{PgPool, SqlitePool};
 
 /// The event the scenarios write: the `n`-th of its key.
@@ -168,13 +168,24 @@ pub fn unix_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A Dapr sidecar that accepts publishes, or answers 503 to each while it is down.
+/// Which events the sidecar refuses, and with which status: those of `key` (only its `n`-th
+/// when `n` is set).
+#[derive(Clone, Debug)]
+struct Refusal {
+    key: String,
+    n: Option<u32>,
+    status: u16,
+}
+
+/// A Dapr sidecar that accepts publishes, or answers 503 to each while it is down, and refuses
+/// the events its refusal rules name ([`Sidecar::refuse`]).
 #[derive(Clone, Debug)]
 pub struct Sidecar {
     pub base: String,
     pub down: Arc<AtomicBool>,
     accepted: Arc<Mutex<Vec<Published>>>,
     refused: Arc<Mutex<usize>>,
+    rules: Arc<Mutex<Vec<Refusal>>>,
 }
 
 impl Sidecar {
@@ -182,23 +193,39 @@ impl Sidecar {
         let down = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(0));
-        let (d, a, r) = (down.clone(), accepted.clone(), refused.clone());
+        let rules: Arc<Mutex<Vec<Refusal>>> = Arc::default();
+        let (d, a, r, rs) = (
+            down.clone(),
+            accepted.clone(),
+            refused.clone(),
+            rules.clone(),
+        );
         let app = axum::Router::new().route(
             "/v1.0/publish/{pubsub}/{topic}",
             axum::routing::post(
                 move |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
                       body: axum::body::Bytes| {
-                    let (d, a, r) = (d.clone(), a.clone(), r.clone());
+                    let (d, a, r, rs) = (d.clone(), a.clone(), r.clone(), rs.clone());
                     async move {
                         if d.load(Ordering::SeqCst) {
                             *r.lock().unwrap() += 1;
                             return axum::http::StatusCode::SERVICE_UNAVAILABLE;
                         }
                         let data: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let key = q["metadata.partitionKey"].clone();
+                        let n = data["n"].as_u64().unwrap() as u32;
+                        let refusal = rs.lock().unwrap().iter().find_map(|rule| {
+                            (rule.key == key && rule.n.is_none_or(|m| m == n))
+                                .then_some(rule.status)
+                        });
+                        if let Some(status) = refusal {
+                            *r.lock().unwrap() += 1;
+                            return axum::http::StatusCode::from_u16(status).unwrap();
+                        }
                         a.lock().unwrap().push(Published {
                             id: q["metadata.cloudevent.id"].clone(),
-                            key: q["metadata.partitionKey"].clone(),
-                            n: data["n"].as_u64().unwrap() as u32,
+                            key,
+                            n,
                             at_ms: unix_ms(),
                         });
                         axum::http::StatusCode::NO_CONTENT
@@ -214,7 +241,22 @@ impl Sidecar {
             down,
             accepted,
             refused,
+            rules,
         }
+    }
+
+    /// Answers `status` to every publish of `key`'s events (only its `n`-th when `n` is set).
+    pub fn refuse(&self, key: &str, n: Option<u32>, status: u16) {
+        self.rules.lock().unwrap().push(Refusal {
+            key: key.to_owned(),
+            n,
+            status,
+        });
+    }
+
+    /// Forgets every refusal rule: it accepts what it refused.
+    pub fn accept_all(&self) {
+        self.rules.lock().unwrap().clear();
     }
 
     /// An app that publishes through this sidecar, relaying `outbox`.
@@ -236,6 +278,7 @@ impl Sidecar {
         self.accepted.lock().unwrap().clone()
     }
 
+    /// How many publishes it answered with an error (down, or by a refusal rule).
     pub fn refused(&self) -> usize {
         *self.refused.lock().unwrap()
     }
@@ -258,6 +301,9 @@ where
 }
 
 const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How many refusals for good in a row set a row aside (the relay's constant).
+pub const REFUSALS_BEFORE_SET_ASIDE: u64 = 3;
 
 /// Waits until the sidecar accepted `n` events.
 pub async fn wait_accepted(sidecar: &Sidecar, n: usize) -> Vec<Published> {
@@ -563,5 +609,275 @@ pub async fn crashed_replicas_buckets_are_taken_over(db: &Db) {
         "published {} ms before the crashed relay's lease ran out",
         until - published[0].at_ms
     );
+    relay.stop().await;
+}
+
+/// An event with free-form data, as deep as its writer makes it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(type = "doc.stored", version = "1.0")]
+pub struct DocStored {
+    pub user_id: String,
+    pub doc: serde_json::Value,
+}
+
+/// A document nested `depth` arrays deep.
+pub fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]))
+}
+
+impl Db {
+    /// Writes a row as an older or broken writer might have: `body` as it is, in `bucket`.
+    pub async fn insert_raw_row(&self, bucket: i64, event_id: &str, key: &str, body: &str) {
+        on_db!(self, pool => sqlx::query(
+            "INSERT INTO event_outbox (bucket, pubsub, topic, event_id, partition_key, body, created_ms) \
+             VALUES ($1, '', $2, $3, $4, $5, $6)")
+            .bind(bucket).bind(TOPIC).bind(event_id).bind(key).bind(body).bind(unix_ms())
+            .execute(pool).await.map(drop).unwrap())
+    }
+
+    /// Adds `event` in a transaction that commits whatever `add` answered; answers that.
+    pub async fn add_committed<E: Event>(
+        &self,
+        outbox: &Outbox,
+        event: &E,
+    ) -> Result<(), OutboxError> {
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await.unwrap();
+            let added = outbox.add(&mut *tx, TOPIC, event).await;
+            tx.commit().await.unwrap();
+            added
+        })
+    }
+}
+
+/// `add` refuses what the relay could not publish, and writes nothing: a document deeper than
+/// it reads back, or an event larger than the outbox's limit.
+pub async fn an_event_the_relay_cannot_read_is_refused(db: &Db) {
+    let outbox = db.outbox().with_max_message_bytes(4_096);
+    outbox.migrate().await.unwrap();
+    let deep = DocStored {
+        user_id: "ann".into(),
+        doc: nested(200),
+    };
+    let refused = db.add_committed(&outbox, &deep).await.unwrap_err();
+    assert!(
+        matches!(&refused, OutboxError::Unreadable { topic, .. } if topic == TOPIC),
+        "{refused:?}"
+    );
+    let large = DocStored {
+        user_id: "ann".into(),
+        doc: "x".repeat(5_000).into(),
+    };
+    let refused = db.add_committed(&outbox, &large).await.unwrap_err();
+    assert!(
+        matches!(&refused, OutboxError::TooLarge { bytes, limit: 4_096, .. } if *bytes > 5_000),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("with_max_message_bytes"),
+        "{refused}"
+    );
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.sent),
+        (0, 0),
+        "nothing written: {stats:?}"
+    );
+    // A document the relay reads back, within the limit, is added.
+    let fine = DocStored {
+        user_id: "ann".into(),
+        doc: nested(100),
+    };
+    db.add_committed(&outbox, &fine).await.unwrap();
+    assert_eq!(outbox.stats().await.unwrap().pending, 1);
+}
+
+/// With a small batch, a bucket stuck on its oldest rows (the sidecar answers 503 to its key)
+/// does not keep every other bucket's rows from going out.
+pub async fn a_stuck_bucket_does_not_starve_the_others(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    // "ann", "bob", "cy", "dee" fall in four buckets (8, 4, 1, 5 of 16).
+    sidecar.refuse("ann", None, 503);
+    let outbox = db.outbox().with_batch_size(2);
+    outbox.migrate().await.unwrap();
+    // Ann's rows are the oldest: a batch of the oldest rows would hold only hers.
+    for n in 0..10 {
+        db.write(&outbox, "ann", n, true).await;
+    }
+    for n in 0..5 {
+        for user in ["bob", "cy", "dee"] {
+            db.write(&outbox, user, n, true).await;
+        }
+    }
+    let relay = outbox.start_relay(sidecar.publisher());
+    let published = wait_accepted(&sidecar, 15).await;
+    let keys = by_key(&published);
+    for user in ["bob", "cy", "dee"] {
+        assert_eq!(keys[user], (0..5).collect::<Vec<_>>(), "order of {user}");
+    }
+    assert!(!keys.contains_key("ann"), "{keys:?}");
+    wait_until(DEADLINE, "only ann's rows pending", || async {
+        (outbox.stats().await.unwrap().pending == 10).then_some(())
+    })
+    .await;
+
+    sidecar.accept_all();
+    let published = wait_accepted(&sidecar, 25).await;
+    assert_eq!(by_key(&published)["ann"], (0..10).collect::<Vec<_>>());
+    relay.stop().await;
+}
+
+/// A row the sidecar refuses for good (400) is tried a bounded number of times, then set aside
+/// with why; the rows behind it, in its bucket and in others, go out; replayed once the
+/// sidecar takes it, it goes out after them.
+pub async fn a_refused_row_is_set_aside_and_replayed(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    sidecar.refuse("ann", Some(1), 400);
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    let app = sidecar.app(&outbox);
+    let relay = outbox.start_relay(app.publisher());
+    for n in 0..4 {
+        for user in ["ann", "bob"] {
+            db.write(&outbox, user, n, true).await;
+        }
+    }
+    let published = wait_accepted(&sidecar, 7).await;
+    let keys = by_key(&published);
+    assert_eq!(keys["ann"], [0, 2, 3]);
+    assert_eq!(keys["bob"], [0, 1, 2, 3]);
+    // Ann's row 1 was set aside before row 2 could go out.
+    let dead = outbox.dead_rows().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let row = &dead[0];
+    assert_eq!(row.topic, TOPIC);
+    assert_eq!(row.partition_key.as_deref(), Some("ann"));
+    assert!(!row.event_id.is_empty());
+    assert!(row.body.contains(r#""n":1"#), "{}", row.body);
+    assert!(row.reason.contains("400"), "{}", row.reason);
+    assert_eq!(row.attempts, REFUSALS_BEFORE_SET_ASIDE, "{row:?}");
+    assert_eq!(
+        sidecar.refused() as u64,
+        REFUSALS_BEFORE_SET_ASIDE,
+        "tried a bounded number of times, then set aside"
+    );
+    wait_until(DEADLINE, "the gauges see the row set aside", || async {
+        let text = app.metrics().render();
+        (series(&text, "event_outbox_dead") == 1
+            && series(&text, "event_outbox_dead_total") == 1
+            && series(&text, "event_outbox_pending") == 0)
+            .then_some(())
+    })
+    .await;
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 1), "{stats:?}");
+
+    sidecar.accept_all();
+    assert_eq!(
+        outbox
+            .replay_dead(&[row.seq, row.seq + 1_000])
+            .await
+            .unwrap(),
+        1
+    );
+    let published = wait_accepted(&sidecar, 8).await;
+    assert_eq!(by_key(&published)["ann"], [0, 2, 3, 1]);
+    assert!(outbox.dead_rows().await.unwrap().is_empty());
+    assert_eq!(
+        outbox.replay_dead(&[row.seq]).await.unwrap(),
+        0,
+        "replayed once"
+    );
+    wait_until(DEADLINE, "nothing pending nor set aside", || async {
+        let s = outbox.stats().await.unwrap();
+        (s.pending == 0 && s.dead == 0).then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+/// A row the relay cannot read (too deep, or not JSON: written by an older or broken writer)
+/// is set aside at once, without a publish, and its bucket goes on.
+pub async fn an_unreadable_row_is_set_aside_at_once(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    // Ann's bucket (8 of 16): two broken rows, then an event of hers.
+    let deep = format!(
+        r#"{{"id":"deep-1","type":"doc.stored","data":{}}}"#,
+        nested(200)
+    );
+    db.insert_raw_row(8, "deep-1", "ann", &deep).await;
+    db.insert_raw_row(8, "torn-1", "ann", "{not json").await;
+    db.write(&outbox, "ann", 0, true).await;
+    let relay = outbox.start_relay(sidecar.publisher());
+    let published = wait_accepted(&sidecar, 1).await;
+    assert_eq!(by_key(&published)["ann"], [0]);
+    assert_eq!(sidecar.refused(), 0, "nothing unreadable was sent");
+    let dead = outbox.dead_rows().await.unwrap();
+    let ids: Vec<&str> = dead.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(ids, ["deep-1", "torn-1"]);
+    for row in &dead {
+        assert_eq!(row.attempts, 1, "{row:?}");
+        assert!(row.reason.contains("unreadable"), "{}", row.reason);
+    }
+    relay.stop().await;
+}
+
+/// A port nothing listens on: a sidecar that is down.
+pub async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// Transient failures (no sidecar, or one that answers 503) never set a row aside, however
+/// often the relay tries it; the rows go out, in order, once the sidecar takes them.
+pub async fn a_transient_failure_never_sets_a_row_aside(db: &Db) {
+    let sidecar = Sidecar::start().await;
+    let outbox = db.outbox();
+    outbox.migrate().await.unwrap();
+    for n in 0..2 {
+        db.write(&outbox, "ann", n, true).await;
+    }
+    let failures = |app: &App| {
+        series(
+            &app.metrics().render(),
+            "event_outbox_publish_failures_total",
+        )
+    };
+    // Each phase tries her first row more often than refusals would set it aside.
+    let tries = 2 * (REFUSALS_BEFORE_SET_ASIDE + 1);
+
+    // No sidecar at all.
+    let unreachable = App::with_handlers([])
+        .unwrap()
+        .with_dapr_client(DaprClient::new(&closed_port().await, None))
+        .with_outbox(outbox.clone());
+    let relay = outbox.start_relay(unreachable.publisher());
+    wait_until(DEADLINE, "ann's first row tried often", || async {
+        (failures(&unreachable) >= tries / 2).then_some(())
+    })
+    .await;
+    relay.stop().await;
+    assert!(outbox.dead_rows().await.unwrap().is_empty());
+
+    // A sidecar that answers 503 to her events.
+    sidecar.refuse("ann", None, 503);
+    let app = sidecar.app(&outbox);
+    let relay = outbox.start_relay(app.publisher());
+    wait_until(DEADLINE, "ann's first row tried often", || async {
+        (failures(&app) >= tries).then_some(())
+    })
+    .await;
+    assert!(outbox.dead_rows().await.unwrap().is_empty());
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (2, 0), "{stats:?}");
+
+    sidecar.accept_all();
+    let published = wait_accepted(&sidecar, 2).await;
+    assert_eq!(by_key(&published)["ann"], [0, 1]);
+    assert!(outbox.dead_rows().await.unwrap().is_empty());
     relay.stop().await;
 }
