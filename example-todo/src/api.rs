@@ -19,7 +19,8 @@
 //!
 //! The ops routes take a token when one is configured ([`ops_token_from_env`]: `ADMIN_API_TOKEN`,
 //! else `APP_API_TOKEN`): `dapr-api-token: <token>` or `Authorization: Bearer <token>`, else 401.
-//! With neither variable set they are open.
+//! With neither variable set they are closed under Dapr (403, naming the variable to set) and
+//! open on the embedded broker, a newcomer's `cargo run` on their own machine ([`OpsAccess`]).
 
 use std::convert::Infallible;
 
@@ -34,7 +35,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use event_runtime::dlq::{self, ReplayFilter, ReplayReport};
-use event_runtime::Publisher;
+use event_runtime::{Mode, Publisher};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
@@ -55,8 +56,31 @@ pub struct Api {
     pub publisher: Publisher,
     /// This replica's live updates.
     pub updates: Updates,
-    /// The token the ops routes (`/dlq`, `/dlq/replay`) require; `None` leaves them open.
-    pub ops_token: Option<String>,
+    /// Who may call the ops routes (`/dlq`, `/dlq/replay`).
+    pub ops: OpsAccess,
+}
+
+/// Who may call the ops routes, which show events and re-publish them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpsAccess {
+    /// Requests that carry this token.
+    Token(String),
+    /// Anyone: the embedded broker with no token set, a try-out on one machine.
+    Open,
+    /// No one: a service under Dapr with no token set; the answer names the variable to set.
+    NoTokenSet,
+}
+
+impl OpsAccess {
+    /// `token` when there is one; else open on the embedded broker and closed under Dapr, where
+    /// the service is deployed and reachable by others.
+    pub fn new(mode: Mode, token: Option<String>) -> OpsAccess {
+        match (token, mode) {
+            (Some(token), _) => OpsAccess::Token(token),
+            (None, Mode::Embedded) => OpsAccess::Open,
+            (None, Mode::Dapr) => OpsAccess::NoTokenSet,
+        }
+    }
 }
 
 /// The ops routes' token: `ADMIN_API_TOKEN` when set, else `APP_API_TOKEN` (the token Dapr
@@ -214,9 +238,22 @@ pub fn routes(api: Api) -> Router {
 }
 
 /// Lets an ops request through when it carries the ops token (compared in constant time by
-/// `event_runtime::api_token_ok`), or when there is none; else 401, before the body is read.
+/// `event_runtime::api_token_ok`), or when the routes are open; else 401 (403 when no token is
+/// set under Dapr), before the body is read.
 async fn ops_auth(State(api): State<Api>, request: Request, next: Next) -> Response {
-    if event_runtime::api_token_ok(request.headers(), api.ops_token.as_deref()) {
+    let token = match &api.ops {
+        OpsAccess::Open => return next.run(request).await,
+        OpsAccess::Token(token) => token,
+        OpsAccess::NoTokenSet => {
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                "the ops routes are closed: this service runs under Dapr with no ops token, set                  ADMIN_API_TOKEN (or APP_API_TOKEN) and send it as `Authorization: Bearer <token>`"
+                    .into(),
+            )
+            .into_response();
+        }
+    };
+    if event_runtime::api_token_ok(request.headers(), Some(token)) {
         return next.run(request).await;
     }
     let error = ApiError(
