@@ -427,7 +427,8 @@ async fn dead_letters(
 
 /// `POST /dlq/replay`: re-publishes the pending dead letters that pass the filter to their
 /// original topics with their original ids, marks them replayed, and answers the report. A
-/// replayed event that fails again comes back to the DLQ, pending again.
+/// replayed event that fails again comes back to the DLQ, pending again. Of two replays at once,
+/// each letter is re-published by the one that claimed it.
 async fn replay(State(api): State<Api>, body: Bytes) -> Result<axum::Json<ReplayReport>, ApiError> {
     let request: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
@@ -436,25 +437,31 @@ async fn replay(State(api): State<Api>, body: Bytes) -> Result<axum::Json<Replay
             .map_err(|e| ApiError::invalid(format!("invalid replay filter: {e}")))?
     };
     let filter = ReplayFilter::from(request);
-    let pending: Vec<_> = api
+    let matching: Vec<String> = api
         .db
         .dead_letters(true)
         .await?
         .into_iter()
         .filter(|l| filter.matches(&l.letter))
+        .map(|l| l.id)
         .collect();
-    // Marked before publishing: a replayed event that fails again is stored pending again by
-    // the DLQ handler, and must not be overwritten by this mark afterwards.
-    let ids: Vec<String> = pending.iter().map(|l| l.id.clone()).collect();
-    api.db.mark_replayed(&ids, true).await?;
-    let letters: Vec<_> = pending.iter().map(|l| l.letter.clone()).collect();
+    // Claimed (marked replayed) before publishing, by a conditional update: a letter another
+    // replay claimed first is not published twice, and a replayed event that fails again is
+    // stored pending again by the DLQ handler, not overwritten by this mark afterwards.
+    let claimed = api.db.claim_for_replay(&matching).await?;
+    let letters: Vec<_> = claimed.iter().map(|l| l.letter.clone()).collect();
     let report = dlq::replay(&api.publisher, &letters, &filter).await;
-    let failed: Vec<String> = pending
+    // Given back: the claimed letters this replay did not publish (the publish failed, or the
+    // letter was stored again since it was read and no longer passes the filter).
+    let unpublished: Vec<String> = claimed
         .iter()
-        .filter(|l| report.failed.iter().any(|(id, _)| *id == l.letter.event.id))
+        .filter(|l| {
+            !filter.matches(&l.letter)
+                || report.failed.iter().any(|(id, _)| *id == l.letter.event.id)
+        })
         .map(|l| l.id.clone())
         .collect();
-    api.db.mark_replayed(&failed, false).await?;
+    api.db.release_replay(&unpublished).await?;
     tracing::info!(
         matched = report.matched,
         replayed = report.replayed,

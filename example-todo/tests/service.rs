@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use common::{start, start_on, user};
+use event_runtime::dapr::DaprClient;
 use event_runtime::App;
 use example_todo::db::Db;
 use serde_json::{json, Value};
@@ -35,6 +36,61 @@ async fn a_due_reminder_is_published_once_and_notified() {
 #[tokio::test]
 async fn a_failing_handler_dead_letters_and_the_replay_brings_it_back() {
     common::dlq_scenario(&start().await).await;
+}
+
+#[tokio::test]
+async fn two_replays_started_together_publish_each_letter_once() {
+    common::concurrent_replay_scenario(&start().await).await;
+}
+
+/// Whether the dead letter of task `id` is pending (not replayed).
+async fn is_pending(db: &Db, id: i64) -> bool {
+    let letters = db.dead_letters(false).await.unwrap();
+    let l = letters
+        .iter()
+        .find(|l| l.letter.event.data["task_id"] == id)
+        .expect("the task's dead letter");
+    !l.replayed
+}
+
+/// A replay that cannot publish (its sidecar is unreachable) gives back the letters it claimed:
+/// they are pending again, and the next replay publishes them.
+#[tokio::test]
+async fn a_replay_that_cannot_publish_leaves_its_letters_pending() {
+    let s = start().await;
+    let task = s
+        .create(json!({"user_id": user("unpublished"), "title": "fail: audit me"}))
+        .await;
+    s.events.wait_idle().await;
+    let id = task["id"].as_i64().unwrap();
+    assert!(is_pending(&s.db, id).await);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let sidecar = DaprClient::new(&format!("http://{closed}"), None);
+    let dapr = example_todo::Service::with_ops_token(
+        App::new().with_dapr_client(sidecar),
+        s.db.clone(),
+        Some("t0ken".into()),
+    );
+    let req = Request::post("/dlq/replay")
+        .header("authorization", "Bearer t0ken")
+        .body(Body::empty())
+        .unwrap();
+    let (code, report) = common::send_router(&dapr.routes, req).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(
+        (&report["matched"], &report["replayed"]),
+        (&json!(1), &json!(0)),
+        "{report}"
+    );
+    assert_eq!(report["failed"].as_array().unwrap().len(), 1, "{report}");
+    assert!(is_pending(&s.db, id).await, "given back: pending again");
+
+    let (code, report) = s.call("POST", "/dlq/replay", None).await;
+    assert_eq!((code, &report["replayed"]), (200, &json!(1)), "{report}");
 }
 
 #[test]

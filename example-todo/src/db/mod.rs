@@ -516,15 +516,36 @@ impl Db {
         rows.into_iter().map(dead_letter).collect()
     }
 
-    /// Marks dead letters replayed (or, with `false`, pending again).
-    pub async fn mark_replayed(&self, ids: &[String], replayed: bool) -> anyhow::Result<()> {
-        let at = replayed.then(Utc::now);
+    /// Claims the pending dead letters among `ids` for a replay: marks them replayed by a
+    /// conditional update (`... AND replayed = false`) and answers them as they are now. Of two
+    /// replays at once, each letter goes to one of them; one that is not pending any more (the
+    /// other replay claimed it) is left out.
+    pub async fn claim_for_replay(&self, ids: &[String]) -> anyhow::Result<Vec<StoredDeadLetter>> {
+        let at = Utc::now();
+        let mut claimed = Vec::new();
         for id in ids {
-            on_pool!(self, pool => sqlx::query(
-                "UPDATE dead_letters SET replayed = $2, replayed_at = COALESCE($3, replayed_at) WHERE id = $1")
+            let row: Option<DeadLetterRow> = on_pool!(self, pool => sqlx::query_as(
+                "UPDATE dead_letters SET replayed = $2, replayed_at = $3 WHERE id = $1 AND replayed = $4 \
+                 RETURNING id, times_dead_lettered, received_at, replayed, replayed_at, record")
                 .bind(id)
-                .bind(replayed)
+                .bind(true)
                 .bind(at)
+                .bind(false)
+                .fetch_optional(pool)
+                .await)?;
+            if let Some(row) = row {
+                claimed.push(dead_letter(row)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Makes claimed dead letters pending again (their replay did not publish them).
+    pub async fn release_replay(&self, ids: &[String]) -> anyhow::Result<()> {
+        for id in ids {
+            on_pool!(self, pool => sqlx::query("UPDATE dead_letters SET replayed = $2 WHERE id = $1")
+                .bind(id)
+                .bind(false)
                 .execute(pool)
                 .await
                 .map(|_| ()))?;

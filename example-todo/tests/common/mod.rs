@@ -650,3 +650,56 @@ pub async fn concurrent_claim_scenario(s: &Service) {
         .await;
     assert_eq!(notes.as_array().unwrap().len(), ids.len(), "{notes}");
 }
+
+/// Two replays started together (two operators, or a retried request) over the same pending
+/// dead letters: each letter is claimed by one of them and re-published once.
+pub async fn concurrent_replay_scenario(s: &Service) {
+    let u = user("replay-race");
+    let rounds = 3;
+    let per_round = 4;
+    for round in 0..rounds {
+        let mut tasks = Vec::new();
+        for i in 0..per_round {
+            let task = s
+                .create(json!({"user_id": u, "title": format!("fail: race {round}.{i}")}))
+                .await;
+            tasks.push(task["id"].as_i64().unwrap());
+        }
+        s.events.wait_idle().await;
+        let event_ids: Vec<String> = tasks
+            .iter()
+            .map(|id| {
+                s.events
+                    .published_to("task-events")
+                    .into_iter()
+                    .find(|e| e.ty == "task.created" && e.data["task_id"] == *id)
+                    .expect("the task's task.created")
+                    .id
+            })
+            .collect();
+
+        let filter = json!({"event_type": "task.created", "handler": "audit_log"});
+        let (a, b) = tokio::join!(
+            s.call("POST", "/dlq/replay", Some(filter.clone())),
+            s.call("POST", "/dlq/replay", Some(filter.clone()))
+        );
+        assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+        s.events.wait_idle().await;
+
+        let published = s.events.published_to("task-events");
+        for id in &event_ids {
+            let times = published.iter().filter(|e| e.id == *id).count();
+            assert_eq!(
+                times, 2,
+                "event {id}: published {times} times, once by the outbox and once by one replay ({a:?}, {b:?})"
+            );
+        }
+        // Each failed again once, so each came back once.
+        let letters = s.db.dead_letters(false).await.unwrap();
+        for id in &event_ids {
+            let l = letters.iter().find(|l| l.letter.event.id == *id).unwrap();
+            assert_eq!(l.times_dead_lettered, 2, "{}", l.id);
+            assert!(!l.replayed, "{} is pending again", l.id);
+        }
+    }
+}
