@@ -10,6 +10,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::wire::names::{check_component, check_topic, shown, InvalidName};
+use crate::wire::signing::{SigningKey, MIN_SIGNING_KEY_BYTES};
 
 /// A variable whose value cannot be used, or settings that contradict each other.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +34,34 @@ pub enum ConfigError {
         owner: String,
         /// The name and the rule it breaks.
         invalid: InvalidName,
+    },
+    /// The app takes delayed retries from a Dapr sidecar, and has no secret to sign them with.
+    #[error(
+        "handler `{handler}` has delayed retries, and on Dapr their bookkeeping must be signed \
+         with a secret that every replica shares: set EVENTS_SIGNING_KEY (at least 16 bytes, \
+         from a secret store) or call App::with_signing_key"
+    )]
+    SigningKeyRequired {
+        /// The first handler with delayed retries (`module::name`).
+        handler: String,
+    },
+    /// A bulk subscription could be sent a batch larger than the app reads.
+    #[error(
+        "{pubsub}/{topic} is subscribed in bulk with up to {max_messages} records, which could \
+         make a batch of {batch_bytes} bytes (records of EVENTS_MAX_MESSAGE_BYTES, base64), over \
+         EVENTS_MAX_BULK_BODY_BYTES ({limit}): lower `max_messages` or raise the limit"
+    )]
+    BulkBatchOverLimit {
+        /// Pubsub.
+        pubsub: String,
+        /// Topic.
+        topic: String,
+        /// The subscription's `maxMessagesCount`.
+        max_messages: u32,
+        /// The largest batch it could be sent.
+        batch_bytes: usize,
+        /// The app's limit.
+        limit: usize,
     },
     /// An idempotent handler may run as long as, or longer than, its idempotency claim is held.
     #[error(
@@ -188,8 +217,19 @@ pub struct Settings {
     /// The longest a delayed-retry delivery is held waiting for its due time before it is
     /// answered RETRY and redelivered by the broker.
     pub max_hold: Duration,
-    /// `APP_API_TOKEN`: when set, Dapr-facing routes require it.
+    /// `APP_API_TOKEN`: when set, Dapr-facing routes require it. Set but empty is an error.
     pub app_api_token: Option<String>,
+    /// `EVENTS_SIGNING_KEY`: the secret that signs retry bookkeeping and dead letters (at least
+    /// 16 bytes). Without it an app on Dapr with delayed retries refuses to start, and any other
+    /// app signs with a random key of its process.
+    pub signing_key: Option<SigningKey>,
+    /// `EVENTS_MAX_MESSAGE_BYTES`: the largest record the broker takes (1 MiB, Kafka's default
+    /// `message.max.bytes`). Every publish is checked against it before it is sent.
+    pub max_message_bytes: usize,
+    /// `EVENTS_MAX_BULK_BODY_BYTES`: the largest bulk delivery body read (256 MiB). A bulk
+    /// subscription whose batch could be larger (`max_messages` records of
+    /// `EVENTS_MAX_MESSAGE_BYTES`) is refused at start-up.
+    pub max_bulk_body_bytes: usize,
 }
 
 impl Settings {
@@ -212,12 +252,24 @@ impl Settings {
             idempotency_retention: Duration::from_secs(7 * DAY),
             state_store: vars.component("EVENTS_STATE_STORE", "state store", "statestore")?,
             max_hold: vars.secs("EVENTS_MAX_HOLD_SECS", 20, 0..=DAY)?,
-            app_api_token: vars.get("APP_API_TOKEN"),
+            app_api_token: vars.secret("APP_API_TOKEN", 1)?,
+            signing_key: vars
+                .secret("EVENTS_SIGNING_KEY", MIN_SIGNING_KEY_BYTES)?
+                .map(SigningKey::new),
+            max_message_bytes: vars.bytes("EVENTS_MAX_MESSAGE_BYTES", MIB, KIB..=GIB)?,
+            max_bulk_body_bytes: vars.bytes(
+                "EVENTS_MAX_BULK_BODY_BYTES",
+                256 * MIB,
+                MIB..=4 * GIB,
+            )?,
         })
     }
 }
 
 const DAY: u64 = 24 * 3600;
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+const GIB: usize = 1024 * MIB;
 
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -280,6 +332,35 @@ impl Vars<'_> {
             v.parse().ok().filter(|s| range.contains(s))
         })?;
         Ok(Duration::from_secs(secs.unwrap_or(default)))
+    }
+
+    /// A size in bytes.
+    fn bytes(
+        &self,
+        var: &'static str,
+        default: usize,
+        range: RangeInclusive<usize>,
+    ) -> Result<usize, ConfigError> {
+        let expected = || format!("a size in bytes from {} to {}", range.start(), range.end());
+        let bytes = self.parse(var, expected, |v| {
+            v.parse().ok().filter(|b| range.contains(b))
+        })?;
+        Ok(bytes.unwrap_or(default))
+    }
+
+    /// A secret: unset is `None`, but set and empty (a secret reference that resolved to
+    /// nothing, say) or shorter than `min` bytes is an error, never "no secret". The value
+    /// stays out of the error.
+    fn secret(&self, var: &'static str, min: usize) -> Result<Option<String>, ConfigError> {
+        match (self.0)(var) {
+            None => Ok(None),
+            Some(value) if value.len() >= min.max(1) => Ok(Some(value)),
+            Some(value) => Err(ConfigError::Invalid {
+                var,
+                value: format!("<{} bytes>", value.len()),
+                expected: format!("a secret of at least {} bytes", min.max(1)),
+            }),
+        }
     }
 
     /// A Dapr component name ([`check_component`]).
@@ -444,7 +525,8 @@ mod tests {
             "EVENTS_PUBSUB",
             "EVENTS_STATE_STORE",
             "EVENTS_DLQ",
-            "APP_API_TOKEN",
+            "EVENTS_MAX_MESSAGE_BYTES",
+            "EVENTS_MAX_BULK_BODY_BYTES",
         ];
         let vars: Vec<(&str, &str)> = all.iter().map(|k| (*k, "")).collect();
         let c = parse(&vars).unwrap();
@@ -632,6 +714,52 @@ mod tests {
             (c.mode, c.mode_source),
             (Mode::Embedded, ModeSource::EventsMode)
         );
+    }
+
+    #[test]
+    fn an_empty_or_short_secret_is_an_error_not_no_secret() {
+        for (var, value) in [
+            ("APP_API_TOKEN", ""),
+            ("EVENTS_SIGNING_KEY", ""),
+            ("EVENTS_SIGNING_KEY", "fifteen bytes.."),
+        ] {
+            let err = parse(&[(var, value)]).expect_err(var);
+            assert!(
+                matches!(&err, ConfigError::Invalid { var: v, .. } if *v == var),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("a secret of at least"), "{err}");
+        }
+        let c = parse(&[
+            ("EVENTS_SIGNING_KEY", "sixteen bytes..."),
+            ("APP_API_TOKEN", "t"),
+        ])
+        .unwrap();
+        assert!(c.settings.signing_key.is_some());
+        assert_eq!(c.settings.app_api_token.as_deref(), Some("t"));
+        let text = parse(&[("EVENTS_SIGNING_KEY", "s3cret")])
+            .unwrap_err()
+            .to_string();
+        assert!(!text.contains("s3cret"), "the secret stays out: {text}");
+    }
+
+    #[test]
+    fn the_broker_limits_have_kafkas_defaults_and_bounds() {
+        let s = parse(&[]).unwrap().settings;
+        assert_eq!(s.max_message_bytes, 1024 * 1024);
+        assert_eq!(s.max_bulk_body_bytes, 256 * 1024 * 1024);
+        let s = parse(&[("EVENTS_MAX_MESSAGE_BYTES", "2000000")])
+            .unwrap()
+            .settings;
+        assert_eq!(s.max_message_bytes, 2_000_000);
+        for (var, value) in [
+            ("EVENTS_MAX_MESSAGE_BYTES", "1023"),
+            ("EVENTS_MAX_MESSAGE_BYTES", "1MB"),
+            ("EVENTS_MAX_BULK_BODY_BYTES", "0"),
+        ] {
+            let err = parse(&[(var, value)]).expect_err(value);
+            assert!(matches!(&err, ConfigError::Invalid { var: v, .. } if *v == var));
+        }
     }
 
     #[test]

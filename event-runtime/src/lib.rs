@@ -76,7 +76,8 @@ pub mod dapr {
 /// Dead letters: what they hold, and replaying them.
 pub mod dlq {
     pub use crate::pipeline::dlq::{
-        replay, DeadEvent, DeadLetter, ReplayFilter, ReplayReport, DEAD_LETTER_TYPE,
+        replay, verify, DeadEvent, DeadLetter, ReplayFilter, ReplayReport, Unreplayable,
+        DEAD_LETTER_TYPE,
     };
 }
 

@@ -35,7 +35,7 @@ async fn not_idempotent(_e: JobDone) -> anyhow::Result<()> {
     Ok(())
 }
 
-const VARS: [&str; 13] = [
+const VARS: [&str; 14] = [
     "APP_PORT",
     "DAPR_HTTP_PORT",
     "DAPR_HTTP_ENDPOINT",
@@ -49,6 +49,7 @@ const VARS: [&str; 13] = [
     "EVENTS_DLQ",
     "APP_API_TOKEN",
     "APP_ID",
+    "EVENTS_SIGNING_KEY",
 ];
 
 /// Runs `check` with exactly `vars` set among the runtime's variables.
@@ -138,9 +139,22 @@ fn malformed_variables_stop_start_up() {
 fn unset_or_empty_keeps_the_defaults() {
     let app = with_env(&[], App::try_new).unwrap();
     assert_eq!(app.mode(), Mode::Embedded);
-    let empty: Vec<(&str, &str)> = VARS.iter().map(|v| (*v, "")).collect();
+    // Secrets aside: set but empty is an error there, never "no secret".
+    let secret = |v: &str| matches!(v, "APP_API_TOKEN" | "EVENTS_SIGNING_KEY");
+    let empty: Vec<(&str, &str)> = VARS
+        .iter()
+        .filter(|v| !secret(v))
+        .map(|v| (*v, ""))
+        .collect();
     let app = with_env(&empty, App::try_new).unwrap();
     assert_eq!(app.mode(), Mode::Embedded);
+    for var in VARS.iter().filter(|v| secret(v)) {
+        let err = with_env(&[(var, "")], App::try_new).unwrap_err();
+        assert!(
+            matches!(&err, AppError::Config(ConfigError::Invalid { var: v, .. }) if v == var),
+            "{var}: {err}"
+        );
+    }
     // The values the real-stack suite and the example set.
     let app = with_env(
         &[

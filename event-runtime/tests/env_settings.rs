@@ -1,6 +1,7 @@
 //! What the environment variables change, end to end: `EVENTS_SIGNING_KEY` signs the retry
-//! bookkeeping (without it, a key derived from `APP_ID`), `EVENTS_PUBSUB` and `EVENTS_DLQ` are
-//! the handlers' defaults, and `serve` listens on `APP_PORT`.
+//! bookkeeping (without it, a random key of the process; nothing derived from `APP_ID`),
+//! `EVENTS_PUBSUB` and `EVENTS_DLQ` are the handlers' defaults, and `serve` listens on
+//! `APP_PORT`.
 //!
 //! The environment is one per process, so this binary has one test, which sets and clears the
 //! variables in turn.
@@ -30,6 +31,11 @@ struct Attempts(Arc<Mutex<Vec<u32>>>);
 #[event_handler(topic = "bills", retry = [1])]
 async fn on_bill(_b: BillSent, Attempt(a): Attempt, State(s): State<Attempts>) {
     s.0.lock().unwrap().push(a);
+}
+
+/// The key the app id alone gave before: public, and so refused now.
+fn public_key(app_id: &str) -> SigningKey {
+    SigningKey::new(format!("event-runtime retry key of {app_id}"))
 }
 
 /// A retry message for `on_bill`, attempt 2, signed with `key` by app `app_id`.
@@ -62,14 +68,14 @@ async fn the_environment_sets_the_key_the_defaults_and_the_port() {
     }
     std::env::set_var("APP_ID", "billing");
 
-    // EVENTS_SIGNING_KEY signs: a retry signed with it runs; one signed with the key derived from
-    // the app id (the default without the variable) is refused into the DLQ.
+    // EVENTS_SIGNING_KEY signs: a retry signed with it runs; one signed with what the app id
+    // alone could give (the old default) is refused into the DLQ.
     std::env::set_var("EVENTS_SIGNING_KEY", "from-a-secret-store");
     let attempts = Attempts::default();
     let app = TestApp::start(App::new().with_state(attempts.clone())).await;
     let ladder = retry_topic("billing", 1);
     let good = retry_signed(&SigningKey::new("from-a-secret-store"), "billing", "b-1");
-    let derived = retry_signed(&SigningKey::derived("billing"), "billing", "b-2");
+    let derived = retry_signed(&public_key("billing"), "billing", "b-2");
     app.produce(&ladder, Some("u"), good).await.unwrap();
     app.produce(&ladder, Some("u"), derived).await.unwrap();
     app.wait_idle_for(Duration::from_secs(30)).await;
@@ -87,14 +93,15 @@ async fn the_environment_sets_the_key_the_defaults_and_the_port() {
     );
     app.stop();
 
-    // Without the variable, the key derived from APP_ID signs.
+    // Without the variable, nothing derived from APP_ID signs: such a retry is refused too.
     std::env::remove_var("EVENTS_SIGNING_KEY");
     let attempts = Attempts::default();
     let app = TestApp::start(App::new().with_state(attempts.clone())).await;
-    let derived = retry_signed(&SigningKey::derived("billing"), "billing", "b-3");
+    let derived = retry_signed(&public_key("billing"), "billing", "b-3");
     app.produce(&ladder, Some("u"), derived).await.unwrap();
     app.wait_idle_for(Duration::from_secs(30)).await;
-    assert_eq!(*attempts.0.lock().unwrap(), [2]);
+    assert_eq!(*attempts.0.lock().unwrap(), Vec::<u32>::new());
+    assert_eq!(app.dead_letters("dlq").len(), 1);
     app.stop();
 
     // EVENTS_PUBSUB and EVENTS_DLQ are the handlers' defaults.

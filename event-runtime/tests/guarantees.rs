@@ -387,9 +387,13 @@ async fn an_explicit_dead_letter_skips_the_retries() {
 
 /// Posts `body` to `route` of an app whose sidecar cannot be reached; Dapr's answer.
 async fn answer_without_a_sidecar(route: &str, body: serde_json::Value) -> serde_json::Value {
-    let app = App::new().with_state(Ledger::default()).with_dapr_client(
-        event_runtime::dapr::DaprClient::new("http://127.0.0.1:9", None),
-    );
+    let app = App::new()
+        .with_state(Ledger::default())
+        .with_signing_key("a secret of sixteen bytes or more")
+        .with_dapr_client(event_runtime::dapr::DaprClient::new(
+            "http://127.0.0.1:9",
+            None,
+        ));
     let req = axum::http::Request::post(route)
         .header("content-type", "application/cloudevents+json")
         .body(axum::body::Body::from(body.to_string()))
@@ -536,7 +540,11 @@ fn body_of_len(len: usize) -> String {
 
 #[tokio::test]
 async fn the_default_body_limit_is_4_mib_and_a_refused_record_stays_in_the_broker() {
-    let app = TestApp::start(App::new().with_state(Ledger::default())).await;
+    // A broker that takes records past the app's body limit (Kafka's limit raised).
+    let app = App::new()
+        .with_state(Ledger::default())
+        .with_max_message_bytes(8 * 1024 * 1024);
+    let app = TestApp::start(app).await;
     let limit = 4 * 1024 * 1024;
     let at = body_of_len(limit);
     assert_eq!(at.len(), limit);

@@ -4,15 +4,80 @@
 use std::time::Duration;
 
 use crate::app::App;
-use crate::config::{ConfigError, Mode, ModeSource};
+use crate::config::{ConfigError, Mode, ModeSource, Settings};
+use crate::handler::def::RetryMode;
 use crate::handler::registry::AppError;
+use crate::wire::signing::SigningKey;
 
 impl App {
     /// The start-up checks, run when the app is built and again by `serve*` before it binds
     /// (the builder methods may have changed what they look at).
     pub(crate) fn check_startup(&self) -> Result<(), ConfigError> {
         self.check_names()?;
-        self.check_timeouts()
+        self.check_timeouts()?;
+        self.check_bounds()
+    }
+
+    /// The start-up checks [`App::router`] makes too: secrets and bounds.
+    pub(crate) fn check_bounds(&self) -> Result<(), ConfigError> {
+        self.check_secrets()?;
+        self.check_bulk_batches()
+    }
+
+    /// Start-up check: an app on Dapr with delayed retries has a signing key of its own (the
+    /// retry topics are open to whoever can publish on the broker, and only the key tells this
+    /// app's retries from forged ones), and an API token given in code is not empty.
+    fn check_secrets(&self) -> Result<(), ConfigError> {
+        self.signing_key()?;
+        if self.run.settings.app_api_token.as_deref() == Some("") {
+            return Err(ConfigError::Invalid {
+                var: "APP_API_TOKEN",
+                value: String::new(),
+                expected: "a token of at least 1 byte (App::with_app_api_token)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The key retry bookkeeping and dead letters are signed with: the configured one, else
+    /// this process's random key, except on Dapr with delayed retries (see [`Self::check_secrets`]).
+    pub(crate) fn signing_key(&self) -> Result<SigningKey, ConfigError> {
+        if let Some(key) = &self.run.settings.signing_key {
+            return Ok(key.clone());
+        }
+        let delayed = self
+            .run
+            .registry
+            .handlers
+            .iter()
+            .find(|h| h.def.retry_mode == RetryMode::Delayed && !h.def.retry.is_empty());
+        match (self.io.mode, delayed) {
+            (Mode::Dapr, Some(h)) => Err(ConfigError::SigningKeyRequired {
+                handler: h.def.qualified_name(),
+            }),
+            _ => Ok(SigningKey::process()),
+        }
+    }
+
+    /// Start-up check: no bulk subscription can be sent a batch larger than the app reads
+    /// (`EVENTS_MAX_BULK_BODY_BYTES`): a body refused as a whole would be redelivered as a
+    /// whole, forever.
+    fn check_bulk_batches(&self) -> Result<(), ConfigError> {
+        let settings = &self.run.settings;
+        for sub in &self.run.registry.topics {
+            let Some(bulk) = sub.bulk else { continue };
+            let batch_bytes = bulk_body_limit(settings, bulk.max_messages);
+            if batch_bytes > settings.max_bulk_body_bytes {
+                return Err(ConfigError::BulkBatchOverLimit {
+                    pubsub: sub.pubsub.clone(),
+                    topic: sub.topic.clone(),
+                    max_messages: bulk.max_messages,
+                    batch_bytes,
+                    limit: settings.max_bulk_body_bytes,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Start-up check: every name a delivery may put into a sidecar URL follows its rule
@@ -85,6 +150,14 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The largest bulk body a subscription of `max_messages` records can be sent: each record of
+/// up to `EVENTS_MAX_MESSAGE_BYTES`, base64 in its entry, with the entry's metadata.
+pub(crate) fn bulk_body_limit(settings: &Settings, max_messages: u32) -> usize {
+    const ENTRY_OVERHEAD: usize = 4 * 1024;
+    let entry = settings.max_message_bytes.div_ceil(3) * 4 + ENTRY_OVERHEAD;
+    entry.saturating_mul(max_messages.max(1) as usize)
 }
 
 /// A start-up error as `serve` returns it.

@@ -13,13 +13,12 @@ use crate::handler::registry::{AppError, Registry, ResolvedHandler};
 use crate::http::ops::{OpsParts, OpsRoutes};
 use crate::http::router::{router, RouterParts};
 use crate::pipeline::metrics::Metrics;
-use crate::pipeline::seal::SigningKey;
 use crate::pipeline::{HandlerRuntime, Run, Runtime};
 use crate::tooling::topics::TopicSpec;
 use crate::transport::dapr::DaprClient;
 use crate::transport::embedded::Broker;
 use crate::transport::idempotency::{DaprStateStore, IdempotencyStore, MemoryStore};
-use crate::transport::publish::Publisher;
+use crate::transport::publish::{AppIdentity, Publisher};
 use crate::wire::subscription::DaprSubscription;
 
 mod checks;
@@ -162,6 +161,8 @@ impl App {
             registry.handlers.iter().map(|h| h.def.qualified_name()),
         ));
         let (shutdown, _) = watch::channel(false);
+        let dapr = DaprClient::new(&dapr_endpoint, dapr_api_token)
+            .with_max_message_bytes(settings.max_message_bytes);
         let app = App {
             run: Handlers {
                 defs,
@@ -177,7 +178,7 @@ impl App {
                 mode_source,
                 app_port,
                 broker: Arc::new(Broker::default()),
-                dapr: DaprClient::new(&dapr_endpoint, dapr_api_token),
+                dapr,
                 store: None,
                 memory_store: MemoryStore::new(),
                 #[cfg(feature = "sqlx")]
@@ -252,10 +253,26 @@ impl App {
         self.with_mode(Mode::Embedded)
     }
 
-    /// Talks to the sidecar through `client` (Dapr mode).
+    /// Talks to the sidecar through `client` (Dapr mode), which publishes records of at most
+    /// `EVENTS_MAX_MESSAGE_BYTES`.
     pub fn with_dapr_client(mut self, client: DaprClient) -> Self {
-        self.io.dapr = client;
+        self.io.dapr = client.with_max_message_bytes(self.run.settings.max_message_bytes);
         self.with_mode(Mode::Dapr)
+    }
+
+    /// Signs retry bookkeeping and dead letters with `secret` (default: `EVENTS_SIGNING_KEY`).
+    /// Every replica of the app needs the same one; keep it in a secret store. Without one, an
+    /// app on Dapr with delayed retries refuses to start, and any other app signs with a random
+    /// key of its process, so its dead letters can be replayed only by that process.
+    ///
+    /// ```
+    /// # use event_runtime::App;
+    /// let app = App::with_handlers([]).unwrap().with_signing_key("a secret of 16+ bytes");
+    /// ```
+    pub fn with_signing_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.run.settings.signing_key =
+            Some(crate::wire::signing::SigningKey::new(secret.as_ref()));
+        self
     }
 
     /// Keeps idempotency keys in `store` (default: in memory when embedded, the Dapr state store
@@ -312,6 +329,23 @@ impl App {
         self
     }
 
+    /// The largest record the broker takes (default `EVENTS_MAX_MESSAGE_BYTES`, else 1 MiB as
+    /// Kafka's `message.max.bytes`). Every publish, retry and dead letter is checked against it
+    /// before it is sent, and a bulk subscription must fit its batches in
+    /// `EVENTS_MAX_BULK_BODY_BYTES`.
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.run.settings.max_message_bytes = bytes;
+        self.io.dapr = self.io.dapr.with_max_message_bytes(bytes);
+        self
+    }
+
+    /// The largest bulk delivery body read (default `EVENTS_MAX_BULK_BODY_BYTES`, else 256
+    /// MiB). Every bulk subscription's largest batch must fit in it, or the app refuses to start.
+    pub fn with_max_bulk_body_bytes(mut self, bytes: usize) -> Self {
+        self.run.settings.max_bulk_body_bytes = bytes;
+        self
+    }
+
     /// Requires `dapr-api-token: token` on Dapr-facing routes (default: `APP_API_TOKEN`).
     pub fn with_app_api_token(mut self, token: Option<String>) -> Self {
         self.run.settings.app_api_token = token;
@@ -358,14 +392,29 @@ impl App {
             .dapr_subscriptions(self.declared.dapr_dead_letter_topic.as_deref())
     }
 
-    /// A publisher for this app's mode.
+    /// A publisher for this app's mode. It publishes for this app: it checks dead letters
+    /// against the app's key before [`dlq::replay`](crate::dlq::replay) sends them.
     pub fn publisher(&self) -> Publisher {
         let p = match self.io.mode {
             Mode::Dapr => Publisher::from_dapr(self.io.dapr.clone()),
             Mode::Embedded => Publisher::embedded(self.io.broker.clone()),
         };
+        let consumed = self.run.registry.topics.iter().filter(|t| !t.is_retry);
+        let identity = AppIdentity {
+            app_id: self.run.app_id.clone(),
+            // An app that may not start without a key has none to check letters with either.
+            key: self
+                .signing_key()
+                .unwrap_or_else(|_| crate::wire::signing::SigningKey::process()),
+            consumed: consumed
+                .map(|t| (t.pubsub.clone(), t.topic.clone()))
+                .collect(),
+            state_store: self.run.settings.state_store.clone(),
+        };
         p.with_pubsub(&self.run.default_pubsub)
             .with_source(&self.run.app_id)
+            .with_max_message_bytes(self.run.settings.max_message_bytes)
+            .for_app(identity)
     }
 
     fn store(&self) -> Arc<dyn IdempotencyStore> {
@@ -383,7 +432,17 @@ impl App {
     /// route per topic, and the ops routes `GET /healthz`, `/readyz`, `/metrics`,
     /// `/asyncapi.json`, `/events/schemas` (where [`App::with_ops_routes`] puts them). Merge it
     /// with your own routes. Building it starts nothing in the background.
+    ///
+    /// # Panics
+    ///
+    /// Where `serve` would refuse to start for want of a secret or a bound: on Dapr with delayed
+    /// retries and no signing key ([`App::with_signing_key`]), with an empty API token, or with
+    /// a bulk subscription whose batches could pass [`App::with_max_bulk_body_bytes`].
     pub fn router(&self) -> Router {
+        let signing_key = self
+            .check_bounds()
+            .and_then(|()| self.signing_key())
+            .unwrap_or_else(|e| panic!("{e}"));
         let rt = Arc::new(Runtime {
             registry: self.run.registry.clone(),
             settings: self.run.settings.clone(),
@@ -393,7 +452,7 @@ impl App {
             journal: self.journal.clone(),
             shutdown: self.shutdown.clone(),
             app_id: self.run.app_id.clone(),
-            signing_key: SigningKey::from_env(&self.run.app_id),
+            signing_key,
             metrics: self.metrics.clone(),
             handlers: HandlerRuntime::all(
                 &self.run.registry,

@@ -91,6 +91,8 @@ pub(crate) struct TopicSubscription {
     pub handlers: Vec<usize>,
     /// Whether this is one of this app's retry topics.
     pub is_retry: bool,
+    /// The wait of its tier, in seconds, when it is a retry topic (0 otherwise).
+    pub tier_secs: u64,
     /// Whether a handler of the topic takes raw payloads (records that are no CloudEvent).
     pub raw_payload: bool,
     /// Subscription metadata (string values only).
@@ -221,7 +223,8 @@ impl Registry {
         let mut index: HashMap<(String, String), usize> = HashMap::new();
         let mut metadata_owner: HashMap<(usize, String), usize> = HashMap::new();
         let mut add_topic =
-            |topics: &mut Vec<TopicSubscription>, pubsub: &str, topic: &str, is_retry: bool| {
+            |topics: &mut Vec<TopicSubscription>, pubsub: &str, topic: &str, tier: Option<u64>| {
+                let is_retry = tier.is_some();
                 *index
                     .entry((pubsub.to_owned(), topic.to_owned()))
                     .or_insert_with(|| {
@@ -232,6 +235,7 @@ impl Registry {
                             default_route: format!("{prefix}/{pubsub}/{topic}"),
                             handlers: Vec::new(),
                             is_retry,
+                            tier_secs: tier.unwrap_or(0),
                             raw_payload: false,
                             metadata: BTreeMap::new(),
                             bulk: None,
@@ -240,7 +244,7 @@ impl Registry {
                     })
             };
         for (i, h) in handlers.iter().enumerate() {
-            let t = add_topic(&mut topics, &h.pubsub, h.def.topic, false);
+            let t = add_topic(&mut topics, &h.pubsub, h.def.topic, None);
             for &other in &topics[t].handlers {
                 let o = &handlers[other];
                 if let Some(ty) = h.def.event_types.iter().find(|ty| o.def.accepts(ty)) {
@@ -301,7 +305,7 @@ impl Registry {
                     &mut topics,
                     default_pubsub,
                     &retry_topic(app_id, tier),
-                    true,
+                    Some(tier),
                 );
             }
         }

@@ -37,17 +37,14 @@ pub(crate) fn handle(
     }))
 }
 
-/// The largest body a route takes: the app's limit per event, so a bulk batch may hold up to
-/// its subscription's `maxMessagesCount` events of that size (a batch refused as a whole would be
-/// redelivered as a whole, forever).
+/// The largest body a route takes: the app's limit per event, or for a bulk subscription
+/// `EVENTS_MAX_BULK_BODY_BYTES`, which start-up checked to hold any batch of its
+/// `maxMessagesCount` records (a batch refused as a whole would be redelivered as a whole,
+/// forever).
 fn body_limit(rt: &Runtime, target: Target) -> usize {
-    let per_event = rt.settings.body_limit;
     match target {
-        Target::Topic(t) => match rt.registry.topics[t].bulk {
-            Some(bulk) => per_event.saturating_mul(bulk.max_messages.max(1) as usize),
-            None => per_event,
-        },
-        Target::Handler(_) => per_event,
+        Target::Topic(t) if rt.registry.topics[t].bulk.is_some() => rt.settings.max_bulk_body_bytes,
+        _ => rt.settings.body_limit,
     }
 }
 

@@ -19,11 +19,12 @@ pub(crate) fn subscribe_answer(
 
 /// With `APP_API_TOKEN` set, Dapr-facing routes require the same `dapr-api-token` (compared in
 /// constant time, so the comparison leaks nothing about the token).
+/// An empty token opens nothing (start-up refuses one anyway).
 pub(crate) fn token_ok(headers: &HeaderMap, expected: Option<&str>) -> bool {
     let Some(expected) = expected else {
         return true;
     };
-    constant_time_eq(dapr_api_token(headers), expected.as_bytes())
+    !expected.is_empty() && constant_time_eq(dapr_api_token(headers), expected.as_bytes())
 }
 
 /// Whether a request carries `expected` as `dapr-api-token: <token>` or as
@@ -159,5 +160,10 @@ mod tests {
             t
         ));
         assert!(token_ok(&headers(&[("dapr-api-token", "s3cret")]), t));
+        assert!(
+            !token_ok(&headers(&[]), Some("")),
+            "an empty token opens no Dapr-facing route"
+        );
+        assert!(!token_ok(&headers(&[("dapr-api-token", "")]), Some("")));
     }
 }

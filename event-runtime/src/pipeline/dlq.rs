@@ -6,13 +6,19 @@ use serde_json::Value;
 use crate::event::Event;
 use crate::pipeline::seal::Failure;
 use crate::transport::outgoing::OutgoingEvent;
+use crate::transport::publish::Publisher;
 use crate::wire::cloudevent::CloudEvent;
+use crate::wire::signing::SigningKey;
 
 /// The CloudEvent type of dead-letter records.
 pub const DEAD_LETTER_TYPE: &str = "event-runtime.dead-letter";
 
 /// The original event inside a dead-letter record.
+///
+/// On the wire the record travels once: a letter that keeps the record's bytes leaves `data`
+/// out, and reading the letter back reads `data` from those bytes again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "DeadEventWire", into = "DeadEventWire")]
 #[non_exhaustive]
 pub struct DeadEvent {
     /// CloudEvent `id`.
@@ -40,6 +46,88 @@ pub struct DeadEvent {
     /// The event's version, as it arrived (data, envelope or record header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Where the record was kept instead, when it was too large to travel in the letter: its
+    /// key in the app's state store (`EVENTS_STATE_STORE`). Replay reads it from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_ref: Option<String>,
+    /// Where the record sits in the broker (`topic/partition/offset`), when the broker said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_at: Option<String>,
+}
+
+/// [`DeadEvent`] as it travels: `data` only when no record carries it.
+#[derive(Serialize, Deserialize)]
+struct DeadEventWire {
+    id: String,
+    #[serde(rename = "type")]
+    ty: String,
+    source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partition_key: Option<String>,
+    topic: String,
+    pubsub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record_at: Option<String>,
+}
+
+impl From<DeadEvent> for DeadEventWire {
+    fn from(e: DeadEvent) -> Self {
+        DeadEventWire {
+            data: if e.record.is_some() {
+                Value::Null
+            } else {
+                e.data
+            },
+            id: e.id,
+            ty: e.ty,
+            source: e.source,
+            time: e.time,
+            partition_key: e.partition_key,
+            topic: e.topic,
+            pubsub: e.pubsub,
+            record: e.record,
+            version: e.version,
+            record_ref: e.record_ref,
+            record_at: e.record_at,
+        }
+    }
+}
+
+impl From<DeadEventWire> for DeadEvent {
+    fn from(w: DeadEventWire) -> Self {
+        let mut e = DeadEvent {
+            id: w.id,
+            ty: w.ty,
+            source: w.source,
+            time: w.time,
+            data: w.data,
+            partition_key: w.partition_key,
+            topic: w.topic,
+            pubsub: w.pubsub,
+            record: w.record,
+            version: w.version,
+            record_ref: w.record_ref,
+            record_at: w.record_at,
+        };
+        if e.data.is_null() {
+            if let Some(bytes) = e.record_bytes() {
+                e.data = CloudEvent::from_record(bytes.into(), true)
+                    .map(|ce| ce.data().clone())
+                    .unwrap_or_default();
+            }
+        }
+        e
+    }
 }
 
 impl DeadEvent {
@@ -85,6 +173,13 @@ pub struct DeadLetter {
     pub permanent: bool,
     /// The final reason, in one sentence.
     pub reason: String,
+    /// The app that wrote the letter (its `APP_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// That app's signature over what a replay would publish (HMAC-SHA256 with its
+    /// `EVENTS_SIGNING_KEY`, hex): the letter is the app's own, unchanged. See [`verify`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl Event for DeadLetter {
@@ -129,7 +224,11 @@ impl DeadLetter {
                     .record()
                     .map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
                 version: crate::event::version::version_of(ce),
+                record_ref: None,
+                record_at: None,
             },
+            app: None,
+            signature: None,
             handler: None,
             attempts: 0,
             failures: Vec::new(),
@@ -152,6 +251,39 @@ impl DeadLetter {
         self.last_failure_at = failures.last().map(|f| f.at.clone());
         self.attempts = failures.last().map_or(self.attempts, |f| f.attempt);
         self.failures = failures;
+        self
+    }
+
+    /// What the signature covers: who wrote the letter, for which handler, and everything a
+    /// replay publishes (an absent part is told from an empty one).
+    fn signed_parts(&self) -> Vec<String> {
+        let opt = |v: &Option<String>| v.as_ref().map_or("0".to_owned(), |v| format!("1{v}"));
+        let e = &self.event;
+        let payload = match (&e.record, &e.record_ref) {
+            (Some(record), _) => format!("record:{record}"),
+            (None, Some(key)) => format!("ref:{key}"),
+            (None, None) => format!("data:{}", e.data),
+        };
+        vec![
+            opt(&self.app),
+            opt(&self.handler),
+            e.id.clone(),
+            e.ty.clone(),
+            e.source.clone(),
+            opt(&e.partition_key),
+            e.topic.clone(),
+            e.pubsub.clone(),
+            opt(&e.version),
+            payload,
+        ]
+    }
+
+    /// The letter signed by app `app_id` with `key`.
+    pub(crate) fn signed(mut self, app_id: &str, key: &SigningKey) -> Self {
+        self.app = Some(app_id.to_owned());
+        let parts = self.signed_parts();
+        let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+        self.signature = Some(key.sign(&parts));
         self
     }
 
@@ -200,6 +332,80 @@ impl DeadLetter {
     }
 }
 
+/// Why a dead letter is not replayed without [`ReplayFilter::allow_unverified`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unreplayable {
+    /// The publisher is not an app's ([`App::publisher`](crate::App::publisher)), so it has no
+    /// key to check letters with.
+    #[error(
+        "this publisher is no app's, so it cannot check the letter: replay with `App::publisher()`"
+    )]
+    NoApp,
+    /// The letter carries no signature (another producer wrote it, or an app before signed
+    /// letters).
+    #[error("the letter is not signed")]
+    Unsigned,
+    /// Another app wrote it.
+    #[error("the letter was written by app `{0}`, not this one")]
+    Foreign(String),
+    /// The signature does not match: the letter was changed, or signed with another key.
+    #[error("the letter's signature does not match: it was changed, or signed with another key")]
+    Forged,
+    /// It would be published to a topic this app does not consume.
+    #[error("the letter names {pubsub}/{topic}, which this app does not consume")]
+    NotConsumed {
+        /// The pubsub component it names.
+        pubsub: String,
+        /// The topic it names.
+        topic: String,
+    },
+}
+
+/// Whether `letter` is one this app wrote, unchanged, for a topic it consumes: what [`replay`]
+/// requires. `publisher` is the app's ([`App::publisher`](crate::App::publisher)), which knows
+/// its key.
+///
+/// ```
+/// use event_runtime::dlq::{verify, DeadLetter, Unreplayable};
+/// use event_runtime::{testing::TestApp, App};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let app = TestApp::start(App::with_handlers([]).unwrap()).await;
+/// let forged: DeadLetter = serde_json::from_value(serde_json::json!({
+///     "event": {"id": "1", "type": "t", "source": "s", "data": {}, "topic": "payments", "pubsub": "p"},
+///     "attempts": 1, "permanent": true, "reason": "planted", "app": "todo", "signature": "00"
+/// })).unwrap();
+/// assert!(verify(&app.publisher(), &forged).is_err());
+/// # }
+/// ```
+pub fn verify(publisher: &Publisher, letter: &DeadLetter) -> Result<(), Unreplayable> {
+    let app = publisher.app().ok_or(Unreplayable::NoApp)?;
+    let signature = letter.signature.as_deref().ok_or(Unreplayable::Unsigned)?;
+    match letter.app.as_deref() {
+        Some(id) if id == app.app_id => {}
+        Some(other) => return Err(Unreplayable::Foreign(other.to_owned())),
+        None => return Err(Unreplayable::Unsigned),
+    }
+    let parts = letter.signed_parts();
+    let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+    if !app.key.verify(&parts, signature) {
+        return Err(Unreplayable::Forged);
+    }
+    let e = &letter.event;
+    if !app
+        .consumed
+        .iter()
+        .any(|(p, t)| *p == e.pubsub && *t == e.topic)
+    {
+        return Err(Unreplayable::NotConsumed {
+            pubsub: e.pubsub.clone(),
+            topic: e.topic.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Which dead letters to replay: the JSON body of an app's `POST /dlq/replay`, and the options
 /// of `dlq replay` (feature `cli`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -221,6 +427,11 @@ pub struct ReplayFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "cli", arg(long, value_name = "RFC3339", value_parser = rfc3339))]
     pub until: Option<String>,
+    /// Replay letters [`verify`] refuses too (not signed by this app, or for a topic it does
+    /// not consume): the operator's explicit override, for letters they checked themselves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub allow_unverified: bool,
 }
 
 /// `--since` and `--until` are refused while parsing when they are no RFC 3339 time.
@@ -271,10 +482,18 @@ pub struct ReplayReport {
     pub replayed: usize,
     /// `(event id, error)` of those that could not be re-published.
     pub failed: Vec<(String, String)>,
+    /// `(event id, why)` of those not replayed because [`verify`] refused them.
+    #[serde(default)]
+    pub refused: Vec<(String, String)>,
 }
 
 /// Re-publishes the dead letters that pass `filter` to their original topics, with their
 /// original ids, logging progress as it goes.
+///
+/// Only letters this app wrote, unchanged, for topics it consumes are replayed ([`verify`],
+/// with `publisher` the app's own); the others are listed in [`ReplayReport::refused`], unless
+/// the filter says [`ReplayFilter::allow_unverified`]. A letter whose record was too large to
+/// travel in it is replayed from where it was kept.
 ///
 /// ```
 /// use event_runtime::dlq::{replay, DeadLetter, ReplayFilter};
@@ -304,18 +523,56 @@ pub async fn replay(
         "DLQ replay starting"
     );
     for (i, letter) in chosen.iter().enumerate() {
-        match publisher.send(letter.replay_event("")).await {
+        let id = letter.event.id.clone();
+        if !filter.allow_unverified {
+            if let Err(why) = verify(publisher, letter) {
+                tracing::warn!(event_id = %id, %why, "DLQ replay: letter refused");
+                report.refused.push((id, why.to_string()));
+                continue;
+            }
+        }
+        let sent = match replay_event(publisher, letter).await {
+            Ok(event) => publisher.send(event).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match sent {
             Ok(()) => report.replayed += 1,
-            Err(e) => report.failed.push((letter.event.id.clone(), e.to_string())),
+            Err(e) => report.failed.push((id, e)),
         }
         if (i + 1) % 100 == 0 || i + 1 == chosen.len() {
             tracing::info!(
                 done = i + 1,
                 total = chosen.len(),
                 failed = report.failed.len(),
+                refused = report.refused.len(),
                 "DLQ replay progress"
             );
         }
     }
     report
+}
+
+/// The event a replay of `letter` publishes, its record read back from the state store when the
+/// letter only points at it.
+async fn replay_event(publisher: &Publisher, letter: &DeadLetter) -> Result<OutgoingEvent, String> {
+    let e = &letter.event;
+    let (Some(key), None) = (&e.record_ref, &e.record) else {
+        return Ok(letter.replay_event(""));
+    };
+    let store = publisher
+        .app()
+        .map_or("statestore", |a| a.state_store.as_str());
+    let bytes = publisher
+        .parked(store, key)
+        .await?
+        .ok_or_else(|| format!("the record kept under `{key}` in {store} is gone"))?;
+    Ok(OutgoingEvent::record(
+        &e.pubsub,
+        &e.topic,
+        &e.id,
+        &e.ty,
+        e.partition_key.clone(),
+        e.version.as_deref(),
+        bytes.into(),
+    ))
 }

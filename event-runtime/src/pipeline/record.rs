@@ -137,7 +137,15 @@ fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -
             Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), record),
         };
     }
+    let tier_secs = sub.map_or(0, |s| s.tier_secs);
     match RetryState::open(&record, &rt.registry.app_id, &rt.signing_key) {
+        Ok(opened) if !hop_fits_tier(opened.state.hop_due_ms, tier_secs) => Read::Undecodable(
+            format!(
+                "retry message whose hop ends later than its {tier_secs} s tier allows: \
+                 treated as forged"
+            ),
+            record,
+        ),
         Ok(opened) => {
             let h = opened
                 .state
@@ -163,6 +171,17 @@ fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -
         }
         Err(e @ RetryRejected::Unverified(_)) => Read::Undecodable(e.to_string(), record),
     }
+}
+
+/// How much later than its tier a hop may end: the clocks of two replicas may differ by this.
+const CLOCK_SKEW_MS: u64 = 60_000;
+
+/// Whether a hop that ends at `hop_due_ms` is one the tier of `tier_secs` could have given: no
+/// message holds a retry partition longer than its tier's wait.
+fn hop_fits_tier(hop_due_ms: Option<u64>, tier_secs: u64) -> bool {
+    hop_due_ms.is_none_or(|due| {
+        due <= crate::clock::now_ms() + tier_secs.saturating_mul(1000) + CLOCK_SKEW_MS
+    })
 }
 
 /// The record a bulk entry holds: the broker's bytes (base64, for rawPayload), or the event's

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use futures::future::BoxFuture;
 
 use crate::handler::delivery::partition_key;
+use crate::pipeline::dead_letter::give_up;
 use crate::pipeline::run::Pending;
 use crate::pipeline::seal::RetryState;
 use crate::pipeline::Runtime;
@@ -68,12 +69,19 @@ pub(crate) fn publish_retry<'r>(
         tier,
         "retry scheduled"
     );
+    // What a retry the broker refuses for good (larger than it takes) needs to be dead-lettered.
+    let (ce, origin_topic) = (pending.ce.clone(), pending.origin_topic.clone());
+    let key = out.partition_key.clone();
     Box::pin(async move {
         match rt.publisher.send(out).await {
             Ok(()) => Status::Success,
-            Err(e) => {
+            Err(e) if e.is_transient() => {
                 tracing::error!(error = %e, "could not schedule the retry; asking the broker to redeliver");
                 Status::Retry
+            }
+            Err(e) => {
+                let reason = format!("the delayed retry cannot be scheduled: {e}");
+                give_up(rt, h, &ce, &origin_topic, key, retry.failures, reason, true).await
             }
         }
     })

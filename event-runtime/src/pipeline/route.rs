@@ -32,22 +32,53 @@ pub(crate) fn target_dlq(rt: &Runtime, target: Target) -> &str {
     }
 }
 
-/// Chooses the handler for an event arriving at `target`.
+/// Why an event is not run: the reason, and the handler it was for, when one was found.
+#[derive(Debug)]
+pub(crate) struct Unrouted {
+    pub handler: Option<usize>,
+    pub reason: String,
+}
+
+/// Why `ce` must not run any more, when it expired (a publish with `ttlInSeconds`).
+///
+/// daprd drops an expired CloudEvent before a subscription without rawPayload sees it; ours
+/// are rawPayload, so the app does, into the DLQ.
+pub(crate) fn expired(ce: &CloudEvent) -> Option<String> {
+    let at = ce.extension_str("expiration")?;
+    let expired = chrono::DateTime::parse_from_rfc3339(at)
+        .is_ok_and(|at| at.timestamp_millis() <= crate::clock::now_ms() as i64);
+    expired.then(|| format!("expired at {at} (published with a time to live)"))
+}
+
+/// Chooses the handler for an event arriving at `target`, and refuses an expired first
+/// delivery. A retry's expiry is checked when its wait is over, before it runs.
 pub(crate) fn resolve(
     rt: &Runtime,
     target: Target,
     ce: &CloudEvent,
     retry: &RetryState,
-) -> Result<usize, String> {
-    // daprd drops an expired CloudEvent (a publish with `ttlInSeconds`) before a subscription
-    // without rawPayload sees it; ours are rawPayload, so the app does, into the DLQ.
-    if let Some(at) = ce.extension_str("expiration") {
-        let expired = chrono::DateTime::parse_from_rfc3339(at)
-            .is_ok_and(|at| at.timestamp_millis() <= crate::clock::now_ms() as i64);
-        if expired {
-            return Err(format!("expired at {at} (published with a time to live)"));
-        }
+) -> Result<usize, Unrouted> {
+    let h = choose(rt, target, ce, retry).map_err(|reason| Unrouted {
+        handler: None,
+        reason,
+    })?;
+    let is_retry = matches!(target, Target::Topic(t) if rt.registry.topics[t].is_retry);
+    match expired(ce) {
+        Some(reason) if !is_retry => Err(Unrouted {
+            handler: Some(h),
+            reason,
+        }),
+        _ => Ok(h),
     }
+}
+
+/// The handler of an event arriving at `target`.
+fn choose(
+    rt: &Runtime,
+    target: Target,
+    ce: &CloudEvent,
+    retry: &RetryState,
+) -> Result<usize, String> {
     let sub = match target {
         Target::Handler(h) => return Ok(h),
         Target::Topic(t) => &rt.registry.topics[t],

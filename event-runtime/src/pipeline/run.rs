@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::future::Either;
+use futures::future::{BoxFuture, Either};
 use futures::FutureExt as _;
 use tracing::Instrument as _;
 
@@ -15,11 +15,11 @@ use crate::event::outcome::{Outcome, OutcomeKind};
 use crate::handler::def::RetryMode;
 use crate::handler::delivery::{partition_key, Delivery};
 use crate::handler::registry::Target;
-use crate::pipeline::dead_letter::{dead_letter_failed, publish_dead_letter};
+use crate::pipeline::dead_letter::{dead_letter_failed, give_up, publish_dead_letter};
 use crate::pipeline::dlq::DeadLetter;
 use crate::pipeline::middleware::{call_layered, lane_key, DeliveryRequest};
 use crate::pipeline::retry::{hold_until, publish_retry, schedule_retry, sleep_unless_shutdown};
-use crate::pipeline::route::{resolve, target_dlq, target_topic};
+use crate::pipeline::route::{expired, resolve, target_dlq, target_topic, Unrouted};
 use crate::pipeline::seal::{delay_after, Failure, RetryState};
 use crate::pipeline::{Run, Runtime};
 use crate::transport::idempotency::{render_key, Claim, ClaimToken};
@@ -42,6 +42,22 @@ pub(crate) fn process(
     decoded: Option<Decoded>,
 ) -> impl Future<Output = Status> + Send + 'static {
     match resolve(&rt, target, &ce, &retry) {
+        Err(Unrouted {
+            handler: Some(h),
+            reason,
+        }) => {
+            // Found its handler, but must not run (expired): to that handler's dead letters.
+            let origin = retry.origin_topic.take();
+            let origin = origin.unwrap_or_else(|| rt.handlers[h].topic.to_string());
+            let key = partition_key(&ce, key_hint);
+            let failures = retry.failures;
+            let expired: BoxFuture<'static, Status> = Box::pin(async move {
+                let _in_flight = rt.metrics.in_flight();
+                tracing::warn!(event_id = %ce.id, event_type = %ce.ty, "{reason}");
+                give_up(&rt, h, &ce, &origin, key, failures, reason, true).await
+            });
+            Either::Right(expired)
+        }
         Ok(h) => {
             let topic = target_topic(&rt, target).1;
             let own_topic = &rt.handlers[h].topic;
@@ -86,7 +102,10 @@ pub(crate) fn process(
             };
             Either::Left(run.instrument(span))
         }
-        Err(reason) => Either::Right(Box::pin(async move {
+        Err(Unrouted {
+            handler: None,
+            reason,
+        }) => Either::Right(Box::pin(async move {
             let _in_flight = rt.metrics.in_flight();
             let (pubsub, sub_topic) = target_topic(&rt, target);
             // A retry names the topic the event was first delivered on; the record came from there.
@@ -98,7 +117,7 @@ pub(crate) fn process(
             let trace =
                 TraceContext::continued(ce.traceparent.as_deref(), ce.tracestate.as_deref());
             publish_dead_letter(&rt, target_dlq(&rt, target), pubsub, letter, trace).await
-        })),
+        }) as BoxFuture<'static, Status>),
     }
 }
 
@@ -142,14 +161,19 @@ pub(crate) fn run_with_retries(
             if !Box::pin(hold_until(rt, hop_due)).await {
                 return Status::Retry;
             }
+            // Never longer than the handler's longest delay: a retry scheduled by an older
+            // deployment with a longer schedule runs sooner, none waits past the schedule.
+            let longest = handler.def.retry.iter().max().copied().unwrap_or(0) * 1000;
             let remaining = retry
                 .due_ms
                 .unwrap_or(0)
-                .saturating_sub(crate::clock::now_ms());
+                .saturating_sub(crate::clock::now_ms())
+                .min(longest);
             if remaining >= 1000 {
                 return publish_retry(rt, h, &pending, &retry, remaining / 1000).await;
             }
-            if !Box::pin(hold_until(rt, retry.due_ms.unwrap_or(0))).await {
+            let due = crate::clock::now_ms() + remaining;
+            if !Box::pin(hold_until(rt, due)).await {
                 return Status::Retry;
             }
         }
@@ -172,6 +196,15 @@ pub(crate) fn run_with_retries(
         let origin_topic = &pending.origin_topic;
         let key_hint = &pending.key_hint;
         loop {
+            // Checked once every wait is over (a hop, the lane, an inline delay): an event that
+            // expires while it waits does not run, one that was alive when it began does.
+            if retry.attempt > 1 {
+                if let Some(reason) = expired(ce) {
+                    let failures = std::mem::take(&mut retry.failures);
+                    let key = partition_key(ce, key_hint.clone());
+                    return give_up(rt, h, ce, origin_topic, key, failures, reason, true).await;
+                }
+            }
             let run = Attempt {
                 h,
                 ce,
@@ -196,6 +229,8 @@ pub(crate) fn run_with_retries(
                 Ok(Outcome::DeadLetter(err)) => (err.to_string(), true),
             };
             tracing::warn!(error = %err, permanent, "handler failed");
+            // An error's text travels in every retry message and dead letter: kept short.
+            let err = crate::wire::names::cut(&err, MAX_ERROR_BYTES);
             retry.failures.push(Failure {
                 attempt: retry.attempt,
                 at: crate::clock::now_rfc3339(),
@@ -233,6 +268,9 @@ pub(crate) fn run_with_retries(
     }
 }
 
+/// The longest error text kept with a failure.
+const MAX_ERROR_BYTES: usize = 2048;
+
 /// Which attempt of which handler on which event.
 #[derive(Clone, Copy)]
 struct Attempt<'a> {
@@ -264,7 +302,10 @@ fn run_once<'a>(
         let token = if def.idempotent {
             match Box::pin(claim(rt, run)).await {
                 Ok(token) => Some(token),
-                Err(not_run) => return Err(not_run),
+                Err(NotRun::Answer(status)) => return Err(status),
+                // The store refuses this event's claim for good: it cannot run safely, and
+                // asking again would loop, so it is dead-lettered, without running.
+                Err(NotRun::Refused(why)) => return Ok(Outcome::dead_letter(why)),
             }
         } else {
             None
@@ -286,22 +327,48 @@ fn run_once<'a>(
     }
 }
 
-/// Claims the event's idempotency key for this run: the token, or why the handler must not run
-/// (a duplicate of a handled event, or a run of it in progress).
-async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, Status> {
-    let Attempt { h, ce, attempt, .. } = run;
-    let hrt = &rt.handlers[h];
+/// Why a handler is not run: Dapr's answer (a duplicate of a handled event, a run of it in
+/// progress, the store out of reach), or the store's refusal of the claim for good.
+enum NotRun {
+    Answer(Status),
+    Refused(String),
+}
+
+/// The longest event key kept as it is in a claim's key; a longer one is kept as its digest, so
+/// that a claim's key always fits the sidecar's request line and the store.
+const MAX_CLAIM_KEY_BYTES: usize = 128;
+
+/// The claim key of an event for handler `h`: `app|handler|key`, where the event's key is its
+/// `idempotency_key` template rendered, else its CloudEvents identity, source and id. Each part
+/// is escaped (`%` and `|`), so distinct events never share a key, and Dapr's `||` never
+/// appears; a long key is digested.
+pub(crate) fn claim_key(rt: &Runtime, h: usize, ce: &CloudEvent) -> String {
     let def = rt.registry.handlers[h].def;
     let key = match def.idempotency_key {
         Some(template) => match def.key_fields.and_then(|fields| fields(ce)) {
             Some(fields) => render_key(template, &fields),
             None => render_key(template, ce.data()),
         },
-        None => ce.id.clone(),
+        None => format!("{}|{}", escape(&ce.source), escape(&ce.id)),
     };
-    // Dapr refuses state keys containing `||` (its key-prefix separator): one `|` between
-    // the parts, and none inside the event's own key.
-    let key = format!("{}|{}|{}", rt.app_id, hrt.name, key.replace('|', "%7C"));
+    let key = crate::wire::signing::bounded(&key, MAX_CLAIM_KEY_BYTES);
+    format!("{}|{}|{}", rt.app_id, rt.handlers[h].name, escape(&key))
+}
+
+/// `%` and `|` percent-encoded.
+fn escape(part: &str) -> std::borrow::Cow<'_, str> {
+    if !part.contains(['%', '|']) {
+        return part.into();
+    }
+    part.replace('%', "%25").replace('|', "%7C").into()
+}
+
+/// Claims the event's idempotency key for this run: the token, or why the handler must not run.
+async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, NotRun> {
+    let Attempt { h, ce, attempt, .. } = run;
+    let hrt = &rt.handlers[h];
+    let def = rt.registry.handlers[h].def;
+    let key = claim_key(rt, h, ce);
     match rt.store.claim(&key, rt.settings.claim_lease).await {
         Ok(Claim::Acquired(token)) => Ok(token),
         Ok(Claim::Done) => {
@@ -309,15 +376,21 @@ async fn claim(rt: &Runtime, run: Attempt<'_>) -> Result<ClaimToken, Status> {
             hrt.metrics.idempotent_skip();
             hrt.metrics.delivery(OutcomeKind::Skipped);
             record(rt, def.name, ce, attempt, OutcomeKind::Skipped, None);
-            Err(Status::Success)
+            Err(NotRun::Answer(Status::Success))
         }
         Ok(Claim::Busy) => {
             tracing::info!(%key, "another delivery of this event is running; asking for redelivery");
-            Err(Status::Retry)
+            Err(NotRun::Answer(Status::Retry))
+        }
+        Err(e) if e.is_refusal() => {
+            tracing::error!(error = %e, "the idempotency store refuses this event's claim");
+            Err(NotRun::Refused(format!(
+                "the idempotency store refuses the claim: {e}"
+            )))
         }
         Err(e) => {
             tracing::error!(error = %e, "idempotency store unavailable; asking for redelivery");
-            Err(Status::Retry)
+            Err(NotRun::Answer(Status::Retry))
         }
     }
 }

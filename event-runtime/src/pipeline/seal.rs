@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 use crate::wire::cloudevent::{write_envelope, CloudEvent, Payload, Required};
 use crate::wire::trace::TraceContext;
 
+pub use crate::wire::signing::SigningKey;
+
 /// Extension attribute: the attempt number of the run this message is for (2 = first retry).
 pub const EXT_ATTEMPT: &str = "evrattempt";
 /// Extension attribute: when the run is due, epoch milliseconds.
@@ -78,50 +80,6 @@ const SIGNED: [&str; 7] = [
     crate::wire::cloudevent::EXT_VERSION,
     EXT_FAILURES,
 ];
-
-/// The secret retry bookkeeping is signed with: `EVENTS_SIGNING_KEY`, else one derived from the
-/// app id (which keeps apps apart, but is no secret: set the variable from a secret store in
-/// production).
-#[derive(Clone)]
-pub struct SigningKey(Vec<u8>);
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(..)")
-    }
-}
-
-impl SigningKey {
-    /// A key from secret bytes.
-    pub fn new(secret: impl AsRef<[u8]>) -> Self {
-        SigningKey(secret.as_ref().to_vec())
-    }
-
-    /// `EVENTS_SIGNING_KEY`, else [`SigningKey::derived`] from the app id.
-    pub fn from_env(app_id: &str) -> Self {
-        match crate::config::non_empty("EVENTS_SIGNING_KEY") {
-            Some(secret) => SigningKey::new(secret),
-            None => SigningKey::derived(app_id),
-        }
-    }
-
-    /// The fallback when no secret is configured.
-    pub fn derived(app_id: &str) -> Self {
-        SigningKey(format!("event-runtime retry key of {app_id}").into_bytes())
-    }
-
-    fn mac(&self, parts: &[&[u8]]) -> hmac::Hmac<sha2::Sha256> {
-        use hmac::Mac as _;
-        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.0)
-            .expect("HMAC takes a key of any length");
-        for part in parts {
-            // Length-prefixed, so no two different field lists sign alike.
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
-        mac
-    }
-}
 
 /// The retry bookkeeping of a delivery: which attempt it is and what failed before.
 ///
@@ -205,13 +163,12 @@ impl RetryState {
         trace: Option<&TraceContext>,
     ) -> Vec<u8> {
         use base64::Engine as _;
-        use hmac::Mac as _;
         let data = base64::engine::general_purpose::STANDARD.encode(record);
         let fields = self.fields();
         let mut parts: Vec<&[u8]> = vec![app_id.as_bytes(), ce.id.as_bytes(), ce.ty.as_bytes()];
         parts.extend(fields.iter().map(|f| f.as_bytes()));
         parts.push(data.as_bytes());
-        let mac = key.mac(&parts).finalize().into_bytes();
+        let mac = key.sign(&parts);
         let mut m = Map::new();
         let mut put = |k: &str, v: String| {
             m.insert(k.to_owned(), Value::String(v));
@@ -228,7 +185,7 @@ impl RetryState {
         for (name, value) in SIGNED.into_iter().zip(fields) {
             put(name, value);
         }
-        put(EXT_MAC, hex(&mac));
+        put(EXT_MAC, mac);
         let required = Required {
             id: &ce.id,
             ty: &ce.ty,
@@ -243,7 +200,6 @@ impl RetryState {
     /// against `key`, and the record it carries.
     pub fn open(record: &[u8], app_id: &str, key: &SigningKey) -> Result<Opened, RetryRejected> {
         use base64::Engine as _;
-        use hmac::Mac as _;
         let m: Map<String, Value> = serde_json::from_slice(record)
             .map_err(|_| RetryRejected::Unverified("not a JSON object"))?;
         let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default();
@@ -263,10 +219,13 @@ impl RetryState {
         ];
         parts.extend(fields.iter().map(|f| f.as_bytes()));
         parts.push(data.as_bytes());
-        let given = unhex(text(EXT_MAC)).ok_or(RetryRejected::Unverified("no signature"))?;
-        key.mac(&parts)
-            .verify_slice(&given)
-            .map_err(|_| RetryRejected::Unverified("the signature does not match"))?;
+        match text(EXT_MAC) {
+            "" => return Err(RetryRejected::Unverified("no signature")),
+            mac if !key.verify(&parts, mac) => {
+                return Err(RetryRejected::Unverified("the signature does not match"))
+            }
+            _ => {}
+        }
         let record = base64::engine::general_purpose::STANDARD
             .decode(data)
             .map_err(|_| RetryRejected::Unverified("the record is not base64"))?;
@@ -288,20 +247,6 @@ impl RetryState {
             tracestate: some(text("tracestate")),
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

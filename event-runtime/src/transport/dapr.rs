@@ -18,6 +18,8 @@ pub struct DaprClient {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// The largest record a publish may write (see [`DaprClient::with_max_message_bytes`]).
+    max_message_bytes: usize,
 }
 
 /// A state-store call that failed.
@@ -40,6 +42,15 @@ pub struct StateError {
 }
 
 impl StateError {
+    /// Whether the store refused the call for good (a 4xx other than 408 and 429, or a name
+    /// refused before sending): the same call would be refused again, so it is no outage.
+    pub fn is_refusal(&self) -> bool {
+        self.invalid_name.is_some()
+            || self
+                .status
+                .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429)
+    }
+
     fn refused(store: &str, operation: &'static str, key: &str, invalid: InvalidName) -> Self {
         StateError {
             store: store.to_owned(),
@@ -83,7 +94,17 @@ impl DaprClient {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token,
+            max_message_bytes: 1024 * 1024,
         }
+    }
+
+    /// The largest record a publish may write, with its key and framing (1 MiB, Kafka's
+    /// default `message.max.bytes`; an app sets `EVENTS_MAX_MESSAGE_BYTES`). A larger one is
+    /// refused with [`PublishError::TooLarge`] before it is sent: daprd would answer 500 for it
+    /// on every try, as for an outage.
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
     }
 
     pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -119,7 +140,8 @@ impl DaprClient {
         check_topic(&ev.topic)?;
         let path = format!("/v1.0/publish/{}/{}", encode(&ev.pubsub), encode(&ev.topic));
         let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(key) = &ev.partition_key {
+        let key = ev.sent_partition_key();
+        if let Some(key) = &key {
             query.push(("metadata.partitionKey", key));
         }
         if let Some(tp) = &ev.traceparent {
@@ -131,28 +153,33 @@ impl DaprClient {
         if let Some(v) = ev.version() {
             query.push(("metadata.eventversion", v));
         }
-        let post = self.request(reqwest::Method::POST, &path);
-        let req = match ev.form() {
+        let (content_type, body) = match ev.form() {
             // Written to the broker as these bytes, unchanged.
             Form::Record(record) => {
                 query.push(("metadata.rawPayload", "true"));
-                post.query(&query)
-                    .header("content-type", "application/octet-stream")
-                    .body(record.clone())
+                (
+                    "application/octet-stream",
+                    reqwest::Body::from(record.clone()),
+                )
             }
             Form::Data => {
                 query.push(("metadata.cloudevent.id", &ev.id));
                 query.push(("metadata.cloudevent.type", &ev.ty));
                 query.push(("metadata.cloudevent.source", &ev.source));
-                post.query(&query)
-                    .header("content-type", "application/json")
-                    .body(ev.data.to_string())
+                ("application/json", ev.data.to_string().into())
             }
-            Form::Envelope => post
-                .query(&query)
-                .header("content-type", "application/cloudevents+json")
-                .body(Value::Object(ev.envelope()).to_string()),
+            Form::Envelope => (
+                "application/cloudevents+json",
+                Value::Object(ev.envelope()).to_string().into(),
+            ),
         };
+        let len = body.as_bytes().map_or(0, <[u8]>::len);
+        ev.check_size(len, self.max_message_bytes)?;
+        let req = self
+            .request(reqwest::Method::POST, &path)
+            .query(&query)
+            .header("content-type", content_type)
+            .body(body);
         let resp = req.send().await.map_err(|e| PublishError::Unreachable {
             pubsub: ev.pubsub.clone(),
             topic: ev.topic.clone(),

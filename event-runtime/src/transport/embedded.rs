@@ -65,6 +65,8 @@ struct State {
     subscriptions: Vec<DaprSubscription>,
     api_token: Option<String>,
     stopped: bool,
+    /// Records too large for their dead letter, by key (the state store's stand-in).
+    parked: HashMap<String, Vec<u8>>,
 }
 
 /// An in-process broker with Kafka's ordering per partition key and Dapr's delivery protocol.
@@ -226,6 +228,16 @@ impl Broker {
     /// [`Broker::keep_published`] says).
     pub fn published(&self) -> Vec<OutgoingEvent> {
         self.lock().log.iter().cloned().collect()
+    }
+
+    /// Keeps a record too large for its dead letter (what the state store does on Dapr).
+    pub(crate) fn park(&self, key: &str, bytes: &[u8]) {
+        self.lock().parked.insert(key.to_owned(), bytes.to_vec());
+    }
+
+    /// A record [`Broker::park`] kept.
+    pub(crate) fn parked(&self, key: &str) -> Option<Vec<u8>> {
+        self.lock().parked.get(key).cloned()
     }
 
     /// How many events wait on subscribed topics (queued or being delivered).

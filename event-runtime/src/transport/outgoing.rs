@@ -121,6 +121,52 @@ impl OutgoingEvent {
     }
 }
 
+/// What the broker's limit counts beside a record's value, at most: its key (added apart), its
+/// headers, and for [`Form::Data`] the envelope daprd writes around the data.
+const RECORD_OVERHEAD: usize = 1024;
+
+/// The longest partition key sent as it is; a longer one is sent as its digest, which keeps
+/// the key's records together and the publish request within what the sidecar reads.
+pub(crate) const MAX_PARTITION_KEY: usize = 256;
+
+impl OutgoingEvent {
+    /// Refuses a record whose value is `value_len` bytes when, with its key and the broker's
+    /// framing, it would be over `limit` bytes.
+    pub(crate) fn check_size(&self, value_len: usize, limit: usize) -> Result<(), PublishError> {
+        let key = self.partition_key.as_ref().map_or(0, |k| k.len());
+        let size = value_len + key.min(MAX_PARTITION_KEY) + RECORD_OVERHEAD;
+        if size <= limit {
+            return Ok(());
+        }
+        Err(PublishError::TooLarge {
+            pubsub: self.pubsub.clone(),
+            topic: self.topic.clone(),
+            id: self.id.clone(),
+            size,
+            limit,
+        })
+    }
+
+    /// The value's size as the broker would store it (see [`Form`]).
+    pub(crate) fn value_len(&self) -> usize {
+        match self.form() {
+            Form::Record(bytes) => bytes.len(),
+            Form::Data => self.data.to_string().len(),
+            Form::Envelope => Value::Object(self.envelope()).to_string().len(),
+        }
+    }
+
+    /// The partition key as sent: a long one as its digest.
+    pub(crate) fn sent_partition_key(&self) -> Option<std::borrow::Cow<'_, str>> {
+        let key = self.partition_key.as_deref()?;
+        Some(if key.len() > MAX_PARTITION_KEY {
+            crate::wire::signing::bounded(key, 0)
+        } else {
+            key.into()
+        })
+    }
+}
+
 /// How an outgoing event is written to the broker: the one rule both transports follow.
 pub(crate) enum Form<'a> {
     /// Exactly these bytes (on Dapr, a publish with `rawPayload`).
@@ -207,6 +253,25 @@ pub enum PublishError {
     /// The pubsub or topic name breaks its rule: refused before anything was sent.
     #[error("publish refused before reaching the sidecar: {0}")]
     InvalidName(#[from] InvalidName),
+    /// The record would be larger than the broker takes (`EVENTS_MAX_MESSAGE_BYTES`, 1 MiB as
+    /// Kafka's default): refused before anything was sent, as the broker would refuse it on
+    /// every try.
+    #[error(
+        "publish of event {id} to {pubsub}/{topic} refused: its record would be about {size} \
+         bytes, over the broker's limit of {limit} (EVENTS_MAX_MESSAGE_BYTES)"
+    )]
+    TooLarge {
+        /// Pubsub component.
+        pubsub: String,
+        /// Topic.
+        topic: String,
+        /// The event's id.
+        id: String,
+        /// The record's size, with its key and what the broker adds around it.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl PublishError {
@@ -217,7 +282,8 @@ impl PublishError {
             PublishError::Rejected { status, .. } => *status >= 500,
             PublishError::Encode(_)
             | PublishError::Stopped { .. }
-            | PublishError::InvalidName(_) => false,
+            | PublishError::InvalidName(_)
+            | PublishError::TooLarge { .. } => false,
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::transport::dapr::DaprClient;
 use crate::transport::embedded::Broker;
 use crate::transport::outgoing::{OutgoingEvent, PublishError};
+use crate::wire::signing::SigningKey;
 use crate::wire::trace::TraceContext;
 
 #[derive(Clone)]
@@ -35,6 +36,21 @@ pub struct Publisher {
     source: Arc<str>,
     /// The delivery's trace, for a handler's publisher.
     trace: Option<TraceContext>,
+    /// The largest record it writes (`EVENTS_MAX_MESSAGE_BYTES`).
+    max_message_bytes: usize,
+    /// The app it publishes for, when it came from one: what lets it sign and check dead letters.
+    app: Option<Arc<AppIdentity>>,
+}
+
+/// The app a publisher publishes for: its id, its signing key, the topics it consumes and the
+/// state store it keeps records in.
+#[derive(Debug)]
+pub(crate) struct AppIdentity {
+    pub app_id: String,
+    pub key: SigningKey,
+    /// `(pubsub, topic)` of every subscription but the retry ladder's.
+    pub consumed: Vec<(String, String)>,
+    pub state_store: String,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -58,21 +74,39 @@ impl Publisher {
     }
 
     pub(crate) fn from_dapr(client: DaprClient) -> Self {
-        Publisher {
-            backend: Backend::Dapr(client),
-            default_pubsub: crate::config::default_pubsub().into(),
-            source: crate::config::app_id().into(),
-            trace: None,
-        }
+        Self::on(Backend::Dapr(client))
     }
 
     pub(crate) fn embedded(broker: Arc<Broker>) -> Self {
+        Self::on(Backend::Embedded(broker))
+    }
+
+    fn on(backend: Backend) -> Self {
         Publisher {
-            backend: Backend::Embedded(broker),
+            backend,
             default_pubsub: crate::config::default_pubsub().into(),
             source: crate::config::app_id().into(),
             trace: None,
+            max_message_bytes: 1024 * 1024,
+            app: None,
         }
+    }
+
+    /// The same publisher writing records of at most `bytes` (on Dapr, its client's limit).
+    pub(crate) fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// The same publisher, publishing for `app`.
+    pub(crate) fn for_app(mut self, app: AppIdentity) -> Self {
+        self.app = Some(Arc::new(app));
+        self
+    }
+
+    /// The app it publishes for, if it came from one.
+    pub(crate) fn app(&self) -> Option<&AppIdentity> {
+        self.app.as_deref()
     }
 
     /// The same publisher with another default pubsub component.
@@ -141,7 +175,11 @@ impl Publisher {
     pub async fn send(&self, event: OutgoingEvent) -> Result<(), PublishError> {
         let client = match &self.backend {
             Backend::Dapr(client) => client,
-            Backend::Embedded(broker) => return broker.publish(event),
+            Backend::Embedded(broker) => {
+                // As Kafka would refuse it.
+                event.check_size(event.value_len(), self.max_message_bytes)?;
+                return broker.publish(event);
+            }
         };
         let mut result = client.publish(&event).await;
         for backoff_ms in [100, 400] {
@@ -152,5 +190,57 @@ impl Publisher {
             result = client.publish(&event).await;
         }
         result
+    }
+}
+
+impl Publisher {
+    /// Keeps `bytes` under `key` in `store` (the embedded broker keeps them in memory), for a
+    /// record too large to travel in its dead letter. Writing the same key twice is harmless:
+    /// keys are named for their content.
+    pub(crate) async fn park(
+        &self,
+        store: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), crate::transport::dapr::StateError> {
+        use base64::Engine as _;
+        match &self.backend {
+            Backend::Embedded(broker) => {
+                broker.park(key, bytes);
+                Ok(())
+            }
+            Backend::Dapr(client) => {
+                let value = serde_json::Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                );
+                // Lost a first-write race: the same bytes are there already.
+                client
+                    .save_state(store, key, &value, None, None)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    /// The bytes [`Publisher::park`] kept under `key`, `None` when there are none.
+    pub(crate) async fn parked(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        use base64::Engine as _;
+        match &self.backend {
+            Backend::Embedded(broker) => Ok(broker.parked(key)),
+            Backend::Dapr(client) => {
+                let found = client
+                    .get_state(store, key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some((value, _)) = found else {
+                    return Ok(None);
+                };
+                let b64 = value.as_str().ok_or("the parked record is not a string")?;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map(Some)
+                    .map_err(|e| format!("the parked record is not base64: {e}"))
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod bulk;
 pub(crate) mod cloudevent;
 pub(crate) mod names;
+pub(crate) mod signing;
 pub(crate) mod subscription;
 pub(crate) mod trace;
 pub(crate) mod yaml;

@@ -97,6 +97,18 @@ pub(crate) fn shown(name: &str) -> String {
     }
 }
 
+/// `text`, cut to at most about `max` bytes (at a character boundary) and saying how long it was.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len())
+}
+
 /// Whether `name` is a valid Kafka topic name: 1 to 249 characters of `a-z A-Z 0-9 . _ -`,
 /// and neither `.` nor `..`.
 ///
