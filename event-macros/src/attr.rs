@@ -66,8 +66,8 @@ impl Bulk {
 }
 
 /// The most events one bulk delivery may ask for: `bulk(max_messages = ..)` above it does not
-/// compile. Dapr's default `maxMessagesCount` is 100; the app holds a whole batch in memory, and
-/// accepts a bulk body of up to this many times the per-event size limit.
+/// compile. Dapr's default `maxMessagesCount` is 100; the app reads a whole batch into memory
+/// (start-up checks that the largest batch fits `EVENTS_MAX_BULK_BODY_BYTES`).
 ///
 /// A proc-macro crate can export nothing but macros, so the runtime cannot import this
 /// constant: a runtime check of the same cap must keep its own copy equal to this one.
