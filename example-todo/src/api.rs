@@ -10,8 +10,8 @@
 //! | `POST /tasks/{id}/complete` | complete (a recurring task gets its next occurrence) |
 //! | `GET /notifications?user_id=` | reminders delivered to a user |
 //! | `GET /audit` | the audit log |
-//! | `GET /dlq[?pending=true]` | dead letters, with their failures (ops) |
-//! | `POST /dlq/replay` | replay dead letters (`{"event_type"?,"handler"?,"since"?,"until"?}`) (ops) |
+//! | `GET /dlq[?pending=true]` | dead letters, with their failures and whether they verify (ops) |
+//! | `POST /dlq/replay` | replay dead letters (`{"event_type"?,"handler"?,"since"?,"until"?,"allow_unverified"?}`) (ops) |
 //!
 //! Every error is a JSON body `{"error": "..."}` with a 4xx/5xx status. A change and its task
 //! event are written in one transaction (the outbox): once it commits, the answer is a success
@@ -34,10 +34,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use event_runtime::dlq::{self, ReplayFilter, ReplayReport};
+use event_runtime::dlq::{self, DeadLetter, ReplayFilter, ReplayReport};
 use event_runtime::{Mode, Publisher};
 use futures::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -190,6 +190,40 @@ pub struct DlqQuery {
     pending: bool,
 }
 
+/// A dead letter as `GET /dlq` lists it: as stored, and whether a replay would publish it.
+#[derive(Debug, Serialize)]
+pub struct ListedDeadLetter {
+    /// The letter and its replay state.
+    #[serde(flatten)]
+    pub stored: StoredDeadLetter,
+    /// Whether this app wrote it, unchanged, for a topic it consumes (`dlq::verify`): a replay
+    /// publishes only such letters, unless it says `allow_unverified`.
+    pub verified: bool,
+    /// Why it does not verify, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unverified_because: Option<String>,
+}
+
+impl ListedDeadLetter {
+    /// `stored`, checked against this app's key.
+    fn new(stored: StoredDeadLetter, publisher: &Publisher) -> Self {
+        let why = dlq::verify(publisher, &stored.letter).err();
+        ListedDeadLetter {
+            stored,
+            verified: why.is_none(),
+            unverified_because: why.map(|why| why.to_string()),
+        }
+    }
+
+    /// As `GET /dlq` answers it: with the event's `data`, which a letter that keeps the record
+    /// leaves out on the wire (the record holds it, in base64).
+    fn to_json(&self) -> serde_json::Value {
+        let mut json = serde_json::to_value(self).unwrap_or_default();
+        json["event"]["data"] = self.stored.letter.event.data.clone();
+        json
+    }
+}
+
 /// `POST /dlq/replay` body (every field optional; an empty body replays every pending letter).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,6 +240,10 @@ pub struct ReplayRequest {
     /// Only letters whose last failure is before this time (RFC 3339).
     #[serde(default)]
     pub until: Option<DateTime<Utc>>,
+    /// Replay letters that do not verify too (`GET /dlq` shows which): the operator's override
+    /// for letters they checked themselves.
+    #[serde(default)]
+    pub allow_unverified: bool,
 }
 
 impl From<ReplayRequest> for ReplayFilter {
@@ -215,6 +253,7 @@ impl From<ReplayRequest> for ReplayFilter {
             handler: r.handler,
             since: r.since.map(|t| t.to_rfc3339()),
             until: r.until.map(|t| t.to_rfc3339()),
+            allow_unverified: r.allow_unverified,
         }
     }
 }
@@ -421,8 +460,12 @@ async fn page() -> Html<&'static str> {
 async fn dead_letters(
     State(api): State<Api>,
     Query(q): Query<DlqQuery>,
-) -> Result<axum::Json<Vec<StoredDeadLetter>>, ApiError> {
-    Ok(axum::Json(api.db.dead_letters(q.pending).await?))
+) -> Result<axum::Json<Vec<serde_json::Value>>, ApiError> {
+    let stored = api.db.dead_letters(q.pending).await?;
+    let listed = stored
+        .into_iter()
+        .map(|l| ListedDeadLetter::new(l, &api.publisher).to_json());
+    Ok(axum::Json(listed.collect()))
 }
 
 /// `POST /dlq/replay`: re-publishes the pending dead letters that pass the filter to their
@@ -449,23 +492,51 @@ async fn replay(State(api): State<Api>, body: Bytes) -> Result<axum::Json<Replay
     // replay claimed first is not published twice, and a replayed event that fails again is
     // stored pending again by the DLQ handler, not overwritten by this mark afterwards.
     let claimed = api.db.claim_for_replay(&matching).await?;
-    let letters: Vec<_> = claimed.iter().map(|l| l.letter.clone()).collect();
-    let report = dlq::replay(&api.publisher, &letters, &filter).await;
-    // Given back: the claimed letters this replay did not publish (the publish failed, or the
-    // letter was stored again since it was read and no longer passes the filter).
-    let unpublished: Vec<String> = claimed
-        .iter()
-        .filter(|l| {
-            !filter.matches(&l.letter)
-                || report.failed.iter().any(|(id, _)| *id == l.letter.event.id)
-        })
-        .map(|l| l.id.clone())
-        .collect();
-    api.db.release_replay(&unpublished).await?;
+    let mut report = ReplayReport::default();
+    let mut give_back = Vec::new();
+    let mut publish = Vec::new();
+    for l in claimed {
+        // As claimed: a letter stored again since it was read may no longer pass the filter.
+        if !filter.matches(&l.letter) {
+            give_back.push(l.id);
+            continue;
+        }
+        if !filter.allow_unverified {
+            if let Err(why) = dlq::verify(&api.publisher, &l.letter) {
+                tracing::warn!(id = %l.id, %why, "DLQ replay: letter refused");
+                report
+                    .refused
+                    .push((l.letter.event.id.clone(), why.to_string()));
+                give_back.push(l.id);
+                continue;
+            }
+        }
+        publish.push(l);
+    }
+    let letters: Vec<DeadLetter> = publish.iter().map(|l| l.letter.clone()).collect();
+    let sent = dlq::replay(&api.publisher, &letters, &filter).await;
+    // The report names events, not rows: rows of one event id (two handlers' letters) whose
+    // publish failed are all given back.
+    let (failed, published): (Vec<_>, Vec<_>) = publish.into_iter().partition(|l| {
+        let id = &l.letter.event.id;
+        sent.failed
+            .iter()
+            .chain(&sent.refused)
+            .any(|(e, _)| e == id)
+    });
+    give_back.extend(failed.into_iter().map(|l| l.id));
+    api.db.release_replay(&give_back).await?;
+    let published: Vec<String> = published.into_iter().map(|l| l.id).collect();
+    api.db.replayed_now(&published).await?;
+    report.matched = sent.matched + report.refused.len();
+    report.replayed = sent.replayed;
+    report.failed = sent.failed;
+    report.refused.extend(sent.refused);
     tracing::info!(
         matched = report.matched,
         replayed = report.replayed,
         failed = report.failed.len(),
+        refused = report.refused.len(),
         "DLQ replay done"
     );
     Ok(axum::Json(report))

@@ -163,7 +163,7 @@ async fn under_dapr_with_no_token_set_the_ops_routes_answer_403_naming_the_varia
     assert_eq!(
         (letter.replayed, letter.replayed_at),
         (false, None),
-        "never claimed for a replay"
+        "pending, never re-published"
     );
     // The rest of the API is open as ever.
     let (code, _) = call_router(&dapr.routes, "GET", "/audit", None).await;

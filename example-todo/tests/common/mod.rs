@@ -484,6 +484,7 @@ pub async fn dlq_scenario(s: &Service) {
     assert!(l["handler"].as_str().unwrap().ends_with("audit_log"), "{l}");
     assert_eq!(l["permanent"], true);
     assert_eq!(l["replayed"], false);
+    assert_eq!(l["verified"], true, "this app signed it: {l}");
     assert!(
         l["failures"][0]["error"]
             .as_str()
@@ -507,6 +508,7 @@ pub async fn dlq_scenario(s: &Service) {
         .unwrap()
         .clone();
     assert_eq!(again["times_dead_lettered"], 2);
+    assert_eq!(again["verified"], true, "{again}");
 
     // Fix the cause (the update itself is audited), replay: the original event is audited.
     let (code, _) = s
