@@ -65,6 +65,14 @@ impl Bulk {
     };
 }
 
+/// The most events one bulk delivery may ask for: `bulk(max_messages = ..)` above it does not
+/// compile. Dapr's default `maxMessagesCount` is 100; the app reads a whole batch into memory
+/// (start-up checks that the largest batch fits `EVENTS_MAX_BULK_BODY_BYTES`).
+///
+/// A proc-macro crate can export nothing but macros, so the runtime cannot import this
+/// constant: a runtime check of the same cap must keep its own copy equal to this one.
+pub const MAX_BULK_MESSAGES: u32 = 1000;
+
 /// How an exponential schedule is bounded: more retries than this is a loop, not a schedule.
 const MAX_EXPONENTIAL_ATTEMPTS: u64 = 100;
 
@@ -378,7 +386,14 @@ fn parse_bulk(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Bulk>> {
             max_messages.set(
                 key,
                 v.and_then(|(v, lit)| {
-                    at_least(cx, v, 1, &lit, "`max_messages` must be at least 1")
+                    at_least(cx, v, 1, &lit, "`max_messages` must be at least 1")?;
+                    at_most(
+                        cx,
+                        v,
+                        MAX_BULK_MESSAGES,
+                        &lit,
+                        &format!("`max_messages` is at most {MAX_BULK_MESSAGES} events per bulk delivery (Dapr's default is 100); lower it, or write `bulk` alone for the default"),
+                    )
                 }),
             );
         } else if key == MAX_AWAIT_MS {
@@ -758,6 +773,14 @@ where
     Ok(n.and_then(|(n, lit)| at_least(cx, n, N::from(1), &lit, message)))
 }
 
+fn at_most<N: PartialOrd>(cx: &Ctxt, value: N, max: N, lit: &LitInt, message: &str) -> Option<N> {
+    if value > max {
+        cx.error_spanned_by(lit, message);
+        return None;
+    }
+    Some(value)
+}
+
 fn at_least<N: PartialOrd>(cx: &Ctxt, value: N, min: N, lit: &LitInt, message: &str) -> Option<N> {
     if value < min {
         cx.error_spanned_by(lit, message);
@@ -876,6 +899,26 @@ mod tests {
                 "#[event_handler] needs a `topic`, like `#[event_handler(topic = \"task-events\")]`",
             ]
         );
+    }
+
+    #[test]
+    fn bulk_max_messages_is_capped() {
+        let (args, errors) = parse(quote::quote!(topic = "t", bulk(max_messages = 1000)));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(args.bulk.unwrap().max_messages, MAX_BULK_MESSAGES);
+
+        let (args, errors) = parse(quote::quote!(
+            topic = "t",
+            bulk(max_messages = 1001, max_await_ms = 5)
+        ));
+        assert_eq!(
+            errors,
+            ["`max_messages` is at most 1000 events per bulk delivery (Dapr's default is 100); lower it, or write `bulk` alone for the default"]
+        );
+        // The bad value is not kept: nothing is generated from it.
+        assert_ne!(args.bulk.unwrap().max_messages, 1001);
+        let (_, errors) = parse(quote::quote!(topic = "t", bulk(max_messages = 4294967295)));
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 
     #[test]

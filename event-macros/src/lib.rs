@@ -58,8 +58,8 @@ use syn::{parse_macro_input, DeriveInput, ItemFn};
 /// | `retry_mode` | `"delayed"` (default) or `"inline"` | inline schedules may total at most 60 s |
 /// | `dlq` | `"task-events-dlq"` | the dead-letter topic (else the app's default); not the topic itself |
 /// | `idempotent` | flag | run at most once per CloudEvent id |
-/// | `idempotency_key` | `"{event_type}-{task_id}"` | run at most once per key; each `{field}` is checked against the event type |
-/// | `bulk` | flag or `bulk(max_messages = 100, max_await_ms = 1000)` | Dapr bulk subscription |
+/// | `idempotency_key` | `"{event_type}-{task_id}"` | run at most once per key; each `{field}` is checked against the event type, and two placeholders need a separator between them |
+/// | `bulk` | flag or `bulk(max_messages = 100, max_await_ms = 1000)` | Dapr bulk subscription; `max_messages` is 1 to 1000 |
 /// | `raw_payload` | flag | subscribe with `rawPayload` |
 /// | `metadata` | `metadata(priority = "high")` | extra subscription metadata (string values) |
 /// | `timeout` | `30` | seconds per run (else the app's default) |

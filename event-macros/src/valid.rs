@@ -342,6 +342,10 @@ pub fn valid_version(version: &str) -> bool {
 }
 
 /// The placeholders of an `idempotency_key` template like `"{event_type}-{task_id}"`, in order.
+///
+/// Two placeholders need a literal character between them: the runtime escapes that character
+/// in the values (`render_key`), which keeps distinct values apart; with nothing between them,
+/// `{a}{b}` renders `("xy", "")` and `("x", "y")` alike.
 pub fn key_template(template: &str) -> Result<Vec<&str>, String> {
     const FORM: &str = "write placeholders as `{field}`, like \"{event_type}-{task_id}\"";
     if template.is_empty() {
@@ -366,6 +370,11 @@ pub fn key_template(template: &str) -> Result<Vec<&str>, String> {
         if !is_identifier(name) {
             return Err(format!(
                 "`{{{name}}}` is not a placeholder: a placeholder names a field; {FORM}"
+            ));
+        }
+        if let (0, Some(previous)) = (start, placeholders.last()) {
+            return Err(format!(
+                "`{{{previous}}}{{{name}}}` renders (\"xy\", \"\") and (\"x\", \"y\") as one key, so the second event would be skipped; put a separator between `{{{previous}}}` and `{{{name}}}`, like `{{{previous}}}-{{{name}}}`"
             ));
         }
         placeholders.push(name);
@@ -445,7 +454,7 @@ mod tests {
             Ok(vec!["event_type", "task_id", "timestamp"])
         );
         assert_eq!(key_template("order:{id}"), Ok(vec!["id"]));
-        assert_eq!(key_template("{_a1}{b}"), Ok(vec!["_a1", "b"]));
+        assert_eq!(key_template("{_a1}.{b}"), Ok(vec!["_a1", "b"]));
         let err = |t: &str| key_template(t).unwrap_err();
         assert!(err("").starts_with("an empty idempotency_key"));
         assert!(err("constant").starts_with("idempotency_key has no placeholder"));
@@ -456,5 +465,20 @@ mod tests {
         assert!(err("{}").starts_with("`{}` is not a placeholder"));
         assert!(err("{task-id}").starts_with("`{task-id}` is not a placeholder"));
         assert!(err("{1a}").starts_with("`{1a}` is not a placeholder"));
+    }
+
+    /// `{a}{b}` renders ("xy", "") and ("x", "y") alike: two events, one claim.
+    #[test]
+    fn key_templates_separate_their_placeholders() {
+        let err = |t: &str| key_template(t).unwrap_err();
+        assert_eq!(
+            err("{a}{b}"),
+            "`{a}{b}` renders (\"xy\", \"\") and (\"x\", \"y\") as one key, so the second event would be skipped; put a separator between `{a}` and `{b}`, like `{a}-{b}`"
+        );
+        assert!(err("order:{id}-{a}{b}").contains("between `{a}` and `{b}`"));
+        assert!(err("{a}{b}-{c}").contains("between `{a}` and `{b}`"));
+        for ok in ["{a}-{b}", "{a}:{b}:{c}", "x{a}y{b}z", "{a} {b}"] {
+            assert!(key_template(ok).is_ok(), "{ok}");
+        }
     }
 }

@@ -10,8 +10,8 @@
 //! | `POST /tasks/{id}/complete` | complete (a recurring task gets its next occurrence) |
 //! | `GET /notifications?user_id=` | reminders delivered to a user |
 //! | `GET /audit` | the audit log |
-//! | `GET /dlq[?pending=true]` | dead letters, with their failures (ops) |
-//! | `POST /dlq/replay` | replay dead letters (`{"event_type"?,"handler"?,"since"?,"until"?}`) (ops) |
+//! | `GET /dlq[?pending=true]` | dead letters, with their failures and whether they verify (ops) |
+//! | `POST /dlq/replay` | replay dead letters (`{"event_type"?,"handler"?,"since"?,"until"?,"allow_unverified"?}`) (ops) |
 //!
 //! Every error is a JSON body `{"error": "..."}` with a 4xx/5xx status. A change and its task
 //! event are written in one transaction (the outbox): once it commits, the answer is a success
@@ -19,7 +19,8 @@
 //!
 //! The ops routes take a token when one is configured ([`ops_token_from_env`]: `ADMIN_API_TOKEN`,
 //! else `APP_API_TOKEN`): `dapr-api-token: <token>` or `Authorization: Bearer <token>`, else 401.
-//! With neither variable set they are open.
+//! With neither variable set they are closed under Dapr (403, naming the variable to set) and
+//! open on the embedded broker, a newcomer's `cargo run` on their own machine ([`OpsAccess`]).
 
 use std::convert::Infallible;
 
@@ -33,10 +34,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use event_runtime::dlq::{self, ReplayFilter, ReplayReport};
-use event_runtime::Publisher;
+use event_runtime::dlq::{self, DeadLetter, ReplayFilter, ReplayReport};
+use event_runtime::{Mode, Publisher};
 use futures::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -55,8 +56,31 @@ pub struct Api {
     pub publisher: Publisher,
     /// This replica's live updates.
     pub updates: Updates,
-    /// The token the ops routes (`/dlq`, `/dlq/replay`) require; `None` leaves them open.
-    pub ops_token: Option<String>,
+    /// Who may call the ops routes (`/dlq`, `/dlq/replay`).
+    pub ops: OpsAccess,
+}
+
+/// Who may call the ops routes, which show events and re-publish them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpsAccess {
+    /// Requests that carry this token.
+    Token(String),
+    /// Anyone: the embedded broker with no token set, a try-out on one machine.
+    Open,
+    /// No one: a service under Dapr with no token set; the answer names the variable to set.
+    NoTokenSet,
+}
+
+impl OpsAccess {
+    /// `token` when there is one; else open on the embedded broker and closed under Dapr, where
+    /// the service is deployed and reachable by others.
+    pub fn new(mode: Mode, token: Option<String>) -> OpsAccess {
+        match (token, mode) {
+            (Some(token), _) => OpsAccess::Token(token),
+            (None, Mode::Embedded) => OpsAccess::Open,
+            (None, Mode::Dapr) => OpsAccess::NoTokenSet,
+        }
+    }
 }
 
 /// The ops routes' token: `ADMIN_API_TOKEN` when set, else `APP_API_TOKEN` (the token Dapr
@@ -166,6 +190,40 @@ pub struct DlqQuery {
     pending: bool,
 }
 
+/// A dead letter as `GET /dlq` lists it: as stored, and whether a replay would publish it.
+#[derive(Debug, Serialize)]
+pub struct ListedDeadLetter {
+    /// The letter and its replay state.
+    #[serde(flatten)]
+    pub stored: StoredDeadLetter,
+    /// Whether this app wrote it, unchanged, for a topic it consumes (`dlq::verify`): a replay
+    /// publishes only such letters, unless it says `allow_unverified`.
+    pub verified: bool,
+    /// Why it does not verify, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unverified_because: Option<String>,
+}
+
+impl ListedDeadLetter {
+    /// `stored`, checked against this app's key.
+    fn new(stored: StoredDeadLetter, publisher: &Publisher) -> Self {
+        let why = dlq::verify(publisher, &stored.letter).err();
+        ListedDeadLetter {
+            stored,
+            verified: why.is_none(),
+            unverified_because: why.map(|why| why.to_string()),
+        }
+    }
+
+    /// As `GET /dlq` answers it: with the event's `data`, which a letter that keeps the record
+    /// leaves out on the wire (the record holds it, in base64).
+    fn to_json(&self) -> serde_json::Value {
+        let mut json = serde_json::to_value(self).unwrap_or_default();
+        json["event"]["data"] = self.stored.letter.event.data.clone();
+        json
+    }
+}
+
 /// `POST /dlq/replay` body (every field optional; an empty body replays every pending letter).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +240,10 @@ pub struct ReplayRequest {
     /// Only letters whose last failure is before this time (RFC 3339).
     #[serde(default)]
     pub until: Option<DateTime<Utc>>,
+    /// Replay letters that do not verify too (`GET /dlq` shows which): the operator's override
+    /// for letters they checked themselves.
+    #[serde(default)]
+    pub allow_unverified: bool,
 }
 
 impl From<ReplayRequest> for ReplayFilter {
@@ -191,6 +253,7 @@ impl From<ReplayRequest> for ReplayFilter {
             handler: r.handler,
             since: r.since.map(|t| t.to_rfc3339()),
             until: r.until.map(|t| t.to_rfc3339()),
+            allow_unverified: r.allow_unverified,
         }
     }
 }
@@ -214,9 +277,22 @@ pub fn routes(api: Api) -> Router {
 }
 
 /// Lets an ops request through when it carries the ops token (compared in constant time by
-/// `event_runtime::api_token_ok`), or when there is none; else 401, before the body is read.
+/// `event_runtime::api_token_ok`), or when the routes are open; else 401 (403 when no token is
+/// set under Dapr), before the body is read.
 async fn ops_auth(State(api): State<Api>, request: Request, next: Next) -> Response {
-    if event_runtime::api_token_ok(request.headers(), api.ops_token.as_deref()) {
+    let token = match &api.ops {
+        OpsAccess::Open => return next.run(request).await,
+        OpsAccess::Token(token) => token,
+        OpsAccess::NoTokenSet => {
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                "the ops routes are closed: this service runs under Dapr with no ops token, set                  ADMIN_API_TOKEN (or APP_API_TOKEN) and send it as `Authorization: Bearer <token>`"
+                    .into(),
+            )
+            .into_response();
+        }
+    };
+    if event_runtime::api_token_ok(request.headers(), Some(token)) {
         return next.run(request).await;
     }
     let error = ApiError(
@@ -384,13 +460,18 @@ async fn page() -> Html<&'static str> {
 async fn dead_letters(
     State(api): State<Api>,
     Query(q): Query<DlqQuery>,
-) -> Result<axum::Json<Vec<StoredDeadLetter>>, ApiError> {
-    Ok(axum::Json(api.db.dead_letters(q.pending).await?))
+) -> Result<axum::Json<Vec<serde_json::Value>>, ApiError> {
+    let stored = api.db.dead_letters(q.pending).await?;
+    let listed = stored
+        .into_iter()
+        .map(|l| ListedDeadLetter::new(l, &api.publisher).to_json());
+    Ok(axum::Json(listed.collect()))
 }
 
 /// `POST /dlq/replay`: re-publishes the pending dead letters that pass the filter to their
 /// original topics with their original ids, marks them replayed, and answers the report. A
-/// replayed event that fails again comes back to the DLQ, pending again.
+/// replayed event that fails again comes back to the DLQ, pending again. Of two replays at once,
+/// each letter is re-published by the one that claimed it.
 async fn replay(State(api): State<Api>, body: Bytes) -> Result<axum::Json<ReplayReport>, ApiError> {
     let request: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
@@ -399,29 +480,63 @@ async fn replay(State(api): State<Api>, body: Bytes) -> Result<axum::Json<Replay
             .map_err(|e| ApiError::invalid(format!("invalid replay filter: {e}")))?
     };
     let filter = ReplayFilter::from(request);
-    let pending: Vec<_> = api
+    let matching: Vec<String> = api
         .db
         .dead_letters(true)
         .await?
         .into_iter()
         .filter(|l| filter.matches(&l.letter))
+        .map(|l| l.id)
         .collect();
-    // Marked before publishing: a replayed event that fails again is stored pending again by
-    // the DLQ handler, and must not be overwritten by this mark afterwards.
-    let ids: Vec<String> = pending.iter().map(|l| l.id.clone()).collect();
-    api.db.mark_replayed(&ids, true).await?;
-    let letters: Vec<_> = pending.iter().map(|l| l.letter.clone()).collect();
-    let report = dlq::replay(&api.publisher, &letters, &filter).await;
-    let failed: Vec<String> = pending
-        .iter()
-        .filter(|l| report.failed.iter().any(|(id, _)| *id == l.letter.event.id))
-        .map(|l| l.id.clone())
-        .collect();
-    api.db.mark_replayed(&failed, false).await?;
+    // Claimed (marked replayed) before publishing, by a conditional update: a letter another
+    // replay claimed first is not published twice, and a replayed event that fails again is
+    // stored pending again by the DLQ handler, not overwritten by this mark afterwards.
+    let claimed = api.db.claim_for_replay(&matching).await?;
+    let mut report = ReplayReport::default();
+    let mut give_back = Vec::new();
+    let mut publish = Vec::new();
+    for l in claimed {
+        // As claimed: a letter stored again since it was read may no longer pass the filter.
+        if !filter.matches(&l.letter) {
+            give_back.push(l.id);
+            continue;
+        }
+        if !filter.allow_unverified {
+            if let Err(why) = dlq::verify(&api.publisher, &l.letter) {
+                tracing::warn!(id = %l.id, %why, "DLQ replay: letter refused");
+                report
+                    .refused
+                    .push((l.letter.event.id.clone(), why.to_string()));
+                give_back.push(l.id);
+                continue;
+            }
+        }
+        publish.push(l);
+    }
+    let letters: Vec<DeadLetter> = publish.iter().map(|l| l.letter.clone()).collect();
+    let sent = dlq::replay(&api.publisher, &letters, &filter).await;
+    // The report names events, not rows: rows of one event id (two handlers' letters) whose
+    // publish failed are all given back.
+    let (failed, published): (Vec<_>, Vec<_>) = publish.into_iter().partition(|l| {
+        let id = &l.letter.event.id;
+        sent.failed
+            .iter()
+            .chain(&sent.refused)
+            .any(|(e, _)| e == id)
+    });
+    give_back.extend(failed.into_iter().map(|l| l.id));
+    api.db.release_replay(&give_back).await?;
+    let published: Vec<String> = published.into_iter().map(|l| l.id).collect();
+    api.db.replayed_now(&published).await?;
+    report.matched = sent.matched + report.refused.len();
+    report.replayed = sent.replayed;
+    report.failed = sent.failed;
+    report.refused.extend(sent.refused);
     tracing::info!(
         matched = report.matched,
         replayed = report.replayed,
         failed = report.failed.len(),
+        refused = report.refused.len(),
         "DLQ replay done"
     );
     Ok(axum::Json(report))

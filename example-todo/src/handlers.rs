@@ -9,7 +9,7 @@
 //! | [`on_dead_letter`] | `dlq` | dead letters | `[1, 5, 30]` |
 
 use anyhow::Context as _;
-use event_runtime::dlq::DeadLetter;
+use event_runtime::dlq::{self, DeadLetter};
 use event_runtime::{event_handler, Attempt, EventId, Permanent, Publisher, State};
 
 use crate::db::{AuditEntry, Db, Notification};
@@ -161,16 +161,42 @@ pub async fn on_task_sync(update: TaskSync, State(updates): State<Updates>) {
 }
 
 /// The DLQ: stores every dead letter (`GET /dlq` lists them, `POST /dlq/replay` replays them).
+///
+/// A letter this app signed (`dlq::verify`) takes the row of its event and handler: a replayed
+/// event that failed again updates it and makes it pending again. Anything else on the topic
+/// (another app's letter, an unsigned or changed one) is kept apart, under its own row marked
+/// unverified, so that it never replaces a stored letter.
 #[event_handler(topic = "dlq", retry = [1, 5, 30])]
-pub async fn on_dead_letter(letter: DeadLetter, State(db): State<Db>) -> anyhow::Result<()> {
-    tracing::warn!(
-        event_id = %letter.event.id,
-        event_type = %letter.event.ty,
-        handler = letter.handler.as_deref().unwrap_or("-"),
-        reason = %letter.reason,
-        "dead letter stored"
-    );
-    db.store_dead_letter(&letter).await
+pub async fn on_dead_letter(
+    letter: DeadLetter,
+    State(db): State<Db>,
+    publisher: Publisher,
+) -> anyhow::Result<()> {
+    let handler = letter.handler.as_deref().unwrap_or("-");
+    match dlq::verify(&publisher, &letter) {
+        Ok(()) => {
+            tracing::warn!(
+                event_id = %letter.event.id,
+                event_type = %letter.event.ty,
+                handler,
+                reason = %letter.reason,
+                "dead letter stored"
+            );
+            db.store_dead_letter(&letter).await
+        }
+        Err(why) => {
+            let new = db.store_unverified_dead_letter(&letter).await?;
+            tracing::warn!(
+                event_id = %letter.event.id,
+                event_type = %letter.event.ty,
+                handler,
+                %why,
+                new,
+                "dead letter that does not verify stored apart: it replaces no stored letter"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Publishes a `task.sync` for `task`. Best effort: the change is already stored and its

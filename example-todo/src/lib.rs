@@ -84,7 +84,7 @@ pub fn declare(app: App) -> App {
 pub struct Service {
     /// Every `#[event_handler]` of the service, with the database and updates as state.
     pub app: App,
-    /// `GET /`, the task API, `GET /tasks/stream`, `/dlq` (behind the ops token, if any).
+    /// `GET /`, the task API, `GET /tasks/stream`, `/dlq` (behind the ops token).
     pub routes: axum::Router,
     /// The database.
     pub db: Db,
@@ -106,8 +106,15 @@ impl Service {
         Service::with_ops_token(app, db, api::ops_token_from_env())
     }
 
-    /// [`Service::with_app`] with the ops routes' token given (`None` leaves them open).
+    /// [`Service::with_app`] with the ops routes' token given. Without one they are open on the
+    /// embedded broker and closed under Dapr ([`api::OpsAccess::new`]).
     pub fn with_ops_token(app: App, db: Db, ops_token: Option<String>) -> Service {
+        let ops = api::OpsAccess::new(app.mode(), ops_token);
+        if ops == api::OpsAccess::NoTokenSet {
+            tracing::warn!(
+                "GET /dlq and POST /dlq/replay answer 403: set ADMIN_API_TOKEN (or APP_API_TOKEN) to use them under Dapr"
+            );
+        }
         let updates = Updates::default();
         let app = declare(app).with_outbox(db.outbox().clone());
         let app = app.with_state(db.clone()).with_state(updates.clone());
@@ -116,7 +123,7 @@ impl Service {
             db: db.clone(),
             publisher: publisher.clone(),
             updates: updates.clone(),
-            ops_token,
+            ops,
         };
         Service {
             routes: api::routes(api),

@@ -249,6 +249,33 @@ fn the_tokens_come_from_secrets() {
     );
 }
 
+/// On Dapr with delayed retries the app does not start without `EVENTS_SIGNING_KEY`, and every
+/// replica must share it: a dead letter one replica signed verifies on another.
+#[test]
+fn the_signing_key_comes_from_a_secret() {
+    let d = one("app/deployment.yaml");
+    let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
+    let e = env
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| s(&e["name"]) == "EVENTS_SIGNING_KEY")
+        .expect("the deployment sets no EVENTS_SIGNING_KEY");
+    assert!(
+        e["value"].is_null(),
+        "the key must not be written in the manifest"
+    );
+    let secret = &e["valueFrom"]["secretKeyRef"];
+    assert!(
+        !s(&secret["name"]).is_empty() && !s(&secret["key"]).is_empty(),
+        "{e:?}"
+    );
+    assert!(
+        secret["optional"].is_null(),
+        "a missing secret must stop the pod"
+    );
+}
+
 #[test]
 fn every_subscribed_topic_is_declared() {
     let docs = documents();

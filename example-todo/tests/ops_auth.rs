@@ -1,11 +1,13 @@
 //! The ops routes (`GET /dlq`, `POST /dlq/replay`) behind a token: refused without it (and
-//! nothing replayed), served with it, and the `dlq replay` CLI sends it.
+//! nothing replayed), served with it, closed under Dapr when no token is set, and the
+//! `dlq replay` CLI sends it.
 
 mod common;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::{memory_db, start_with_ops_token, user, Service};
+use common::{call_router, memory_db, send_router, start_with_ops_token, user, Service};
+use event_runtime::{App, Mode};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "ops-t0ken";
@@ -124,6 +126,60 @@ async fn with_no_token_the_ops_routes_stay_open() {
     assert_eq!(code, 200);
     let (code, report) = s.call("POST", "/dlq/replay", None).await;
     assert_eq!((code, &report["replayed"]), (200, &json!(1)), "{report}");
+}
+
+/// Under Dapr the service is deployed where others reach it: with no token set, the ops routes
+/// are closed (403, naming the variable to set), not open; with a token they work as ever.
+#[tokio::test]
+async fn under_dapr_with_no_token_set_the_ops_routes_answer_403_naming_the_variable() {
+    let db = memory_db().await;
+    // A pending dead letter, made by the service on its embedded broker.
+    let embedded = start_with_ops_token(db.clone(), None).await;
+    let id = dead_letter(&embedded).await;
+
+    let dapr =
+        example_todo::Service::with_ops_token(App::new().with_mode(Mode::Dapr), db.clone(), None);
+    for header in [None, Some(("authorization", "Bearer anything"))] {
+        for (method, uri) in [
+            ("GET", "/dlq"),
+            ("GET", "/dlq?pending=true"),
+            ("POST", "/dlq/replay"),
+        ] {
+            let mut req = Request::builder().method(method).uri(uri);
+            if let Some((name, value)) = header {
+                req = req.header(name, value);
+            }
+            let (code, answer) = send_router(&dapr.routes, req.body(Body::empty()).unwrap()).await;
+            assert_eq!(code, 403, "{method} {uri} with {header:?}: {answer}");
+            let error = answer["error"].as_str().unwrap();
+            assert!(error.contains("ADMIN_API_TOKEN"), "{answer}");
+        }
+    }
+    let stored = db.dead_letters(false).await.unwrap();
+    let letter = stored
+        .iter()
+        .find(|l| l.letter.event.data["task_id"] == id)
+        .unwrap();
+    assert_eq!(
+        (letter.replayed, letter.replayed_at),
+        (false, None),
+        "pending, never re-published"
+    );
+    // The rest of the API is open as ever.
+    let (code, _) = call_router(&dapr.routes, "GET", "/audit", None).await;
+    assert_eq!(code, 200);
+
+    // Under Dapr with a token: the token opens them.
+    let dapr = example_todo::Service::with_ops_token(
+        App::new().with_mode(Mode::Dapr),
+        db,
+        Some(TOKEN.into()),
+    );
+    let (code, _) = call_router(&dapr.routes, "GET", "/dlq", None).await;
+    assert_eq!(code, 401);
+    let req = Request::get("/dlq").header("dapr-api-token", TOKEN);
+    let (code, letters) = send_router(&dapr.routes, req.body(Body::empty()).unwrap()).await;
+    assert_eq!(code, 200, "{letters}");
 }
 
 /// Runs `example-todo dlq replay --handler audit_log --url <base>` with `env`.

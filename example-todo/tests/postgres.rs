@@ -28,6 +28,8 @@ async fn the_service_on_postgresql() {
     common::unique_event_scenario(&s.db).await;
     // Two schedulers (two replicas) racing on the same due reminders: each published once.
     common::concurrent_claim_scenario(&s).await;
+    // Two replays racing on the same dead letters: each re-published once.
+    common::concurrent_replay_scenario(&s).await;
     let again = Db::connect(&url)
         .await
         .expect("reconnect: migrations already applied");

@@ -69,7 +69,9 @@ async fn changes_while_the_sidecar_is_down_succeed_and_their_events_follow_once_
     let sidecar = sidecar().await;
     let app = App::new()
         .with_mode(Mode::Dapr)
-        .with_dapr_client(DaprClient::new(&sidecar.base, None));
+        .with_dapr_client(DaprClient::new(&sidecar.base, None))
+        // On Dapr, delayed retries and dead letters are signed with a key every replica shares.
+        .with_signing_key("publish-failure test key");
     let db = memory_db().await;
     let s = example_todo::Service::with_ops_token(app, db.clone(), None);
     let api = s.routes.clone();

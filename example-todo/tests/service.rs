@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use common::{start, start_on, user};
+use event_runtime::dapr::DaprClient;
 use event_runtime::App;
 use example_todo::db::Db;
 use serde_json::{json, Value};
@@ -35,6 +36,180 @@ async fn a_due_reminder_is_published_once_and_notified() {
 #[tokio::test]
 async fn a_failing_handler_dead_letters_and_the_replay_brings_it_back() {
     common::dlq_scenario(&start().await).await;
+}
+
+#[tokio::test]
+async fn two_replays_started_together_publish_each_letter_once() {
+    common::concurrent_replay_scenario(&start().await).await;
+}
+
+/// A letter on the DLQ topic that this app did not sign (changed, or unsigned) is kept under a
+/// row of its own, marked unverified: it never replaces the stored letter whose id it reuses, a
+/// replay refuses it unless told `allow_unverified`, and `GET /dlq` says which is which.
+#[tokio::test]
+async fn a_dead_letter_that_does_not_verify_never_replaces_a_stored_one() {
+    let s = start().await;
+    let task = s
+        .create(json!({"user_id": user("forged"), "title": "fail: audit me"}))
+        .await;
+    let task_id = task["id"].as_i64().unwrap();
+    s.events.wait_idle().await;
+    let stored = s.db.dead_letters(false).await.unwrap();
+    let genuine = stored
+        .iter()
+        .find(|l| l.letter.event.data["task_id"] == task_id)
+        .unwrap()
+        .clone();
+
+    // The same ids, other content: the signature no longer matches. And one with no signature.
+    let mut changed = genuine.letter.clone();
+    changed.event.record = None;
+    changed.event.data = json!({"task_id": task_id, "planted": true});
+    changed.reason = "changed".into();
+    let mut unsigned = changed.clone();
+    unsigned.signature = None;
+    unsigned.app = None;
+    unsigned.reason = "unsigned".into();
+    for letter in [&changed, &unsigned, &changed] {
+        s.events.publish("dlq", letter).await.unwrap();
+    }
+    s.events.wait_idle().await;
+
+    let rows: Vec<_> =
+        s.db.dead_letters(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.letter.event.id == genuine.letter.event.id)
+            .collect();
+    let kept = rows.iter().find(|l| l.id == genuine.id).unwrap();
+    assert_eq!(kept, &genuine, "the stored letter is untouched");
+    let apart: Vec<_> = rows.iter().filter(|l| l.id != genuine.id).collect();
+    assert_eq!(apart.len(), 2, "one row per distinct letter: {rows:#?}");
+    for l in &apart {
+        assert!(
+            l.id.starts_with(&format!("{}:unverified:", genuine.id)),
+            "{}",
+            l.id
+        );
+    }
+
+    let (code, listed) = s.call("GET", "/dlq", None).await;
+    assert_eq!(code, 200);
+    let listed: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event"]["id"] == genuine.letter.event.id.as_str())
+        .collect();
+    let shown = |reason: &str| {
+        *listed
+            .iter()
+            .find(|l| l["reason"] == reason)
+            .unwrap_or_else(|| panic!("no letter {reason:?} in {listed:?}"))
+    };
+    let genuine_reason = genuine.letter.reason.as_str();
+    assert_eq!(shown(genuine_reason)["verified"], true);
+    assert_eq!(shown("changed")["verified"], false);
+    assert!(shown("changed")["unverified_because"]
+        .as_str()
+        .unwrap()
+        .contains("signature does not match"));
+    assert_eq!(shown("unsigned")["verified"], false);
+    assert!(shown("unsigned")["unverified_because"]
+        .as_str()
+        .unwrap()
+        .contains("not signed"));
+
+    // A replay publishes the genuine letter only, and leaves the others pending.
+    let filter = json!({"handler": "audit_log"});
+    let (code, report) = s.call("POST", "/dlq/replay", Some(filter)).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(
+        (&report["matched"], &report["replayed"]),
+        (&json!(3), &json!(1)),
+        "{report}"
+    );
+    assert_eq!(report["refused"].as_array().unwrap().len(), 2, "{report}");
+    s.events.wait_idle().await;
+    let published = s.events.published_to("task-events");
+    let planted = published
+        .iter()
+        .filter(|e| e.data.get("planted").is_some())
+        .count();
+    assert_eq!(planted, 0, "nothing unverified was published");
+    for l in &apart {
+        assert!(is_pending_row(&s.db, &l.id).await, "{} stays pending", l.id);
+    }
+
+    // The operator's override publishes them.
+    let filter = json!({"handler": "audit_log", "allow_unverified": true});
+    let (code, report) = s.call("POST", "/dlq/replay", Some(filter)).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["refused"], json!([]), "{report}");
+    s.events.wait_idle().await;
+    let planted = s
+        .events
+        .published_to("task-events")
+        .iter()
+        .filter(|e| e.data.get("planted").is_some())
+        .count();
+    assert_eq!(planted, 2, "the two unverified letters, on request");
+}
+
+async fn is_pending_row(db: &Db, row: &str) -> bool {
+    let letters = db.dead_letters(true).await.unwrap();
+    letters.iter().any(|l| l.id == row)
+}
+
+/// Whether the dead letter of task `id` is pending (not replayed).
+async fn is_pending(db: &Db, id: i64) -> bool {
+    let letters = db.dead_letters(false).await.unwrap();
+    let l = letters
+        .iter()
+        .find(|l| l.letter.event.data["task_id"] == id)
+        .expect("the task's dead letter");
+    !l.replayed
+}
+
+/// A replay that cannot publish (its sidecar is unreachable) gives back the letters it claimed:
+/// they are pending again, and the next replay publishes them.
+#[tokio::test]
+async fn a_replay_that_cannot_publish_leaves_its_letters_pending() {
+    let s = start().await;
+    let task = s
+        .create(json!({"user_id": user("unpublished"), "title": "fail: audit me"}))
+        .await;
+    s.events.wait_idle().await;
+    let id = task["id"].as_i64().unwrap();
+    assert!(is_pending(&s.db, id).await);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let sidecar = DaprClient::new(&format!("http://{closed}"), None);
+    let dapr = example_todo::Service::with_ops_token(
+        App::new().with_dapr_client(sidecar),
+        s.db.clone(),
+        Some("t0ken".into()),
+    );
+    let req = Request::post("/dlq/replay")
+        .header("authorization", "Bearer t0ken")
+        .body(Body::empty())
+        .unwrap();
+    let (code, report) = common::send_router(&dapr.routes, req).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(
+        (&report["matched"], &report["replayed"]),
+        (&json!(1), &json!(0)),
+        "{report}"
+    );
+    assert_eq!(report["failed"].as_array().unwrap().len(), 1, "{report}");
+    assert!(is_pending(&s.db, id).await, "given back: pending again");
+
+    let (code, report) = s.call("POST", "/dlq/replay", None).await;
+    assert_eq!((code, &report["replayed"]), (200, &json!(1)), "{report}");
 }
 
 #[test]

@@ -93,15 +93,17 @@ pub struct Notification {
 /// A dead letter as stored from the `dlq` topic, with its replay state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredDeadLetter {
-    /// `dlq:<handler>:<event id>`: one row per event and handler.
+    /// `dlq:<handler>:<event id>`: one row per event and handler, for letters this app signed;
+    /// a letter that did not verify when it came has a row of its own,
+    /// `dlq:<handler>:<event id>:unverified:<sha256 of the letter>`.
     pub id: String,
     /// How often this event was dead-lettered by this handler (replays that failed again count).
     pub times_dead_lettered: i64,
     /// When the latest record arrived.
     pub received_at: DateTime<Utc>,
-    /// Whether it was replayed since it was last dead-lettered.
+    /// Whether it was replayed since it was last dead-lettered (or a replay holds it now).
     pub replayed: bool,
-    /// When it was last replayed.
+    /// When it was last re-published by a replay.
     pub replayed_at: Option<DateTime<Utc>>,
     /// The record: the original event, the handler, every failure, the reason.
     #[serde(flatten)]
@@ -477,8 +479,9 @@ impl Db {
             .collect())
     }
 
-    /// Stores a dead letter. The same event dead-lettered again by the same handler (a replay
-    /// that failed again) updates its row and makes it pending again.
+    /// Stores a dead letter this app signed (`dlq::verify` passed). The same event
+    /// dead-lettered again by the same handler (a replay that failed again) updates its row and
+    /// makes it pending again.
     pub async fn store_dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
         use event_runtime::Event as _;
         let id = letter.event_id().unwrap_or_else(|| letter.event.id.clone());
@@ -504,6 +507,38 @@ impl Db {
         Ok(())
     }
 
+    /// Stores a dead letter that did not verify (another app's, unsigned, or changed) under a
+    /// row of its own, keyed by its id and a digest of its content: it never replaces a stored
+    /// letter, and the same letter received twice is one row. Answers whether it was new.
+    pub async fn store_unverified_dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<bool> {
+        use event_runtime::Event as _;
+        use sha2::Digest as _;
+        let record = serde_json::to_string(letter)?;
+        let digest: String = sha2::Sha256::digest(record.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let id = format!(
+            "{}:unverified:{digest}",
+            letter.event_id().unwrap_or_else(|| letter.event.id.clone())
+        );
+        let stored = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO dead_letters (id, event_id, event_type, handler, reason, last_failure_at, record, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING")
+            .bind(&id)
+            .bind(&letter.event.id)
+            .bind(&letter.event.ty)
+            .bind(&letter.handler)
+            .bind(&letter.reason)
+            .bind(&letter.last_failure_at)
+            .bind(record)
+            .bind(Utc::now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(stored == 1)
+    }
+
     /// Every stored dead letter, newest first; only those not replayed yet with `pending_only`.
     pub async fn dead_letters(&self, pending_only: bool) -> anyhow::Result<Vec<StoredDeadLetter>> {
         let rows: Vec<DeadLetterRow> = on_pool!(self, pool => sqlx::query_as(
@@ -516,15 +551,48 @@ impl Db {
         rows.into_iter().map(dead_letter).collect()
     }
 
-    /// Marks dead letters replayed (or, with `false`, pending again).
-    pub async fn mark_replayed(&self, ids: &[String], replayed: bool) -> anyhow::Result<()> {
-        let at = replayed.then(Utc::now);
+    /// Claims the pending dead letters among `ids` for a replay: marks them replayed by a
+    /// conditional update (`... AND replayed = false`) and answers them as they are now. Of two
+    /// replays at once, each letter goes to one of them; one that is not pending any more (the
+    /// other replay claimed it) is left out.
+    pub async fn claim_for_replay(&self, ids: &[String]) -> anyhow::Result<Vec<StoredDeadLetter>> {
+        let mut claimed = Vec::new();
         for id in ids {
-            on_pool!(self, pool => sqlx::query(
-                "UPDATE dead_letters SET replayed = $2, replayed_at = COALESCE($3, replayed_at) WHERE id = $1")
+            let row: Option<DeadLetterRow> = on_pool!(self, pool => sqlx::query_as(
+                "UPDATE dead_letters SET replayed = $2 WHERE id = $1 AND replayed = $3 \
+                 RETURNING id, times_dead_lettered, received_at, replayed, replayed_at, record")
                 .bind(id)
-                .bind(replayed)
+                .bind(true)
+                .bind(false)
+                .fetch_optional(pool)
+                .await)?;
+            if let Some(row) = row {
+                claimed.push(dead_letter(row)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Records that a replay re-published these claimed dead letters now.
+    pub async fn replayed_now(&self, ids: &[String]) -> anyhow::Result<()> {
+        let at = Utc::now();
+        for id in ids {
+            on_pool!(self, pool => sqlx::query("UPDATE dead_letters SET replayed_at = $2 WHERE id = $1")
+                .bind(id)
                 .bind(at)
+                .execute(pool)
+                .await
+                .map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    /// Makes claimed dead letters pending again (their replay did not publish them).
+    pub async fn release_replay(&self, ids: &[String]) -> anyhow::Result<()> {
+        for id in ids {
+            on_pool!(self, pool => sqlx::query("UPDATE dead_letters SET replayed = $2 WHERE id = $1")
+                .bind(id)
+                .bind(false)
                 .execute(pool)
                 .await
                 .map(|_| ()))?;

@@ -484,6 +484,7 @@ pub async fn dlq_scenario(s: &Service) {
     assert!(l["handler"].as_str().unwrap().ends_with("audit_log"), "{l}");
     assert_eq!(l["permanent"], true);
     assert_eq!(l["replayed"], false);
+    assert_eq!(l["verified"], true, "this app signed it: {l}");
     assert!(
         l["failures"][0]["error"]
             .as_str()
@@ -507,6 +508,7 @@ pub async fn dlq_scenario(s: &Service) {
         .unwrap()
         .clone();
     assert_eq!(again["times_dead_lettered"], 2);
+    assert_eq!(again["verified"], true, "{again}");
 
     // Fix the cause (the update itself is audited), replay: the original event is audited.
     let (code, _) = s
@@ -649,4 +651,69 @@ pub async fn concurrent_claim_scenario(s: &Service) {
         .call("GET", &format!("/notifications?user_id={u}"), None)
         .await;
     assert_eq!(notes.as_array().unwrap().len(), ids.len(), "{notes}");
+}
+
+/// Two replays started together (two operators, or a retried request) over the same pending
+/// dead letters: each letter is claimed by one of them and re-published once.
+///
+/// The cause is fixed before the replays, so the replayed events succeed: a letter that failed
+/// again would come back pending, and a replay that started later could rightly replay it again.
+pub async fn concurrent_replay_scenario(s: &Service) {
+    let u = user("replay-race");
+    let rounds = 3;
+    let per_round = 4;
+    for round in 0..rounds {
+        let mut tasks = Vec::new();
+        for i in 0..per_round {
+            let task = s
+                .create(json!({"user_id": u, "title": format!("fail: race {round}.{i}")}))
+                .await;
+            tasks.push(task["id"].as_i64().unwrap());
+        }
+        s.events.wait_idle().await;
+        let event_ids: Vec<String> = tasks
+            .iter()
+            .map(|id| {
+                s.events
+                    .published_to("task-events")
+                    .into_iter()
+                    .find(|e| e.ty == "task.created" && e.data["task_id"] == *id)
+                    .expect("the task's task.created")
+                    .id
+            })
+            .collect();
+        for id in &tasks {
+            let rename = json!({"title": format!("race {round}, task {id}")});
+            let (code, _) = s.call("PUT", &format!("/tasks/{id}"), Some(rename)).await;
+            assert_eq!(code, 200);
+        }
+        s.events.wait_idle().await;
+
+        let filter = json!({"event_type": "task.created", "handler": "audit_log"});
+        let (a, b) = tokio::join!(
+            s.call("POST", "/dlq/replay", Some(filter.clone())),
+            s.call("POST", "/dlq/replay", Some(filter.clone()))
+        );
+        assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+        s.events.wait_idle().await;
+
+        let published = s.events.published_to("task-events");
+        for id in &event_ids {
+            let times = published.iter().filter(|e| e.id == *id).count();
+            assert_eq!(
+                times, 2,
+                "event {id}: published {times} times, not once by the outbox and once by one replay ({a:?}, {b:?})"
+            );
+        }
+        let letters = s.db.dead_letters(false).await.unwrap();
+        for id in &event_ids {
+            let l = letters.iter().find(|l| l.letter.event.id == *id).unwrap();
+            assert_eq!((l.times_dead_lettered, l.replayed), (1, true), "{}", l.id);
+        }
+        for id in &tasks {
+            let mut audited = s.audited(*id).await;
+            audited.sort();
+            assert_eq!(audited, ["task.created", "task.updated"], "task {id}");
+        }
+    }
 }
