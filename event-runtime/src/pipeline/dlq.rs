@@ -293,15 +293,7 @@ impl DeadLetter {
     pub fn replay_event(&self, source: &str) -> OutgoingEvent {
         let e = &self.event;
         if let Some(bytes) = e.record_bytes() {
-            return OutgoingEvent::record(
-                &e.pubsub,
-                &e.topic,
-                &e.id,
-                &e.ty,
-                e.partition_key.clone(),
-                e.version.as_deref(),
-                bytes.into(),
-            );
+            return e.replay_record(bytes);
         }
         OutgoingEvent {
             pubsub: e.pubsub.clone(),
@@ -566,13 +558,20 @@ async fn replay_event(publisher: &Publisher, letter: &DeadLetter) -> Result<Outg
         .parked(store, key)
         .await?
         .ok_or_else(|| format!("the record kept under `{key}` in {store} is gone"))?;
-    Ok(OutgoingEvent::record(
-        &e.pubsub,
-        &e.topic,
-        &e.id,
-        &e.ty,
-        e.partition_key.clone(),
-        e.version.as_deref(),
-        bytes.into(),
-    ))
+    Ok(e.replay_record(bytes))
+}
+
+impl DeadEvent {
+    /// The record `bytes` of this event, for its topic, id, key and version: what a replay sends.
+    fn replay_record(&self, bytes: Vec<u8>) -> OutgoingEvent {
+        OutgoingEvent::record(
+            &self.pubsub,
+            &self.topic,
+            &self.id,
+            &self.ty,
+            self.partition_key.clone(),
+            self.version.as_deref(),
+            bytes.into(),
+        )
+    }
 }
