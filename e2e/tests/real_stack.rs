@@ -39,6 +39,27 @@ fn runs_of<'a>(l: &'a [Value], handler: &str, id: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The value under `key` in the pair's state store (`statestore`), or null.
+async fn state_get(s: &Scenario, p: &e2e::Pair, key: &str) -> Value {
+    let enc: String = key
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let resp = s
+        .http
+        .get(format!("{}/v1.0/state/statestore/{enc}", p.dapr_url()))
+        .send()
+        .await
+        .expect("GET state");
+    resp.json().await.unwrap_or(Value::Null)
+}
+
 fn t(v: &Value) -> i64 {
     v["time_ms"].as_i64().expect("time_ms")
 }
@@ -675,26 +696,15 @@ async fn s5_exactly_once_effect_with_duplicates_and_sigkill_mid_handler() {
     ));
     assert!(deliveries >= 3 * ids.len() + 3, "duplicates were delivered");
     // The claim in the real state store says done.
-    let key = format!("{}|e2e_app::s5::s5_once|{k}", s.app_id);
-    let enc: String = key
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let v: Value = s
-        .http
-        .get(format!("{}/v1.0/state/statestore/{enc}", p.dapr_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or(Value::Null);
+    // The default key is the CloudEvent's source and id, escaped (`|` as `%7C`).
+    let source = l
+        .iter()
+        .find(|v| v["event_id"] == k.as_str())
+        .and_then(|v| v["ce_source"].as_str())
+        .expect("the killed event's ledger line names its source")
+        .to_string();
+    let key = format!("{}|e2e_app::s5::s5_once|{source}%7C{k}", s.app_id);
+    let v = state_get(&s, &p, &key).await;
     s.note(format!("state store claim of the killed event: {v}"));
     assert_eq!(v["status"], "done", "{v}");
 }
@@ -2558,5 +2568,193 @@ async fn s20_concurrency_lanes_keep_each_users_order_and_a_delivery_layer_sees_e
         ids.len(),
         users.len(),
         dropped.len()
+    ));
+}
+
+// ---------------------------------------------------------------------------------------- 21
+
+/// A CloudEvent id of 10 KB, written by Kafka's own producer to an idempotent handler with a
+/// delayed retry: the claim key is bounded (a digest), so daprd and the state store take it;
+/// the event fails once, is retried and applied once; its duplicate is skipped, and the event
+/// behind it on the same key is applied. Before keys were bounded, the claim was refused and
+/// the delivery answered RETRY forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s21_a_10_kb_event_id_is_claimed_applied_once_and_stalls_nothing() {
+    use sha2::Digest as _;
+    let mut s = Scenario::new("s21");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let user = format!("u-long-{run}");
+    let source = "e2e-s21-producer";
+    let long_id = format!("s21-{run}-{}", "x".repeat(10 * 1024));
+    let behind = format!("s21-{run}-behind");
+    let record = |id: &str, seq: u64, fail_until_attempt: u32| RawRecord {
+        key: Some(user.as_bytes().to_vec()),
+        value: json!({"specversion": "1.0", "id": id, "type": "e2e.work", "source": source,
+            "datacontenttype": "application/json",
+            "data": {"event_id": id, "user_id": user, "seq": seq,
+                     "fail_until_attempt": fail_until_attempt}})
+        .to_string()
+        .into_bytes(),
+        headers: Vec::new(),
+    };
+    s.produce(
+        "s21-events",
+        &[record(&long_id, 0, 2), record(&behind, 1, 0)],
+    );
+    let both = [long_id.clone(), behind.clone()];
+    s.wait_ledger("both events applied", secs(90), |l| {
+        has_ok(l, "s21_once", &both)
+    })
+    .await;
+    // The duplicate, once the first is done: skipped by its claim.
+    s.produce("s21-events", &[record(&long_id, 0, 0)]);
+    s.settle(secs(6), secs(60)).await;
+    let l = s.ledger();
+    let counts = ok_counts(&l, "s21_once");
+    assert_eq!(counts.get(&long_id), Some(&1), "applied once");
+    assert_eq!(counts.get(&behind), Some(&1));
+    let attempts: Vec<u64> = runs_of(&l, "s21_once", &long_id)
+        .iter()
+        .map(|v| v["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2], "failed once, retried once, then skipped");
+    assert!(lines(&l, "s21_dead_letters", "dead_letter").is_empty());
+
+    // The claim sits in the real store under the digest of source|id, and says done.
+    let inner = format!("{source}|{long_id}");
+    let digest: String = sha2::Sha256::digest(inner.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let key = format!("{}|e2e_app::s21::s21_once|sha256:{digest}", s.app_id);
+    let v = state_get(&s, &p, &key).await;
+    s.note(format!(
+        "claim key {} bytes for a {} byte id; state: {v}",
+        key.len(),
+        long_id.len()
+    ));
+    assert_eq!(v["status"], "done", "{v}");
+}
+
+// ---------------------------------------------------------------------------------------- 22
+
+/// Events near Kafka's 1 MiB message limit (about 830 KB, written by Kafka's own producer):
+/// one fails for good, one fails into a delayed retry whose message (the record in base64)
+/// would exceed the limit. Neither loops: each handler ran once, each event is dead-lettered
+/// once with its record kept in the state store (`record_ref`), the small event behind them is
+/// applied, and a replay of the letter brings back the exact record from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s22_events_near_the_broker_limit_are_dead_lettered_once_with_their_record_kept() {
+    let mut s = Scenario::new("s22");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let user = format!("u-big-{run}");
+    let padding = "p".repeat(830 * 1024);
+    let record = |id: &str, seq: u64, extra: Value| {
+        let mut data = json!({"event_id": id, "user_id": user, "seq": seq});
+        if let (Value::Object(d), Value::Object(e)) = (&mut data, extra) {
+            d.extend(e);
+        }
+        RawRecord {
+            key: Some(user.as_bytes().to_vec()),
+            value: json!({"specversion": "1.0", "id": id, "type": "e2e.work",
+                "source": "e2e-s22-producer", "datacontenttype": "application/json",
+                "data": data})
+            .to_string()
+            .into_bytes(),
+            headers: Vec::new(),
+        }
+    };
+    let permanent = format!("s22-{run}-permanent");
+    let transient = format!("s22-{run}-transient");
+    let small = format!("s22-{run}-small");
+    let records = [
+        record(
+            &permanent,
+            0,
+            json!({"permanent": true, "padding": padding}),
+        ),
+        record(
+            &transient,
+            1,
+            json!({"fail_until_attempt": 2, "padding": padding}),
+        ),
+        record(&small, 2, json!({})),
+    ];
+    assert!(records[0].value.len() < 1024 * 1024 && records[0].value.len() * 4 / 3 > 1024 * 1024);
+    s.produce("s22-events", &records);
+    let l = s
+        .wait_ledger(
+            "the small event applied, both large ones dead-lettered",
+            secs(120),
+            |l| {
+                has_ok(l, "s22_big", std::slice::from_ref(&small))
+                    && lines(l, "s22_dead_letters", "dead_letter").len() >= 2
+            },
+        )
+        .await;
+    s.settle(secs(6), secs(60)).await;
+    let l2 = s.ledger();
+    assert!(l2.len() >= l.len());
+    let l = l2;
+    for id in [&permanent, &transient] {
+        let runs = runs_of(&l, "s22_big", id);
+        assert_eq!(runs.len(), 1, "{id} ran once, no redelivery loop");
+        assert_eq!(runs[0]["outcome"], "fail");
+    }
+    let letters = lines(&l, "s22_dead_letters", "dead_letter");
+    assert_eq!(letters.len(), 2, "one letter per large event");
+    for id in [&permanent, &transient] {
+        let letter = letters
+            .iter()
+            .find(|v| v["event_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("a letter for {id}"));
+        let at = letter["dl_record_ref"].as_str().unwrap_or_default();
+        assert!(
+            at.starts_with(&s.app_id),
+            "record kept in the store: {letter}"
+        );
+        assert!(
+            letter["dl_record"].is_null(),
+            "the letter carries no record"
+        );
+        let kept = state_get(&s, &p, at).await;
+        assert!(!kept.is_null(), "the store holds the record under {at}");
+    }
+    let transient_letter = letters
+        .iter()
+        .find(|v| v["event_id"] == transient.as_str())
+        .unwrap();
+    assert!(
+        transient_letter["dl_reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be scheduled"),
+        "{}",
+        transient_letter["dl_reason"]
+    );
+
+    // Replayed, the permanent one comes back from the store byte for byte: the handler sees
+    // it again (and fails it for good again).
+    let letter = letters
+        .iter()
+        .find(|v| v["event_id"] == permanent.as_str())
+        .map(|v| v["dl_letter"].clone())
+        .unwrap();
+    let report = s.replay(&p, &[letter]).await;
+    assert_eq!(report["replayed"], 1, "{report}");
+    s.wait_ledger("the replayed event ran again", secs(60), |l| {
+        runs_of(l, "s22_big", &permanent).len() == 2
+            && lines(l, "s22_dead_letters", "dead_letter").len() == 3
+    })
+    .await;
+    s.note(format!(
+        "records of {} bytes: dead-lettered once each, kept in the store, replayed",
+        records[0].value.len()
     ));
 }

@@ -445,6 +445,17 @@ async fn only_letters_this_app_signed_for_its_own_topics_are_replayed() {
         verify(&app.publisher(), &unsigned),
         Err(Unreplayable::Unsigned)
     );
+    // The account of the failure is signed too: an operator decides on it.
+    let mut reworded = genuine[0].clone();
+    reworded.reason = "transient: safe to replay".into();
+    let mut recounted = genuine[0].clone();
+    recounted.attempts += 1;
+    recounted.permanent = !recounted.permanent;
+    let mut refailed = genuine[0].clone();
+    refailed.failures.clear();
+    for changed in [&reworded, &recounted, &refailed] {
+        assert_eq!(verify(&app.publisher(), changed), Err(Unreplayable::Forged));
+    }
     assert_eq!(
         verify(&app.publisher(), &planted),
         Err(Unreplayable::Forged)

@@ -153,6 +153,7 @@ impl Ledger {
                 "dl_reason": l.reason, "dl_topic": l.event.topic, "dl_partition_key": l.event.partition_key,
                 "dl_type": l.event.ty, "dl_data": l.event.data,
                 "dl_record": l.event.record, "dl_version": l.event.version,
+                "dl_record_ref": l.event.record_ref,
                 "dl_letter": serde_json::to_value(&l).unwrap_or(Value::Null),
             }),
         );
@@ -575,6 +576,28 @@ pub mod s19 {
     ) {
         ledger.traced("s19_sink", &id, &tc);
     }
+}
+
+/// 21: an idempotent handler given an event whose CloudEvent id is 10 KB: its claim key is
+/// bounded, so the state store takes it, and the event is applied once.
+pub mod s21 {
+    use super::*;
+    work_handler!(
+        s21_once,
+        topic = "s21-events",
+        retry = [1],
+        dlq = "s21-dlq",
+        idempotent
+    );
+    dlq_handler!(s21_dead_letters, topic = "s21-dlq");
+}
+
+/// 22: events near Kafka's 1 MiB message limit failing for good, and failing into a delayed
+/// retry: the record is kept in the state store and the letter points at it.
+pub mod s22 {
+    use super::*;
+    work_handler!(s22_big, topic = "s22-events", retry = [1], dlq = "s22-dlq");
+    dlq_handler!(s22_dead_letters, topic = "s22-dlq");
 }
 
 /// 20: concurrency lanes and a delivery layer, with daprd delivering from every partition at

@@ -286,7 +286,8 @@ impl App {
     /// its events go out through [`App::publisher`], and its series join `GET /metrics`
     /// (`event_outbox_pending`, `event_outbox_oldest_pending_age_seconds`,
     /// `event_outbox_published_total`, `event_outbox_batches_total`,
-    /// `event_outbox_publish_failures_total`, `event_outbox_buckets_held`). The relay stops when the app shuts down.
+    /// `event_outbox_publish_failures_total`, `event_outbox_dead_total`, `event_outbox_dead`,
+    /// `event_outbox_buckets_held`). The relay stops when the app shuts down.
     ///
     /// ```no_run
     /// # async fn run(pool: sqlx::PgPool) -> anyhow::Result<()> {

@@ -254,8 +254,9 @@ impl DeadLetter {
         self
     }
 
-    /// What the signature covers: who wrote the letter, for which handler, and everything a
-    /// replay publishes (an absent part is told from an empty one).
+    /// What the signature covers: who wrote the letter, for which handler, everything a replay
+    /// publishes, and the account of the failure an operator decides on (an absent part is
+    /// told from an empty one).
     fn signed_parts(&self) -> Vec<String> {
         let opt = |v: &Option<String>| v.as_ref().map_or("0".to_owned(), |v| format!("1{v}"));
         let e = &self.event;
@@ -275,6 +276,12 @@ impl DeadLetter {
             e.pubsub.clone(),
             opt(&e.version),
             payload,
+            self.attempts.to_string(),
+            self.permanent.to_string(),
+            self.reason.clone(),
+            opt(&self.first_failure_at),
+            opt(&self.last_failure_at),
+            serde_json::to_string(&self.failures).unwrap_or_default(),
         ]
     }
 

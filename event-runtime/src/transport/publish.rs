@@ -213,11 +213,17 @@ impl Publisher {
                 let value = serde_json::Value::String(
                     base64::engine::general_purpose::STANDARD.encode(bytes),
                 );
-                // Lost a first-write race: the same bytes are there already.
-                client
-                    .save_state(store, key, &value, None, None)
-                    .await
-                    .map(drop)
+                match client.save_state(store, key, &value, None, None).await {
+                    // `false`: lost a first-write race, so the same bytes are there already.
+                    Ok(_) => Ok(()),
+                    // Some stores (Redis) answer a first write to a key that exists with a
+                    // plain error rather than a conflict: the key is named for its content, so
+                    // the bytes it holds are these when it holds any.
+                    Err(e) => match client.get_state(store, key).await {
+                        Ok(Some((held, _))) if held == value => Ok(()),
+                        _ => Err(e),
+                    },
+                }
             }
         }
     }

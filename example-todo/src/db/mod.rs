@@ -485,25 +485,11 @@ impl Db {
     pub async fn store_dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
         use event_runtime::Event as _;
         let id = letter.event_id().unwrap_or_else(|| letter.event.id.clone());
-        let record = serde_json::to_string(letter)?;
-        on_pool!(self, pool => sqlx::query(
-            "INSERT INTO dead_letters (id, event_id, event_type, handler, reason, last_failure_at, record, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, last_failure_at = excluded.last_failure_at, \
-                 record = excluded.record, received_at = excluded.received_at, replayed = $9, \
-                 times_dead_lettered = dead_letters.times_dead_lettered + 1")
-            .bind(&id)
-            .bind(&letter.event.id)
-            .bind(&letter.event.ty)
-            .bind(&letter.handler)
-            .bind(&letter.reason)
-            .bind(&letter.last_failure_at)
-            .bind(record)
-            .bind(Utc::now())
-            .bind(false)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
+        let again = "DO UPDATE SET reason = excluded.reason, \
+             last_failure_at = excluded.last_failure_at, record = excluded.record, \
+             received_at = excluded.received_at, replayed = false, \
+             times_dead_lettered = dead_letters.times_dead_lettered + 1";
+        self.insert_dead_letter(&id, letter, again).await?;
         Ok(())
     }
 
@@ -513,8 +499,7 @@ impl Db {
     pub async fn store_unverified_dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<bool> {
         use event_runtime::Event as _;
         use sha2::Digest as _;
-        let record = serde_json::to_string(letter)?;
-        let digest: String = sha2::Sha256::digest(record.as_bytes())
+        let digest: String = sha2::Sha256::digest(serde_json::to_string(letter)?.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
@@ -522,10 +507,25 @@ impl Db {
             "{}:unverified:{digest}",
             letter.event_id().unwrap_or_else(|| letter.event.id.clone())
         );
-        let stored = on_pool!(self, pool => sqlx::query(
-            "INSERT INTO dead_letters (id, event_id, event_type, handler, reason, last_failure_at, record, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING")
-            .bind(&id)
+        Ok(self.insert_dead_letter(&id, letter, "DO NOTHING").await? == 1)
+    }
+
+    /// Inserts `letter` as row `id`; `on_conflict` says what a row of that id already there
+    /// becomes. Answers how many rows changed.
+    async fn insert_dead_letter(
+        &self,
+        id: &str,
+        letter: &DeadLetter,
+        on_conflict: &str,
+    ) -> anyhow::Result<u64> {
+        let record = serde_json::to_string(letter)?;
+        let sql = format!(
+            "INSERT INTO dead_letters \
+             (id, event_id, event_type, handler, reason, last_failure_at, record, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) {on_conflict}"
+        );
+        let changed = on_pool!(self, pool => sqlx::query(&sql)
+            .bind(id)
             .bind(&letter.event.id)
             .bind(&letter.event.ty)
             .bind(&letter.handler)
@@ -536,7 +536,7 @@ impl Db {
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))?;
-        Ok(stored == 1)
+        Ok(changed)
     }
 
     /// Every stored dead letter, newest first; only those not replayed yet with `pending_only`.
