@@ -14,7 +14,8 @@ use axum::http::{header, Request, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use event_runtime::idempotency::MemoryStore;
-use event_runtime::{event_handler, App, Event, HandlerDef, Mode};
+use event_runtime::__private::HandlerDef;
+use event_runtime::{event_handler, App, Event, Mode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -219,9 +220,9 @@ pub async fn send(router: &Router, req: Request<Body>) -> (StatusCode, Bytes) {
 /// The registered handlers whose function names are in `names`, panicking when one is missing
 /// (so a benchmark never silently measures fewer handlers than it says).
 pub fn handlers_named(names: &[String]) -> Vec<&'static HandlerDef> {
-    let defs: Vec<&'static HandlerDef> = event_runtime::registered()
+    let defs: Vec<&'static HandlerDef> = event_runtime::__private::registered()
         .into_iter()
-        .filter(|h| names.iter().any(|n| n == h.name))
+        .filter(|h| names.iter().any(|n| n == h.name()))
         .collect();
     assert_eq!(
         defs.len(),
@@ -450,7 +451,7 @@ mod tests {
         let record = cloud_event_body("e-3");
         let body = raw_payload_body(record.as_bytes(), TOPIC);
         assert!(body.starts_with(r#"{"data_base64":""#), "{body}");
-        let unwrapped = event_runtime::cloudevent::dapr_raw_record(body.as_bytes()).unwrap();
+        let unwrapped = event_runtime::__private::dapr_raw_record(body.as_bytes()).unwrap();
         assert_eq!(&unwrapped[..], record.as_bytes());
     }
 }

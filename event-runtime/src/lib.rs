@@ -24,14 +24,14 @@ mod wire;
 #[path = "private.rs"]
 pub mod __private;
 
+// The root: what a user writes. The macros' contract is under `__private`.
 pub use app::{App, ShutdownHandle};
-pub use config::{ConfigError, Mode};
+pub use config::{Config, ConfigError, Mode};
 pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};
 pub use event::{DataVersion, Event};
 pub use event_macros::{event_handler, Event};
-pub use handler::batch::{Batch, BatchArg, IntoBatchOutcome};
-pub use handler::def::{registered, BulkConfig, HandlerDef, RetryMode, INLINE_RETRY_LIMIT_SECS};
-pub use handler::delivery::{Delivery, Envelope, EventArg};
+pub use handler::batch::Batch;
+pub use handler::delivery::{Delivery, Envelope};
 pub use handler::extract::{
     Attempt, EventId, EventTime, EventType, FromDelivery, PartitionKey, PubsubName, Source, State,
     Topic, TraceContext,
@@ -43,33 +43,28 @@ pub use http::server::api_token_ok;
 pub use outbox::{Outbox, OutboxConnection, OutboxDeadRow, OutboxError, OutboxRelay, OutboxStats};
 pub use pipeline::metrics::Metrics;
 pub use pipeline::middleware::{DeliveryLayer, DeliveryRequest, DeliveryService};
+pub use testing::TestApp;
 #[cfg(feature = "cli")]
 pub use tooling::cli::EventsCommand;
-pub use tooling::manifests::manifests;
-pub use tooling::schema::schemas;
-pub use tooling::topics::{Deployment, TopicSpec};
+pub use tooling::topics::TopicSpec;
 pub use transport::outgoing::{OutgoingEvent, PublishError};
 pub use transport::publish::Publisher;
 pub use wire::bulk::Status;
 
 // The public modules: what users name beyond the root. Each re-exports from the layers.
 
-/// The CloudEvent reader and writer, and what Dapr wraps around a broker record.
+/// The CloudEvent as a handler's extractors see it.
 pub mod cloudevent {
-    pub use crate::wire::cloudevent::{
-        dapr_raw_record, read_typed, record_digest, CloudEvent, CloudEventError, ReadTyped,
-        BARE_TYPE, EXT_VERSION,
-    };
+    pub use crate::wire::cloudevent::{CloudEvent, CloudEventError};
 }
 
-/// The Dapr sidecar client, and the rules of the names that go into its URLs.
+/// The Dapr sidecar client: state, state transactions, and the subscriptions the app declares.
 pub mod dapr {
     pub use crate::transport::dapr::{DaprClient, StateError};
     pub use crate::transport::state_tx::{
         outbox_internal_topic, StateTransaction, StateTransactionError,
     };
-    pub use crate::wire::bulk::Status;
-    pub use crate::wire::names::{check_component, check_state_key, check_topic, InvalidName};
+    pub use crate::wire::names::InvalidName;
     pub use crate::wire::subscription::{BulkSubscribe, DaprSubscription, Routes, Rule};
 }
 
@@ -84,24 +79,20 @@ pub mod dlq {
 /// Idempotency stores: where handlers' claims on events are kept.
 pub mod idempotency {
     pub use crate::transport::idempotency::{
-        render_key, Claim, ClaimToken, DaprStateStore, IdempotencyStore, MemoryStore,
+        Claim, ClaimToken, DaprStateStore, IdempotencyStore, MemoryStore,
     };
 }
 
-/// Retry schedules and the signed bookkeeping that retry messages carry.
+/// Retry schedules: the delays, the modes, and the app's retry topics.
 pub mod retry {
-    pub use crate::handler::registry::{retry_tier, retry_topic, RETRY_TIERS};
-    pub use crate::pipeline::seal::{
-        delay_after, exponential, Failure, Opened, RetryRejected, RetryState, SigningKey, EXT_APP,
-        EXT_ATTEMPT, EXT_DUE, EXT_FAILURES, EXT_HANDLER, EXT_HOP_DUE, EXT_MAC, EXT_TOPIC,
-    };
+    pub use crate::handler::def::RetryMode;
+    pub use crate::handler::registry::{retry_topic, RETRY_TIERS};
+    pub use crate::pipeline::seal::{delay_after, exponential, Failure};
 }
 
 /// Event schemas: the registry of event types, and the snapshot that catches breaking changes.
 pub mod schema {
-    pub use crate::event::version::major;
     pub use crate::tooling::schema::{
-        breaking_changes, check_snapshot, check_unique, export, schemas, snapshot, EventDef,
-        SchemaEntry,
+        breaking_changes, check_snapshot, check_unique, export, schemas, snapshot, SchemaEntry,
     };
 }

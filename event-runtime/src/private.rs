@@ -96,3 +96,16 @@ pub fn major_of<E: Event>() -> u64 {
 pub fn json_schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
 }
+
+// The registration the macros build, and what tests of the framework itself reach into.
+pub use crate::handler::def::{registered, BulkConfig, INLINE_RETRY_LIMIT_SECS};
+pub use crate::wire::cloudevent::{dapr_raw_record, read_typed, record_digest, ReadTyped};
+
+/// The signed retry bookkeeping, for the framework's own tests that forge retry messages.
+pub mod retry {
+    pub use crate::handler::registry::retry_tier;
+    pub use crate::pipeline::seal::{
+        Opened, RetryRejected, RetryState, SigningKey, EXT_APP, EXT_ATTEMPT, EXT_DUE,
+        EXT_FAILURES, EXT_HANDLER, EXT_HOP_DUE, EXT_MAC, EXT_TOPIC,
+    };
+}

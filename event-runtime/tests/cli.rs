@@ -42,9 +42,9 @@ enum Command {
 
 fn app() -> App {
     App::with_handlers(
-        event_runtime::registered()
+        event_runtime::__private::registered()
             .into_iter()
-            .filter(|h| h.topic == "cli-checks"),
+            .filter(|h| h.topic() == "cli-checks"),
     )
     .unwrap()
     .with_mode(Mode::Embedded)
@@ -122,7 +122,7 @@ async fn the_printing_commands_print_what_the_app_gives() {
         serde_json::from_str(&output(parse(&["schemas"]), &app).await.unwrap()).unwrap();
     assert_eq!(
         schemas,
-        serde_json::to_value(event_runtime::schemas()).unwrap()
+        serde_json::to_value(event_runtime::schema::schemas()).unwrap()
     );
 }
 
@@ -134,7 +134,7 @@ async fn schemas_export_then_check_against_what_it_wrote() {
         .await
         .unwrap();
     let written = printed.lines().count();
-    assert_eq!(written, event_runtime::schemas().len(), "{printed}");
+    assert_eq!(written, event_runtime::schema::schemas().len(), "{printed}");
     assert!(printed.contains("cli-checked.schema.json"), "{printed}");
 
     // A snapshot of the current registry is compatible; one that cannot be read is an error.

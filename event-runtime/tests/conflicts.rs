@@ -50,10 +50,10 @@ mod fine {
     pub async fn elsewhere(_e: TaskCompleted) {}
 }
 
-fn handlers_in(module: &str) -> impl Iterator<Item = &'static event_runtime::HandlerDef> + '_ {
-    event_runtime::registered()
+fn handlers_in(module: &str) -> impl Iterator<Item = &'static event_runtime::__private::HandlerDef> + '_ {
+    event_runtime::__private::registered()
         .into_iter()
-        .filter(move |h| h.module.ends_with(module))
+        .filter(move |h| h.module().ends_with(module))
 }
 
 #[test]

@@ -189,7 +189,7 @@ async fn raw_payload_of_plain_json_is_dispatched_on_event_type() {
         .await;
     assert_eq!(status(&answer), "SUCCESS");
     // Not daprd's wrapper id, new on every delivery: a digest of the record, the same on each.
-    let id = event_runtime::cloudevent::record_digest(raw.to_string().as_bytes());
+    let id = event_runtime::__private::record_digest(raw.to_string().as_bytes());
     assert_eq!(seen.all(), [format!("completed 5 u-5 {id} task-events")]);
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use event_runtime::cloudevent::CloudEvent;
 use event_runtime::retry::retry_topic;
-use event_runtime::retry::{RetryState, SigningKey};
+use event_runtime::__private::retry::{RetryState, SigningKey};
 use event_runtime::testing::TestApp;
 use event_runtime::{event_handler, App, Attempt, Event, State};
 use serde_json::{json, Value};
@@ -111,10 +111,10 @@ async fn the_environment_sets_the_key_the_defaults_and_the_port() {
     let bills = app
         .handlers()
         .iter()
-        .find(|h| h.def.name == "on_bill")
+        .find(|h| h.name() == "on_bill")
         .unwrap();
     assert_eq!(
-        (bills.pubsub.as_str(), bills.dlq.as_str()),
+        (bills.pubsub(), bills.dlq()),
         ("billing-pubsub", "billing-dlq")
     );
     assert!(app

@@ -248,9 +248,9 @@ fn the_manifests_cap_daprd_at_the_sum_of_the_handlers_lanes() {
         first,
         "# Annotate the app's Deployment (pod template): dapr.io/app-max-concurrency: \"6\""
     );
-    let three = event_runtime::registered()
+    let three = event_runtime::__private::registered()
         .into_iter()
-        .filter(|h| h.name == "three_lanes");
+        .filter(|h| h.name() == "three_lanes");
     let app = App::with_handlers(three).unwrap();
     assert!(app
         .manifests()

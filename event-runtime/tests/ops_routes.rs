@@ -23,9 +23,9 @@ async fn on_ops_checked(_event: OpsChecked) {}
 
 fn app() -> App {
     App::with_handlers(
-        event_runtime::registered()
+        event_runtime::__private::registered()
             .into_iter()
-            .filter(|h| h.topic == "ops-checks"),
+            .filter(|h| h.topic() == "ops-checks"),
     )
     .unwrap()
     .with_mode(Mode::Embedded)

@@ -162,9 +162,9 @@ fn check_against_subscribe(all: &[Exchange]) -> BTreeMap<String, Vec<String>> {
 async fn the_broker_delivers_through_the_routes_of_the_apps_own_dapr_subscribe() {
     let ran = Ran::default();
     let app = App::with_handlers(
-        event_runtime::registered()
+        event_runtime::__private::registered()
             .into_iter()
-            .filter(|h| ["on_plain", "on_bulk"].contains(&h.name)),
+            .filter(|h| ["on_plain", "on_bulk"].contains(&h.name())),
     )
     .unwrap()
     .with_state(ran.clone());
@@ -367,9 +367,9 @@ async fn every_delivery_runs_in_a_span_naming_the_event() {
 
     let app = TestApp::start(
         App::with_handlers(
-            event_runtime::registered()
+            event_runtime::__private::registered()
                 .into_iter()
-                .filter(|h| h.name == "traced"),
+                .filter(|h| h.name() == "traced"),
         )
         .unwrap(),
     )

@@ -43,9 +43,9 @@ fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
 
 fn only(name: &'static str) -> App {
     App::with_handlers(
-        event_runtime::registered()
+        event_runtime::__private::registered()
             .into_iter()
-            .filter(move |h| h.name == name),
+            .filter(move |h| h.name() == name),
     )
     .unwrap()
 }

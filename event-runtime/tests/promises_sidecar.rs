@@ -29,9 +29,9 @@ async fn never_found(_e: ParcelLost) -> Result<(), Permanent> {
 
 fn app_on(base: &str) -> App {
     App::with_handlers(
-        event_runtime::registered()
+        event_runtime::__private::registered()
             .into_iter()
-            .filter(|h| h.name == "never_found"),
+            .filter(|h| h.name() == "never_found"),
     )
     .unwrap()
     .with_dapr_client(DaprClient::new(base, None))

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use event_runtime::retry::{retry_topic, RETRY_TIERS};
 use event_runtime::testing::TestApp;
-use event_runtime::{event_handler, App, Attempt, Event, HandlerDef, RetryMode, State};
+use event_runtime::__private::HandlerDef;
+use event_runtime::retry::RetryMode;
+use event_runtime::{event_handler, App, Attempt, Event, State};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
 #[event(type = "invoice.issued", version = "1.0")]
@@ -52,19 +54,15 @@ fn ms(t: tokio::time::Instant) -> u64 {
 }
 
 fn def(name: &str) -> &'static HandlerDef {
-    event_runtime::registered()
+    event_runtime::__private::registered()
         .into_iter()
-        .find(|h| h.name == name)
+        .find(|h| h.name() == name)
         .expect("registered")
 }
 
 /// `on_invoice` with another schedule, as a redeploy would have it.
 fn redeployed(retry: &'static [u64], mode: RetryMode) -> &'static HandlerDef {
-    Box::leak(Box::new(HandlerDef {
-        retry,
-        retry_mode: mode,
-        ..*def("on_invoice")
-    }))
+    Box::leak(Box::new(def("on_invoice").retry(retry).retry_mode(mode)))
 }
 
 async fn first_attempt_failed(runs: &Runs) -> TestApp {

@@ -35,10 +35,10 @@ async fn fine(_e: JobDone) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn handlers(name: &str) -> impl Iterator<Item = &'static event_runtime::HandlerDef> + '_ {
-    event_runtime::registered()
+fn handlers(name: &str) -> impl Iterator<Item = &'static event_runtime::__private::HandlerDef> + '_ {
+    event_runtime::__private::registered()
         .into_iter()
-        .filter(move |h| h.name == name)
+        .filter(move |h| h.name() == name)
 }
 
 fn app_of(name: &str) -> App {

@@ -133,9 +133,9 @@ fn traced_ping(topic: &str, id: &str) -> OutgoingEvent {
 
 fn app_of(handler: &str) -> App {
     App::with_handlers(
-        event_runtime::registered()
+        event_runtime::__private::registered()
             .into_iter()
-            .filter(|h| h.name == handler),
+            .filter(|h| h.name() == handler),
     )
     .unwrap()
 }

@@ -292,7 +292,7 @@ fn the_schema_comes_from_schemars_only_when_asked() {
 
 #[test]
 fn the_registry_lists_every_version_with_its_schema() {
-    let all = event_runtime::schemas();
+    let all = event_runtime::schema::schemas();
     let completed: Vec<_> = all
         .iter()
         .filter(|s| s.event_types == ["task.completed"])

@@ -96,7 +96,7 @@ async fn schemas_prints_the_registry() {
     let printed: Value = serde_json::from_str(&run_ok(&["schemas"]).await).unwrap();
     assert_eq!(
         printed,
-        serde_json::to_value(event_runtime::schemas()).unwrap()
+        serde_json::to_value(event_runtime::schema::schemas()).unwrap()
     );
     let snapshot: Value = serde_json::from_str(
         &std::fs::read_to_string(workspace().join("example-todo/event-schemas.json")).unwrap(),

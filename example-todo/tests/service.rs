@@ -218,10 +218,9 @@ fn handlers_follow_the_reference_retry_schedules() {
     let schedule = |name: &str| {
         app.handlers()
             .iter()
-            .find(|h| h.def.name == name)
+            .find(|h| h.name() == name)
             .unwrap_or_else(|| panic!("no handler {name}"))
-            .def
-            .retry
+            .retry()
             .to_vec()
     };
     assert_eq!(
@@ -643,25 +642,25 @@ fn the_other_handlers_are_declared_as_the_readme_says() {
     let def = |name: &str| {
         app.handlers()
             .iter()
-            .find(|h| h.def.name == name)
+            .find(|h| h.name() == name)
             .unwrap_or_else(|| panic!("no handler {name}"))
-            .def
+            .clone()
     };
     let audit = def("audit_log");
-    assert!(audit.idempotent, "audit_log is idempotent");
+    assert!(audit.is_idempotent(), "audit_log is idempotent");
     assert_eq!(
-        audit.idempotency_key,
+        audit.idempotency_key(),
         Some("{event_type}-{task_id}-{timestamp}")
     );
     let reminder = def("on_reminder_due");
-    assert!(reminder.idempotent, "on_reminder_due is idempotent");
-    assert_eq!(reminder.idempotency_key, None, "keyed by the CloudEvent id");
-    assert_eq!(def("on_dead_letter").retry.to_vec(), [1, 5, 30]);
+    assert!(reminder.is_idempotent(), "on_reminder_due is idempotent");
+    assert_eq!(reminder.idempotency_key(), None, "keyed by the CloudEvent id");
+    assert_eq!(def("on_dead_letter").retry().to_vec(), [1, 5, 30]);
     let sync = def("on_task_sync");
     assert!(
-        sync.retry.is_empty(),
+        sync.retry().is_empty(),
         "on_task_sync retries: {:?}",
-        sync.retry
+        sync.retry()
     );
 }
 

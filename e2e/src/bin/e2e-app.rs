@@ -1062,7 +1062,7 @@ async fn request_log(AxState(log): AxState<Arc<RequestLog>>, req: Request, next:
         .unwrap_or_default();
     let body_json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     // Every subscription is rawPayload: the event is the record inside daprd's wrapper.
-    let raw = event_runtime::cloudevent::dapr_raw_record(&bytes);
+    let raw = event_runtime::__private::dapr_raw_record(&bytes);
     let event_json = raw.as_deref().map_or(body_json.clone(), record_json);
     let t_start = now_ms();
     let resp = next
@@ -1146,16 +1146,16 @@ struct RequestLog {
 /// scenario, as the reference's `task-events`, 3 elsewhere) and `App::kafka_topics()` adds their
 /// retry and dead-letter topics.
 fn topics() -> anyhow::Result<()> {
-    let mut scenarios: Vec<&'static str> = event_runtime::registered()
+    let mut scenarios: Vec<&'static str> = event_runtime::__private::registered()
         .iter()
-        .map(|h| h.module)
+        .map(|h| h.module())
         .collect();
     scenarios.dedup();
     let mut all: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
     for module in scenarios {
-        let handlers = event_runtime::registered()
+        let handlers = event_runtime::__private::registered()
             .into_iter()
-            .filter(|h| h.module == module);
+            .filter(|h| h.module() == module);
         let scenario = module.rsplit("::").next().unwrap_or(module);
         let app = event_runtime::App::with_handlers(handlers)?
             .with_app_id(&e2e::scenario_app_id(scenario));
@@ -1167,7 +1167,7 @@ fn topics() -> anyhow::Result<()> {
         let specs: Vec<event_runtime::TopicSpec> = app
             .handlers()
             .iter()
-            .map(|h| event_runtime::TopicSpec::new(h.def.topic).partitions(partitions))
+            .map(|h| event_runtime::TopicSpec::new(h.topic()).partitions(partitions))
             .collect();
         for t in app.with_topics(specs).kafka_topics() {
             let p = all.entry(t.name).or_insert(t.partitions);
@@ -1221,15 +1221,12 @@ async fn main() -> anyhow::Result<()> {
     let suffix = format!("::{scenario}");
     let schedule = retry_override()?;
     let app = event_runtime::App::with_handlers(
-        event_runtime::registered()
+        event_runtime::__private::registered()
             .into_iter()
-            .filter(|h| h.module.ends_with(&suffix))
+            .filter(|h| h.module().ends_with(&suffix))
             .map(|h| match &schedule {
                 // A redeploy with another schedule: the same handler, other delays.
-                Some(delays) => &*Box::leak(Box::new(event_runtime::HandlerDef {
-                    retry: delays,
-                    ..*h
-                })),
+                Some(delays) => &*Box::leak(Box::new(h.retry(delays))),
                 None => h,
             }),
     )?;

@@ -134,13 +134,9 @@ impl App {
         Self::with_handlers(crate::handler::def::registered())
     }
 
-    /// An app of only the given handlers (tests that each want a few of a binary's handlers).
-    ///
-    /// ```
-    /// # use event_runtime::App;
-    /// let app = App::with_handlers(event_runtime::registered().into_iter().filter(|h| h.topic == "none")).unwrap();
-    /// assert!(app.subscriptions().is_empty());
-    /// ```
+    /// An app of only the given handlers (the framework's own tests, which each want a few of
+    /// a binary's handlers; the registrations are not public API).
+    #[doc(hidden)]
     pub fn with_handlers(
         defs: impl IntoIterator<Item = &'static HandlerDef>,
     ) -> Result<Self, AppError> {

@@ -37,12 +37,7 @@ pub fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {
 }
 
 /// The major number of `major.minor`.
-///
-/// ```
-/// assert_eq!(event_runtime::schema::major("2.13"), Some(2));
-/// assert_eq!(event_runtime::schema::major("x"), None);
-/// ```
-pub fn major(version: &str) -> Option<u64> {
+pub(crate) fn major(version: &str) -> Option<u64> {
     version.split('.').next()?.trim().parse().ok()
 }
 
@@ -140,5 +135,14 @@ fn checked<E: Event>(
             Some(event) => Ok(event),
             None => Ok(decode_event(ce)?),
         },
+    }
+}
+
+#[cfg(test)]
+mod major_tests {
+    #[test]
+    fn the_major_is_the_number_before_the_first_dot() {
+        assert_eq!(super::major("2.13"), Some(2));
+        assert_eq!(super::major("x"), None);
     }
 }

@@ -42,59 +42,59 @@ pub const INLINE_RETRY_LIMIT_SECS: u64 = 60;
 #[derive(Debug, Clone, Copy)]
 pub struct HandlerDef {
     /// The function's name.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// `module_path!()` of the function.
-    pub module: &'static str,
+    pub(crate) module: &'static str,
     /// Explicit pubsub component name (else the app-wide default).
-    pub pubsub: Option<&'static str>,
+    pub(crate) pubsub: Option<&'static str>,
     /// The topic.
-    pub topic: &'static str,
+    pub(crate) topic: &'static str,
     /// Explicit route (else derived from topic and function name).
-    pub route: Option<&'static str>,
+    pub(crate) route: Option<&'static str>,
     /// CloudEvent types the handler's event type accepts.
-    pub event_types: &'static [&'static str],
+    pub(crate) event_types: &'static [&'static str],
     /// The tag field of an internally tagged enum event.
-    pub event_tag: Option<&'static str>,
+    pub(crate) event_tag: Option<&'static str>,
     /// The event's schema version.
-    pub event_version: &'static str,
+    pub(crate) event_version: &'static str,
     /// Field names of the event (for key templates).
-    pub event_fields: &'static [&'static str],
+    pub(crate) event_fields: &'static [&'static str],
     /// The Rust name of the event type, for messages.
-    pub event_type_name: &'static str,
+    pub(crate) event_type_name: &'static str,
     /// Delays in seconds between attempts; empty means no retries.
-    pub retry: &'static [u64],
+    pub(crate) retry: &'static [u64],
     /// Inline or delayed retries.
-    pub retry_mode: RetryMode,
+    pub(crate) retry_mode: RetryMode,
     /// Dead-letter topic (else the app-wide default).
-    pub dlq: Option<&'static str>,
+    pub(crate) dlq: Option<&'static str>,
     /// Whether the handler runs at most once per idempotency key.
-    pub idempotent: bool,
+    pub(crate) idempotent: bool,
     /// Key template (else the CloudEvent id).
-    pub idempotency_key: Option<&'static str>,
+    pub(crate) idempotency_key: Option<&'static str>,
     /// Bulk subscription.
-    pub bulk: Option<BulkConfig>,
+    pub(crate) bulk: Option<BulkConfig>,
     /// Subscribe with `rawPayload`.
-    pub raw_payload: bool,
+    pub(crate) raw_payload: bool,
     /// Extra subscription metadata.
-    pub metadata: &'static [(&'static str, &'static str)],
+    pub(crate) metadata: &'static [(&'static str, &'static str)],
     /// Per-run timeout in seconds (else the app-wide default).
-    pub timeout_secs: Option<u64>,
+    pub(crate) timeout_secs: Option<u64>,
     /// At most this many deliveries run at once, in lanes by partition key (else no limit).
-    pub concurrency: Option<u32>,
+    pub(crate) concurrency: Option<u32>,
     /// Reads a body whose data is this handler's event type in one pass (set by
     /// [`HandlerDef::event`]).
     #[doc(hidden)]
-    pub read_typed: Option<crate::wire::cloudevent::ReadTyped>,
+    pub(crate) read_typed: Option<crate::wire::cloudevent::ReadTyped>,
     /// The fields an `idempotency_key` template is rendered over: the handler's event as it reads
     /// it (upcast from an older version), as JSON (set by [`HandlerDef::idempotency_key()`]).
     #[doc(hidden)]
-    pub key_fields: Option<fn(&crate::wire::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
+    pub(crate) key_fields: Option<fn(&crate::wire::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
     /// The generated adapter.
-    pub call: HandlerFn,
+    pub(crate) call: HandlerFn,
     /// The generated batch adapter, for a handler whose first argument is `Vec<T>` or
     /// `Batch<T>` (set by [`HandlerDef::batch`]).
     #[doc(hidden)]
-    pub call_batch: Option<BatchFn>,
+    pub(crate) call_batch: Option<BatchFn>,
 }
 
 impl HandlerDef {
@@ -233,9 +233,43 @@ impl HandlerDef {
         self
     }
 
-    /// `module::name`, how messages name the handler.
+    /// The function's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &'static str {
+        self.topic
+    }
+
+    /// `module_path!()` of the function.
+    pub fn module(&self) -> &'static str {
+        self.module
+    }
+
+    /// `module::function`.
     pub fn qualified_name(&self) -> String {
         format!("{}::{}", self.module, self.name)
+    }
+
+    /// What the macro registered, as JSON: for the macro's own tests, which check each
+    /// attribute's effect without the fields being public.
+    #[doc(hidden)]
+    pub fn registration(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name, "module": self.module, "pubsub": self.pubsub, "topic": self.topic,
+            "route": self.route, "event_types": self.event_types, "event_tag": self.event_tag,
+            "event_version": self.event_version, "event_fields": self.event_fields,
+            "event_type_name": self.event_type_name, "retry": self.retry,
+            "retry_mode": format!("{:?}", self.retry_mode), "dlq": self.dlq,
+            "idempotent": self.idempotent, "idempotency_key": self.idempotency_key,
+            "bulk": self.bulk.map(|b| serde_json::json!({
+                "max_messages": b.max_messages, "max_await_ms": b.max_await_ms})),
+            "raw_payload": self.raw_payload, "metadata": self.metadata,
+            "timeout_secs": self.timeout_secs, "concurrency": self.concurrency,
+            "batch": self.call_batch.is_some(),
+        })
     }
 
     /// Whether this handler takes events of CloudEvent type `ty`.

@@ -13,13 +13,77 @@ use crate::wire::subscription::{BulkSubscribe, DaprSubscription, Routes};
 #[derive(Debug, Clone)]
 pub struct ResolvedHandler {
     /// The registration.
-    pub def: &'static HandlerDef,
+    pub(crate) def: &'static HandlerDef,
     /// Its pubsub component.
-    pub pubsub: String,
+    pub(crate) pubsub: String,
     /// Its route.
-    pub route: String,
+    pub(crate) route: String,
     /// Its dead-letter topic.
-    pub dlq: String,
+    pub(crate) dlq: String,
+}
+
+impl ResolvedHandler {
+    /// The function's name.
+    pub fn name(&self) -> &'static str {
+        self.def.name
+    }
+
+    /// `module::function`: how logs, metrics and dead letters name the handler.
+    pub fn qualified_name(&self) -> String {
+        self.def.qualified_name()
+    }
+
+    /// The topic it subscribes to.
+    pub fn topic(&self) -> &'static str {
+        self.def.topic
+    }
+
+    /// Its pubsub component (its own, else the app's default).
+    pub fn pubsub(&self) -> &str {
+        &self.pubsub
+    }
+
+    /// The route the sidecar delivers its topic to.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Its dead-letter topic (its own, else the app's default).
+    pub fn dlq(&self) -> &str {
+        &self.dlq
+    }
+
+    /// The delays of its retries, in seconds.
+    pub fn retry(&self) -> &'static [u64] {
+        self.def.retry
+    }
+
+    /// How its retries run.
+    pub fn retry_mode(&self) -> RetryMode {
+        self.def.retry_mode
+    }
+
+    /// Whether its runs are claimed (at most one effect per event).
+    pub fn is_idempotent(&self) -> bool {
+        self.def.idempotent
+    }
+
+    /// Its `idempotency_key` template, when it has one (else the key is the event's source and
+    /// id).
+    pub fn idempotency_key(&self) -> Option<&'static str> {
+        self.def.idempotency_key
+    }
+
+    /// The CloudEvent types it takes.
+    pub fn event_types(&self) -> &'static [&'static str] {
+        self.def.event_types
+    }
+
+    /// The registration the macro submitted (not public API).
+    #[doc(hidden)]
+    pub fn def(&self) -> &'static HandlerDef {
+        self.def
+    }
 }
 
 /// The waits of the retry ladder, in seconds. Every app subscribes to one retry topic per tier,
@@ -38,14 +102,6 @@ pub fn retry_topic(app_id: &str, tier_secs: u64) -> String {
 }
 
 /// The tier a wait of `secs` takes first: the longest tier not longer than it.
-///
-/// ```
-/// use event_runtime::retry::retry_tier;
-/// assert_eq!(retry_tier(30), 30);
-/// assert_eq!(retry_tier(45), 30);
-/// assert_eq!(retry_tier(86_400), 3600);
-/// assert_eq!(retry_tier(0), 1);
-/// ```
 pub fn retry_tier(secs: u64) -> u64 {
     RETRY_TIERS
         .iter()
@@ -366,4 +422,17 @@ fn with_raw_payload(metadata: &BTreeMap<String, String>) -> BTreeMap<String, Str
     let mut metadata = metadata.clone();
     metadata.insert("rawPayload".to_owned(), "true".to_owned());
     metadata
+}
+
+#[cfg(test)]
+mod tier_tests {
+    use super::retry_tier;
+
+    #[test]
+    fn a_wait_takes_the_longest_tier_not_longer_than_it() {
+        assert_eq!(retry_tier(30), 30);
+        assert_eq!(retry_tier(45), 30);
+        assert_eq!(retry_tier(86_400), 3600);
+        assert_eq!(retry_tier(0), 1);
+    }
 }

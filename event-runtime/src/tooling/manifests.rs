@@ -4,7 +4,8 @@
 //!
 //! ```
 //! use event_runtime::dapr::{DaprSubscription, Routes};
-//! use event_runtime::{manifests, TopicSpec};
+//! use event_runtime::tooling::manifests::manifests;
+//! use event_runtime::TopicSpec;
 //!
 //! let subs = vec![DaprSubscription {
 //!     pubsubname: "kafka-pubsub".into(),

@@ -59,7 +59,7 @@ pub(crate) fn defs() -> Vec<&'static EventDef> {
 /// #[event(type = "task.archived", version = "1.2")]
 /// pub struct TaskArchived { pub task_id: i64, pub user_id: String }
 ///
-/// let all = event_runtime::schemas();
+/// let all = event_runtime::schema::schemas();
 /// let entry = all.iter().find(|s| s.event_types == ["task.archived"]).unwrap();
 /// assert_eq!(entry.version, "1.2");
 /// ```

@@ -1,9 +1,10 @@
 //! Topics declared once in code: partitions, retention and replicas, from which the Kafka topic
-//! manifests are generated (see [`manifests()`](crate::manifests)).
+//! manifests are generated (see [`manifests()`](crate::tooling::manifests::manifests)).
 //!
 //! ```
 //! use std::time::Duration;
-//! use event_runtime::{Deployment, TopicSpec};
+//! use event_runtime::tooling::topics::Deployment;
+//! use event_runtime::TopicSpec;
 //!
 //! // A `const`: an invalid topic name or zero partitions fails the build.
 //! const TASK_EVENTS: TopicSpec = TopicSpec::new("task-events").partitions(12);
@@ -54,7 +55,8 @@ impl Deployment {
 ///
 /// ```
 /// use std::time::Duration;
-/// use event_runtime::{Deployment, TopicSpec};
+/// use event_runtime::tooling::topics::Deployment;
+/// use event_runtime::TopicSpec;
 ///
 /// const AUDIT: TopicSpec = TopicSpec::new("audit-events")
 ///     .partitions(6)

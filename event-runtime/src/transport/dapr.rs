@@ -133,7 +133,7 @@ impl DaprClient {
     /// metadata; an event with extension attributes goes as a full `application/cloudevents+json`
     /// envelope (Dapr keeps our `id` and extensions then).
     ///
-    /// A pubsub or topic name that breaks its rule ([`check_component`], [`check_topic`]) is
+    /// A pubsub or topic name that breaks its rule (a Dapr component name, a Kafka topic name) is
     /// refused with [`PublishError::InvalidName`] before anything is sent.
     pub async fn publish(&self, ev: &OutgoingEvent) -> Result<(), PublishError> {
         check_component("pubsub component", &ev.pubsub)?;
@@ -201,7 +201,7 @@ impl DaprClient {
     }
 
     /// `GET /v1.0/state/{store}/{key}`: the value and its ETag, `None` when absent. An invalid
-    /// store name or key ([`check_component`], [`check_state_key`]) is refused before any request.
+    /// store name or key (by the rules of Dapr component names and state keys) is refused before any request.
     pub async fn get_state(
         &self,
         store: &str,

@@ -276,15 +276,7 @@ impl IdempotencyStore for DaprStateStore {
 /// Each value is escaped, so that distinct values never render alike: `%`, and every character
 /// the template itself uses outside its placeholders, are percent-encoded, and a missing or null
 /// field is `%00`. So `{a}-{b}` of `a = "x-y", b = "z"` and of `a = "x", b = "y-z"` differ.
-///
-/// ```
-/// use event_runtime::idempotency::render_key;
-/// use serde_json::json;
-/// let key = |d| render_key("{event_type}-{task_id}", &d);
-/// assert_eq!(key(json!({"event_type": "task.completed", "task_id": 7})), "task.completed-7");
-/// assert_ne!(key(json!({"event_type": "a-b", "task_id": "c"})), key(json!({"event_type": "a", "task_id": "b-c"})));
-/// ```
-pub fn render_key(template: &str, data: &Value) -> String {
+pub(crate) fn render_key(template: &str, data: &Value) -> String {
     let literal: Vec<char> = literal_chars(template);
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
@@ -337,6 +329,20 @@ fn escape_into(out: &mut String, value: &str, literal: &[char]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendered_keys_fill_the_placeholders_and_never_render_alike() {
+        use serde_json::json;
+        let key = |d| render_key("{event_type}-{task_id}", &d);
+        assert_eq!(
+            key(json!({"event_type": "task.completed", "task_id": 7})),
+            "task.completed-7"
+        );
+        assert_ne!(
+            key(json!({"event_type": "a-b", "task_id": "c"})),
+            key(json!({"event_type": "a", "task_id": "b-c"}))
+        );
+    }
 
     #[test]
     fn renders_templates() {

@@ -24,7 +24,7 @@ const KEY_RULE: &str =
 /// of `A-Z a-z 0-9 . _ -`, and not `.` or `..`.
 ///
 /// [`is_valid_topic_name`]: is_valid_topic_name
-pub fn check_topic(topic: &str) -> Result<(), InvalidName> {
+pub(crate) fn check_topic(topic: &str) -> Result<(), InvalidName> {
     if is_valid_topic_name(topic) {
         return Ok(());
     }
@@ -43,7 +43,7 @@ pub fn check_topic(topic: &str) -> Result<(), InvalidName> {
 /// only refuses `.`, `..`, `/` and `%`. Allowed here: 1 to 253 characters of
 /// `A-Z a-z 0-9 . _ -`, not `.` or `..`, which covers every Kubernetes name and the usual
 /// self-hosted ones, and nothing that changes the meaning of a URL.
-pub fn check_component(what: &'static str, name: &str) -> Result<(), InvalidName> {
+pub(crate) fn check_component(what: &'static str, name: &str) -> Result<(), InvalidName> {
     match segment_problem(name, 253) {
         None => Ok(()),
         Some(problem) => Err(InvalidName {
@@ -56,7 +56,7 @@ pub fn check_component(what: &'static str, name: &str) -> Result<(), InvalidName
 
 /// Checks a state key: not empty, not `.` or `..` (a URL would read them as a path step), and
 /// no `||`, which Dapr refuses in keys. Any other character is sent percent-encoded.
-pub fn check_state_key(key: &str) -> Result<(), InvalidName> {
+pub(crate) fn check_state_key(key: &str) -> Result<(), InvalidName> {
     let reason = if key.is_empty() {
         "the key is empty"
     } else if key == "." || key == ".." {

@@ -1,5 +1,6 @@
 // Every key together, on a handler declared inside a function body.
-use event_runtime::{event_handler, Event, HandlerDef, RetryMode};
+use event_runtime::{event_handler, Event};
+use serde_json::json;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
 #[event(type = "order.placed", version = "2.13")]
@@ -42,29 +43,28 @@ fn main() {
     assert_eq!(order.event_id().as_deref(), Some("e-1"));
     assert_eq!(OrderPlaced::FIELDS, ["event_id", "order_id", "customer", "placedAt"]);
 
-    let defs = event_runtime::registered();
-    let def: &HandlerDef = defs.iter().find(|d| d.name == "on_order_placed").unwrap();
-    assert_eq!(def.topic, "orders");
-    assert_eq!(def.pubsub, Some("kafka-pubsub"));
-    assert_eq!(def.route, Some("/api/events/order-placed"));
-    assert_eq!(def.retry, [1, 2, 4, 8]);
-    assert_eq!(def.retry_mode, RetryMode::Inline);
-    assert_eq!(def.dlq, Some("orders.dlq"));
-    assert!(def.idempotent);
-    assert_eq!(def.idempotency_key, Some("{order_id}-{placedAt}"));
-    let bulk = def.bulk.unwrap();
-    assert_eq!((bulk.max_messages, bulk.max_await_ms), (50, 200));
-    assert!(def.raw_payload);
-    assert_eq!(def.metadata, [("priority", "high"), ("rawPayload", "true")]);
-    assert_eq!(def.timeout_secs, Some(30));
-    assert_eq!(def.concurrency, Some(4));
-    assert_eq!(def.event_version, "2.13");
-    assert_eq!(def.event_type_name, "OrderPlaced");
-    assert!(def.module.ends_with("all_keys") || !def.module.is_empty());
+    let defs = event_runtime::__private::registered();
+    let def = defs.iter().find(|d| d.name() == "on_order_placed").unwrap();
+    assert_eq!(def.registration()["topic"], serde_json::json!("orders"));
+    assert_eq!(def.registration()["pubsub"], serde_json::json!("kafka-pubsub"));
+    assert_eq!(def.registration()["route"], serde_json::json!("/api/events/order-placed"));
+    assert_eq!(def.registration()["retry"], serde_json::json!([1, 2, 4, 8]));
+    assert_eq!(def.registration()["retry_mode"], serde_json::json!("Inline"));
+    assert_eq!(def.registration()["dlq"], serde_json::json!("orders.dlq"));
+    assert_eq!(def.registration()["idempotent"], true);
+    assert_eq!(def.registration()["idempotency_key"], serde_json::json!("{order_id}-{placedAt}"));
+    assert_eq!(def.registration()["bulk"], json!({"max_messages": 50, "max_await_ms": 200}));
+    assert_eq!(def.registration()["raw_payload"], true);
+    assert_eq!(def.registration()["metadata"], serde_json::json!([("priority", "high"), ("rawPayload", "true")]));
+    assert_eq!(def.registration()["timeout_secs"], serde_json::json!(30));
+    assert_eq!(def.registration()["concurrency"], serde_json::json!(4));
+    assert_eq!(def.registration()["event_version"], serde_json::json!("2.13"));
+    assert_eq!(def.registration()["event_type_name"], serde_json::json!("OrderPlaced"));
+    assert!(!def.module().is_empty());
 
-    let def = defs.iter().find(|d| d.name == "bulk_defaults").unwrap();
-    let bulk = def.bulk.unwrap();
-    assert_eq!((bulk.max_messages, bulk.max_await_ms), (100, 1000));
-    assert!(def.idempotent && def.idempotency_key.is_none());
-    assert_eq!(def.retry_mode, RetryMode::Delayed);
+    let def = defs.iter().find(|d| d.name() == "bulk_defaults").unwrap();
+    assert_eq!(def.registration()["bulk"], json!({"max_messages": 100, "max_await_ms": 1000}));
+    assert_eq!(def.registration()["idempotent"], true);
+    assert!(def.registration()["idempotency_key"].is_null());
+    assert_eq!(def.registration()["retry_mode"], serde_json::json!("Delayed"));
 }

@@ -25,16 +25,17 @@ fn main() {
     assert_eq!(TaskCompleted::TAG, None);
     assert_eq!(TaskCompleted::FIELDS, ["task_id", "user_id"]);
 
-    let handlers = event_runtime::registered();
+    let handlers = event_runtime::__private::registered();
     assert_eq!(handlers.len(), 1);
     let def = handlers[0];
-    assert_eq!(def.name, "on_task_completed");
-    assert_eq!(def.topic, "task-events");
-    assert_eq!(def.pubsub, Some("kafka-pubsub"));
-    assert_eq!(def.route, Some("/api/events/task-completed"));
-    assert_eq!(def.event_types, ["task.completed"]);
-    assert_eq!(def.event_type_name, "TaskCompleted");
-    assert!(def.retry.is_empty() && !def.idempotent && def.bulk.is_none());
+    assert_eq!(def.registration()["name"], serde_json::json!("on_task_completed"));
+    assert_eq!(def.registration()["topic"], serde_json::json!("task-events"));
+    assert_eq!(def.registration()["pubsub"], serde_json::json!("kafka-pubsub"));
+    assert_eq!(def.registration()["route"], serde_json::json!("/api/events/task-completed"));
+    assert_eq!(def.registration()["event_types"], serde_json::json!(["task.completed"]));
+    assert_eq!(def.registration()["event_type_name"], serde_json::json!("TaskCompleted"));
+    let r = def.registration();
+    assert!(r["retry"] == serde_json::json!([]) && r["idempotent"] == false && r["bulk"].is_null());
 
     // The function stays an ordinary async fn.
     let _future = on_task_completed(e);

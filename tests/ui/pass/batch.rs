@@ -25,10 +25,10 @@ async fn results(samples: event_runtime::Batch<Sample>) -> Vec<Result<(), std::i
 }
 
 fn main() {
-    let defs = event_runtime::registered();
+    let defs = event_runtime::__private::registered();
     for name in ["whole", "each", "results"] {
-        let def = defs.iter().find(|d| d.name == name).unwrap();
-        assert!(def.call_batch.is_some(), "{name}");
-        assert_eq!(def.event_type_name, "Sample");
+        let def = defs.iter().find(|d| d.name() == name).unwrap();
+        assert_eq!(def.registration()["batch"], true, "{name}");
+        assert_eq!(def.registration()["event_type_name"], serde_json::json!("Sample"));
     }
 }

@@ -15,8 +15,8 @@ async fn capped(_event: TaskCreated) {}
 async fn uncapped(_event: TaskCreated) {}
 
 fn main() {
-    let defs = event_runtime::registered();
-    assert_eq!(defs[0].name, "capped");
-    assert_eq!(defs[0].retry, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
-    assert_eq!(defs[1].retry, [5, 15, 45]);
+    let defs = event_runtime::__private::registered();
+    assert_eq!(defs[0].registration()["name"], serde_json::json!("capped"));
+    assert_eq!(defs[0].registration()["retry"], serde_json::json!([1, 2, 4, 8, 16, 32, 64, 128, 256, 512]));
+    assert_eq!(defs[1].registration()["retry"], serde_json::json!([5, 15, 45]));
 }

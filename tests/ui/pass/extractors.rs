@@ -39,9 +39,9 @@ async fn enveloped(event: Envelope<TaskCreated>, _: Attempt) {
 }
 
 fn main() {
-    let names: Vec<_> = event_runtime::registered().iter().map(|d| d.name).collect();
+    let names: Vec<_> = event_runtime::__private::registered().iter().map(|d| d.name()).collect();
     assert_eq!(names, ["enveloped", "every_extractor"]);
-    for def in event_runtime::registered() {
-        assert_eq!(def.event_types, ["task.created"]);
+    for def in event_runtime::__private::registered() {
+        assert_eq!(def.registration()["event_types"], serde_json::json!(["task.created"]));
     }
 }

@@ -38,5 +38,5 @@ async fn with_result_outcome(_event: TaskCreated) -> Result<Outcome, Box<dyn std
 }
 
 fn main() {
-    assert_eq!(event_runtime::registered().len(), 6);
+    assert_eq!(event_runtime::__private::registered().len(), 6);
 }

@@ -67,9 +67,9 @@ fn main() {
     assert_eq!(event.partition_key().as_deref(), Some("u-9"));
     assert_eq!(event.event_id().as_deref(), Some("e-1"));
 
-    let def = event_runtime::registered()[0];
-    assert_eq!(def.event_types, TaskEvent::TYPES);
-    assert_eq!(def.event_tag, Some("event_type"));
-    assert!(def.idempotent);
-    assert_eq!(def.idempotency_key, Some("{event_type}-{task_id}-{timestamp}"));
+    let def = event_runtime::__private::registered()[0];
+    assert_eq!(def.registration()["event_types"], serde_json::json!(TaskEvent::TYPES));
+    assert_eq!(def.registration()["event_tag"], serde_json::json!("event_type"));
+    assert_eq!(def.registration()["idempotent"], true);
+    assert_eq!(def.registration()["idempotency_key"], serde_json::json!("{event_type}-{task_id}-{timestamp}"));
 }

@@ -19,6 +19,6 @@ handler!(on_a, "topic-a", 1);
 handler!(on_b, "topic-b", 5);
 
 fn main() {
-    let topics: Vec<&str> = event_runtime::registered().iter().map(|h| h.topic).collect();
+    let topics: Vec<&str> = event_runtime::__private::registered().iter().map(|h| h.topic()).collect();
     assert_eq!(topics, ["topic-a", "topic-b"]);
 }

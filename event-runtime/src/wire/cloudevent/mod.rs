@@ -464,11 +464,11 @@ pub(crate) fn write_envelope(
 
 /// The CloudEvent extension attribute that carries an event's version (and the publish
 /// metadata, so the Kafka record header, that carries it beside a record).
-pub const EXT_VERSION: &str = "eventversion";
+pub(crate) const EXT_VERSION: &str = "eventversion";
 
 /// The CloudEvent type Dapr gives what it wraps: seed-style publishes, records that are no
 /// CloudEvent, and rawPayload deliveries.
-pub const BARE_TYPE: &str = "com.dapr.event.sent";
+pub(crate) const BARE_TYPE: &str = "com.dapr.event.sent";
 
 #[cfg(test)]
 mod tests {
