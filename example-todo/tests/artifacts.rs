@@ -3,8 +3,8 @@
 use event_runtime::App;
 use serde_json::Value;
 
-fn docs(yaml: &str) -> Vec<serde_yaml::Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+fn docs(yaml: &str) -> Vec<yaml_serde::Value> {
+    yaml_serde::Deserializer::from_str(yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML document"))
         .collect()
 }

@@ -62,7 +62,7 @@ async fn manifests_prints_the_subscriptions_and_kafka_topics() {
     let printed = run_ok(&["manifests"]).await;
     let app = example_todo::declare(App::new());
     assert_eq!(printed, app.manifests());
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&printed)
+    let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&printed)
         .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
         .collect();
     let subs = docs.iter().filter(|d| d["kind"] == "Subscription").count();
@@ -70,7 +70,7 @@ async fn manifests_prints_the_subscriptions_and_kafka_topics() {
     for d in docs.iter().filter(|d| d["kind"] == "Subscription") {
         assert_eq!(d["apiVersion"], "dapr.io/v2alpha1");
     }
-    let topics: Vec<&serde_yaml::Value> =
+    let topics: Vec<&yaml_serde::Value> =
         docs.iter().filter(|d| d["kind"] == "KafkaTopic").collect();
     for name in ["task-events", "reminders", "task-updates", "dlq"] {
         assert!(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize as _;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -28,7 +28,7 @@ fn documents() -> BTreeMap<String, Vec<Value>> {
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path).unwrap();
-            let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+            let docs: Vec<Value> = yaml_serde::Deserializer::from_str(&text)
                 .map(|d| {
                     Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
                 })

@@ -454,7 +454,7 @@ mod tests {
     use crate::handler::def::{BulkConfig, HandlerDef, RetryMode};
     use crate::handler::registry::Registry;
     use crate::wire::subscription::{BulkSubscribe, DaprSubscription, Routes, Rule};
-    use serde_yaml::Value;
+    use yaml_serde::Value;
 
     fn noop(_: crate::Delivery) -> futures::future::BoxFuture<'static, crate::Outcome> {
         Box::pin(async { crate::Outcome::Success })
@@ -499,7 +499,7 @@ mod tests {
     }
 
     fn docs(yaml: &str) -> Vec<Value> {
-        serde_yaml::Deserializer::from_str(yaml)
+        yaml_serde::Deserializer::from_str(yaml)
             .map(|d| serde::Deserialize::deserialize(d).unwrap())
             .collect()
     }
@@ -548,7 +548,7 @@ mod tests {
             assert!(is_dns_label(doc["metadata"]["name"].as_str().unwrap()));
             assert_eq!(doc["scopes"], Value::Sequence(vec!["todo-app".into()]));
             // The spec deserializes into exactly what `GET /dapr/subscribe` answers.
-            let back: DaprSubscription = serde_yaml::from_value(doc["spec"].clone()).unwrap();
+            let back: DaprSubscription = yaml_serde::from_value(doc["spec"].clone()).unwrap();
             assert_eq!(&back, sub);
             if let Some(Value::Mapping(m)) = doc["spec"].get("metadata") {
                 assert!(m.values().all(Value::is_string), "{m:?}");
@@ -722,7 +722,7 @@ mod tests {
             &ManifestOptions::default(),
         );
         let docs = docs(&text);
-        let back: DaprSubscription = serde_yaml::from_value(docs[0]["spec"].clone()).unwrap();
+        let back: DaprSubscription = yaml_serde::from_value(docs[0]["spec"].clone()).unwrap();
         assert_eq!(back, sub);
         for (k, v) in &metadata {
             assert_eq!(

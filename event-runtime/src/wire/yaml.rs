@@ -259,8 +259,8 @@ fn double_quoted(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> serde_yaml::Value {
-        serde_yaml::from_str(s).unwrap()
+    fn parse(s: &str) -> yaml_serde::Value {
+        yaml_serde::from_str(s).unwrap()
     }
 
     #[test]
@@ -339,7 +339,7 @@ mod tests {
             let v = parse(&doc);
             assert_eq!(
                 v["k"],
-                serde_yaml::Value::String(s.to_owned()),
+                yaml_serde::Value::String(s.to_owned()),
                 "{s:?} → {doc}"
             );
         }
@@ -388,8 +388,8 @@ mod tests {
         );
         let v = parse(&text);
         assert_eq!(v["spec"]["rules"][1]["path"], "/b");
-        assert_eq!(v["spec"]["flag"], serde_yaml::Value::Bool(true));
-        assert_eq!(v["scopes"][1][0], serde_yaml::Value::Number(1.into()));
+        assert_eq!(v["spec"]["flag"], yaml_serde::Value::Bool(true));
+        assert_eq!(v["scopes"][1][0], yaml_serde::Value::Number(1.into()));
     }
 
     #[test]
@@ -398,7 +398,7 @@ mod tests {
             Yaml::map([("a", Yaml::Int(1))]),
             Yaml::map([("b", Yaml::str("x"))]),
         ]);
-        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&s)
+        let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&s)
             .map(|d| serde::Deserialize::deserialize(d).unwrap())
             .collect();
         assert_eq!(docs.len(), 2);
