@@ -105,7 +105,7 @@ pub use crate::wire::cloudevent::{dapr_raw_record, read_typed, record_digest, Re
 pub mod retry {
     pub use crate::handler::registry::retry_tier;
     pub use crate::pipeline::seal::{
-        Opened, RetryRejected, RetryState, SigningKey, EXT_APP, EXT_ATTEMPT, EXT_DUE,
-        EXT_FAILURES, EXT_HANDLER, EXT_HOP_DUE, EXT_MAC, EXT_TOPIC,
+        Opened, RetryRejected, RetryState, SigningKey, EXT_APP, EXT_ATTEMPT, EXT_DUE, EXT_FAILURES,
+        EXT_HANDLER, EXT_HOP_DUE, EXT_MAC, EXT_TOPIC,
     };
 }

@@ -50,7 +50,9 @@ mod fine {
     pub async fn elsewhere(_e: TaskCompleted) {}
 }
 
-fn handlers_in(module: &str) -> impl Iterator<Item = &'static event_runtime::__private::HandlerDef> + '_ {
+fn handlers_in(
+    module: &str,
+) -> impl Iterator<Item = &'static event_runtime::__private::HandlerDef> + '_ {
     event_runtime::__private::registered()
         .into_iter()
         .filter(move |h| h.module().ends_with(module))

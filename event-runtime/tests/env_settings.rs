@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use event_runtime::__private::retry::{RetryState, SigningKey};
 use event_runtime::cloudevent::CloudEvent;
 use event_runtime::retry::retry_topic;
-use event_runtime::__private::retry::{RetryState, SigningKey};
 use event_runtime::testing::TestApp;
 use event_runtime::{event_handler, App, Attempt, Event, State};
 use serde_json::{json, Value};

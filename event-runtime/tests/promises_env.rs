@@ -247,14 +247,14 @@ async fn events_env_cloud_gives_the_cloud_retention() {
             Duration::from_secs(days * DAY),
             "{vars:?}"
         );
-        let retention_ms = serde_yaml::Deserializer::from_str(&manifests)
-            .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        let retention_ms = yaml_serde::Deserializer::from_str(&manifests)
+            .map(|doc| yaml_serde::Value::deserialize(doc).unwrap())
             .find(|doc| doc["kind"] == "KafkaTopic" && doc["metadata"]["name"] == "env-orders")
             .expect("a KafkaTopic for env-orders")["spec"]["config"]["retention.ms"]
             .clone();
         assert_eq!(
             retention_ms,
-            serde_yaml::Value::from((days * DAY * 1000).to_string()),
+            yaml_serde::Value::from((days * DAY * 1000).to_string()),
             "{vars:?}"
         );
     }

@@ -6,10 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use event_runtime::retry::{retry_topic, RETRY_TIERS};
-use event_runtime::testing::TestApp;
 use event_runtime::__private::HandlerDef;
 use event_runtime::retry::RetryMode;
+use event_runtime::retry::{retry_topic, RETRY_TIERS};
+use event_runtime::testing::TestApp;
 use event_runtime::{event_handler, App, Attempt, Event, State};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]

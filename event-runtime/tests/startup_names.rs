@@ -35,7 +35,9 @@ async fn fine(_e: JobDone) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn handlers(name: &str) -> impl Iterator<Item = &'static event_runtime::__private::HandlerDef> + '_ {
+fn handlers(
+    name: &str,
+) -> impl Iterator<Item = &'static event_runtime::__private::HandlerDef> + '_ {
     event_runtime::__private::registered()
         .into_iter()
         .filter(move |h| h.name() == name)

@@ -172,7 +172,7 @@ fn manifests_declare_subscriptions_and_topics() {
     assert!(yaml.contains("apiVersion: dapr.io/v2alpha1"));
     assert!(yaml.contains("kind: Subscription"));
     assert!(yaml.contains("kind: KafkaTopic"));
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
+    let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
     let topic = docs
@@ -187,7 +187,7 @@ fn manifests_declare_subscriptions_and_topics() {
         .expect("a KafkaTopic for task-events");
     assert_eq!(topic["spec"]["partitions"], 12);
     assert_eq!(topic["spec"]["config"]["retention.ms"], "604800000");
-    let subs: Vec<&serde_yaml::Value> = docs
+    let subs: Vec<&yaml_serde::Value> = docs
         .iter()
         .filter(|d| d["kind"] == "Subscription")
         .collect();

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use event_runtime::__private::retry::{RetryState, SigningKey};
 use event_runtime::cloudevent::CloudEvent;
 use event_runtime::dapr::StateError;
 use event_runtime::dlq::{replay, verify, DeadLetter, ReplayFilter, Unreplayable};
 use event_runtime::idempotency::{Claim, ClaimToken, IdempotencyStore, MemoryStore};
-use event_runtime::__private::retry::{RetryState, SigningKey};
 use event_runtime::retry::retry_topic;
 use event_runtime::testing::TestApp;
 use event_runtime::{event_handler, App, Attempt, Event, EventId, Mode, Permanent, State};

@@ -7,6 +7,7 @@
 //! install) or under a Dapr sidecar (`EVENTS_MODE=dapr`); see `example-todo/README.md`.
 
 pub mod api;
+pub mod cli;
 pub mod db;
 pub mod events;
 pub mod handlers;

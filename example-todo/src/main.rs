@@ -1,11 +1,11 @@
 //! `example-todo`: the todo service and its tools. `example-todo help` lists the commands and
-//! `example-todo help <command>` explains one; every command but `serve` is the framework's own
-//! [`EventsCommand`], mounted below.
+//! `example-todo help <command>` explains one; `serve` and `dlq replay` are the service's own,
+//! the others the framework's [`EventsCommand`], mounted below.
 
 use clap::{Parser, Subcommand};
-use event_runtime::{App, EventsCommand};
+use event_runtime::{App, Config, EventsCommand};
 
-/// The Phase V todo service: the task API, its live page and its event handlers.
+/// The todo service: the task API, its live page and its event handlers.
 #[derive(Parser)]
 #[command(name = "example-todo", version)]
 struct Cli {
@@ -17,6 +17,11 @@ struct Cli {
 enum Command {
     /// Serve the API, the page and the handlers (the default).
     Serve,
+    /// The service's dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: example_todo::cli::DlqCommand,
+    },
     #[command(flatten)]
     Events(EventsCommand),
 }
@@ -38,12 +43,18 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(backend = db.backend(), "database ready");
             example_todo::Service::with_app(app, db).serve().await?;
         }
+        Some(Command::Dlq { action }) => {
+            // The running service: `TODO_URL`, else this machine on `APP_PORT`.
+            let url = match std::env::var("TODO_URL") {
+                Ok(url) if !url.is_empty() => url,
+                _ => format!("http://127.0.0.1:{}", Config::from_env()?.app_port),
+            };
+            let token = example_todo::api::ops_token_from_env();
+            action.run(url, token, &mut std::io::stdout()).await?;
+        }
         Some(Command::Events(command)) => {
-            // The service's own defaults: its snapshot, `TODO_URL` and its ops token.
-            let command = command
-                .default_snapshot("example-todo/event-schemas.json")
-                .default_url(std::env::var("TODO_URL").ok())
-                .default_token(example_todo::api::ops_token_from_env());
+            // The service's own snapshot of its event schemas.
+            let command = command.default_snapshot("example-todo/event-schemas.json");
             command.run(&example_todo::declare(App::try_new()?)).await?;
         }
     }

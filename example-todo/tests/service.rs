@@ -654,7 +654,11 @@ fn the_other_handlers_are_declared_as_the_readme_says() {
     );
     let reminder = def("on_reminder_due");
     assert!(reminder.is_idempotent(), "on_reminder_due is idempotent");
-    assert_eq!(reminder.idempotency_key(), None, "keyed by the CloudEvent id");
+    assert_eq!(
+        reminder.idempotency_key(),
+        None,
+        "keyed by the CloudEvent id"
+    );
     assert_eq!(def("on_dead_letter").retry().to_vec(), [1, 5, 30]);
     let sync = def("on_task_sync");
     assert!(

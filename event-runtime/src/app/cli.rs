@@ -2,8 +2,7 @@
 
 use std::io::Write;
 
-use crate::pipeline::dlq::ReplayReport;
-use crate::tooling::cli::{CliError, DlqCommand, EventsCommand, ReplayArgs, SchemasCommand};
+use crate::tooling::cli::{CliError, EventsCommand, SchemasCommand};
 
 use super::App;
 
@@ -66,9 +65,6 @@ impl EventsCommand {
                 }
                 Ok(())
             }
-            EventsCommand::Dlq {
-                action: DlqCommand::Replay(args),
-            } => replay(app, args, out).await,
         }
     }
 }
@@ -76,70 +72,4 @@ impl EventsCommand {
 fn json(out: &mut (dyn Write + Send), value: &impl serde::Serialize) -> Result<(), CliError> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
     Ok(writeln!(out)?)
-}
-
-/// Asks the running app to replay, prints the summary; fails when some letters could not be
-/// re-published.
-async fn replay(app: &App, args: ReplayArgs, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
-    let url = args
-        .url
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", app.io.app_port));
-    let url = url.trim_end_matches('/');
-    let token = args.token;
-    let body = serde_json::to_value(&args.filter).map_err(std::io::Error::from)?;
-    let shown = match body.as_object() {
-        Some(fields) if !fields.is_empty() => body.to_string(),
-        _ => "every pending dead letter".to_owned(),
-    };
-    writeln!(out, "replaying {shown} through {url}/dlq/replay ...")?;
-    let mut request = reqwest::Client::new()
-        .post(format!("{url}/dlq/replay"))
-        .json(&body);
-    if let Some(token) = &token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| CliError::Replay(format!("cannot reach the app at {url}: {e}")))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if status == reqwest::StatusCode::UNAUTHORIZED {
-        let why = if token.is_some() {
-            "the app refused the token (401 Unauthorized)"
-        } else {
-            "the app requires a token (401 Unauthorized)"
-        };
-        return Err(CliError::Replay(format!(
-            "{why}: pass --token, or set the variable the app reads its ops token from"
-        )));
-    }
-    if !status.is_success() {
-        let error = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        return Err(CliError::Replay(format!(
-            "the app answered {status}: {error}"
-        )));
-    }
-    let report: ReplayReport = serde_json::from_str(&text).map_err(|e| {
-        CliError::Replay(format!(
-            "the app's answer is no replay report ({e}): {text}"
-        ))
-    })?;
-    writeln!(
-        out,
-        "matched {}, replayed {}, failed {}",
-        report.matched,
-        report.replayed,
-        report.failed.len()
-    )?;
-    for (id, error) in &report.failed {
-        writeln!(out, "  failed: {id} — {error}")?;
-    }
-    match report.failed.len() {
-        0 => Ok(()),
-        failed => Err(CliError::ReplayIncomplete { failed }),
-    }
 }

@@ -88,7 +88,8 @@ pub struct HandlerDef {
     /// The fields an `idempotency_key` template is rendered over: the handler's event as it reads
     /// it (upcast from an older version), as JSON (set by [`HandlerDef::idempotency_key()`]).
     #[doc(hidden)]
-    pub(crate) key_fields: Option<fn(&crate::wire::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
+    pub(crate) key_fields:
+        Option<fn(&crate::wire::cloudevent::CloudEvent) -> Option<serde_json::Value>>,
     /// The generated adapter.
     pub(crate) call: HandlerFn,
     /// The generated batch adapter, for a handler whose first argument is `Vec<T>` or

@@ -5,8 +5,6 @@
 
 use std::path::PathBuf;
 
-use crate::pipeline::dlq::ReplayFilter;
-
 /// The framework's commands: what the app subscribes to, its manifests, its AsyncAPI document,
 /// its event schemas, and replaying its dead letters.
 ///
@@ -55,12 +53,6 @@ pub enum EventsCommand {
         #[command(subcommand)]
         action: Option<SchemasCommand>,
     },
-    /// Dead letters.
-    Dlq {
-        /// What to do with them.
-        #[command(subcommand)]
-        action: DlqCommand,
-    },
 }
 
 /// `schemas check` and `schemas export`.
@@ -82,32 +74,8 @@ pub enum SchemasCommand {
     },
 }
 
-/// `dlq replay`.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
-#[non_exhaustive]
-pub enum DlqCommand {
-    /// Replay dead letters through a running app's `POST /dlq/replay`; fails when some could
-    /// not be re-published.
-    Replay(ReplayArgs),
-}
-
-/// Which dead letters to replay, and where the app runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
-#[non_exhaustive]
-pub struct ReplayArgs {
-    /// Which dead letters.
-    #[command(flatten)]
-    pub filter: ReplayFilter,
-    /// The running app's base URL [default: http://127.0.0.1:$APP_PORT, or port 8080].
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// The ops token the app's `/dlq` routes require, if they require one.
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
-}
-
-// What the command line did not give, an app fills with its own defaults (its own variables
-// for its URL and ops token, the snapshot's place in its repository).
+// What the command line did not give, an app fills with its own defaults (the snapshot's
+// place in its repository).
 impl EventsCommand {
     /// The snapshot `schemas check` compares with, unless `--snapshot` names one.
     pub fn default_snapshot(mut self, path: impl Into<PathBuf>) -> Self {
@@ -118,31 +86,6 @@ impl EventsCommand {
             snapshot.get_or_insert_with(|| path.into());
         }
         self
-    }
-
-    /// The URL `dlq replay` calls, unless `--url` names one.
-    pub fn default_url(mut self, url: Option<String>) -> Self {
-        if let Some(args) = self.replay_args() {
-            args.url = args.url.take().or(url);
-        }
-        self
-    }
-
-    /// The ops token `dlq replay` sends, unless `--token` gives one.
-    pub fn default_token(mut self, token: Option<String>) -> Self {
-        if let Some(args) = self.replay_args() {
-            args.token = args.token.take().or(token);
-        }
-        self
-    }
-
-    fn replay_args(&mut self) -> Option<&mut ReplayArgs> {
-        match self {
-            EventsCommand::Dlq {
-                action: DlqCommand::Replay(args),
-            } => Some(args),
-            _ => None,
-        }
     }
 }
 
@@ -156,13 +99,4 @@ pub enum CliError {
     /// The event schemas are incompatible with the snapshot, or could not be exported.
     #[error("{0}")]
     Schemas(String),
-    /// The app could not be reached, or answered an error.
-    #[error("{0}")]
-    Replay(String),
-    /// The app replayed some letters but not all.
-    #[error("{failed} dead letters could not be replayed (still pending)")]
-    ReplayIncomplete {
-        /// How many could not be re-published.
-        failed: usize,
-    },
 }
