@@ -1,4 +1,6 @@
-//! The events of the Phase V contract (`kafka-event-driven-reference.md` §2–3), as Rust types.
+//! The events of the todo platform's shared event contract ("the reference",
+//! `kafka-event-driven-reference.md` §2–3, which the platform's services in other languages
+//! follow too), as Rust types.
 //!
 //! Each CloudEvent type is declared by exactly one Rust type, which both publishes and consumes
 //! it. `task-events` carries four types and has two handlers, so its types are split in two:

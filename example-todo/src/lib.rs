@@ -1,5 +1,6 @@
-//! The Phase V todo service: a REST API over a database (SQLite or PostgreSQL) that publishes
-//! the reference's task events, the handlers that consume them (audit log, recurring tasks,
+//! The todo service: a REST API over a database (SQLite or PostgreSQL) that publishes the task
+//! events of the platform's shared event contract ("the reference",
+//! `kafka-event-driven-reference.md`), the handlers that consume them (audit log, recurring tasks,
 //! reminders, live updates, the DLQ), a reminder scheduler and a live page — built with
 //! `event-runtime`.
 //!
@@ -43,7 +44,7 @@ impl Updates {
     }
 }
 
-/// The topics of the Phase V contract (§3), declared once: they drive `example-todo manifests`
+/// The topics of the reference (§3), declared once: they drive `example-todo manifests`
 /// (Strimzi `KafkaTopic`s) and the real-stack suite's topic creation.
 pub fn topics() -> [TopicSpec; 4] {
     use events::{DLQ, REMINDERS, TASK_EVENTS, TASK_UPDATES};

@@ -1,6 +1,7 @@
 //! Event versions: which version an event carries, and reading older ones through upcasters.
 //!
-//! An event's version travels as the reference's `event_version` field inside the data, and as
+//! An event's version travels as an `event_version` field inside the data (as the todo platform's
+//! shared event contract puts it), and as
 //! the `eventversion` CloudEvent extension (our publisher sends it as publish metadata, which the
 //! Kafka component turns into a record header and Dapr hands to the app as a header). Minor
 //! versions are compatible by rule: unknown fields are ignored and missing optional fields take

@@ -46,7 +46,7 @@ impl Deployment {
 
 /// A Kafka topic declared once in code.
 ///
-/// Defaults follow the reference deployment: 12 partitions (as many as the embedded broker
+/// Defaults follow the todo platform's deployment: 12 partitions (as many as the embedded broker
 /// keeps), retention 7 days locally and 30 days in the cloud, 3 replicas in the cloud and 1
 /// locally. Every builder method is `const`, so a spec can be a `const` item.
 ///

@@ -31,7 +31,7 @@ use crate::wire::subscription::DaprSubscription;
 /// served app needs none of them; the test harness raises it with [`Broker::keep_published`].
 pub const LOG_CAPACITY: usize = 1_000;
 
-/// Partitions per topic (the reference's `task-events` has 12).
+/// Partitions per topic (the todo platform's `task-events` has 12).
 pub const DEFAULT_PARTITIONS: usize = 12;
 
 /// One record of a partition: the event, the bytes a Dapr publisher would have written for it,
@@ -520,7 +520,7 @@ mod tests {
         )
     }
 
-    /// A topic has 12 partitions, as the reference's `task-events`; a key always lands on the
+    /// A topic has 12 partitions, as the todo platform's `task-events`; a key always lands on the
     /// same one, and each partition numbers its records from 0.
     #[tokio::test]
     async fn topics_have_twelve_partitions_and_a_key_keeps_its_partition() {
