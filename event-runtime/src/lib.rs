@@ -101,7 +101,7 @@ pub mod retry {
 pub mod schema {
     pub use crate::event::version::major;
     pub use crate::tooling::schema::{
-        breaking_changes, check_snapshot, check_unique, export, schemas, snapshot, EventDef,
-        SchemaEntry,
+        breaking_changes, check_snapshot, check_snapshot_with, check_unique, export, schemas,
+        snapshot, EventDef, SchemaEntry,
     };
 }
