@@ -3,7 +3,9 @@
 //! [`EventsCommand`], mounted below.
 
 use clap::{Parser, Subcommand};
+use event_runtime::config::Config;
 use event_runtime::{App, EventsCommand};
+use example_todo::settings::Settings;
 
 /// The Phase V todo service: the task API, its live page and its event handlers.
 #[derive(Parser)]
@@ -27,24 +29,35 @@ fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
+/// The framework's configuration and the service's settings, each variable read once.
+fn configure() -> anyhow::Result<(App, Settings)> {
+    let config = Config::from_env()?;
+    let settings = Settings::from_env(&config)?;
+    Ok((App::try_from_config(config)?, settings))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         None | Some(Command::Serve) => {
             init_tracing();
-            // The configuration first: a malformed variable stops here, before any connection.
-            let app = App::try_new()?;
-            let db = example_todo::db::Db::from_env().await?;
+            // The configuration first, read once: a malformed variable stops here, before any
+            // connection.
+            let (app, settings) = configure()?;
+            let db = example_todo::db::Db::from_settings(&settings).await?;
             tracing::info!(backend = db.backend(), "database ready");
-            example_todo::Service::with_app(app, db).serve().await?;
+            example_todo::Service::with_settings(app, db, &settings)
+                .serve()
+                .await?;
         }
         Some(Command::Events(command)) => {
             // The service's own defaults: its snapshot, `TODO_URL` and its ops token.
+            let (app, settings) = configure()?;
             let command = command
                 .default_snapshot("example-todo/event-schemas.json")
-                .default_url(std::env::var("TODO_URL").ok())
-                .default_token(example_todo::api::ops_token_from_env());
-            command.run(&example_todo::declare(App::try_new()?)).await?;
+                .default_url(settings.todo_url)
+                .default_token(settings.ops_token);
+            command.run(&example_todo::declare(app)).await?;
         }
     }
     Ok(())
