@@ -298,19 +298,22 @@ async fn the_sidecar_endpoint_is_honoured() {
     assert_eq!(*paths.lock().unwrap(), ["/v1.0/publish/kafka-pubsub/jobs"]);
 }
 
+/// What a fake sidecar was asked: the path, and the `dapr-api-token` sent.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// `App::from_config` takes every setting from the config it is given: the process environment
 /// says otherwise, and is not read.
 async fn an_app_from_a_config_reads_no_environment() {
-    let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let sidecar = axum::Router::new()
-        .fallback(
-            |State(seen): State<Arc<Mutex<Vec<(String, Option<String>)>>>>, req: Request| async move {
-                let token = req.headers().get("dapr-api-token");
-                let token = token.map(|t| t.to_str().unwrap().to_owned());
-                seen.lock().unwrap().push((req.uri().path().to_owned(), token));
-                StatusCode::NO_CONTENT
-            },
-        )
+        .fallback(|State(seen): State<Seen>, req: Request| async move {
+            let token = req.headers().get("dapr-api-token");
+            let token = token.map(|t| t.to_str().unwrap().to_owned());
+            seen.lock()
+                .unwrap()
+                .push((req.uri().path().to_owned(), token));
+            StatusCode::NO_CONTENT
+        })
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
