@@ -148,7 +148,7 @@ impl Default for ManifestTarget {
 }
 
 /// Everything the runtime reads from the environment, parsed and checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Dapr or embedded.
     pub mode: Mode,
@@ -229,7 +229,7 @@ impl Config {
 }
 
 /// Tunables of the delivery pipeline, with their defaults.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// The dead-letter topic of handlers that name none (`EVENTS_DLQ`, else `dlq`).
     pub default_dlq: String,
@@ -287,6 +287,46 @@ impl Settings {
                 MIB..=4 * GIB,
             )?,
         })
+    }
+}
+
+/// A token's debug form: whether it is set, never its value.
+fn redacted(token: &Option<String>) -> Option<&'static str> {
+    token.as_ref().map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mode", &self.mode)
+            .field("mode_source", &self.mode_source)
+            .field("app_port", &self.app_port)
+            .field("dapr_endpoint", &self.dapr_endpoint)
+            .field("dapr_api_token", &redacted(&self.dapr_api_token))
+            .field("app_id", &self.app_id)
+            .field("default_pubsub", &self.default_pubsub)
+            .field("settings", &self.settings)
+            .field("manifests", &self.manifests)
+            .field("schemas_update", &self.schemas_update)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("default_dlq", &self.default_dlq)
+            .field("body_limit", &self.body_limit)
+            .field("handler_timeout", &self.handler_timeout)
+            .field("claim_lease", &self.claim_lease)
+            .field("idempotency_retention", &self.idempotency_retention)
+            .field("state_store", &self.state_store)
+            .field("max_hold", &self.max_hold)
+            .field("app_api_token", &redacted(&self.app_api_token))
+            .field("signing_key", &self.signing_key)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_bulk_body_bytes", &self.max_bulk_body_bytes)
+            .finish()
     }
 }
 

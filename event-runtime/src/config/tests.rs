@@ -411,3 +411,20 @@ fn the_default_config_is_every_variable_unset() {
     );
     assert_eq!((c.mode, c.app_port), (Mode::Embedded, 8080));
 }
+
+#[test]
+fn the_debug_form_shows_no_secret() {
+    let c = parse(&[
+        ("DAPR_API_TOKEN", "d4pr-s3cret"),
+        ("APP_API_TOKEN", "app-s3cret"),
+        ("EVENTS_SIGNING_KEY", "sixteen s3cret.."),
+    ])
+    .unwrap();
+    let text = format!("{c:?}");
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(
+        text.contains("dapr_api_token: Some(\"<redacted>\")"),
+        "{text}"
+    );
+    assert!(text.contains("app_id: \"event-runtime-app\""), "{text}");
+}
