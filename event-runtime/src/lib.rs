@@ -93,6 +93,7 @@ pub mod retry {
 /// Event schemas: the registry of event types, and the snapshot that catches breaking changes.
 pub mod schema {
     pub use crate::tooling::schema::{
-        breaking_changes, check_snapshot, check_unique, export, schemas, snapshot, SchemaEntry,
+        breaking_changes, check_snapshot, check_snapshot_with, check_unique, export, schemas,
+        snapshot, SchemaEntry,
     };
 }

@@ -35,7 +35,7 @@ async fn not_idempotent(_e: JobDone) -> anyhow::Result<()> {
     Ok(())
 }
 
-const VARS: [&str; 14] = [
+const VARS: [&str; 18] = [
     "APP_PORT",
     "DAPR_HTTP_PORT",
     "DAPR_HTTP_ENDPOINT",
@@ -50,6 +50,10 @@ const VARS: [&str; 14] = [
     "APP_API_TOKEN",
     "APP_ID",
     "EVENTS_SIGNING_KEY",
+    "EVENTS_ENV",
+    "KAFKA_CLUSTER",
+    "EVENTS_NAMESPACE",
+    "EVENT_SCHEMAS_UPDATE",
 ];
 
 /// Runs `check` with exactly `vars` set among the runtime's variables.
@@ -82,8 +86,10 @@ async fn start_up_configuration_from_the_environment() {
     an_idempotent_handler_must_time_out_before_its_lease_runs_out();
     serve_refuses_before_it_binds().await;
     the_sidecar_endpoint_is_honoured().await;
+    an_app_from_a_config_reads_no_environment().await;
 }
 
+#[allow(deprecated)] // The readers that came before `Config` still say which variable is wrong.
 fn malformed_variables_stop_start_up() {
     for (var, value) in [
         ("APP_PORT", "80a"),
@@ -96,6 +102,11 @@ fn malformed_variables_stop_start_up() {
         ("EVENTS_PUBSUB", "kafka-pubsub/../../state"),
         ("EVENTS_STATE_STORE", "../statestore"),
         ("EVENTS_DLQ", "dead letters"),
+        ("EVENTS_ENV", "staging"),
+        ("KAFKA_CLUSTER", "My Cluster"),
+        ("EVENTS_NAMESPACE", "Team_A"),
+        ("EVENT_SCHEMAS_UPDATE", "yes"),
+        ("APP_ID", "todo app"),
     ] {
         let err = start_up_error(&[(var, value)]);
         assert!(
@@ -114,6 +125,26 @@ fn malformed_variables_stop_start_up() {
         let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
         assert_eq!(message, text);
     }
+    // A token a header cannot carry is named, and never shown.
+    let err = start_up_error(&[("DAPR_API_TOKEN", "s3cret token")]);
+    assert!(
+        matches!(
+            &err,
+            ConfigError::Invalid {
+                var: "DAPR_API_TOKEN",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    // An unknown EVENTS_ENV no longer means local, wherever it is read.
+    let panic = with_env(&[("EVENTS_ENV", "staging")], || {
+        std::panic::catch_unwind(event_runtime::config::Deployment::from_env)
+            .expect_err("it panics")
+    });
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("EVENTS_ENV=\"staging\""), "{message}");
     let err = with_env(&[("EVENTS_MODE", "foo")], Mode::from_env).unwrap_err();
     assert!(matches!(
         err,
@@ -266,4 +297,120 @@ async fn the_sidecar_endpoint_is_honoured() {
         .await
         .unwrap();
     assert_eq!(*paths.lock().unwrap(), ["/v1.0/publish/kafka-pubsub/jobs"]);
+}
+
+/// What a fake sidecar was asked: the path, and the `dapr-api-token` sent.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// `App::from_config` takes every setting from the config it is given: the process environment
+/// says otherwise, and is not read.
+async fn an_app_from_a_config_reads_no_environment() {
+    let seen: Seen = Arc::default();
+    let sidecar = axum::Router::new()
+        .fallback(|State(seen): State<Seen>, req: Request| async move {
+            let token = req.headers().get("dapr-api-token");
+            let token = token.map(|t| t.to_str().unwrap().to_owned());
+            seen.lock()
+                .unwrap()
+                .push((req.uri().path().to_owned(), token));
+            StatusCode::NO_CONTENT
+        })
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, sidecar).await.unwrap() });
+
+    let given = [
+        ("DAPR_HTTP_ENDPOINT", endpoint.as_str()),
+        ("DAPR_API_TOKEN", "from-the-config"),
+        ("APP_ID", "billing"),
+        ("EVENTS_PUBSUB", "billing-pubsub"),
+        ("EVENTS_ENV", "cloud"),
+        ("KAFKA_CLUSTER", "prod-kafka"),
+        ("EVENTS_NAMESPACE", "billing-ns"),
+    ];
+    let lookup = |name: &str| {
+        given
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let config = event_runtime::config::Config::from_lookup(lookup).unwrap();
+    // The process environment names another app, sidecar, pubsub and cluster, and a value
+    // that would not even parse, all the while the app is built and used.
+    let elsewhere = [
+        ("APP_ID", "not-billing"),
+        ("DAPR_HTTP_PORT", "9"),
+        ("EVENTS_PUBSUB", "other-pubsub"),
+        ("KAFKA_CLUSTER", "other-kafka"),
+        ("EVENTS_ENV", "staging"),
+    ];
+    for (k, v) in elsewhere {
+        std::env::set_var(k, v);
+    }
+    let app = App::from_config(config);
+    assert_eq!((app.app_id(), app.mode()), ("billing", Mode::Dapr));
+    assert!(app
+        .subscriptions()
+        .iter()
+        .all(|s| s.pubsubname == "billing-pubsub"));
+    let yaml = app.manifests();
+    for part in [
+        "strimzi.io/cluster: prod-kafka",
+        "namespace: billing-ns",
+        "- billing\n",
+    ] {
+        assert!(yaml.contains(part), "{part}:\n{yaml}");
+    }
+    assert!(!yaml.contains("other-kafka") && !yaml.contains("not-billing"));
+    // The cloud retention of a declared topic (30 days), not the local one.
+    let app = app.with_topics([event_runtime::TopicSpec::new("jobs")]);
+    let jobs = app
+        .kafka_topics()
+        .into_iter()
+        .find(|t| t.name == "jobs")
+        .unwrap();
+    assert_eq!(jobs.retention, Duration::from_secs(30 * 24 * 3600));
+    app.publisher()
+        .publish("jobs", &JobDone { job: 1 })
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(
+            "/v1.0/publish/billing-pubsub/jobs".to_owned(),
+            Some("from-the-config".to_owned())
+        )]
+    );
+    for (k, _) in elsewhere {
+        std::env::remove_var(k);
+    }
+}
+
+/// `Config::from_env` is the one reader of the process environment: no other module of the
+/// runtime calls `std::env::var`.
+#[test]
+fn only_the_config_module_reads_the_environment() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut readers = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.starts_with(src.join("config"))
+                && std::fs::read_to_string(&path).unwrap().contains("env::var")
+            {
+                readers.push(path.strip_prefix(&src).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(src.join("config").is_dir(), "src/config/ moved");
+    assert_eq!(
+        readers,
+        Vec::<String>::new(),
+        "read the variable in `Config`"
+    );
 }

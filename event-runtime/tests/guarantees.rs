@@ -289,7 +289,10 @@ async fn delayed_retry_survives_an_app_restart() {
     .unwrap();
     // Let the first attempt fail and the retry be scheduled in the broker.
     tokio::time::timeout(Duration::from_secs(30), async {
-        let retry_topic = event_runtime::retry::retry_topic(&event_runtime::config::app_id(), 60);
+        let retry_topic = event_runtime::retry::retry_topic(
+            &event_runtime::config::Config::from_env().unwrap().app_id,
+            60,
+        );
         while app.published_to(&retry_topic).is_empty() {
             tokio::task::yield_now().await;
         }
@@ -354,7 +357,10 @@ async fn panics_and_timeouts_are_failures_and_explicit_drops_are_not_dead_letter
         assert!(l.failures.iter().all(|f| !f.at.is_empty()), "{l:?}");
         assert!(l.first_failure_at.is_some() && l.last_failure_at.is_some());
         // The original event as it was published: its source and pubsub kept.
-        assert_eq!(l.event.source, event_runtime::config::app_id());
+        assert_eq!(
+            l.event.source,
+            event_runtime::config::Config::from_env().unwrap().app_id
+        );
         assert_eq!(l.event.pubsub, "kafka-pubsub");
     }
     assert_eq!(app.runs_of("dropper")[0].outcome, "drop");

@@ -77,7 +77,10 @@ async fn first_attempt_failed(runs: &Runs) -> TestApp {
         user_id: "u".into(),
     };
     app.publish("invoices", &invoice).await.unwrap();
-    let ladder = retry_topic(&event_runtime::config::app_id(), 300);
+    let ladder = retry_topic(
+        &event_runtime::config::Config::from_env().unwrap().app_id,
+        300,
+    );
     tokio::time::timeout(Duration::from_secs(30), async {
         while app.published_to(&ladder).is_empty() {
             tokio::task::yield_now().await;
@@ -172,7 +175,7 @@ async fn a_delay_that_is_no_tier_is_waited_out_exactly() {
     assert_eq!(all.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!((all[1].0 - all[0].0 + 500) / 1000, 47, "{all:?}");
     assert_eq!((all[2].0 - all[1].0 + 500) / 1000, 3601, "{all:?}");
-    let app_id = event_runtime::config::app_id();
+    let app_id = event_runtime::config::Config::from_env().unwrap().app_id;
     for tier in [30, 10, 5, 1, 3600] {
         assert!(
             !app.published_to(&retry_topic(&app_id, tier)).is_empty(),

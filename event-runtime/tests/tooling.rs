@@ -196,7 +196,10 @@ fn manifests_declare_subscriptions_and_topics() {
         app().subscriptions().len(),
         "one per /dapr/subscribe entry, retry topics included"
     );
-    let retry = event_runtime::retry::retry_topic(&event_runtime::config::app_id(), 1);
+    let retry = event_runtime::retry::retry_topic(
+        &event_runtime::config::Config::from_env().unwrap().app_id,
+        1,
+    );
     assert!(subs.iter().any(|s| s["spec"]["topic"] == retry.as_str()));
 }
 

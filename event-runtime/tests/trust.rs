@@ -474,7 +474,7 @@ async fn only_letters_this_app_signed_for_its_own_topics_are_replayed() {
     assert!(app.published_to("payments").is_empty());
     assert_eq!(runs.of("99") + runs.of("5"), 0);
     // A publisher that is no app's checks nothing, so replays nothing.
-    let other = event_runtime::Publisher::dapr_from_env();
+    let other = event_runtime::Publisher::from_config(&event_runtime::config::Config::default());
     assert_eq!(verify(&other, &all[0]), Err(Unreplayable::NoApp));
     // The operator's explicit override replays what they checked themselves.
     let unsigned = vec![all[3].clone()];

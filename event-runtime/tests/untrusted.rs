@@ -169,11 +169,14 @@ async fn a_dead_letter_names_the_topic_the_event_was_delivered_on_and_replays_th
 #[tokio::test(start_paused = true)]
 async fn unsigned_bookkeeping_on_the_apps_own_retry_topic_is_dead_lettered_not_run() {
     let (app, seen) = start().await;
-    let topic = retry_topic(&event_runtime::config::app_id(), 1);
+    let topic = retry_topic(
+        &event_runtime::config::Config::from_env().unwrap().app_id,
+        1,
+    );
     let forged = envelope(
         "o-unsigned",
         "order.placed",
-        json!({"evrapp": event_runtime::config::app_id(), "evrattempt": "3",
+        json!({"evrapp": event_runtime::config::Config::from_env().unwrap().app_id, "evrattempt": "3",
                "evrhandler": "untrusted::on_order", "evrtopic": "orders", "evrmac": "00"}),
         json!({"order": 9, "user_id": "u-9"}),
     );
@@ -196,7 +199,10 @@ async fn unsigned_bookkeeping_on_the_apps_own_retry_topic_is_dead_lettered_not_r
 #[tokio::test(start_paused = true)]
 async fn another_apps_retry_is_acknowledged_and_ignored() {
     let (app, seen) = start().await;
-    let topic = retry_topic(&event_runtime::config::app_id(), 1);
+    let topic = retry_topic(
+        &event_runtime::config::Config::from_env().unwrap().app_id,
+        1,
+    );
     let foreign = envelope(
         "o-foreign",
         "order.placed",
@@ -591,7 +597,10 @@ async fn retries_of_a_fan_out_handler_go_to_the_shared_pubsub() {
         .map(|r| (r.attempt, r.outcome.as_str()))
         .collect();
     assert_eq!(runs, [(1, "retry"), (2, "success")]);
-    let retry = retry_topic(&event_runtime::config::app_id(), 1);
+    let retry = retry_topic(
+        &event_runtime::config::Config::from_env().unwrap().app_id,
+        1,
+    );
     let published = app.published_to(&retry);
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].pubsub, "kafka-pubsub");
@@ -668,7 +677,10 @@ async fn a_retry_continues_the_failed_deliverys_trace() {
     app.publish("orders", &e).await.unwrap();
     app.wait_idle().await;
     let original = app.published_to("orders")[0].traceparent.clone().unwrap();
-    let retry = retry_topic(&event_runtime::config::app_id(), 1);
+    let retry = retry_topic(
+        &event_runtime::config::Config::from_env().unwrap().app_id,
+        1,
+    );
     let record = app.published_to(&retry)[0].record.clone().unwrap();
     let sealed: Value = serde_json::from_slice(&record).unwrap();
     let continued = sealed["traceparent"].as_str().unwrap();

@@ -17,7 +17,7 @@
 //! event are written in one transaction (the outbox): once it commits, the answer is a success
 //! whether the sidecar is up or not, and the app's relay publishes the event.
 //!
-//! The ops routes take a token when one is configured ([`ops_token_from_env`]: `ADMIN_API_TOKEN`,
+//! The ops routes take a token when one is configured ([`Settings::ops_token`](crate::settings::Settings::ops_token): `ADMIN_API_TOKEN`,
 //! else `APP_API_TOKEN`): `dapr-api-token: <token>` or `Authorization: Bearer <token>`, else 401.
 //! With neither variable set they are closed under Dapr (403, naming the variable to set) and
 //! open on the embedded broker, a newcomer's `cargo run` on their own machine ([`OpsAccess`]).
@@ -81,13 +81,6 @@ impl OpsAccess {
             (None, Mode::Dapr) => OpsAccess::NoTokenSet,
         }
     }
-}
-
-/// The ops routes' token: `ADMIN_API_TOKEN` when set, else `APP_API_TOKEN` (the token Dapr
-/// sends), else none (the ops routes are open).
-pub fn ops_token_from_env() -> Option<String> {
-    event_runtime::config::non_empty("ADMIN_API_TOKEN")
-        .or_else(|| event_runtime::config::non_empty("APP_API_TOKEN"))
 }
 
 /// A JSON error answer: `{"error": "..."}`.

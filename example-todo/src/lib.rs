@@ -13,6 +13,7 @@ pub mod db;
 pub mod events;
 pub mod handlers;
 pub mod scheduler;
+pub mod settings;
 
 use event_runtime::{App, TopicSpec};
 use tokio::sync::broadcast;
@@ -94,6 +95,8 @@ pub struct Service {
     pub updates: Updates,
     /// The reminder scheduler.
     pub scheduler: Scheduler,
+    /// How often the scheduler ticks while the service serves.
+    pub reminder_tick: std::time::Duration,
 }
 
 impl Service {
@@ -102,10 +105,18 @@ impl Service {
         Service::with_app(App::new(), db)
     }
 
-    /// The service on `db`, with `app` (a test's, say: `App::new().with_mode(Mode::Embedded)`),
-    /// its ops routes guarded by [`api::ops_token_from_env`].
+    /// The service on `db`, with `app` (a test's, say: `App::new().with_mode(Mode::Embedded)`)
+    /// and the default [`Settings`](settings::Settings): no ops token.
     pub fn with_app(app: App, db: Db) -> Service {
-        Service::with_ops_token(app, db, api::ops_token_from_env())
+        Service::with_settings(app, db, &settings::Settings::default())
+    }
+
+    /// The service on `db`, with `app`, its ops routes guarded by the settings' token and its
+    /// scheduler ticking at their period.
+    pub fn with_settings(app: App, db: Db, settings: &settings::Settings) -> Service {
+        let mut service = Service::with_ops_token(app, db, settings.ops_token.clone());
+        service.reminder_tick = settings.reminder_tick;
+        service
     }
 
     /// [`Service::with_app`] with the ops routes' token given. Without one they are open on the
@@ -133,22 +144,21 @@ impl Service {
             app,
             db,
             updates,
+            reminder_tick: scheduler::DEFAULT_TICK,
         }
     }
 
-    /// Serves on `0.0.0.0:$APP_PORT` with the reminder scheduler ticking, until SIGTERM/Ctrl-C.
-    /// A malformed `APP_PORT` is an error before anything is bound.
+    /// Serves on `0.0.0.0:$APP_PORT` (the app's [`App::app_port`], read once with its
+    /// configuration) with the reminder scheduler ticking, until SIGTERM/Ctrl-C.
     pub async fn serve(self) -> std::io::Result<()> {
-        let port = event_runtime::config::app_port()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.app.app_port()));
         self.serve_on(tokio::net::TcpListener::bind(addr).await?)
             .await
     }
 
     /// [`Service::serve`] on a listener you bound (tests bind port 0).
     pub async fn serve_on(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        let ticker = tokio::spawn(self.scheduler.run(scheduler::tick_interval()));
+        let ticker = tokio::spawn(self.scheduler.run(self.reminder_tick));
         let result = self.app.serve_on(listener, self.routes).await;
         ticker.abort();
         result

@@ -13,15 +13,9 @@ use event_runtime::Publisher;
 use crate::db::Db;
 use crate::events::{ReminderDue, REMINDERS};
 
-/// How often [`Scheduler::run`] looks for due reminders (`REMINDER_TICK_SECS`, default 5).
-pub fn tick_interval() -> Duration {
-    let secs = std::env::var("REMINDER_TICK_SECS")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .unwrap_or(5);
-    Duration::from_secs(secs)
-}
+/// How often a served service looks for due reminders when `REMINDER_TICK_SECS` is unset (see
+/// [`Settings`](crate::settings::Settings)).
+pub const DEFAULT_TICK: Duration = Duration::from_secs(5);
 
 /// Finds due reminders and publishes them, once.
 #[derive(Clone, Debug)]

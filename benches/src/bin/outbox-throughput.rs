@@ -467,7 +467,7 @@ fn main() {
     let sinks = vec![
         Sink {
             name: "fake sidecar (HTTP)",
-            publisher: Publisher::dapr_from_env(),
+            publisher: Publisher::from_config(&event_runtime::config::Config::from_env().unwrap()),
             received: Some(received),
         },
         Sink {

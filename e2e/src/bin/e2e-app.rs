@@ -923,7 +923,8 @@ struct OutboxRequest {
 
 async fn control_outbox(Json(req): Json<OutboxRequest>) -> Json<Value> {
     use event_runtime::dapr::{DaprClient, StateTransaction};
-    let dapr = match DaprClient::try_from_env() {
+    let dapr = match event_runtime::config::Config::from_env().map(|c| DaprClient::from_config(&c))
+    {
         Ok(d) => d,
         Err(e) => return Json(json!({"ok": false, "error": e.to_string()})),
     };

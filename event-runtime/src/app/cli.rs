@@ -48,7 +48,11 @@ impl EventsCommand {
                     || "event-schemas.json".to_owned(),
                     |p| p.display().to_string(),
                 );
-                crate::tooling::schema::check_snapshot(&path).map_err(CliError::Schemas)?;
+                crate::tooling::schema::check_snapshot_updating(
+                    path.as_ref(),
+                    app.declared.schemas_update,
+                )
+                .map_err(CliError::Schemas)?;
                 Ok(writeln!(out, "event schemas compatible with {path}")?)
             }
             EventsCommand::Schemas {

@@ -24,6 +24,7 @@ use crate::wire::subscription::DaprSubscription;
 mod checks;
 #[cfg(feature = "cli")]
 mod cli;
+mod declared;
 mod layers;
 mod serve;
 
@@ -91,6 +92,11 @@ struct Declared {
     ops: OpsRoutes,
     published: Vec<(&'static str, String)>,
     dapr_dead_letter_topic: Option<String>,
+    /// Where the manifests go (`EVENTS_ENV`, `KAFKA_CLUSTER`, `EVENTS_NAMESPACE`).
+    manifests: crate::config::ManifestTarget,
+    /// `EVENT_SCHEMAS_UPDATE`: `events schemas check` rewrites the snapshot.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    schemas_update: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -130,35 +136,63 @@ impl App {
     /// claim one CloudEvent type at one version), which environment variable is malformed, or
     /// which idempotent handler may run longer than its claim lease ([`AppError::Config`]).
     pub fn try_new() -> Result<Self, AppError> {
+        Self::try_from_config(Config::from_env()?)
+    }
+
+    /// [`App::new`] with the settings of `config` instead of the process environment's: the app
+    /// and everything it builds (its Dapr client, publisher, manifests) read them from here.
+    /// Panics where [`App::try_from_config`] returns an error.
+    ///
+    /// ```
+    /// use event_runtime::{config::Config, App};
+    /// let env = |name: &str| (name == "APP_ID").then(|| "billing".to_owned());
+    /// let app = App::from_config(Config::from_lookup(env).unwrap());
+    /// assert_eq!(app.app_id(), "billing");
+    /// ```
+    pub fn from_config(config: Config) -> Self {
+        Self::try_from_config(config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`App::try_new`] with the settings of `config` instead of the process environment's.
+    pub fn try_from_config(config: Config) -> Result<Self, AppError> {
         crate::tooling::schema::check_unique()?;
-        Self::with_handlers(crate::handler::def::registered())
+        Self::build(crate::handler::def::registered(), config)
     }
 
     /// An app of only the given handlers (the framework's own tests, which each want a few of
-    /// a binary's handlers; the registrations are not public API).
+    /// a binary's handlers; the registrations are not public API), configured by
+    /// [`Config::from_env`].
     #[doc(hidden)]
     pub fn with_handlers(
         defs: impl IntoIterator<Item = &'static HandlerDef>,
     ) -> Result<Self, AppError> {
+        Self::build(defs, Config::from_env()?)
+    }
+
+    fn build(
+        defs: impl IntoIterator<Item = &'static HandlerDef>,
+        config: Config,
+    ) -> Result<Self, AppError> {
         let defs: Vec<&'static HandlerDef> = defs.into_iter().collect();
+        let dapr = DaprClient::from_config(&config);
         let Config {
             mode,
             mode_source,
             app_port,
-            dapr_endpoint,
-            dapr_api_token,
+            dapr_endpoint: _,
+            dapr_api_token: _,
             app_id,
             default_pubsub,
             settings,
-        } = Config::from_env()?;
+            manifests,
+            schemas_update,
+        } = config;
         let registry =
             Registry::resolve_app(&defs, &app_id, &default_pubsub, &settings.default_dlq)?;
         let metrics = Arc::new(Metrics::new(
             registry.handlers.iter().map(|h| h.def.qualified_name()),
         ));
         let (shutdown, _) = watch::channel(false);
-        let dapr = DaprClient::new(&dapr_endpoint, dapr_api_token)
-            .with_max_message_bytes(settings.max_message_bytes);
         let app = App {
             run: Handlers {
                 defs,
@@ -180,7 +214,11 @@ impl App {
                 #[cfg(feature = "sqlx")]
                 outbox: None,
             },
-            declared: Declared::default(),
+            declared: Declared {
+                manifests,
+                schemas_update,
+                ..Declared::default()
+            },
             metrics,
             journal: None,
             shutdown: Arc::new(shutdown),
@@ -236,7 +274,7 @@ impl App {
         &self.run.app_id
     }
 
-    /// Dapr sidecar or embedded broker (default: [`Mode::from_env`]).
+    /// Dapr sidecar or embedded broker (default: [`Config::mode`]).
     pub fn with_mode(mut self, mode: Mode) -> Self {
         self.io.mode = mode;
         self.io.mode_source = ModeSource::Code;
@@ -484,84 +522,9 @@ impl App {
         self
     }
 
-    /// Declares the app's topics once (partitions, retention); they drive `manifests()` (Strimzi
-    /// `KafkaTopic`s) and whatever creates topics for tests.
-    ///
-    /// ```
-    /// use event_runtime::{App, TopicSpec};
-    /// let app = App::with_handlers([]).unwrap()
-    ///     .with_topics([TopicSpec::new("task-events").partitions(12).retention_days(7).retention_cloud_days(30)]);
-    /// assert_eq!(app.topics()[0].partitions, 12);
-    /// ```
-    pub fn with_topics(mut self, topics: impl IntoIterator<Item = TopicSpec>) -> Self {
-        self.declared.topics.extend(topics);
-        self
-    }
-
-    /// Declares that this app publishes events of type `E` to `topic` (a `send` operation in the
-    /// AsyncAPI document).
-    pub fn publishes<E: crate::Event>(mut self, topic: &str) -> Self {
-        for ty in E::TYPES {
-            self.declared.published.push((ty, topic.to_owned()));
-        }
-        self
-    }
-
-    /// The declared topics.
-    pub fn topics(&self) -> &[TopicSpec] {
-        &self.declared.topics
-    }
-
     /// The app's metrics (also served at `GET /metrics` in Prometheus' text format).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
-    }
-
-    /// The Dapr declarative `Subscription` resources (`dapr.io/v2alpha1`) equivalent to
-    /// `GET /dapr/subscribe`, retry topics included, and a Strimzi `KafkaTopic` per declared
-    /// topic and its retry and dead-letter topics, as one multi-document YAML stream.
-    /// `EVENTS_ENV=cloud` picks the cloud retention; `KAFKA_CLUSTER` names the Strimzi cluster.
-    pub fn manifests(&self) -> String {
-        let cluster = crate::config::non_empty("KAFKA_CLUSTER").unwrap_or_else(|| "kafka".into());
-        crate::tooling::manifests::manifests_with(
-            &self.subscriptions(),
-            &self.declared.topics,
-            &self.run.app_id,
-            &cluster,
-            &self.manifest_options(),
-        )
-    }
-
-    /// The Kafka topics the app needs: the declared ones, then their retry and dead-letter
-    /// topics. The same list as the `KafkaTopic` manifests; test scripts create topics from it.
-    pub fn kafka_topics(&self) -> Vec<crate::tooling::manifests::KafkaTopicPlan> {
-        crate::tooling::manifests::kafka_topics(
-            &self.subscriptions(),
-            &self.declared.topics,
-            &self.manifest_options(),
-        )
-    }
-
-    fn manifest_options(&self) -> crate::tooling::manifests::ManifestOptions {
-        crate::tooling::manifests::ManifestOptions {
-            deployment: crate::tooling::topics::Deployment::from_env(),
-            namespace: crate::config::non_empty("EVENTS_NAMESPACE"),
-            dead_letter_topics: crate::tooling::manifests::dead_letter_topics(
-                self.handlers(),
-                &self.run.settings.default_dlq,
-            ),
-            app_max_concurrency: crate::tooling::manifests::app_max_concurrency(self.handlers()),
-        }
-    }
-
-    /// An AsyncAPI 3.0 document of every topic, message and operation, with the JSON Schemas of
-    /// the registered event types (also served at `GET /asyncapi.json`).
-    pub fn asyncapi(&self) -> serde_json::Value {
-        crate::tooling::asyncapi::document(
-            &self.run.app_id,
-            self.handlers(),
-            &self.declared.published,
-        )
     }
 
     /// A handle that shuts a running [`App::serve`] down gracefully, as SIGTERM does.

@@ -7,6 +7,12 @@ use crate::app::App;
 use crate::config::Mode;
 
 impl App {
+    /// The port [`App::serve`] binds: its [`Config`](crate::config::Config)'s `app_port`
+    /// (`APP_PORT`, else 8080).
+    pub fn app_port(&self) -> u16 {
+        self.io.app_port
+    }
+
     /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;
     /// in embedded mode also runs the broker, and with [`App::with_outbox`] the outbox's relay.
     /// Stops on SIGTERM or Ctrl-C, letting in-flight

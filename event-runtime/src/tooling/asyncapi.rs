@@ -391,7 +391,7 @@ mod tests {
     fn document() -> Value {
         let reg = Registry::resolve_app(
             &[&ON_TASK, &ON_REMINDER, &ON_UNKNOWN],
-            &crate::config::app_id(),
+            crate::config::DEFAULT_APP_ID,
             "kafka-pubsub",
             "dlq",
         )
@@ -483,7 +483,7 @@ mod tests {
     fn several_versions_of_one_type_get_one_message_each() {
         let reg = Registry::resolve_app(
             &[&ON_ARCHIVED],
-            &crate::config::app_id(),
+            crate::config::DEFAULT_APP_ID,
             "kafka-pubsub",
             "dlq",
         )

@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::handler::registry::ResolvedHandler;
 use crate::tooling::topics::{Deployment, TopicSpec};
 use crate::wire::subscription::DaprSubscription;
@@ -89,8 +90,13 @@ pub fn dead_letter_topics(
     out
 }
 
-/// [`manifests_with`] for the deployment `EVENTS_ENV` names (see [`Deployment::from_env`]),
+/// [`manifests_with`] for the deployment `EVENTS_ENV` names (read by [`Config::from_env`]),
 /// no namespace, and only the dead-letter topics the subscriptions themselves name.
+///
+/// # Panics
+///
+/// When the environment's configuration is malformed (an unknown `EVENTS_ENV`, say); build a
+/// [`Config`] and call [`manifests_with`] to handle the error.
 pub fn manifests(
     subscriptions: &[DaprSubscription],
     topics: &[TopicSpec],
@@ -98,7 +104,10 @@ pub fn manifests(
     kafka_cluster: &str,
 ) -> String {
     let options = ManifestOptions {
-        deployment: Deployment::from_env(),
+        deployment: Config::from_env()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .manifests
+            .deployment,
         ..ManifestOptions::default()
     };
     manifests_with(subscriptions, topics, app_id, kafka_cluster, &options)

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::handler::registry::AppError;
 
 /// One event type as `#[derive(Event)]` registers it.
@@ -246,8 +247,9 @@ fn kebab_case(name: &str) -> String {
 }
 
 /// Compares the program's schemas with the snapshot committed at `path` and fails on a breaking
-/// change to a published major version. A missing snapshot, or `EVENT_SCHEMAS_UPDATE=1`, writes
-/// the current one instead (review and commit it). Call it from a test:
+/// change to a published major version. A missing snapshot, or `EVENT_SCHEMAS_UPDATE=1` (read by
+/// [`Config::from_env`]; see [`check_snapshot_with`]), writes the current one instead (review
+/// and commit it). Call it from a test:
 ///
 /// ```no_run
 /// #[test]
@@ -256,9 +258,21 @@ fn kebab_case(name: &str) -> String {
 /// }
 /// ```
 pub fn check_snapshot(path: impl AsRef<std::path::Path>) -> Result<(), String> {
-    let path = path.as_ref();
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    check_snapshot_with(path, &config)
+}
+
+/// [`check_snapshot`], rewriting the snapshot when `config.schemas_update` says so.
+pub fn check_snapshot_with(
+    path: impl AsRef<std::path::Path>,
+    config: &Config,
+) -> Result<(), String> {
+    check_snapshot_updating(path.as_ref(), config.schemas_update)
+}
+
+/// [`check_snapshot`], rewriting the snapshot when `update` is set.
+pub(crate) fn check_snapshot_updating(path: &std::path::Path, update: bool) -> Result<(), String> {
     let current = snapshot();
-    let update = std::env::var("EVENT_SCHEMAS_UPDATE").is_ok_and(|v| v == "1");
     if update || !path.exists() {
         let text = serde_json::to_string_pretty(&current).map_err(|e| e.to_string())?;
         return std::fs::write(path, text + "\n")

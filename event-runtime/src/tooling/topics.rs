@@ -16,33 +16,10 @@
 
 use std::time::Duration;
 
+pub use crate::config::Deployment;
 pub use crate::wire::names::is_valid_topic_name;
 
 const DAY: u64 = 24 * 3600;
-
-/// Where the app is deployed, which decides retention and replication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Deployment {
-    /// A local or single-broker cluster (Minikube, kind, a laptop): one replica, local retention.
-    #[default]
-    Local,
-    /// A managed or multi-broker cluster: the topic's replicas, cloud retention.
-    Cloud,
-}
-
-impl Deployment {
-    /// `EVENTS_ENV=cloud` (or `prod`, `production`) is [`Deployment::Cloud`]; anything else,
-    /// unset included, is [`Deployment::Local`].
-    pub fn from_env() -> Self {
-        match crate::config::non_empty("EVENTS_ENV")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            Some("cloud" | "prod" | "production") => Deployment::Cloud,
-            _ => Deployment::Local,
-        }
-    }
-}
 
 /// A Kafka topic declared once in code.
 ///

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError};
 use crate::transport::outgoing::{Form, OutgoingEvent, PublishError};
 use crate::wire::names::{check_component, check_state_key, check_topic, encode, InvalidName};
 
@@ -64,23 +64,36 @@ impl StateError {
 }
 
 impl DaprClient {
-    /// A client for the sidecar the environment names: `DAPR_HTTP_ENDPOINT`, else
-    /// `http://127.0.0.1:$DAPR_HTTP_PORT` (3500), with `DAPR_API_TOKEN`.
+    /// A client for the sidecar `config` names ([`Config::dapr_endpoint`], with
+    /// [`Config::dapr_api_token`]), writing records of at most `EVENTS_MAX_MESSAGE_BYTES`.
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(&config.dapr_endpoint, config.dapr_api_token.clone())
+            .with_max_message_bytes(config.settings.max_message_bytes)
+    }
+
+    /// [`DaprClient::from_config`] of [`Config::from_env`].
     ///
     /// # Panics
     ///
-    /// When `DAPR_HTTP_ENDPOINT` or `DAPR_HTTP_PORT` is malformed, with the message of
+    /// When the environment's configuration is malformed, with the message of
     /// [`DaprClient::try_from_env`]'s error.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `DaprClient::from_config(&Config::from_env()?)`"
+    )]
     pub fn from_env() -> Self {
+        #[allow(deprecated)]
         Self::try_from_env().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// [`DaprClient::from_env`], or the error that names the malformed variable.
+    /// [`DaprClient::from_config`] of [`Config::from_env`], or the error that names the
+    /// malformed variable.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `DaprClient::from_config(&Config::from_env()?)`"
+    )]
     pub fn try_from_env() -> Result<Self, ConfigError> {
-        Ok(Self::new(
-            &crate::config::dapr_endpoint()?,
-            crate::config::non_empty("DAPR_API_TOKEN"),
-        ))
+        Ok(Self::from_config(&Config::from_env()?))
     }
 
     /// A client for the sidecar at `base` (for example `http://127.0.0.1:3500`).

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::config::{Config, DEFAULT_APP_ID, DEFAULT_PUBSUB};
 use crate::event::Event;
 use crate::transport::dapr::DaprClient;
 use crate::transport::embedded::Broker;
@@ -25,7 +26,7 @@ enum Backend {
 /// pub struct TaskCreated { pub task_id: i64, pub user_id: String }
 ///
 /// # async fn run() -> Result<(), event_runtime::PublishError> {
-/// let publisher = Publisher::dapr_from_env();
+/// let publisher = Publisher::from_config(&event_runtime::config::Config::from_env().unwrap());
 /// publisher.publish("task-events", &TaskCreated { task_id: 1, user_id: "u-1".into() }).await?;
 /// # Ok(()) }
 /// ```
@@ -67,10 +68,27 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// A publisher that talks to the sidecar at `DAPR_HTTP_PORT` (default 3500) on localhost,
-    /// sending `DAPR_API_TOKEN` when set; pubsub `kafka-pubsub` unless `EVENTS_PUBSUB` says otherwise.
+    /// A publisher that talks to the sidecar `config` names ([`DaprClient::from_config`]),
+    /// publishing to its `default_pubsub` as its `app_id`, records of at most
+    /// `max_message_bytes`.
+    pub fn from_config(config: &Config) -> Self {
+        Self::from_dapr(DaprClient::from_config(config))
+            .with_pubsub(&config.default_pubsub)
+            .with_source(&config.app_id)
+            .with_max_message_bytes(config.settings.max_message_bytes)
+    }
+
+    /// [`Publisher::from_config`] of [`Config::from_env`].
+    ///
+    /// # Panics
+    ///
+    /// When the environment's configuration is malformed.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `Publisher::from_config(&Config::from_env()?)`"
+    )]
     pub fn dapr_from_env() -> Self {
-        Self::from_dapr(DaprClient::from_env())
+        Self::from_config(&Config::from_env().unwrap_or_else(|e| panic!("{e}")))
     }
 
     pub(crate) fn from_dapr(client: DaprClient) -> Self {
@@ -84,8 +102,8 @@ impl Publisher {
     fn on(backend: Backend) -> Self {
         Publisher {
             backend,
-            default_pubsub: crate::config::default_pubsub().into(),
-            source: crate::config::app_id().into(),
+            default_pubsub: DEFAULT_PUBSUB.into(),
+            source: DEFAULT_APP_ID.into(),
             trace: None,
             max_message_bytes: 1024 * 1024,
             app: None,

@@ -304,7 +304,7 @@ impl DaprClient {
     /// }
     ///
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let dapr = DaprClient::from_env();
+    /// let dapr = DaprClient::from_config(&event_runtime::config::Config::from_env()?);
     /// let order = serde_json::json!({"id": "o-1", "status": "placed"});
     /// let tx = StateTransaction::new()
     ///     .upsert("order-o-1", &order)

@@ -251,13 +251,10 @@ fn in_memory(url: &str) -> bool {
 }
 
 impl Db {
-    /// `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
-    pub async fn from_env() -> anyhow::Result<Db> {
-        let url = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        Db::connect(&url).await
+    /// The database the service's [`Settings`](crate::settings::Settings) name (`DATABASE_URL`,
+    /// else [`DEFAULT_DATABASE_URL`]).
+    pub async fn from_settings(settings: &crate::settings::Settings) -> anyhow::Result<Db> {
+        Db::connect(&settings.database_url).await
     }
 
     /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://...`) and runs the
