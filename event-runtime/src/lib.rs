@@ -55,6 +55,7 @@ pub use wire::bulk::Status;
 // The public modules: what users name beyond the root. Each re-exports from the layers.
 
 /// The CloudEvent reader and writer, and what Dapr wraps around a broker record.
+#[doc = include_str!("../docs/records.md")]
 pub mod cloudevent {
     pub use crate::wire::cloudevent::{
         dapr_raw_record, read_typed, record_digest, CloudEvent, CloudEventError, ReadTyped,
@@ -63,6 +64,7 @@ pub mod cloudevent {
 }
 
 /// The Dapr sidecar client, and the rules of the names that go into its URLs.
+#[doc = include_str!("../docs/dapr-state-outbox.md")]
 pub mod dapr {
     pub use crate::transport::dapr::{DaprClient, StateError};
     pub use crate::transport::state_tx::{
@@ -74,6 +76,7 @@ pub mod dapr {
 }
 
 /// Dead letters: what they hold, and replaying them.
+#[doc = include_str!("../docs/dead-letters.md")]
 pub mod dlq {
     pub use crate::pipeline::dlq::{
         replay, verify, DeadEvent, DeadLetter, ReplayFilter, ReplayReport, Unreplayable,
@@ -82,6 +85,7 @@ pub mod dlq {
 }
 
 /// Idempotency stores: where handlers' claims on events are kept.
+#[doc = include_str!("../docs/idempotency.md")]
 pub mod idempotency {
     pub use crate::transport::idempotency::{
         render_key, Claim, ClaimToken, DaprStateStore, IdempotencyStore, MemoryStore,
@@ -89,6 +93,7 @@ pub mod idempotency {
 }
 
 /// Retry schedules and the signed bookkeeping that retry messages carry.
+#[doc = include_str!("../docs/retries.md")]
 pub mod retry {
     pub use crate::handler::registry::{retry_tier, retry_topic, RETRY_TIERS};
     pub use crate::pipeline::seal::{
@@ -98,6 +103,7 @@ pub mod retry {
 }
 
 /// Event schemas: the registry of event types, and the snapshot that catches breaking changes.
+#[doc = include_str!("../docs/schemas.md")]
 pub mod schema {
     pub use crate::event::version::major;
     pub use crate::tooling::schema::{

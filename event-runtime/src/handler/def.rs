@@ -39,6 +39,8 @@ pub const INLINE_RETRY_LIMIT_SECS: u64 = 60;
 /// One registered handler, as `#[event_handler]` submits it (a `const` value).
 ///
 /// Built with `const` builder methods so that the generated registration reads like a sentence.
+///
+#[doc = include_str!("../../docs/handlers.md")]
 #[derive(Debug, Clone, Copy)]
 pub struct HandlerDef {
     /// The function's name.
