@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The README walkthrough as a test: every command in the ```sh blocks of README.md and
-# example-todo/README.md runs, in order, against a running example-todo (the built binary on a
-# free loopback port, embedded broker, a fresh SQLite database per README), and its output is
+# The README walkthrough as a test: every command in the ```sh blocks of README.md,
+# example-todo/README.md and the manual (event-runtime/docs/*.md) runs, in order, against a
+# running example-todo (the built binary on a free loopback port, embedded broker, a fresh SQLite
+# database per file), and its output is
 # checked. The commands are read from the READMEs, so editing a README changes what runs; a
 # command that cannot run here must be on the allow-list below (SKIP), with its reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-READMES=(README.md example-todo/README.md)
+READMES=(README.md example-todo/README.md event-runtime/docs/*.md)
 POLL_SECS=30 # how long a check that waits for an asynchronous handler may poll
 
 # The caller's environment must not change the walkthrough's service (tokens, Dapr mode).

@@ -29,7 +29,10 @@ pub use app::{App, ShutdownHandle};
 pub use config::{Config, ConfigError, Mode};
 pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};
 pub use event::{DataVersion, Event};
-pub use event_macros::{event_handler, Event};
+#[doc(inline)]
+#[doc = include_str!("../docs/handlers.md")]
+pub use event_macros::event_handler;
+pub use event_macros::Event;
 pub use handler::batch::Batch;
 pub use handler::delivery::{Delivery, Envelope};
 pub use handler::extract::{
@@ -54,11 +57,13 @@ pub use wire::bulk::Status;
 // The public modules: what users name beyond the root. Each re-exports from the layers.
 
 /// The CloudEvent as a handler's extractors see it.
+#[doc = include_str!("../docs/records.md")]
 pub mod cloudevent {
     pub use crate::wire::cloudevent::{CloudEvent, CloudEventError};
 }
 
 /// The Dapr sidecar client: state, state transactions, and the subscriptions the app declares.
+#[doc = include_str!("../docs/dapr-state-outbox.md")]
 pub mod dapr {
     pub use crate::transport::dapr::{DaprClient, StateError};
     pub use crate::transport::state_tx::{
@@ -69,6 +74,7 @@ pub mod dapr {
 }
 
 /// Dead letters: what they hold, and replaying them.
+#[doc = include_str!("../docs/dead-letters.md")]
 pub mod dlq {
     pub use crate::pipeline::dlq::{
         replay, verify, DeadEvent, DeadLetter, ReplayFilter, ReplayReport, Unreplayable,
@@ -77,6 +83,7 @@ pub mod dlq {
 }
 
 /// Idempotency stores: where handlers' claims on events are kept.
+#[doc = include_str!("../docs/idempotency.md")]
 pub mod idempotency {
     pub use crate::transport::idempotency::{
         Claim, ClaimToken, DaprStateStore, IdempotencyStore, MemoryStore,
@@ -84,6 +91,7 @@ pub mod idempotency {
 }
 
 /// Retry schedules: the delays, the modes, and the app's retry topics.
+#[doc = include_str!("../docs/retries.md")]
 pub mod retry {
     pub use crate::handler::def::RetryMode;
     pub use crate::handler::registry::{retry_topic, RETRY_TIERS};
@@ -91,6 +99,7 @@ pub mod retry {
 }
 
 /// Event schemas: the registry of event types, and the snapshot that catches breaking changes.
+#[doc = include_str!("../docs/schemas.md")]
 pub mod schema {
     pub use crate::tooling::schema::{
         breaking_changes, check_snapshot, check_snapshot_with, check_unique, export, schemas,

@@ -1,23 +1,4 @@
-//! A test harness, in the spirit of FastStream's `TestBroker`: run an app on the embedded
-//! broker, publish into it, wait until it is idle, and look at what each handler did.
-//!
-//! ```
-//! use event_runtime::{event_handler, testing::TestApp, App, Event};
-//!
-//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
-//! #[event(type = "task.created", version = "1.0")]
-//! pub struct TaskCreated { pub task_id: i64, pub user_id: String }
-//!
-//! #[event_handler(topic = "task-events")]
-//! async fn on_created(event: TaskCreated) -> anyhow::Result<()> { Ok(()) }
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let app = TestApp::start(App::new()).await;
-//! app.publish("task-events", &TaskCreated { task_id: 7, user_id: "u-1".into() }).await.unwrap();
-//! app.wait_idle().await;
-//! assert_eq!(app.runs_of("on_created").len(), 1);
-//! # }
-//! ```
+#![doc = include_str!("../docs/testing.md")]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -96,7 +96,7 @@ async fn one_lane(step: Step, State(lab): State<Lab>) {
     lab.run(step).await;
 }
 
-/// The lane a key takes among `n`: std's `DefaultHasher` over the key (README, "Concurrency").
+/// The lane a key takes among `n`: std's `DefaultHasher` over the key (docs/handlers.md, "Concurrency").
 fn lane(key: &str, n: u64) -> u64 {
     let mut hasher = DefaultHasher::new();
     key.hash(&mut hasher);

@@ -1,10 +1,4 @@
-//! Settings read from the environment, in one place.
-//!
-//! Each variable is parsed by a pure function of a lookup (`Fn(&str) -> Option<String>`):
-//! [`Config::from_env`] reads the process environment, [`Config::from_lookup`] any other source,
-//! so tests parse an environment without touching the process's. Unset or empty means the
-//! default; any other value must parse, or start-up stops with a [`ConfigError`] that names the
-//! variable and its value.
+#![doc = include_str!("../../docs/configuration.md")]
 
 use std::time::Duration;
 

@@ -417,7 +417,7 @@ impl Registry {
 
 /// Every subscription takes records raw: daprd then parses nothing, so a record that is not a
 /// CloudEvent (not even JSON) reaches the app, which dead-letters it, instead of stalling its
-/// partition in daprd's endless retry (see the README's "What Dapr does, what we add").
+/// partition in daprd's endless retry (see the `cloudevent` module, "Records from outside").
 fn with_raw_payload(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut metadata = metadata.clone();
     metadata.insert("rawPayload".to_owned(), "true".to_owned());

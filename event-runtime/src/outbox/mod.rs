@@ -32,33 +32,7 @@ pub use conn::OutboxConnection;
 pub use dead::OutboxDeadRow;
 pub use relay::OutboxRelay;
 
-/// A transactional outbox on your SQLite or PostgreSQL database.
-///
-/// Add events on the transaction of the change they announce; commit with
-/// [`Outbox::commit`] (or commit yourself and call [`Outbox::wake`]); the relay, which
-/// [`App::with_outbox`](crate::App::with_outbox) runs while the app serves, publishes them
-/// through the app's [`Publisher`] with their stable ids.
-///
-/// ```no_run
-/// use event_runtime::{App, Event, Outbox};
-///
-/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
-/// #[event(type = "task.created", version = "1.0")]
-/// pub struct TaskCreated { pub task_id: i64, pub user_id: String }
-///
-/// # async fn run() -> anyhow::Result<()> {
-/// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
-/// let outbox = Outbox::sqlite(pool.clone());
-/// outbox.migrate().await?;
-///
-/// let mut tx = pool.begin().await?;
-/// let (id,): (i64,) = sqlx::query_as("SELECT 7").fetch_one(&mut *tx).await?; // your change
-/// outbox.add(&mut *tx, "task-events", &TaskCreated { task_id: id, user_id: "u-1".into() }).await?;
-/// outbox.commit(tx).await?; // both, or neither
-///
-/// App::new().with_outbox(outbox).serve().await?; // the relay publishes it
-/// # Ok(()) }
-/// ```
+#[doc = include_str!("../../docs/outbox.md")]
 #[derive(Clone)]
 pub struct Outbox {
     pool: Pool,

@@ -1,5 +1,5 @@
 //! Retry schedules, and the bookkeeping a delayed retry carries in CloudEvent extensions.
-#![doc = include_str!("../../docs/retries.md")]
+//! The guide is the public `retry` module's page (`docs/retries.md`).
 
 use axum::body::Bytes;
 use serde::{Deserialize, Serialize};

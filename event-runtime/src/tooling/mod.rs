@@ -1,6 +1,4 @@
-//! Documents and manifests generated from the app: the AsyncAPI document, the Kubernetes
-//! manifests (Dapr `Subscription`s, Strimzi `KafkaTopic`s), the declared topics, and the event
-//! schema snapshots.
+#![doc = include_str!("../../docs/operations.md")]
 
 pub mod asyncapi;
 #[cfg(feature = "cli")]

@@ -1,5 +1,5 @@
 //! Idempotency: an `idempotent` handler runs at most once per key.
-#![doc = include_str!("../../docs/idempotency.md")]
+//! The guide is the public `idempotency` module's page (`docs/idempotency.md`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

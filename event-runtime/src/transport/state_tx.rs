@@ -1,4 +1,5 @@
-#![doc = include_str!("../../docs/outbox.md")]
+//! One state transaction, `POST /v1.0/state/{store}/transaction`, and through it Dapr's state
+//! outbox. The guide is the public `dapr` module's page (`docs/dapr-state-outbox.md`).
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -62,8 +63,8 @@ impl StateTransaction {
     ///
     /// On an outbox store a refusal comes after daprd wrote its internal outbox message. With
     /// daprd 1.16.5, Redis then publishes the refused event all the same, and PostgreSQL never
-    /// publishes it but stalls every later outbox event of the store behind it (README, "Dapr
-    /// state outbox"). Check the ETag before the transaction there, rather than in it.
+    /// publishes it but stalls every later outbox event of the store behind it (the `dapr`
+    /// module, "Dapr's state outbox"). Check the ETag before the transaction there, rather than in it.
     pub fn upsert_if_match(self, key: &str, value: impl Serialize, etag: &str) -> Self {
         self.push_upsert(key, value, Some(etag.to_owned()))
     }
@@ -290,7 +291,8 @@ pub fn outbox_internal_topic(namespace: &str, app_id: &str, publish_topic: &str)
 impl DaprClient {
     /// `POST /v1.0/state/{store}/transaction`: every operation of `transaction`, all or nothing.
     /// On a store with Dapr's outbox, each upsert is also published, after the transaction, by
-    /// daprd (README, "Dapr state outbox": what arrives, and what happens when the store refuses).
+    /// daprd (the `dapr` module, "Dapr's state outbox": what arrives, and what happens when the
+    /// store refuses).
     ///
     /// ```no_run
     /// use event_runtime::dapr::{DaprClient, StateTransaction};

@@ -16,7 +16,7 @@ pub struct DaprSubscription {
     pub topic: String,
     /// Routing rules and default route.
     pub routes: Routes,
-    /// Dapr-level dead-letter topic (only for what Dapr cannot deliver; see the README).
+    /// Dapr-level dead-letter topic (only for what Dapr cannot deliver; see the `dlq` module).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub dead_letter_topic: Option<String>,
     /// Metadata; values are strings, as Dapr requires.
