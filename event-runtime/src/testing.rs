@@ -155,7 +155,7 @@ impl TestApp {
     }
 
     /// Waits until every published event is handled (retries included), in the test's clock,
-    /// and the app's outbox (see [`App::with_outbox`]) has no pending row.
+    /// and the app's outbox (see `App::with_outbox`, feature `sqlx`) has no pending row.
     /// Panics if that does not happen by [`IDLE_DEADLINE`].
     pub async fn wait_idle(&self) {
         self.wait_idle_for(IDLE_DEADLINE).await

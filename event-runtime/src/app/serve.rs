@@ -14,7 +14,7 @@ impl App {
     }
 
     /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;
-    /// in embedded mode also runs the broker, and with [`App::with_outbox`] the outbox's relay.
+    /// in embedded mode also runs the broker, and with `App::with_outbox` (feature `sqlx`) the outbox's relay.
     /// Stops on SIGTERM or Ctrl-C, letting in-flight
     /// deliveries finish (those waiting on a retry delay are answered RETRY).
     ///
