@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_runtime::testing::TestApp;
-use event_runtime::{event_handler, App, Attempt, Event, EventId, Outcome, Permanent, State};
+use event_runtime::{event_handler, Attempt, Event, EventId, Outcome, Permanent, State};
 use serde_json::json;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
@@ -94,7 +94,7 @@ async fn acct_delayed(
 
 async fn accounting(topic: &str, in_order: bool) {
     let ledger = Ledger::default();
-    let app = TestApp::start(App::new().with_state(ledger.clone())).await;
+    let app = TestApp::start(app!().with_state(ledger.clone())).await;
     let (users, per_user) = (100u64, 100u64);
     let mut expected: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut permanent = Vec::new();
@@ -214,7 +214,7 @@ async fn sched_c(_e: Doomed, State(l): State<Ledger>) -> anyhow::Result<()> {
 
 async fn schedule(topic: &str, name: &str, want: &[u64]) {
     let ledger = Ledger::default();
-    let app = TestApp::start(App::new().with_state(ledger.clone())).await;
+    let app = TestApp::start(app!().with_state(ledger.clone())).await;
     app.publish(topic, &Doomed { n: 1 }).await.unwrap();
     app.wait_idle().await;
     let t = ledger.times(name);
@@ -278,7 +278,7 @@ async fn flaky_once(_e: Flaky, Attempt(a): Attempt, State(l): State<Ledger>) -> 
 #[tokio::test(start_paused = true)]
 async fn delayed_retry_survives_an_app_restart() {
     let ledger = Ledger::default();
-    let app = TestApp::start(App::new().with_state(ledger.clone())).await;
+    let app = TestApp::start(app!().with_state(ledger.clone())).await;
     app.publish(
         "restart-topic",
         &Flaky {
@@ -297,7 +297,7 @@ async fn delayed_retry_survives_an_app_restart() {
     .await
     .expect("retry scheduled");
     // The app goes away with the retry pending, and a new process starts.
-    let app = app.restart(App::new().with_state(ledger.clone())).await;
+    let app = app.restart(app!().with_state(ledger.clone())).await;
     app.wait_idle().await;
     let runs = app.runs_of("flaky_once");
     assert_eq!(
@@ -328,7 +328,7 @@ async fn dropper(_e: Doomed) -> Outcome {
 
 #[tokio::test(start_paused = true)]
 async fn panics_and_timeouts_are_failures_and_explicit_drops_are_not_dead_lettered() {
-    let app = TestApp::start(App::new().with_state(Ledger::default())).await;
+    let app = TestApp::start(app!().with_state(Ledger::default())).await;
     app.publish("panics", &Doomed { n: 1 }).await.unwrap();
     app.publish("slow", &Doomed { n: 2 }).await.unwrap();
     app.publish("dropper", &Doomed { n: 3 }).await.unwrap();
@@ -367,7 +367,7 @@ async fn gives_up(_e: Doomed) -> Outcome {
 
 #[tokio::test(start_paused = true)]
 async fn an_explicit_dead_letter_skips_the_retries() {
-    let app = TestApp::start(App::new().with_state(Ledger::default())).await;
+    let app = TestApp::start(app!().with_state(Ledger::default())).await;
     app.publish("given-up", &Doomed { n: 4 }).await.unwrap();
     app.wait_idle().await;
     assert_eq!(app.runs_of("gives_up").len(), 1, "no retry");
@@ -387,7 +387,7 @@ async fn an_explicit_dead_letter_skips_the_retries() {
 
 /// Posts `body` to `route` of an app whose sidecar cannot be reached; Dapr's answer.
 async fn answer_without_a_sidecar(route: &str, body: serde_json::Value) -> serde_json::Value {
-    let app = App::new()
+    let app = app!()
         .with_state(Ledger::default())
         .with_signing_key("a secret of sixteen bytes or more")
         .with_dapr_client(event_runtime::dapr::DaprClient::new(
@@ -449,7 +449,7 @@ async fn slow_once(_e: Flaky, EventId(_id): EventId, State(g): State<Gate>) {
 async fn concurrent_duplicates_run_the_handler_once() {
     let gate = Gate::default();
     let app = TestApp::start(
-        App::new()
+        app!()
             .with_state(gate.clone())
             .with_state(Ledger::default()),
     )
@@ -493,7 +493,7 @@ async fn concurrent_duplicates_run_the_handler_once() {
 #[tokio::test]
 async fn app_api_token_is_required_when_set() {
     let app = TestApp::start(
-        App::new()
+        app!()
             .with_state(Ledger::default())
             .with_app_api_token(Some("s3cret".into())),
     )
@@ -519,12 +519,7 @@ async fn app_api_token_is_required_when_set() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_and_kept_by_the_broker() {
-    let app = TestApp::start(
-        App::new()
-            .with_state(Ledger::default())
-            .with_body_limit(1024),
-    )
-    .await;
+    let app = TestApp::start(app!().with_state(Ledger::default()).with_body_limit(1024)).await;
     let big = json!({"specversion":"1.0","id":"big","type":"always.fails","source":"s","data":{"pad":"x".repeat(4096)}});
     let (code, _) = app.post("/events/dropper/dropper", big.to_string()).await;
     assert_eq!(code, 413, "not acknowledged: the broker keeps the event");
@@ -541,7 +536,7 @@ fn body_of_len(len: usize) -> String {
 #[tokio::test]
 async fn the_default_body_limit_is_4_mib_and_a_refused_record_stays_in_the_broker() {
     // A broker that takes records past the app's body limit (Kafka's limit raised).
-    let app = App::new()
+    let app = app!()
         .with_state(Ledger::default())
         .with_max_message_bytes(8 * 1024 * 1024);
     let app = TestApp::start(app).await;
@@ -588,7 +583,7 @@ struct Fixed(Arc<Mutex<bool>>);
 async fn dead_letters_are_replayed_to_their_original_topic() {
     let fixed = Fixed::default();
     let app = TestApp::start(
-        App::new()
+        app!()
             .with_state(fixed.clone())
             .with_state(Ledger::default()),
     )

@@ -1,6 +1,12 @@
-//! What the app tells the outside world: metrics, AsyncAPI, schemas, manifests, trace context.
+//! What the app tells the outside world: metrics, AsyncAPI, schemas, manifests, trace context;
+//! and the CLI that mounts those commands ([`cli`]).
+//!
+//! A binary of its own, apart from `tests/it/`: `schema::export` writes every event type linked
+//! into the binary, and `tests/it/` holds several of one name.
 
 #![allow(missing_docs)]
+
+mod cli;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -42,13 +48,19 @@ async fn on_completed(
     Ok(())
 }
 
+/// This module's handlers: not the CLI's.
 fn app() -> App {
-    App::new()
-        .with_topics([TopicSpec::new("task-events")
-            .partitions(12)
-            .retention_days(7)
-            .retention_cloud_days(30)])
-        .publishes::<TaskUpdate>("task-updates")
+    App::with_handlers(
+        event_runtime::registered()
+            .into_iter()
+            .filter(|h| h.module == module_path!()),
+    )
+    .unwrap()
+    .with_topics([TopicSpec::new("task-events")
+        .partitions(12)
+        .retention_days(7)
+        .retention_cloud_days(30)])
+    .publishes::<TaskUpdate>("task-updates")
 }
 
 async fn get(app: &TestApp, path: &str) -> (u16, String) {

@@ -1,20 +1,19 @@
 //! The outbox relay's series through the `metrics` facade (features `metrics` and `sqlx`): a
 //! recorder installed before the outbox was built sees what `/metrics` shows.
 //!
-//! `cargo test -p event-runtime --features metrics,sqlx --test outbox_metrics_facade`
+//! `cargo test -p event-runtime --features metrics,sqlx --test process outbox_metrics::`
 #![cfg(all(feature = "metrics", feature = "sqlx"))]
 
-mod outbox_support;
-
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use crate::outbox_support::{series, wait_accepted, wait_until, Db, Sidecar};
+use metrics_util::debugging::DebugValue;
 use metrics_util::MetricKind;
-use outbox_support::{series, wait_accepted, wait_until, Db, Sidecar};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The guard is held across awaits on purpose: no other test of the binary builds an app meanwhile.
+#[allow(clippy::await_holding_lock)]
 async fn a_recorder_installed_first_sees_the_relays_series() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the only recorder");
+    let _alone = crate::env_lock();
+    let snapshotter = crate::recorder();
 
     let db = Db::sqlite().await;
     let sidecar = Sidecar::start().await;

@@ -3,9 +3,7 @@
 //! sets `TODO_TEST_POSTGRES_URL`.
 #![cfg(feature = "sqlx")]
 
-mod outbox_support;
-
-use outbox_support::Db;
+use super::Db;
 
 async fn db() -> Db {
     let url = std::env::var("TODO_TEST_POSTGRES_URL")
@@ -16,79 +14,79 @@ async fn db() -> Db {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn events_go_out_in_commit_order_per_key() {
-    outbox_support::commit_order_per_key(&db().await).await;
+    super::commit_order_per_key(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn a_burst_of_commits_goes_out_in_few_rounds_and_a_quiet_one_at_once() {
-    outbox_support::a_burst_goes_out_in_few_rounds(&db().await).await;
+    super::a_burst_goes_out_in_few_rounds(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn a_rolled_back_transaction_publishes_nothing() {
-    outbox_support::rollback_publishes_nothing(&db().await).await;
+    super::rollback_publishes_nothing(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn writes_while_the_sidecar_is_down_go_out_in_order_once_it_is_back() {
-    outbox_support::publisher_down_then_back(&db().await).await;
+    super::publisher_down_then_back(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn two_relays_share_the_buckets_and_publish_each_event_once() {
-    outbox_support::two_relays(&db().await).await;
+    super::two_relays(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn sent_rows_are_deleted_after_their_retention() {
-    outbox_support::retention(&db().await).await;
+    super::retention(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn the_inbox_claims_an_event_once_per_committed_transaction() {
-    outbox_support::inbox(&db().await).await;
+    super::inbox(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn a_crashed_replicas_buckets_are_taken_over_when_its_leases_run_out() {
-    outbox_support::crashed_replicas_buckets_are_taken_over(&db().await).await;
+    super::crashed_replicas_buckets_are_taken_over(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn an_event_the_relay_cannot_read_is_refused_and_nothing_is_written() {
-    outbox_support::an_event_the_relay_cannot_read_is_refused(&db().await).await;
+    super::an_event_the_relay_cannot_read_is_refused(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn a_stuck_bucket_does_not_starve_the_others() {
-    outbox_support::a_stuck_bucket_does_not_starve_the_others(&db().await).await;
+    super::a_stuck_bucket_does_not_starve_the_others(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn a_row_the_sidecar_refuses_for_good_is_set_aside_and_can_be_replayed() {
-    outbox_support::a_refused_row_is_set_aside_and_replayed(&db().await).await;
+    super::a_refused_row_is_set_aside_and_replayed(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn an_unreadable_row_is_set_aside_at_once() {
-    outbox_support::an_unreadable_row_is_set_aside_at_once(&db().await).await;
+    super::an_unreadable_row_is_set_aside_at_once(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run example-todo/scripts/postgres-test.sh"]
 async fn a_transient_failure_never_sets_a_row_aside() {
-    outbox_support::a_transient_failure_never_sets_a_row_aside(&db().await).await;
+    super::a_transient_failure_never_sets_a_row_aside(&db().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,14 @@
 //! The delivery series through the `metrics` facade (feature `metrics`): a recorder the app
 //! installed before building it sees what the built-in `/metrics` counts.
 //!
-//! `cargo test -p event-runtime --features metrics --test metrics_facade`
+//! `cargo test -p event-runtime --features metrics --test process metrics::`
 
 #![cfg(feature = "metrics")]
 #![allow(missing_docs)]
 
 use event_runtime::testing::TestApp;
-use event_runtime::{event_handler, App, Event};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshot};
+use event_runtime::{event_handler, Event};
+use metrics_util::debugging::{DebugValue, Snapshot};
 use metrics_util::CompositeKey;
 use metrics_util::MetricKind;
 
@@ -70,12 +70,13 @@ fn value<'a>(
 }
 
 #[tokio::test(start_paused = true)]
+// The guard is held across awaits on purpose: no other test of the binary builds an app meanwhile.
+#[allow(clippy::await_holding_lock)]
 async fn a_recorder_installed_before_the_app_sees_the_delivery_series() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the only recorder");
+    let _alone = crate::env_lock();
+    let snapshotter = crate::recorder();
 
-    let app = TestApp::start(App::new()).await;
+    let app = TestApp::start(app!()).await;
     app.publish("mf-ok", &tick("a")).await.unwrap();
     app.publish("mf-ok", &tick("b")).await.unwrap();
     app.publish("mf-fail", &tick("c")).await.unwrap();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_runtime::{event_handler, App, Event, State};
+use event_runtime::{event_handler, Event, State};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
@@ -33,7 +33,7 @@ async fn serves_and_shuts_down_gracefully() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let failures = Failures::default();
-    let app = App::new()
+    let app = app!()
         .with_mode(event_runtime::Mode::Embedded)
         .with_state(failures.clone());
     let handle = app.shutdown_handle();
@@ -132,7 +132,7 @@ async fn a_handler_running_at_shutdown_finishes_and_answers_success() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let slow = Slow::default();
-    let app = App::new()
+    let app = app!()
         .with_mode(event_runtime::Mode::Embedded)
         .with_state(Failures::default())
         .with_state(slow.clone());

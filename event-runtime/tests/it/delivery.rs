@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use event_runtime::testing::TestApp;
-use event_runtime::{
-    event_handler, App, Envelope, Event, EventId, EventType, PubsubName, State, Topic,
-};
+use event_runtime::{event_handler, Envelope, Event, EventId, EventType, PubsubName, State, Topic};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Event)]
@@ -82,7 +80,7 @@ async fn on_task_event(
 
 async fn app() -> (TestApp, Seen) {
     let seen = Seen::default();
-    let app = TestApp::start(App::new().with_state(seen.clone())).await;
+    let app = TestApp::start(app!().with_state(seen.clone())).await;
     (app, seen)
 }
 

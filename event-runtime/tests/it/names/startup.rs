@@ -57,7 +57,7 @@ fn refused(name: &str) -> (String, event_runtime::dapr::InvalidName) {
 #[test]
 fn a_handlers_pubsub_and_retry_topics_are_checked_when_the_app_is_built() {
     let (owner, invalid) = refused("spaced_pubsub");
-    assert_eq!(owner, "handler `startup_names::spaced_pubsub`");
+    assert_eq!(owner, "handler `it::names::startup::spaced_pubsub`");
     assert_eq!(
         (invalid.what, invalid.name.as_str()),
         ("pubsub component", "kafka pubsub")

@@ -110,7 +110,7 @@ async fn bulky(p: Parcel, State(runs): State<Runs>) {
 }
 
 fn app(runs: &Runs) -> App {
-    App::new()
+    app!()
         .with_state(runs.clone())
         .with_state(Fixed::default())
         .with_signing_key(KEY)
@@ -143,7 +143,7 @@ fn letter_size(app: &TestApp, topic: &str) -> Vec<usize> {
 
 #[test]
 fn a_dapr_app_with_delayed_retries_and_no_signing_key_refuses_to_start() {
-    let app = App::new().with_mode(Mode::Dapr);
+    let app = app!().with_mode(Mode::Dapr);
     let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.router()))
         .expect_err("no router without a key");
     let message = refused
@@ -152,11 +152,8 @@ fn a_dapr_app_with_delayed_retries_and_no_signing_key_refuses_to_start() {
         .unwrap_or_default();
     assert!(message.contains("EVENTS_SIGNING_KEY"), "{message}");
     // With a key it starts; embedded, it starts without one (a random key of its process).
-    let _ = App::new()
-        .with_mode(Mode::Dapr)
-        .with_signing_key(KEY)
-        .router();
-    let _ = App::new().with_mode(Mode::Embedded).router();
+    let _ = app!().with_mode(Mode::Dapr).with_signing_key(KEY).router();
+    let _ = app!().with_mode(Mode::Embedded).router();
 }
 
 /// A retry message for `on_hop`, signed with `key`, whose hop ends at `hop_due_ms`.
@@ -167,7 +164,7 @@ fn retry_for_hop(key: &SigningKey, n: i64, hop_due_ms: u64) -> Vec<u8> {
         attempt: 2,
         due_ms: Some(hop_due_ms),
         hop_due_ms: Some(hop_due_ms),
-        handler: Some("trust::on_hop".into()),
+        handler: Some("it::trust::on_hop".into()),
         origin_topic: Some("hops".into()),
         ..RetryState::default()
     };
@@ -257,7 +254,7 @@ async fn a_claim_the_store_refuses_for_good_is_dead_lettered_and_an_outage_is_re
         .map(|e| serde_json::from_value(e.data.clone()).unwrap())
         .collect();
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].handler.as_deref(), Some("trust::claimed"));
+    assert_eq!(letters[0].handler.as_deref(), Some("it::trust::claimed"));
     assert!(
         letters[0].reason.contains("refuses the claim"),
         "{}",
@@ -517,7 +514,7 @@ async fn an_event_that_expires_while_its_retry_waits_goes_to_its_handlers_dlq() 
     assert!(app.dead_letters("dlq").is_empty(), "not the app-wide DLQ");
     let letters = app.dead_letters("expiring-dlq");
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].handler.as_deref(), Some("trust::expiring"));
+    assert_eq!(letters[0].handler.as_deref(), Some("it::trust::expiring"));
     assert!(
         letters[0].reason.contains("expired"),
         "{}",

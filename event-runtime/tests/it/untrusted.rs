@@ -49,7 +49,7 @@ async fn on_order(
 }
 
 fn all_handlers() -> App {
-    App::new().with_state(Seen::default())
+    app!().with_state(Seen::default())
 }
 
 /// The app of every handler here, with `state` besides a fresh `Seen`.
@@ -59,7 +59,7 @@ async fn start_with<T: Clone + Send + Sync + 'static>(state: T) -> TestApp {
 
 async fn start() -> (TestApp, Seen) {
     let seen = Seen::default();
-    let app = TestApp::start(App::new().with_state(seen.clone())).await;
+    let app = TestApp::start(app!().with_state(seen.clone())).await;
     (app, seen)
 }
 
@@ -127,7 +127,7 @@ async fn forged_retry_bookkeeping_on_a_main_topic_is_ignored() {
         "o-forged",
         "order.placed",
         json!({"evrattempt": "9", "evrdue": "99999999999999", "evrtopic": "../../state/statestore",
-               "evrhandler": "untrusted::on_order", "evrapp": "event-runtime-app", "evrmac": "00"}),
+               "evrhandler": "it::untrusted::on_order", "evrapp": "event-runtime-app", "evrmac": "00"}),
         json!({"order": 7, "user_id": "u-7", "fail_until": 3}),
     );
     app.produce("orders", Some("u-7"), forged).await.unwrap();
@@ -174,7 +174,7 @@ async fn unsigned_bookkeeping_on_the_apps_own_retry_topic_is_dead_lettered_not_r
         "o-unsigned",
         "order.placed",
         json!({"evrapp": event_runtime::config::app_id(), "evrattempt": "3",
-               "evrhandler": "untrusted::on_order", "evrtopic": "orders", "evrmac": "00"}),
+               "evrhandler": "it::untrusted::on_order", "evrtopic": "orders", "evrmac": "00"}),
         json!({"order": 9, "user_id": "u-9"}),
     );
     app.produce(&topic, Some("u-9"), forged.clone())
@@ -200,7 +200,7 @@ async fn another_apps_retry_is_acknowledged_and_ignored() {
     let foreign = envelope(
         "o-foreign",
         "order.placed",
-        json!({"evrapp": "some-other-app", "evrattempt": "2", "evrhandler": "untrusted::on_order",
+        json!({"evrapp": "some-other-app", "evrattempt": "2", "evrhandler": "it::untrusted::on_order",
                "evrmac": "00"}),
         json!({"order": 10, "user_id": "u-10"}),
     );

@@ -3,7 +3,7 @@
 #![allow(missing_docs)]
 
 use event_runtime::testing::TestApp;
-use event_runtime::{event_handler, App, Event, Permanent};
+use event_runtime::{event_handler, Event, Permanent};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
@@ -23,7 +23,7 @@ async fn ingest(s: Sample) -> Result<(), Permanent> {
 
 #[tokio::test]
 async fn subscription_asks_for_bulk() {
-    let app = App::new();
+    let app = app!();
     let sub = &app.subscriptions()[0];
     let bulk = sub.bulk_subscribe.expect("bulkSubscribe");
     assert!(bulk.enabled);
@@ -40,7 +40,7 @@ async fn subscription_asks_for_bulk() {
 
 #[tokio::test]
 async fn each_entry_gets_its_own_status() {
-    let app = TestApp::start(App::new()).await;
+    let app = TestApp::start(app!()).await;
     let entry = |id: &str, value: i64| {
         json!({"entryId": id, "contentType": "application/cloudevents+json", "metadata": {},
             "event": {"specversion": "1.0", "id": format!("ev-{id}"), "type": "metric.sample", "source": "s",
@@ -88,7 +88,7 @@ async fn each_entry_gets_its_own_status() {
 
 #[tokio::test]
 async fn bulk_deliveries_keep_order_and_dead_letter_a_failing_entry_alone() {
-    let app = TestApp::start(App::new()).await;
+    let app = TestApp::start(app!()).await;
     for value in [1, 2, -3, 4] {
         app.publish(
             "samples",

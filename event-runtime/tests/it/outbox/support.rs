@@ -1,5 +1,5 @@
 //! What the outbox suites share: a database of either kind, a sidecar that can be down, and the
-//! scenarios both databases run (`outbox_sqlite.rs`, `outbox_postgres.rs`).
+//! scenarios both databases run (`sqlite.rs`, `postgres.rs`). `tests/process/` includes it too.
 #![allow(dead_code)] // each suite uses part of it
 
 use std::collections::{BTreeMap, HashMap};

@@ -154,7 +154,7 @@ async fn start() -> (
     mpsc::UnboundedReceiver<String>,
 ) {
     let (lab, started) = Lab::new();
-    let app = App::new().with_state(lab.clone());
+    let app = app!().with_state(lab.clone());
     let metrics = app.metrics();
     let app = TestApp::start(app).await;
     (Arc::new(app), metrics, lab, started)
@@ -241,7 +241,7 @@ async fn a_delivery_that_waits_past_the_bound_answers_retry_and_runs_nothing() {
 
 #[test]
 fn the_manifests_cap_daprd_at_the_sum_of_the_handlers_lanes() {
-    let app = App::new();
+    let app = app!();
     // 2 + 3 + 1: daprd's cap is app-wide, and each handler runs its lanes on its own.
     let first = app.manifests().lines().next().unwrap().to_owned();
     assert_eq!(

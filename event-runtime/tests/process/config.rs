@@ -2,8 +2,9 @@
 //! an error that names it, `DAPR_HTTP_ENDPOINT` is honoured, and an idempotent handler's timeout
 //! must be shorter than the claim lease.
 //!
-//! The environment is one per process, so this binary has one test, which sets and clears the
-//! variables in turn; the parsing itself is unit-tested in `config.rs` without touching it.
+//! The environment is one per process, so this module has one test, which sets and clears the
+//! variables in turn, each change under the binary's lock; the parsing itself is unit-tested in
+//! `config.rs` without touching it.
 
 #![allow(missing_docs)]
 
@@ -54,6 +55,7 @@ const VARS: [&str; 14] = [
 
 /// Runs `check` with exactly `vars` set among the runtime's variables.
 fn with_env<T>(vars: &[(&str, &str)], check: impl FnOnce() -> T) -> T {
+    let _alone = crate::env_lock();
     for var in VARS {
         std::env::remove_var(var);
     }
@@ -67,8 +69,17 @@ fn with_env<T>(vars: &[(&str, &str)], check: impl FnOnce() -> T) -> T {
     out
 }
 
+/// `App::try_new` of this module's handlers: the binary's other modules have theirs.
+fn try_new() -> Result<App, AppError> {
+    App::with_handlers(
+        event_runtime::registered()
+            .into_iter()
+            .filter(|h| h.module == module_path!()),
+    )
+}
+
 fn start_up_error(vars: &[(&str, &str)]) -> ConfigError {
-    match with_env(vars, App::try_new) {
+    match with_env(vars, try_new) {
         Err(AppError::Config(e)) => e,
         Err(other) => panic!("{vars:?}: not a configuration error: {other}"),
         Ok(_) => panic!("{vars:?}: the app started"),
@@ -137,7 +148,7 @@ fn malformed_variables_stop_start_up() {
 }
 
 fn unset_or_empty_keeps_the_defaults() {
-    let app = with_env(&[], App::try_new).unwrap();
+    let app = with_env(&[], try_new).unwrap();
     assert_eq!(app.mode(), Mode::Embedded);
     // Secrets aside: set but empty is an error there, never "no secret".
     let secret = |v: &str| matches!(v, "APP_API_TOKEN" | "EVENTS_SIGNING_KEY");
@@ -146,10 +157,10 @@ fn unset_or_empty_keeps_the_defaults() {
         .filter(|v| !secret(v))
         .map(|v| (*v, ""))
         .collect();
-    let app = with_env(&empty, App::try_new).unwrap();
+    let app = with_env(&empty, try_new).unwrap();
     assert_eq!(app.mode(), Mode::Embedded);
     for var in VARS.iter().filter(|v| secret(v)) {
-        let err = with_env(&[(var, "")], App::try_new).unwrap_err();
+        let err = with_env(&[(var, "")], try_new).unwrap_err();
         assert!(
             matches!(&err, AppError::Config(ConfigError::Invalid { var: v, .. }) if v == var),
             "{var}: {err}"
@@ -166,7 +177,7 @@ fn unset_or_empty_keeps_the_defaults() {
             ("EVENTS_STATE_STORE", "statestore"),
             ("EVENTS_DLQ", "s5-dlq"),
         ],
-        App::try_new,
+        try_new,
     )
     .unwrap();
     assert_eq!(app.mode(), Mode::Dapr);
@@ -186,7 +197,7 @@ fn an_idempotent_handler_must_time_out_before_its_lease_runs_out() {
     };
     assert_eq!(
         (handler.as_str(), *timeout_secs, *lease_secs),
-        ("config_env::idem_app_timeout", 60, 45)
+        ("process::config::idem_app_timeout", 60, 45)
     );
     assert!(
         err.to_string().contains("EVENTS_HANDLER_TIMEOUT_SECS"),
@@ -198,7 +209,7 @@ fn an_idempotent_handler_must_time_out_before_its_lease_runs_out() {
             ("EVENTS_CLAIM_LEASE_SECS", "45"),
             ("EVENTS_HANDLER_TIMEOUT_SECS", "40"),
         ],
-        App::try_new,
+        try_new,
     )
     .unwrap();
     // The handler's own `timeout = 30` is not strictly shorter than a 30 s lease; the 600 s
@@ -209,7 +220,7 @@ fn an_idempotent_handler_must_time_out_before_its_lease_runs_out() {
     ]);
     assert!(
         matches!(&err, ConfigError::TimeoutNotUnderLease { handler, timeout_secs: 30, lease_secs: 30, .. }
-            if handler == "config_env::idem_own_timeout"),
+            if handler == "process::config::idem_own_timeout"),
         "{err:?}"
     );
     assert!(err.to_string().contains("its own `timeout`"), "{err}");
@@ -219,7 +230,7 @@ async fn serve_refuses_before_it_binds() {
     // The port is taken: had `serve` tried to bind, it would fail with AddrInUse.
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let app = with_env(&[("APP_PORT", port.as_str())], App::try_new)
+    let app = with_env(&[("APP_PORT", port.as_str())], try_new)
         .unwrap()
         .with_claim_lease(Duration::from_secs(10));
     let err = app.serve().await.unwrap_err();
@@ -227,7 +238,7 @@ async fn serve_refuses_before_it_binds() {
     assert!(err.to_string().contains("idem_app_timeout"), "{err}");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = with_env(&[], App::try_new)
+    let app = with_env(&[], try_new)
         .unwrap()
         .with_handler_timeout(Duration::from_secs(120));
     let err = app
@@ -257,7 +268,7 @@ async fn the_sidecar_endpoint_is_honoured() {
             ("DAPR_HTTP_ENDPOINT", endpoint.as_str()),
             ("DAPR_HTTP_PORT", "9"),
         ],
-        App::try_new,
+        try_new,
     )
     .unwrap();
     assert_eq!(app.mode(), Mode::Dapr);

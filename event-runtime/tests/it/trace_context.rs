@@ -3,7 +3,7 @@
 //! with the `otel` feature ([`otel`]), against the SDK's in-memory exporter, the delivery's span
 //! is the child of the incoming context and what it publishes names it.
 //!
-//! `cargo test -p event-runtime --test trace_context` (add `--features otel` for [`otel`]).
+//! `cargo test -p event-runtime --test it trace_context::` (add `--features otel` for [`otel`]).
 
 #![allow(missing_docs)]
 
@@ -207,11 +207,10 @@ async fn tc_outboxing(
 /// With OpenTelemetry: spans recorded by the SDK's in-memory exporter.
 #[cfg(feature = "otel")]
 mod otel {
-    use std::sync::OnceLock;
 
     use event_runtime::testing::TestApp;
-    use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use opentelemetry::trace::{SpanId, TraceId};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 
     use super::{app_of, traced_ping};
 
@@ -219,24 +218,10 @@ mod otel {
     const PARENT_ID: &str = "00f067aa0ba902b7";
     const TRACESTATE: &str = super::TRACESTATE;
 
-    /// The process-wide subscriber, with the OpenTelemetry layer on an in-memory exporter (a scoped
-    /// one would miss spans whose callsites another test's thread registered first).
+    /// The process-wide subscriber's in-memory exporter (a scoped subscriber would miss spans
+    /// whose callsites another test's thread registered first).
     fn exporter() -> &'static InMemorySpanExporter {
-        static EXPORTER: OnceLock<(InMemorySpanExporter, SdkTracerProvider)> = OnceLock::new();
-        &EXPORTER
-            .get_or_init(|| {
-                use tracing_subscriber::layer::SubscriberExt as _;
-                let exporter = InMemorySpanExporter::default();
-                let provider = SdkTracerProvider::builder()
-                    .with_simple_exporter(exporter.clone())
-                    .build();
-                let tracer = provider.tracer("event-runtime-test");
-                let subscriber = tracing_subscriber::registry()
-                    .with(tracing_opentelemetry::layer().with_tracer(tracer));
-                tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-                (exporter, provider)
-            })
-            .0
+        &crate::support::subscriber().otel
     }
 
     /// The deliveries of `event_id` the exporter saw, in the order they ended.

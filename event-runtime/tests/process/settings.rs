@@ -3,8 +3,8 @@
 //! `EVENTS_PUBSUB` and `EVENTS_DLQ` are the handlers' defaults, and `serve` listens on
 //! `APP_PORT`.
 //!
-//! The environment is one per process, so this binary has one test, which sets and clears the
-//! variables in turn.
+//! The environment is one per process, so this module has one test, which holds the binary's
+//! lock while it sets and clears the variables in turn.
 
 #![allow(missing_docs)]
 
@@ -15,7 +15,7 @@ use event_runtime::cloudevent::CloudEvent;
 use event_runtime::retry::retry_topic;
 use event_runtime::retry::{RetryState, SigningKey};
 use event_runtime::testing::TestApp;
-use event_runtime::{event_handler, App, Attempt, Event, State};
+use event_runtime::{event_handler, Attempt, Event, State};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
@@ -48,7 +48,7 @@ fn retry_signed(key: &SigningKey, app_id: &str, id: &str) -> Vec<u8> {
         attempt: 2,
         due_ms: Some(0),
         hop_due_ms: Some(0),
-        handler: Some("env_settings::on_bill".into()),
+        handler: Some("process::settings::on_bill".into()),
         origin_topic: Some("bills".into()),
         ..RetryState::default()
     };
@@ -56,7 +56,10 @@ fn retry_signed(key: &SigningKey, app_id: &str, id: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
+// The guard is held across awaits on purpose: the whole test runs with its variables.
+#[allow(clippy::await_holding_lock)]
 async fn the_environment_sets_the_key_the_defaults_and_the_port() {
+    let _alone = crate::env_lock();
     for name in [
         "APP_ID",
         "EVENTS_SIGNING_KEY",
@@ -72,7 +75,7 @@ async fn the_environment_sets_the_key_the_defaults_and_the_port() {
     // alone could give (the old default) is refused into the DLQ.
     std::env::set_var("EVENTS_SIGNING_KEY", "from-a-secret-store");
     let attempts = Attempts::default();
-    let app = TestApp::start(App::new().with_state(attempts.clone())).await;
+    let app = TestApp::start(app!().with_state(attempts.clone())).await;
     let ladder = retry_topic("billing", 1);
     let good = retry_signed(&SigningKey::new("from-a-secret-store"), "billing", "b-1");
     let derived = retry_signed(&public_key("billing"), "billing", "b-2");
@@ -96,7 +99,7 @@ async fn the_environment_sets_the_key_the_defaults_and_the_port() {
     // Without the variable, nothing derived from APP_ID signs: such a retry is refused too.
     std::env::remove_var("EVENTS_SIGNING_KEY");
     let attempts = Attempts::default();
-    let app = TestApp::start(App::new().with_state(attempts.clone())).await;
+    let app = TestApp::start(app!().with_state(attempts.clone())).await;
     let derived = retry_signed(&public_key("billing"), "billing", "b-3");
     app.produce(&ladder, Some("u"), derived).await.unwrap();
     app.wait_idle_for(Duration::from_secs(30)).await;
@@ -107,7 +110,7 @@ async fn the_environment_sets_the_key_the_defaults_and_the_port() {
     // EVENTS_PUBSUB and EVENTS_DLQ are the handlers' defaults.
     std::env::set_var("EVENTS_PUBSUB", "billing-pubsub");
     std::env::set_var("EVENTS_DLQ", "billing-dlq");
-    let app = App::new();
+    let app = app!();
     let bills = app
         .handlers()
         .iter()
@@ -130,7 +133,7 @@ async fn the_environment_sets_the_key_the_defaults_and_the_port() {
         l.local_addr().unwrap().port()
     };
     std::env::set_var("APP_PORT", port.to_string());
-    let app = App::new().with_mode(event_runtime::Mode::Embedded);
+    let app = app!().with_mode(event_runtime::Mode::Embedded);
     let stop = app.shutdown_handle();
     let server = tokio::spawn(app.serve());
     let health = tokio::time::timeout(Duration::from_secs(30), async {

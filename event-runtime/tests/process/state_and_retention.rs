@@ -8,12 +8,11 @@
 
 #![allow(missing_docs)]
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{recording, Recorded};
 use axum::extract::{Path, Request, State as AxState};
 use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
@@ -24,13 +23,10 @@ use event_runtime::retry::retry_topic;
 use event_runtime::{event_handler, App, Attempt, Event, State, TopicSpec};
 use serde::Deserialize as _;
 use serde_json::{json, Value};
-use support::{recording, Recorded};
-
-static ENV: Mutex<()> = Mutex::new(());
 
 /// Runs `f` with `vars` set, and no other test touching the environment meanwhile.
 fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
-    let _alone = ENV.lock().unwrap_or_else(|p| p.into_inner());
+    let _alone = crate::env_lock();
     for (k, v) in vars {
         std::env::set_var(k, v);
     }

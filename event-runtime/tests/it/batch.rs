@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use event_runtime::testing::TestApp;
-use event_runtime::{event_handler, App, Batch, Event, Outcome, Permanent, State};
+use event_runtime::{event_handler, Batch, Event, Outcome, Permanent, State};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
@@ -97,7 +97,7 @@ fn pairs<const N: usize>(want: [(&str, &str); N]) -> Vec<(String, String)> {
 #[tokio::test]
 async fn one_call_per_bulk_delivery_and_each_result_is_its_entrys_status() {
     let calls = Calls::default();
-    let app = TestApp::start(App::new().with_state(calls.clone())).await;
+    let app = TestApp::start(app!().with_state(calls.clone())).await;
     let entries = vec![
         entry("1", 5),
         entry("2", -1),
@@ -139,7 +139,7 @@ async fn one_call_per_bulk_delivery_and_each_result_is_its_entrys_status() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_batch_retries_each_event_on_its_own() {
     let calls = Calls::default();
-    let app = TestApp::start(App::new().with_state(calls.clone())).await;
+    let app = TestApp::start(app!().with_state(calls.clone())).await;
     let entries = vec![entry("a", 1), entry("b", 13), entry("c", 2)];
     let (_, answer) = app
         .post(
@@ -180,7 +180,7 @@ async fn a_failed_batch_retries_each_event_on_its_own() {
 #[tokio::test]
 async fn a_single_delivery_runs_as_a_batch_of_one() {
     let calls = Calls::default();
-    let app = TestApp::start(App::new().with_state(calls.clone())).await;
+    let app = TestApp::start(app!().with_state(calls.clone())).await;
     app.publish(
         "samples",
         &Sample {

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use event_runtime::testing::TestApp;
-use event_runtime::{event_handler, App, DeliveryRequest, DeliveryService, Event, State, Status};
+use event_runtime::{event_handler, DeliveryRequest, DeliveryService, Event, State, Status};
 use serde_json::json;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
@@ -108,7 +108,7 @@ fn order(id: &str, order_id: u64) -> String {
 #[tokio::test]
 async fn app_layers_wrap_every_handler_and_handler_layers_only_theirs() {
     let log = Log::default();
-    let app = App::new()
+    let app = app!()
         .with_state(log.clone())
         .handler_layer("on_order", labelled("own", log.clone()))
         .delivery_layer(labelled("inner-app", log.clone()))
@@ -151,9 +151,9 @@ async fn a_layer_may_answer_dapr_itself_and_the_handler_does_not_run() {
         tower::service_fn(|_req: DeliveryRequest| async { Ok(Status::Retry) })
     });
     let log = Log::default();
-    let app = App::new()
+    let app = app!()
         .with_state(log.clone())
-        .handler_layer("middleware::on_payment", shed);
+        .handler_layer("it::middleware::on_payment", shed);
     let app = TestApp::start(app).await;
     let (_, answer) = app.post("/payments", order("e-3", 3)).await;
     assert_eq!(answer, json!({"status": "RETRY"}));
@@ -167,10 +167,10 @@ async fn a_layer_may_answer_dapr_itself_and_the_handler_does_not_run() {
 #[should_panic(expected = "handler_layer: no handler is named `on_refund`")]
 fn a_layer_for_a_handler_the_app_lacks_is_refused() {
     let shed = tower::layer::layer_fn(|inner: DeliveryService| inner);
-    let _ = App::new().handler_layer("on_refund", shed);
+    let _ = app!().handler_layer("on_refund", shed);
 }
 
 #[test]
 fn without_concurrency_the_manifests_set_no_cap() {
-    assert!(!App::new().manifests().contains("app-max-concurrency"));
+    assert!(!app!().manifests().contains("app-max-concurrency"));
 }

@@ -5,12 +5,11 @@
 
 #![allow(missing_docs)]
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{recording, Exchange, Recorded};
 use axum::body::Bytes;
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,7 +17,6 @@ use base64::Engine as _;
 use event_runtime::testing::TestApp;
 use event_runtime::{event_handler, App, Attempt, Event, State};
 use serde_json::{json, Value};
-use support::{recording, Exchange, Recorded};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
 #[event(type = "parcel.sent", version = "1.0")]
@@ -319,51 +317,11 @@ async fn traced(_e: TraceMe, Attempt(a): Attempt) -> anyhow::Result<()> {
     Ok(())
 }
 
-type SpanLog = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
-
-/// Records the name and the fields of every span opened.
-struct Spans(SpanLog);
-
-#[derive(Default)]
-struct Fields(BTreeMap<String, String>);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _id: &tracing::span::Id,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
-        self.0
-            .lock()
-            .unwrap()
-            .push((attrs.metadata().name().to_owned(), fields.0));
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn every_delivery_runs_in_a_span_naming_the_event() {
     // The process-wide subscriber: a scoped one (`set_default`) misses spans whose callsite
     // another test's thread registered first.
-    static SPANS: std::sync::OnceLock<SpanLog> = std::sync::OnceLock::new();
-    let spans = SPANS.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt as _;
-        let spans = SpanLog::default();
-        let subscriber = tracing_subscriber::registry().with(Spans(spans.clone()));
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        spans
-    });
+    let spans = &crate::support::subscriber().spans;
 
     let app = TestApp::start(
         App::with_handlers(
