@@ -2,7 +2,7 @@
 //! `example-todo/scripts/postgres-test.sh`, which starts a throwaway server and sets
 //! `TODO_TEST_POSTGRES_URL`.
 
-mod common;
+use crate::common;
 
 use example_todo::db::Db;
 

@@ -2,7 +2,7 @@
 //! one transaction, the event waits in the outbox), and the event goes out once the sidecar is
 //! back, in order.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,5 +1,5 @@
 //! The service in-process on its embedded broker, and the scenarios both databases run.
-#![allow(dead_code)] // each test binary uses part of it
+#![allow(dead_code)] // each module uses part of it
 
 use axum::body::Body;
 use axum::http::Request;

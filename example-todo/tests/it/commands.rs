@@ -1,7 +1,7 @@
 //! `example-todo subscriptions`, `manifests`, `asyncapi`, `schemas`, `schemas check` and
 //! `schemas export`, run as the built binary: each prints what the README says it does.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

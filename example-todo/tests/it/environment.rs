@@ -2,7 +2,7 @@
 //! (`ADMIN_API_TOKEN`, else `APP_API_TOKEN`), the default database (`sqlite://todo.db` in the
 //! working directory) and the scheduler's period (`REMINDER_TICK_SECS`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! nothing replayed), served with it, closed under Dapr when no token is set, and the
 //! `dlq replay` CLI sends it.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::Request;

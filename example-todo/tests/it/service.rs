@@ -1,7 +1,7 @@
 //! The todo service end to end in-process, on SQLite: REST calls publish the reference's task
 //! events, the embedded broker delivers them through the Dapr routes, the handlers run.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
