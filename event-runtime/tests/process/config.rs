@@ -70,6 +70,7 @@ fn with_env<T>(vars: &[(&str, &str)], check: impl FnOnce() -> T) -> T {
 }
 
 /// `App::try_new` of this module's handlers: the binary's other modules have theirs.
+#[allow(clippy::result_large_err)] // `App::try_new`'s own error type
 fn try_new() -> Result<App, AppError> {
     App::with_handlers(
         event_runtime::registered()
