@@ -21,13 +21,16 @@ macro_rules! app {
 
 mod support;
 
+mod answers;
 mod batch;
 mod broker;
 mod bulk;
+mod dead_letters;
 mod delivery;
-mod guarantees;
+mod idempotency;
 mod lanes;
 mod layers;
+mod ledger;
 mod middleware;
 mod names;
 mod ops_routes;

@@ -1,5 +1,7 @@
-//! The retry ladder: a redeploy with another schedule, another retry mode, or without the handler
-//! strands no pending retry, and a delay that is no tier is waited out exactly.
+//! Retries: each schedule (delayed, exponential, inline) runs on time on tokio's paused clock, a
+//! delayed retry survives an app restart; and the retry ladder: a redeploy with another
+//! schedule, another retry mode, or without the handler strands no pending retry, and a delay
+//! that is no tier is waited out exactly.
 
 #![allow(missing_docs)]
 
@@ -9,6 +11,8 @@ use std::time::Duration;
 use event_runtime::retry::{retry_topic, RETRY_TIERS};
 use event_runtime::testing::TestApp;
 use event_runtime::{event_handler, App, Attempt, Event, HandlerDef, RetryMode, State};
+
+use crate::ledger::{Doomed, Flaky, Ledger};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
 #[event(type = "invoice.issued", version = "1.0")]
@@ -231,4 +235,115 @@ async fn on_a_tier_no_retry_holds_up_a_later_one() {
     let at = |tag: u32| runs.all().iter().find(|r| r.1 == tag).unwrap().0;
     assert_eq!((at(102) - at(101) + 500) / 1000, 45);
     assert_eq!((at(202) - at(201) + 500) / 1000, 30, "{:?}", runs.all());
+}
+
+#[event_handler(topic = "sched-a", retry = [30, 300, 1800])]
+async fn sched_a(_e: Doomed, State(l): State<Ledger>) -> anyhow::Result<()> {
+    l.tick("sched_a");
+    anyhow::bail!("still broken")
+}
+
+#[event_handler(topic = "sched-b", retry = exponential(initial = 1, factor = 2, attempts = 10, cap = 512))]
+async fn sched_b(_e: Doomed, State(l): State<Ledger>) -> anyhow::Result<()> {
+    l.tick("sched_b");
+    anyhow::bail!("still broken")
+}
+
+#[event_handler(topic = "sched-c", retry = [1, 2, 4, 8, 16], retry_mode = "inline")]
+async fn sched_c(_e: Doomed, State(l): State<Ledger>) -> anyhow::Result<()> {
+    l.tick("sched_c");
+    anyhow::bail!("still broken")
+}
+
+async fn schedule(topic: &str, name: &str, want: &[u64]) {
+    let ledger = Ledger::default();
+    let app = TestApp::start(app!().with_state(ledger.clone())).await;
+    app.publish(topic, &Doomed { n: 1 }).await.unwrap();
+    app.wait_idle().await;
+    let t = ledger.times(name);
+    let gaps: Vec<u64> = t.windows(2).map(|w| (w[1] - w[0] + 500) / 1000).collect();
+    assert_eq!(gaps, want, "{name}: seconds between attempts");
+    let letters = app.dead_letters("dlq");
+    assert_eq!(letters.len(), 1);
+    let l = &letters[0];
+    assert_eq!(l.attempts as usize, want.len() + 1);
+    assert_eq!(l.failures.len(), want.len() + 1);
+    assert!(l.failures.iter().all(|f| f.error == "still broken"));
+    assert!(!l.permanent);
+    assert!(
+        l.reason.starts_with(&format!(
+            "retries exhausted after {} attempts",
+            want.len() + 1
+        )),
+        "{}",
+        l.reason
+    );
+    assert_eq!(
+        l.event.topic, topic,
+        "the original topic, not a retry topic"
+    );
+    assert!(l.first_failure_at < l.last_failure_at);
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_30_300_1800_delayed() {
+    schedule("sched-a", "sched_a", &[30, 300, 1800]).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_exponential_to_512_delayed() {
+    schedule(
+        "sched-b",
+        "sched_b",
+        &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_1_to_16_inline() {
+    schedule("sched-c", "sched_c", &[1, 2, 4, 8, 16]).await;
+}
+
+#[event_handler(topic = "restart-topic", retry = [60])]
+async fn flaky_once(_e: Flaky, Attempt(a): Attempt, State(l): State<Ledger>) -> anyhow::Result<()> {
+    l.tick("flaky_once");
+    anyhow::ensure!(a > 1, "first attempt fails");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn delayed_retry_survives_an_app_restart() {
+    let ledger = Ledger::default();
+    let app = TestApp::start(app!().with_state(ledger.clone())).await;
+    app.publish(
+        "restart-topic",
+        &Flaky {
+            user_id: "u".into(),
+        },
+    )
+    .await
+    .unwrap();
+    // Let the first attempt fail and the retry be scheduled in the broker.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let retry_topic = event_runtime::retry::retry_topic(&event_runtime::config::app_id(), 60);
+        while app.published_to(&retry_topic).is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("retry scheduled");
+    // The app goes away with the retry pending, and a new process starts.
+    let app = app.restart(app!().with_state(ledger.clone())).await;
+    app.wait_idle().await;
+    let runs = app.runs_of("flaky_once");
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.attempt, r.outcome.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "retry"), (2, "success")]
+    );
+    let t = ledger.times("flaky_once");
+    assert_eq!((t[1] - t[0] + 500) / 1000, 60);
+    assert!(app.dead_letters("dlq").is_empty());
 }
