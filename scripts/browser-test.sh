@@ -10,4 +10,4 @@ if ! command -v "${CHROMIUM:-/usr/bin/chromium}" >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 "${CHROMIUM:-/usr/bin/chromium}" --version
-cargo test -p example-todo --test browser "$@" -- --ignored
+cargo test -p example-todo --test it browser:: "$@" -- --ignored

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real-stack end-to-end suite: Kafka 4.1.1 (KRaft) + Redis + PostgreSQL + daprd 1.16.5 + the e2e crate's
-# app (e2e/src/bin/e2e-app.rs), driven by the ignored tests of e2e/tests/real_stack.rs.
+# app (e2e/src/bin/e2e-app.rs), driven by the ignored tests of e2e/tests/real_stack/.
 #
 # Usage: scripts/e2e.sh [TEST_FILTER...] [-- extra libtest args]
 #   scripts/e2e.sh                      every scenario

@@ -33,8 +33,8 @@ cargo test --workspace
 step "event-runtime's optional features: OpenTelemetry and the metrics facade"
 cargo clippy -p event-runtime --all-targets --all-features -- -D warnings
 cargo test -p event-runtime --features otel,metrics
-cargo test -p event-runtime --features otel,sqlx --test trace_context
-cargo test -p event-runtime --features metrics,sqlx --test outbox_metrics_facade
+cargo test -p event-runtime --features otel,sqlx --test it trace_context::
+cargo test -p event-runtime --features metrics,sqlx --test process outbox_metrics::
 
 step "example-todo on a real PostgreSQL"
 example-todo/scripts/postgres-test.sh

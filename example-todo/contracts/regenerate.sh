@@ -9,7 +9,7 @@
 #    files under tests/ui/contracts/pydantic/ for the trybuild cases.
 # 3. The drift case: models.py with `task_id` removed from TaskEvent, exported to
 #    tests/ui/contracts/drift/task-event.schema.json, the contract of the trybuild case
-#    tests/ui/fail/contract_drift_removed_field.rs (a Rust type requiring `task_id` must fail
+#    tests/ui/derive_event/fail/contract_drift_removed_field.rs (a Rust type requiring `task_id` must fail
 #    to compile, pointing at `task_id`).
 # 4. `cargo check -p example-todo`: the example's types compile against these contracts
 #    (skip with CONTRACTS_NO_CARGO=1).

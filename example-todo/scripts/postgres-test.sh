@@ -13,6 +13,6 @@ source scripts/lib/throwaway-postgres.sh
 
 export TODO_TEST_POSTGRES_URL="$PG_URL"
 echo "==> event-runtime's outbox on PostgreSQL"
-cargo test -p event-runtime --features sqlx --test outbox_postgres "$@" -- --ignored
+cargo test -p event-runtime --features sqlx --test it outbox::postgres:: "$@" -- --ignored
 echo "==> example-todo on PostgreSQL"
-cargo test -p example-todo --test postgres "$@" -- --ignored
+cargo test -p example-todo --test it postgres:: "$@" -- --ignored

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 fn ui() {
     contracts_beside_trybuild_project();
     let t = trybuild::TestCases::new();
-    t.compile_fail("ui/fail/*.rs");
-    t.pass("ui/pass/*.rs");
+    t.compile_fail("ui/event_handler/fail/*.rs");
+    t.pass("ui/event_handler/pass/*.rs");
+    t.compile_fail("ui/derive_event/fail/*.rs");
+    t.pass("ui/derive_event/pass/*.rs");
 }
 
 /// trybuild builds the cases as a crate of its own, in `<target>/tests/trybuild/event-tests/`,

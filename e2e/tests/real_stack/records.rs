@@ -1,0 +1,119 @@
+//! Records from outside the framework.
+
+use e2e::{lines, work, PairOpts, RawRecord, Scenario};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+// ---------------------------------------------------------------------------------------- 10
+
+/// Records no Dapr publisher wrote, put on the topic with Kafka's own Java producer, all on the
+/// partition of one user and ahead of that user's good events: bytes that are not JSON, JSON that
+/// is no CloudEvent, a CloudEvent no handler takes (with a number `f64` cannot hold), and a
+/// CloudEvent whose forged retry bookkeeping claims attempt 9. None stalls the partition, each
+/// bad record lands in the app's DLQ once with its exact bytes, and the forged event runs every
+/// attempt of its schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s10_records_from_outside_never_stall_a_partition_nor_skip_a_retry() {
+    use base64::Engine as _;
+    let mut s = Scenario::new("s10");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+
+    let user = "u-poison";
+    let not_json = b"\xff\xfe\x00 not JSON at all".to_vec();
+    let not_a_cloudevent = b"[1,2,3]".to_vec();
+    let nobody_takes = br#"{"specversion":"1.0","id":"s10-nobody","type":"nobody.takes.this","source":"x","data":{"n":123456789012345678901234567890}}"#.to_vec();
+    let forged =
+        json!({"specversion": "1.0", "id": "s10-forged", "type": "e2e.work", "source": "x",
+        "datacontenttype": "application/json", "evrattempt": "9", "evrdue": "99999999999999",
+        "evrhandler": "e2e_app::s10::s10_work", "evrtopic": "../../state/statestore",
+        "data": {"event_id": "s10-forged", "user_id": user, "seq": 0, "fail_until_attempt": 3}})
+        .to_string()
+        .into_bytes();
+    let bad = [&not_json, &not_a_cloudevent, &nobody_takes];
+    let records: Vec<RawRecord> = [&not_json, &not_a_cloudevent, &nobody_takes, &forged]
+        .into_iter()
+        .map(|value| RawRecord {
+            key: Some(user.as_bytes().to_vec()),
+            value: value.clone(),
+            headers: Vec::new(),
+        })
+        .collect();
+    s.produce("s10-events", &records);
+    let good: Vec<Value> = (1..=3)
+        .map(|i| work(&format!("s10-good-{i}"), user, i))
+        .collect();
+    s.publish(&p, "s10-events", &good).await;
+
+    let want_ok = ["s10-good-1", "s10-good-2", "s10-good-3", "s10-forged"].map(String::from);
+    let l = s
+        .wait_ledger(
+            "good events handled behind the bad records, forged one after its retries",
+            secs(120),
+            |l| {
+                has_ok(l, "s10_work", &want_ok)
+                    && lines(l, "s10_dead_letters", "dead_letter").len() >= bad.len()
+            },
+        )
+        .await;
+    // The good events ran in order, on the partition the bad records came first on.
+    let seqs: Vec<u64> = lines(&l, "s10_work", "ok")
+        .iter()
+        .filter(|v| v["event_id"].as_str().unwrap_or("").starts_with("s10-good"))
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    // The forged bookkeeping was ignored: every attempt of [1, 2] ran, from the first.
+    let attempts: Vec<u64> = runs_of(&l, "s10_work", "s10-forged")
+        .iter()
+        .map(|v| v["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3], "forged attempt count ignored");
+    s.settle(secs(6), secs(60)).await;
+    let l = s.ledger();
+    let letters = lines(&l, "s10_dead_letters", "dead_letter");
+    for record in bad {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(record);
+        let of_it: Vec<_> = letters
+            .iter()
+            .filter(|v| v["dl_record"] == b64.as_str())
+            .collect();
+        assert_eq!(
+            of_it.len(),
+            1,
+            "one dead letter with the exact bytes of {}",
+            String::from_utf8_lossy(record)
+        );
+        assert_eq!(of_it[0]["dl_topic"], "s10-events");
+        assert!(!of_it[0]["dl_reason"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(letters.len(), bad.len(), "nothing else dead-lettered");
+
+    // Replayed through the sidecar, a record goes back byte for byte: the CloudEvent nobody
+    // takes is dead-lettered a second time with the very same bytes.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&nobody_takes);
+    let letter = letters
+        .iter()
+        .find(|v| v["dl_record"] == b64.as_str())
+        .map(|v| v["dl_letter"].clone())
+        .unwrap();
+    let report = s.replay(&p, &[letter]).await;
+    assert_eq!(report["replayed"], 1, "{report}");
+    let l = s
+        .wait_ledger("the replayed record dead-lettered again", secs(60), |l| {
+            lines(l, "s10_dead_letters", "dead_letter")
+                .iter()
+                .filter(|v| v["dl_record"] == b64.as_str())
+                .count()
+                == 2
+        })
+        .await;
+    let again: Vec<_> = lines(&l, "s10_dead_letters", "dead_letter")
+        .into_iter()
+        .filter(|v| v["dl_record"] == b64.as_str())
+        .collect();
+    assert_eq!(again[1]["event_id"], "s10-nobody");
+    assert_eq!(again[1]["dl_topic"], "s10-events");
+}
