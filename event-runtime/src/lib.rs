@@ -12,6 +12,7 @@ pub mod config;
 mod event;
 mod handler;
 mod http;
+mod metrics;
 #[cfg(feature = "sqlx")]
 mod outbox;
 mod pipeline;
@@ -41,7 +42,7 @@ pub use http::ops::OpsRoutes;
 pub use http::server::api_token_ok;
 #[cfg(feature = "sqlx")]
 pub use outbox::{Outbox, OutboxConnection, OutboxDeadRow, OutboxError, OutboxRelay, OutboxStats};
-pub use pipeline::metrics::Metrics;
+pub use crate::metrics::Metrics;
 pub use pipeline::middleware::{DeliveryLayer, DeliveryRequest, DeliveryService};
 #[cfg(feature = "cli")]
 pub use tooling::cli::EventsCommand;
