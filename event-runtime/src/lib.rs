@@ -91,11 +91,12 @@ pub mod idempotency {
 
 /// Retry schedules and the signed bookkeeping that retry messages carry.
 pub mod retry {
-    pub use crate::handler::registry::{retry_tier, retry_topic, RETRY_TIERS};
-    pub use crate::pipeline::seal::{
-        delay_after, exponential, Failure, Opened, RetryRejected, RetryState, SigningKey, EXT_APP,
-        EXT_ATTEMPT, EXT_DUE, EXT_FAILURES, EXT_HANDLER, EXT_HOP_DUE, EXT_MAC, EXT_TOPIC,
+    pub use crate::pipeline::retry::bookkeeping::{
+        Failure, Opened, RetryRejected, RetryState, SigningKey, EXT_APP, EXT_ATTEMPT, EXT_DUE,
+        EXT_FAILURES, EXT_HANDLER, EXT_HOP_DUE, EXT_MAC, EXT_TOPIC,
     };
+    pub use crate::pipeline::retry::ladder::{retry_tier, retry_topic, RETRY_TIERS};
+    pub use crate::pipeline::retry::policy::{delay_after, exponential};
 }
 
 /// Event schemas: the registry of event types, and the snapshot that catches breaking changes.

@@ -18,7 +18,7 @@ use crate::handler::registry::Target;
 use crate::pipeline::record::{entry_record, with_broker_meta};
 use crate::pipeline::route::resolve;
 use crate::pipeline::run::{panic_message, record, run_with_retries, Pending};
-use crate::pipeline::seal::RetryState;
+use crate::pipeline::retry::RetryState;
 use crate::pipeline::{deliver_entry, Runtime};
 use crate::wire::bulk::{BulkEntry, BulkRequest, BulkResponse, EntryStatus, Status};
 use crate::wire::cloudevent::CloudEvent;

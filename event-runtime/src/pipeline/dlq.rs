@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::Event;
-use crate::pipeline::seal::Failure;
+use crate::pipeline::retry::Failure;
 use crate::transport::outgoing::OutgoingEvent;
 use crate::transport::publish::Publisher;
 use crate::wire::cloudevent::CloudEvent;

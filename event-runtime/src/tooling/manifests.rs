@@ -624,7 +624,7 @@ mod tests {
 
         // The app's retry ladder: one topic per tier, whatever the schedules, like the largest
         // topic it serves.
-        for tier in crate::handler::registry::RETRY_TIERS {
+        for tier in crate::wire::ladder::RETRY_TIERS {
             let retry = topic_named(&docs, &format!("todo.retry.{tier}s"));
             assert_eq!(retry["metadata"]["name"], format!("todo-retry-{tier}s"));
             assert_eq!(retry["spec"]["partitions"], Value::from(6));
