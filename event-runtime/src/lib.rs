@@ -25,6 +25,7 @@ mod wire;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use crate::metrics::Metrics;
 pub use app::{App, ShutdownHandle};
 pub use config::{ConfigError, Mode};
 pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};
@@ -42,7 +43,6 @@ pub use http::ops::OpsRoutes;
 pub use http::server::api_token_ok;
 #[cfg(feature = "sqlx")]
 pub use outbox::{Outbox, OutboxConnection, OutboxDeadRow, OutboxError, OutboxRelay, OutboxStats};
-pub use crate::metrics::Metrics;
 pub use pipeline::middleware::{DeliveryLayer, DeliveryRequest, DeliveryService};
 #[cfg(feature = "cli")]
 pub use tooling::cli::EventsCommand;
@@ -76,9 +76,9 @@ pub mod dapr {
 
 /// Dead letters: what they hold, and replaying them.
 pub mod dlq {
-    pub use crate::pipeline::dlq::{
-        replay, verify, DeadEvent, DeadLetter, ReplayFilter, ReplayReport, Unreplayable,
-        DEAD_LETTER_TYPE,
+    pub use crate::pipeline::dead_letter::letter::{DeadEvent, DeadLetter, DEAD_LETTER_TYPE};
+    pub use crate::pipeline::dead_letter::replay::{
+        replay, verify, ReplayFilter, ReplayReport, Unreplayable,
     };
 }
 

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::pipeline::dlq::ReplayReport;
+use crate::pipeline::dead_letter::replay::ReplayReport;
 use crate::tooling::cli::{CliError, DlqCommand, EventsCommand, ReplayArgs, SchemasCommand};
 
 use super::App;

@@ -13,8 +13,7 @@
 //! [`dead_letter`] sends what failed for good, and is the dead letter's shape and its replay.
 
 mod batch;
-mod dead_letter;
-pub(crate) mod dlq;
+pub(crate) mod dead_letter;
 pub(crate) mod lanes;
 pub(crate) mod middleware;
 mod record;
@@ -38,13 +37,13 @@ use crate::event::outcome::OutcomeKind;
 use crate::handler::def::HandlerDef;
 use crate::handler::delivery::{AppServices, StateMap};
 use crate::handler::registry::{Registry, Target};
+use crate::metrics::{HandlerMetrics, Metrics};
 use crate::pipeline::dead_letter::dead_letter_undecodable;
 use crate::pipeline::lanes::Lanes;
-use crate::metrics::{HandlerMetrics, Metrics};
 use crate::pipeline::middleware::DeliveryService;
 use crate::pipeline::record::{bulk_request, deliver_record, entry_record, RecordMeta};
-use crate::pipeline::run::process;
 use crate::pipeline::retry::bookkeeping::{RetryState, SigningKey};
+use crate::pipeline::run::process;
 use crate::transport::idempotency::IdempotencyStore;
 use crate::transport::publish::Publisher;
 use crate::wire::bulk::{BulkEntry, BulkResponse, EntryStatus, Status};

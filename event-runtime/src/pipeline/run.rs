@@ -15,8 +15,7 @@ use crate::event::outcome::{Outcome, OutcomeKind};
 use crate::handler::def::RetryMode;
 use crate::handler::delivery::{partition_key, Delivery};
 use crate::handler::registry::Target;
-use crate::pipeline::dead_letter::{dead_letter_failed, give_up, publish_dead_letter};
-use crate::pipeline::dlq::DeadLetter;
+use crate::pipeline::dead_letter::{dead_letter_failed, give_up, publish_dead_letter, DeadLetter};
 use crate::pipeline::middleware::{call_layered, lane_key, DeliveryRequest};
 use crate::pipeline::retry::{
     further_hop, hold_until, next_step, publish_retry, schedule_retry, sleep_unless_shutdown,

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::pipeline::dlq::ReplayFilter;
+use crate::pipeline::dead_letter::replay::ReplayFilter;
 
 /// The framework's commands: what the app subscribes to, its manifests, its AsyncAPI document,
 /// its event schemas, and replaying its dead letters.

@@ -8,8 +8,8 @@ use futures::future::BoxFuture;
 
 use crate::handler::delivery::partition_key;
 use crate::pipeline::dead_letter::give_up;
-use crate::pipeline::run::Pending;
 use crate::pipeline::retry::bookkeeping::RetryState;
+use crate::pipeline::run::Pending;
 use crate::pipeline::Runtime;
 use crate::transport::outgoing::OutgoingEvent;
 use crate::wire::bulk::Status;
