@@ -8,13 +8,7 @@ use syn::{FnArg, Type};
 use crate::ast::{self, Data, Handler, Input, Style};
 use crate::attr::RetryMode;
 use crate::ctxt::Ctxt;
-
-/// Mirrors `event_runtime::INLINE_RETRY_LIMIT_SECS` (event-runtime/src/handler.rs): the macro
-/// cannot depend on the runtime, so keep the two equal.
-const INLINE_RETRY_LIMIT_SECS: u64 = 60;
-
-const TOPIC_RULE: &str =
-    "Kafka topic names are 1 to 249 characters of `A-Z a-z 0-9 . _ -`, and not `.` or `..`";
+use crate::mirror::{INLINE_RETRY_LIMIT_SECS, MAX_TOPIC_LEN, TOPIC_RULE};
 
 /// Checks an `#[event_handler]`: its signature, then its arguments against each other.
 pub fn handler(cx: &Ctxt, handler: &Handler) {
@@ -300,7 +294,7 @@ pub fn topic_name(name: &str) -> Result<(), String> {
         return Err(format!("`{name}` is not a valid topic name; {TOPIC_RULE}"));
     }
     let len = name.chars().count();
-    if len > 249 {
+    if len > MAX_TOPIC_LEN {
         return Err(format!(
             "this topic name is {len} characters long; {TOPIC_RULE}"
         ));
