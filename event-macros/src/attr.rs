@@ -15,6 +15,7 @@ use syn::punctuated::Punctuated;
 use syn::{token, Attribute, Expr, ExprLit, Ident, Lit, LitInt, LitStr, MetaList, Path, Token};
 
 use crate::ctxt::{tokens_text, Ctxt};
+use crate::mirror::exponential;
 use crate::symbol::*;
 
 /// The arguments of `#[event_handler(...)]`.
@@ -332,20 +333,6 @@ fn parse_exponential(cx: &Ctxt, list: &MetaList) -> Option<Vec<u64>> {
         attempts.get()?,
         cap.get(),
     ))
-}
-
-/// The delays of an exponential schedule: `initial * factor^n` for each of `attempts` retries,
-/// each at most `cap`.
-pub fn exponential(initial: u64, factor: u64, attempts: u64, cap: Option<u64>) -> Vec<u64> {
-    let cap = cap.unwrap_or(u64::MAX);
-    let mut delay = initial;
-    (0..attempts)
-        .map(|_| {
-            let this = delay.min(cap);
-            delay = delay.saturating_mul(factor);
-            this
-        })
-        .collect()
 }
 
 fn parse_retry_mode(cx: &Ctxt, lit: LitStr) -> Option<RetryModeArg> {

@@ -11,6 +11,7 @@ mod attr;
 mod contract;
 mod ctxt;
 mod expand;
+mod mirror;
 mod symbol;
 mod valid;
 

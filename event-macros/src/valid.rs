@@ -8,13 +8,7 @@ use syn::{FnArg, Type};
 use crate::ast::{self, Data, Handler, Input, Style};
 use crate::attr::RetryMode;
 use crate::ctxt::Ctxt;
-
-/// Mirrors `event_runtime::INLINE_RETRY_LIMIT_SECS` (event-runtime/src/handler.rs): the macro
-/// cannot depend on the runtime, so keep the two equal.
-const INLINE_RETRY_LIMIT_SECS: u64 = 60;
-
-const TOPIC_RULE: &str =
-    "Kafka topic names are 1 to 249 characters of `A-Z a-z 0-9 . _ -`, and not `.` or `..`";
+use crate::mirror::{INLINE_RETRY_LIMIT_SECS, MAX_TOPIC_LEN, TOPIC_RULE};
 
 /// Checks an `#[event_handler]`: its signature, then its arguments against each other.
 pub fn handler(cx: &Ctxt, handler: &Handler) {
@@ -143,27 +137,43 @@ fn signature(cx: &Ctxt, handler: &Handler) {
     }
 }
 
-/// Checks a `#[derive(Event)]` type.
+/// Checks a `#[derive(Event)]` type: the attributes, then the struct's or the enum's rules.
 pub fn event(cx: &Ctxt, input: &Input) {
-    let ident = &input.original.ident;
-    let attrs = &input.attrs;
-    let is_enum = matches!(input.data, Data::Enum(_));
+    check_version(cx, input);
+    check_schema_is_concrete(cx, input);
+    check_type_attr(cx, input);
+    match &input.data {
+        Data::Struct(style, fields) => check_struct(cx, input, *style, fields),
+        Data::Enum(variants) => check_enum(cx, input, variants),
+        Data::Union => cx.error_spanned_by(
+            &input.original.ident,
+            "derive(Event) works on structs and enums, not unions",
+        ),
+    }
+}
 
-    match (&attrs.version, is_enum) {
-        (None, _) => cx.error_spanned_by(
+/// An event declares its schema version, as `major.minor`.
+fn check_version(cx: &Ctxt, input: &Input) {
+    let ident = &input.original.ident;
+    match &input.attrs.version {
+        None => cx.error_spanned_by(
             ident,
             format!("`{ident}` needs a schema version: `#[event(version = \"1.0\")]`"),
         ),
-        (Some(version), _) if !valid_version(&version.value()) => cx.error_spanned_by(
+        Some(version) if !valid_version(&version.value()) => cx.error_spanned_by(
             version,
             format!(
                 "invalid version \"{}\": write `major.minor`, like \"1.0\" or \"2.13\"",
                 version.value()
             ),
         ),
-        _ => {}
+        Some(_) => {}
     }
-    if let Some(schema) = &attrs.schema {
+}
+
+/// `schema` needs a concrete type: a generic one has no one JSON Schema.
+fn check_schema_is_concrete(cx: &Ctxt, input: &Input) {
+    if let Some(schema) = &input.attrs.schema {
         if !input.original.generics.params.is_empty() {
             cx.error_spanned_by(
                 schema,
@@ -171,97 +181,120 @@ pub fn event(cx: &Ctxt, input: &Input) {
             );
         }
     }
-    for ty in [&attrs.ty].into_iter().flatten() {
-        if is_enum {
-            cx.error_spanned_by(
-                ty,
-                "on an enum each variant gives its own type: move `type` to `#[event(type = \"...\")]` on each variant, or use `#[serde(rename = \"...\")]` there",
-            );
-        } else if ty.value().is_empty() {
-            cx.error_spanned_by(ty, "the CloudEvent type cannot be empty");
+}
+
+/// `type` on the type itself belongs to a struct, and is not empty.
+fn check_type_attr(cx: &Ctxt, input: &Input) {
+    let Some(ty) = &input.attrs.ty else {
+        return;
+    };
+    if matches!(input.data, Data::Enum(_)) {
+        cx.error_spanned_by(
+            ty,
+            "on an enum each variant gives its own type: move `type` to `#[event(type = \"...\")]` on each variant, or use `#[serde(rename = \"...\")]` there",
+        );
+    } else if ty.value().is_empty() {
+        cx.error_spanned_by(ty, "the CloudEvent type cannot be empty");
+    }
+}
+
+/// A struct event has named fields, a CloudEvent type, and a partition key (or is unkeyed).
+fn check_struct(cx: &Ctxt, input: &Input, style: Style, fields: &[ast::Field]) {
+    let ident = &input.original.ident;
+    if style != Style::Named {
+        cx.error_spanned_by(
+            ident,
+            "derive(Event) needs a struct with named fields: an event travels as a JSON object",
+        );
+        return;
+    }
+    if input.attrs.ty.is_none() {
+        cx.error_spanned_by(
+            ident,
+            format!("`{ident}` needs a CloudEvent type: `#[event(type = \"task.completed\", version = \"1.0\")]`"),
+        );
+    }
+    let missing = format!("`{ident}` has no partition key");
+    keys(cx, input, fields, ident, missing);
+}
+
+/// An enum event is internally tagged, has variants, and each variant follows its rules.
+fn check_enum(cx: &Ctxt, input: &Input, variants: &[ast::Variant]) {
+    check_internally_tagged(cx, input);
+    if variants.is_empty() {
+        cx.error_spanned_by(
+            &input.original.ident,
+            "derive(Event) needs at least one variant: each variant is an event type",
+        );
+    }
+    let mut types: HashMap<String, &syn::Ident> = HashMap::new();
+    for variant in variants {
+        check_variant_type(cx, variant, &mut types);
+        check_variant_fields(cx, input, variant);
+    }
+}
+
+/// An enum event is `#[serde(tag = "...")]` without `content`: the type travels inside the data.
+fn check_internally_tagged(cx: &Ctxt, input: &Input) {
+    if input.attrs.serde_tag.is_none() {
+        cx.error_spanned_by(
+            &input.original.ident,
+            "derive(Event) on an enum needs `#[serde(tag = \"event_type\")]` (internally tagged) so the type travels inside the data",
+        );
+    }
+    if let Some(content) = &input.attrs.serde_content {
+        cx.error_spanned_by(
+            content,
+            "derive(Event) needs an internally tagged enum: remove `content = ...` so that the fields sit beside the tag",
+        );
+    }
+}
+
+/// Each variant has a CloudEvent type, not empty, and not another variant's (`types` so far).
+fn check_variant_type<'a>(
+    cx: &Ctxt,
+    variant: &'a ast::Variant,
+    types: &mut HashMap<String, &'a syn::Ident>,
+) {
+    let name = variant.ident();
+    match variant.event_type() {
+        None => cx.error_spanned_by(
+            name,
+            format!(
+                "variant `{name}` needs a type: `#[serde(rename = \"task.created\")]` or `#[event(type = ...)]`"
+            ),
+        ),
+        Some(ty) if ty.value().is_empty() => {
+            cx.error_spanned_by(ty, "the CloudEvent type cannot be empty")
+        }
+        Some(ty) => {
+            if let Some(first) = types.insert(ty.value(), name) {
+                cx.error_spanned_by(
+                    ty,
+                    format!("variants `{first}` and `{name}` both have type \"{}\": each needs its own", ty.value()),
+                );
+            }
         }
     }
+}
 
-    match &input.data {
-        Data::Struct(style, fields) => {
-            if *style != Style::Named {
-                cx.error_spanned_by(
-                    ident,
-                    "derive(Event) needs a struct with named fields: an event travels as a JSON object",
-                );
-                return;
-            }
-            if attrs.ty.is_none() {
-                cx.error_spanned_by(
-                    ident,
-                    format!("`{ident}` needs a CloudEvent type: `#[event(type = \"task.completed\", version = \"1.0\")]`"),
-                );
-            }
-            keys(
-                cx,
-                input,
-                fields,
-                ident,
-                format!("`{ident}` has no partition key"),
+/// Each variant has named fields, one of them its partition key, unless the event is unkeyed.
+fn check_variant_fields(cx: &Ctxt, input: &Input, variant: &ast::Variant) {
+    let name = variant.ident();
+    match variant.style {
+        Style::Named => {
+            let missing = format!(
+                "variant `{name}` of `{}` has no partition key",
+                input.original.ident
             );
+            keys(cx, input, &variant.fields, name, missing);
         }
-        Data::Enum(variants) => {
-            if attrs.serde_tag.is_none() {
-                cx.error_spanned_by(
-                    ident,
-                    "derive(Event) on an enum needs `#[serde(tag = \"event_type\")]` (internally tagged) so the type travels inside the data",
-                );
-            }
-            if let Some(content) = &attrs.serde_content {
-                cx.error_spanned_by(
-                    content,
-                    "derive(Event) needs an internally tagged enum: remove `content = ...` so that the fields sit beside the tag",
-                );
-            }
-            if variants.is_empty() {
-                cx.error_spanned_by(
-                    ident,
-                    "derive(Event) needs at least one variant: each variant is an event type",
-                );
-            }
-            let mut types: HashMap<String, &syn::Ident> = HashMap::new();
-            for variant in variants {
-                let name = variant.ident();
-                match variant.event_type() {
-                    None => cx.error_spanned_by(
-                        name,
-                        format!(
-                            "variant `{name}` needs a type: `#[serde(rename = \"task.created\")]` or `#[event(type = ...)]`"
-                        ),
-                    ),
-                    Some(ty) if ty.value().is_empty() => cx.error_spanned_by(ty, "the CloudEvent type cannot be empty"),
-                    Some(ty) => {
-                        if let Some(first) = types.insert(ty.value(), name) {
-                            cx.error_spanned_by(
-                                ty,
-                                format!("variants `{first}` and `{name}` both have type \"{}\": each needs its own", ty.value()),
-                            );
-                        }
-                    }
-                }
-                match variant.style {
-                    Style::Named => {
-                        let missing = format!("variant `{name}` of `{ident}` has no partition key");
-                        keys(cx, input, &variant.fields, name, missing);
-                    }
-                    _ if attrs.unkeyed => {}
-                    _ => cx.error_spanned_by(
-                        name,
-                        format!(
-                            "variant `{name}` needs named fields, like `{name} {{ user_id: String, .. }}`: its partition key is one of them"
-                        ),
-                    ),
-                }
-            }
-        }
-        Data::Union => cx.error_spanned_by(
-            ident,
-            "derive(Event) works on structs and enums, not unions",
+        _ if input.attrs.unkeyed => {}
+        _ => cx.error_spanned_by(
+            name,
+            format!(
+                "variant `{name}` needs named fields, like `{name} {{ user_id: String, .. }}`: its partition key is one of them"
+            ),
         ),
     }
 }
@@ -300,7 +333,7 @@ pub fn topic_name(name: &str) -> Result<(), String> {
         return Err(format!("`{name}` is not a valid topic name; {TOPIC_RULE}"));
     }
     let len = name.chars().count();
-    if len > 249 {
+    if len > MAX_TOPIC_LEN {
         return Err(format!(
             "this topic name is {len} characters long; {TOPIC_RULE}"
         ));

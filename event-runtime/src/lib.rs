@@ -12,6 +12,7 @@ pub mod config;
 mod event;
 mod handler;
 mod http;
+mod metrics;
 #[cfg(feature = "sqlx")]
 mod outbox;
 mod pipeline;
@@ -25,6 +26,7 @@ mod wire;
 pub mod __private;
 
 // The root: what a user writes. The macros' contract is under `__private`.
+pub use crate::metrics::Metrics;
 pub use app::{App, ShutdownHandle};
 pub use config::{Config, ConfigError, Mode};
 pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};
@@ -44,7 +46,6 @@ pub use http::ops::OpsRoutes;
 pub use http::server::api_token_ok;
 #[cfg(feature = "sqlx")]
 pub use outbox::{Outbox, OutboxConnection, OutboxDeadRow, OutboxError, OutboxRelay, OutboxStats};
-pub use pipeline::metrics::Metrics;
 pub use pipeline::middleware::{DeliveryLayer, DeliveryRequest, DeliveryService};
 pub use testing::TestApp;
 #[cfg(feature = "cli")]
@@ -76,9 +77,9 @@ pub mod dapr {
 /// Dead letters: what they hold, and replaying them.
 #[doc = include_str!("../docs/dead-letters.md")]
 pub mod dlq {
-    pub use crate::pipeline::dlq::{
-        replay, verify, DeadEvent, DeadLetter, ReplayFilter, ReplayReport, Unreplayable,
-        DEAD_LETTER_TYPE,
+    pub use crate::pipeline::dead_letter::letter::{DeadEvent, DeadLetter, DEAD_LETTER_TYPE};
+    pub use crate::pipeline::dead_letter::replay::{
+        replay, verify, ReplayFilter, ReplayReport, Unreplayable,
     };
 }
 
@@ -94,8 +95,9 @@ pub mod idempotency {
 #[doc = include_str!("../docs/retries.md")]
 pub mod retry {
     pub use crate::handler::def::RetryMode;
-    pub use crate::handler::registry::{retry_topic, RETRY_TIERS};
-    pub use crate::pipeline::seal::{delay_after, exponential, Failure};
+    pub use crate::pipeline::retry::bookkeeping::Failure;
+    pub use crate::pipeline::retry::ladder::{retry_topic, RETRY_TIERS};
+    pub use crate::pipeline::retry::policy::{delay_after, exponential};
 }
 
 /// Event schemas: the registry of event types, and the snapshot that catches breaking changes.

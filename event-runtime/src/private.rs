@@ -100,12 +100,13 @@ pub fn json_schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
 // The registration the macros build, and what tests of the framework itself reach into.
 pub use crate::handler::def::{registered, BulkConfig, INLINE_RETRY_LIMIT_SECS};
 pub use crate::wire::cloudevent::{dapr_raw_record, read_typed, record_digest, ReadTyped};
+pub use crate::wire::names::check_topic;
 
 /// The signed retry bookkeeping, for the framework's own tests that forge retry messages.
 pub mod retry {
-    pub use crate::handler::registry::retry_tier;
-    pub use crate::pipeline::seal::{
+    pub use crate::pipeline::retry::bookkeeping::{
         Opened, RetryRejected, RetryState, SigningKey, EXT_APP, EXT_ATTEMPT, EXT_DUE, EXT_FAILURES,
         EXT_HANDLER, EXT_HOP_DUE, EXT_MAC, EXT_TOPIC,
     };
+    pub use crate::pipeline::retry::ladder::retry_tier;
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use crate::event::Event;
-use crate::pipeline::dlq::DeadLetter;
+use crate::pipeline::dead_letter::DeadLetter;
 use crate::pipeline::Run;
 use crate::transport::idempotency::MemoryStore;
 use crate::transport::outgoing::{OutgoingEvent, PublishError};

@@ -12,7 +12,7 @@ use crate::handler::delivery::StateMap;
 use crate::handler::registry::{AppError, Registry, ResolvedHandler};
 use crate::http::ops::{OpsParts, OpsRoutes};
 use crate::http::router::{router, RouterParts};
-use crate::pipeline::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::pipeline::{HandlerRuntime, Run, Runtime};
 use crate::tooling::topics::TopicSpec;
 use crate::transport::dapr::DaprClient;

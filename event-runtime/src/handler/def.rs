@@ -34,6 +34,8 @@ pub struct BulkConfig {
 
 /// The longest total inline retry schedule, in seconds: past this a delivery would be held so
 /// long that Dapr's or Kafka's own timeouts fight ours, so such schedules must be delayed.
+/// `#[event_handler]` checks it at compile time with a copy (`event-macros/src/mirror.rs`) that
+/// `tests/tests/macro_mirror.rs` keeps equal to this one.
 pub const INLINE_RETRY_LIMIT_SECS: u64 = 60;
 
 /// One registered handler, as `#[event_handler]` submits it (a `const` value).

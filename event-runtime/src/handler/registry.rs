@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::handler::def::{BulkConfig, HandlerDef, RetryMode};
+use crate::wire::ladder::{retry_topic, RETRY_TIERS};
 use crate::wire::subscription::{BulkSubscribe, DaprSubscription, Routes};
 
 /// A handler with its app-wide defaults applied.
@@ -84,45 +85,6 @@ impl ResolvedHandler {
     pub fn def(&self) -> &'static HandlerDef {
         self.def
     }
-}
-
-/// The waits of the retry ladder, in seconds. Every app subscribes to one retry topic per tier,
-/// whatever its handlers' schedules: a delay is waited out as a sum of tiers (30 s on the 30 s
-/// tier, 45 s as 30 + 10 + 5), each hop held on its tier's topic. So the set of retry topics never
-/// changes with a schedule, and a redeploy with another schedule, or without the handler, strands
-/// no pending retry (as long as the app still has a handler with delayed retries: an app with
-/// none subscribes no retry topic).
-pub const RETRY_TIERS: [u64; 9] = [1, 5, 10, 30, 60, 300, 600, 1800, 3600];
-
-/// `todo.retry.30s`: the retry topic of app `app_id` for the tier of `tier_secs`. It carries the
-/// app id, so apps that share a topic, each with its own consumer group, never see each other's
-/// retries.
-pub fn retry_topic(app_id: &str, tier_secs: u64) -> String {
-    format!("{}.retry.{tier_secs}s", topic_segment(app_id))
-}
-
-/// The tier a wait of `secs` takes first: the longest tier not longer than it.
-pub fn retry_tier(secs: u64) -> u64 {
-    RETRY_TIERS
-        .iter()
-        .copied()
-        .take_while(|&t| t <= secs)
-        .last()
-        .unwrap_or(RETRY_TIERS[0])
-}
-
-/// An app id as a part of a Kafka topic name (`[a-zA-Z0-9._-]`; anything else becomes `_`).
-fn topic_segment(app_id: &str) -> String {
-    app_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Where a delivery route leads.
@@ -246,136 +208,17 @@ impl Registry {
         default_pubsub: &str,
         default_dlq: &str,
     ) -> Result<Self, AppError> {
-        let handlers: Vec<ResolvedHandler> = defs
-            .iter()
-            .map(|def| ResolvedHandler {
-                def,
-                pubsub: def.pubsub.unwrap_or(default_pubsub).to_owned(),
-                route: def
-                    .route
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| derived_route(def)),
-                dlq: match def.dlq {
-                    Some(dlq) => dlq.to_owned(),
-                    // A consumer of the DLQ itself must not dead-letter into the topic it reads.
-                    None if def.topic == default_dlq => format!("{default_dlq}.dlq"),
-                    None => default_dlq.to_owned(),
-                },
-            })
-            .collect();
-
-        let mut routes: HashMap<String, Target> = HashMap::new();
-        for (i, h) in handlers.iter().enumerate() {
-            if let Some(Target::Handler(j)) = routes.insert(h.route.clone(), Target::Handler(i)) {
-                return Err(AppError::DuplicateRoute {
-                    route: h.route.clone(),
-                    first: handlers[j].def.qualified_name(),
-                    second: h.def.qualified_name(),
-                });
-            }
+        let handlers = resolve_handlers(defs, default_pubsub, default_dlq);
+        let mut routes = handler_routes(&handlers)?;
+        let mut topics = TopicTable::default();
+        for i in 0..handlers.len() {
+            topics.add_handler(&handlers, i)?;
         }
-
-        let mut topics: Vec<TopicSubscription> = Vec::new();
-        let mut index: HashMap<(String, String), usize> = HashMap::new();
-        let mut metadata_owner: HashMap<(usize, String), usize> = HashMap::new();
-        let mut add_topic =
-            |topics: &mut Vec<TopicSubscription>, pubsub: &str, topic: &str, tier: Option<u64>| {
-                let is_retry = tier.is_some();
-                *index
-                    .entry((pubsub.to_owned(), topic.to_owned()))
-                    .or_insert_with(|| {
-                        let prefix = if is_retry { "/_retry" } else { "/_dispatch" };
-                        topics.push(TopicSubscription {
-                            pubsub: pubsub.to_owned(),
-                            topic: topic.to_owned(),
-                            default_route: format!("{prefix}/{pubsub}/{topic}"),
-                            handlers: Vec::new(),
-                            is_retry,
-                            tier_secs: tier.unwrap_or(0),
-                            raw_payload: false,
-                            metadata: BTreeMap::new(),
-                            bulk: None,
-                        });
-                        topics.len() - 1
-                    })
-            };
-        for (i, h) in handlers.iter().enumerate() {
-            let t = add_topic(&mut topics, &h.pubsub, h.def.topic, None);
-            for &other in &topics[t].handlers {
-                let o = &handlers[other];
-                if let Some(ty) = h.def.event_types.iter().find(|ty| o.def.accepts(ty)) {
-                    return Err(AppError::DuplicateType {
-                        pubsub: h.pubsub.clone(),
-                        topic: h.def.topic.to_owned(),
-                        event_type: (*ty).to_owned(),
-                        first: o.def.qualified_name(),
-                        second: h.def.qualified_name(),
-                    });
-                }
-            }
-            topics[t].handlers.push(i);
-            topics[t].raw_payload |= h.def.raw_payload;
-            let mut metadata: Vec<(&str, &str)> = h.def.metadata.to_vec();
-            if h.def.raw_payload {
-                metadata.push(("rawPayload", "true"));
-            }
-            for (k, v) in metadata {
-                let sub = &mut topics[t];
-                match sub.metadata.get(k) {
-                    Some(existing) if existing != v => {
-                        let first = metadata_owner[&(t, k.to_owned())];
-                        return Err(AppError::MetadataConflict {
-                            pubsub: sub.pubsub.clone(),
-                            topic: sub.topic.clone(),
-                            key: k.to_owned(),
-                            first: handlers[first].def.qualified_name(),
-                            second: h.def.qualified_name(),
-                        });
-                    }
-                    Some(_) => {}
-                    None => {
-                        sub.metadata.insert(k.to_owned(), v.to_owned());
-                        metadata_owner.insert((t, k.to_owned()), i);
-                    }
-                }
-            }
-            if let Some(bulk) = h.def.bulk {
-                let sub = &mut topics[t];
-                sub.bulk = Some(match sub.bulk {
-                    Some(b) => BulkConfig {
-                        max_messages: b.max_messages.max(bulk.max_messages),
-                        max_await_ms: b.max_await_ms.min(bulk.max_await_ms),
-                    },
-                    None => bulk,
-                });
-            }
+        if handlers.iter().any(has_delayed_retries) {
+            topics.add_retry_ladder(app_id, default_pubsub);
         }
-        // The retry ladder: the same topics for any schedules, on the pubsub the app's replicas
-        // share (see `retry_topic`), for an app with any delayed retries. A retry names its
-        // handler, so the topics have none.
-        let delayed =
-            |h: &ResolvedHandler| h.def.retry_mode == RetryMode::Delayed && !h.def.retry.is_empty();
-        if handlers.iter().any(delayed) {
-            for tier in RETRY_TIERS {
-                add_topic(
-                    &mut topics,
-                    default_pubsub,
-                    &retry_topic(app_id, tier),
-                    Some(tier),
-                );
-            }
-        }
-        for (t, sub) in topics.iter().enumerate() {
-            if let Some(Target::Handler(j)) =
-                routes.insert(sub.default_route.clone(), Target::Topic(t))
-            {
-                return Err(AppError::DuplicateRoute {
-                    route: sub.default_route.clone(),
-                    first: handlers[j].def.qualified_name(),
-                    second: format!("the dispatch route of {}/{}", sub.pubsub, sub.topic),
-                });
-            }
-        }
+        let topics = topics.subscriptions;
+        add_dispatch_routes(&mut routes, &topics, &handlers)?;
         Ok(Registry {
             app_id: app_id.to_owned(),
             handlers,
@@ -424,15 +267,196 @@ fn with_raw_payload(metadata: &BTreeMap<String, String>) -> BTreeMap<String, Str
     metadata
 }
 
-#[cfg(test)]
-mod tier_tests {
-    use super::retry_tier;
+/// Applies the app-wide defaults to each registration: its pubsub, route and dead-letter topic.
+fn resolve_handlers(
+    defs: &[&'static HandlerDef],
+    default_pubsub: &str,
+    default_dlq: &str,
+) -> Vec<ResolvedHandler> {
+    defs.iter()
+        .map(|def| ResolvedHandler {
+            def,
+            pubsub: def.pubsub.unwrap_or(default_pubsub).to_owned(),
+            route: def
+                .route
+                .map(str::to_owned)
+                .unwrap_or_else(|| derived_route(def)),
+            dlq: match def.dlq {
+                Some(dlq) => dlq.to_owned(),
+                // A consumer of the DLQ itself must not dead-letter into the topic it reads.
+                None if def.topic == default_dlq => format!("{default_dlq}.dlq"),
+                None => default_dlq.to_owned(),
+            },
+        })
+        .collect()
+}
 
-    #[test]
-    fn a_wait_takes_the_longest_tier_not_longer_than_it() {
-        assert_eq!(retry_tier(30), 30);
-        assert_eq!(retry_tier(45), 30);
-        assert_eq!(retry_tier(86_400), 3600);
-        assert_eq!(retry_tier(0), 1);
+/// Each handler's own route leads to it; two handlers may not claim one route.
+fn handler_routes(handlers: &[ResolvedHandler]) -> Result<HashMap<String, Target>, AppError> {
+    let mut routes: HashMap<String, Target> = HashMap::new();
+    for (i, h) in handlers.iter().enumerate() {
+        if let Some(Target::Handler(j)) = routes.insert(h.route.clone(), Target::Handler(i)) {
+            return Err(AppError::DuplicateRoute {
+                route: h.route.clone(),
+                first: handlers[j].def.qualified_name(),
+                second: h.def.qualified_name(),
+            });
+        }
+    }
+    Ok(routes)
+}
+
+/// Whether a handler retries on the ladder, so that the app subscribes to it.
+fn has_delayed_retries(h: &ResolvedHandler) -> bool {
+    h.def.retry_mode == RetryMode::Delayed && !h.def.retry.is_empty()
+}
+
+/// Each topic's dispatch route leads to it; it may not be a route a handler claims.
+fn add_dispatch_routes(
+    routes: &mut HashMap<String, Target>,
+    topics: &[TopicSubscription],
+    handlers: &[ResolvedHandler],
+) -> Result<(), AppError> {
+    for (t, sub) in topics.iter().enumerate() {
+        if let Some(Target::Handler(j)) = routes.insert(sub.default_route.clone(), Target::Topic(t))
+        {
+            return Err(AppError::DuplicateRoute {
+                route: sub.default_route.clone(),
+                first: handlers[j].def.qualified_name(),
+                second: format!("the dispatch route of {}/{}", sub.pubsub, sub.topic),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The subscriptions while they are built: one per pubsub + topic, and who set which metadata.
+#[derive(Default)]
+struct TopicTable {
+    /// The subscriptions, in the order they were first named.
+    subscriptions: Vec<TopicSubscription>,
+    /// (pubsub, topic) → index into `subscriptions`.
+    index: HashMap<(String, String), usize>,
+    /// (subscription, metadata key) → the handler that set it.
+    metadata_owner: HashMap<(usize, String), usize>,
+}
+
+impl TopicTable {
+    /// The subscription of `pubsub` + `topic`, added when new (a retry topic when `tier` is set).
+    fn subscription(&mut self, pubsub: &str, topic: &str, tier: Option<u64>) -> usize {
+        let subscriptions = &mut self.subscriptions;
+        *self
+            .index
+            .entry((pubsub.to_owned(), topic.to_owned()))
+            .or_insert_with(|| {
+                let prefix = if tier.is_some() {
+                    "/_retry"
+                } else {
+                    "/_dispatch"
+                };
+                subscriptions.push(TopicSubscription {
+                    pubsub: pubsub.to_owned(),
+                    topic: topic.to_owned(),
+                    default_route: format!("{prefix}/{pubsub}/{topic}"),
+                    handlers: Vec::new(),
+                    is_retry: tier.is_some(),
+                    tier_secs: tier.unwrap_or(0),
+                    raw_payload: false,
+                    metadata: BTreeMap::new(),
+                    bulk: None,
+                });
+                subscriptions.len() - 1
+            })
+    }
+
+    /// Adds handler `i` to its topic's subscription, merging its metadata and bulk settings.
+    fn add_handler(&mut self, handlers: &[ResolvedHandler], i: usize) -> Result<(), AppError> {
+        let h = &handlers[i];
+        let t = self.subscription(&h.pubsub, h.def.topic, None);
+        self.check_distinct_types(handlers, t, h)?;
+        self.subscriptions[t].handlers.push(i);
+        self.subscriptions[t].raw_payload |= h.def.raw_payload;
+        self.merge_metadata(handlers, t, i)?;
+        if let Some(bulk) = h.def.bulk {
+            self.merge_bulk(t, bulk);
+        }
+        Ok(())
+    }
+
+    /// No two handlers of one topic take the same event type.
+    fn check_distinct_types(
+        &self,
+        handlers: &[ResolvedHandler],
+        t: usize,
+        h: &ResolvedHandler,
+    ) -> Result<(), AppError> {
+        for &other in &self.subscriptions[t].handlers {
+            let o = &handlers[other];
+            if let Some(ty) = h.def.event_types.iter().find(|ty| o.def.accepts(ty)) {
+                return Err(AppError::DuplicateType {
+                    pubsub: h.pubsub.clone(),
+                    topic: h.def.topic.to_owned(),
+                    event_type: (*ty).to_owned(),
+                    first: o.def.qualified_name(),
+                    second: h.def.qualified_name(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Handler `i`'s metadata joins its subscription's; two handlers may not set one key apart.
+    fn merge_metadata(
+        &mut self,
+        handlers: &[ResolvedHandler],
+        t: usize,
+        i: usize,
+    ) -> Result<(), AppError> {
+        let h = &handlers[i];
+        let mut metadata: Vec<(&str, &str)> = h.def.metadata.to_vec();
+        if h.def.raw_payload {
+            metadata.push(("rawPayload", "true"));
+        }
+        for (k, v) in metadata {
+            let sub = &mut self.subscriptions[t];
+            match sub.metadata.get(k) {
+                Some(existing) if existing != v => {
+                    let first = self.metadata_owner[&(t, k.to_owned())];
+                    return Err(AppError::MetadataConflict {
+                        pubsub: sub.pubsub.clone(),
+                        topic: sub.topic.clone(),
+                        key: k.to_owned(),
+                        first: handlers[first].def.qualified_name(),
+                        second: h.def.qualified_name(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    sub.metadata.insert(k.to_owned(), v.to_owned());
+                    self.metadata_owner.insert((t, k.to_owned()), i);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A bulk handler makes its subscription bulk: the largest batch, the shortest wait.
+    fn merge_bulk(&mut self, t: usize, bulk: BulkConfig) {
+        let sub = &mut self.subscriptions[t];
+        sub.bulk = Some(match sub.bulk {
+            Some(b) => BulkConfig {
+                max_messages: b.max_messages.max(bulk.max_messages),
+                max_await_ms: b.max_await_ms.min(bulk.max_await_ms),
+            },
+            None => bulk,
+        });
+    }
+
+    /// The retry ladder: the same topics for any schedules, on the pubsub the app's replicas
+    /// share (see `retry_topic`). A retry names its handler, so the topics have none.
+    fn add_retry_ladder(&mut self, app_id: &str, default_pubsub: &str) {
+        for tier in RETRY_TIERS {
+            self.subscription(default_pubsub, &retry_topic(app_id, tier), Some(tier));
+        }
     }
 }

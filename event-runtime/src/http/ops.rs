@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::handler::registry::ResolvedHandler;
 use crate::http::server::api_token_ok;
-use crate::pipeline::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::transport::dapr::DaprClient;
 
 /// Where the app's operational routes are served, and who may call them.
@@ -154,7 +154,7 @@ pub(crate) fn ops_router(parts: OpsParts) -> Router {
                 let metrics = metrics.clone();
                 async move {
                     (
-                        [(CONTENT_TYPE, crate::pipeline::metrics::CONTENT_TYPE)],
+                        [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
                         metrics.render(),
                     )
                 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use crate::pipeline::metrics::{format_float, header, MetricsSource};
+use crate::metrics::{format_float, header, MetricsSource};
 
 /// Each series' name and help, for `/metrics` and for the `metrics` facade alike.
 const PENDING: (&str, &str) = (

@@ -16,8 +16,8 @@ use serde_json::Value;
 use tower::util::BoxCloneService;
 use tower::ServiceExt as _;
 
+use crate::pipeline::retry::RetryState;
 use crate::pipeline::run::{run_with_retries, Pending};
-use crate::pipeline::seal::RetryState;
 use crate::pipeline::Runtime;
 use crate::wire::bulk::Status;
 use crate::wire::cloudevent::CloudEvent;

@@ -8,21 +8,18 @@
 //!
 //! The stages, a file each: [`record`] reads what arrived, [`route`] chooses the handler,
 //! [`middleware`] passes the delivery through the handler's tower layers, if any, [`lanes`]
-//! holds it until its partition key's lane is free (`concurrency = N`), [`run`] runs it (claim, timeout, panic capture, inline waits), [`retry`] puts a delayed retry
-//! on the app's retry ladder, [`dead_letter`] sends what failed for good. [`seal`] signs and
-//! opens the retry bookkeeping; [`dlq`] is the dead letter's shape and its replay.
+//! holds it until its partition key's lane is free (`concurrency = N`), [`run`] runs it (claim, timeout, panic capture, inline waits), [`retry`] decides what follows a
+//! failure and puts a delayed retry on the app's retry ladder, with its signed bookkeeping,
+//! [`dead_letter`] sends what failed for good, and is the dead letter's shape and its replay.
 
 mod batch;
-mod dead_letter;
-pub(crate) mod dlq;
+pub(crate) mod dead_letter;
 pub(crate) mod lanes;
-pub(crate) mod metrics;
 pub(crate) mod middleware;
 mod record;
-mod retry;
+pub(crate) mod retry;
 mod route;
 mod run;
-pub(crate) mod seal;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -40,13 +37,13 @@ use crate::event::outcome::OutcomeKind;
 use crate::handler::def::HandlerDef;
 use crate::handler::delivery::{AppServices, StateMap};
 use crate::handler::registry::{Registry, Target};
+use crate::metrics::{HandlerMetrics, Metrics};
 use crate::pipeline::dead_letter::dead_letter_undecodable;
 use crate::pipeline::lanes::Lanes;
-use crate::pipeline::metrics::{HandlerMetrics, Metrics};
 use crate::pipeline::middleware::DeliveryService;
 use crate::pipeline::record::{bulk_request, deliver_record, entry_record, RecordMeta};
+use crate::pipeline::retry::bookkeeping::{RetryState, SigningKey};
 use crate::pipeline::run::process;
-use crate::pipeline::seal::{RetryState, SigningKey};
 use crate::transport::idempotency::IdempotencyStore;
 use crate::transport::publish::Publisher;
 use crate::wire::bulk::{BulkEntry, BulkResponse, EntryStatus, Status};

@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::handler::registry::Target;
 use crate::pipeline::dead_letter::dead_letter_undecodable;
+use crate::pipeline::retry::bookkeeping::{RetryRejected, RetryState};
 use crate::pipeline::route::target_topic;
 use crate::pipeline::run::process;
-use crate::pipeline::seal::{RetryRejected, RetryState};
 use crate::pipeline::Runtime;
 use crate::wire::bulk::{BulkRequest, Status, BULK_TYPE};
 use crate::wire::cloudevent::{self, CloudEvent};

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::handler::registry::Target;
-use crate::pipeline::seal::RetryState;
+use crate::pipeline::retry::RetryState;
 use crate::pipeline::Runtime;
 use crate::wire::cloudevent::{self, CloudEvent};
 

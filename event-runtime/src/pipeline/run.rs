@@ -15,12 +15,13 @@ use crate::event::outcome::{Outcome, OutcomeKind};
 use crate::handler::def::RetryMode;
 use crate::handler::delivery::{partition_key, Delivery};
 use crate::handler::registry::Target;
-use crate::pipeline::dead_letter::{dead_letter_failed, give_up, publish_dead_letter};
-use crate::pipeline::dlq::DeadLetter;
+use crate::pipeline::dead_letter::{dead_letter_failed, give_up, publish_dead_letter, DeadLetter};
 use crate::pipeline::middleware::{call_layered, lane_key, DeliveryRequest};
-use crate::pipeline::retry::{hold_until, publish_retry, schedule_retry, sleep_unless_shutdown};
+use crate::pipeline::retry::{
+    further_hop, hold_until, next_step, publish_retry, schedule_retry, sleep_unless_shutdown,
+    Failure, NextStep, RetryState,
+};
 use crate::pipeline::route::{expired, resolve, target_dlq, target_topic, Unrouted};
-use crate::pipeline::seal::{delay_after, Failure, RetryState};
 use crate::pipeline::{Run, Runtime};
 use crate::transport::idempotency::{render_key, Claim, ClaimToken};
 use crate::wire::bulk::Status;
@@ -161,12 +162,9 @@ pub(crate) fn run_with_retries(
             if !Box::pin(hold_until(rt, hop_due)).await {
                 return Status::Retry;
             }
-            let remaining = retry
-                .due_ms
-                .unwrap_or(0)
-                .saturating_sub(crate::clock::now_ms());
-            if remaining >= 1000 {
-                return publish_retry(rt, h, &pending, &retry, remaining / 1000).await;
+            let due_ms = retry.due_ms.unwrap_or(0);
+            if let Some(remaining) = further_hop(due_ms, crate::clock::now_ms()) {
+                return publish_retry(rt, h, &pending, &retry, remaining).await;
             }
             if !Box::pin(hold_until(rt, retry.due_ms.unwrap_or(0))).await {
                 return Status::Retry;
@@ -231,17 +229,12 @@ pub(crate) fn run_with_retries(
                 at: crate::clock::now_rfc3339(),
                 error: err.clone(),
             });
-            let next_delay = if permanent {
-                None
-            } else {
-                delay_after(handler.def.retry, retry.attempt)
-            };
-            let Some(delay) = next_delay else {
-                let failures = std::mem::take(&mut retry.failures);
-                return dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
-            };
-            match handler.def.retry_mode {
-                RetryMode::Inline => {
+            match next_step(handler.def, retry.attempt, permanent) {
+                NextStep::GiveUp => {
+                    let failures = std::mem::take(&mut retry.failures);
+                    return dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
+                }
+                NextStep::Inline(delay) => {
                     hrt.metrics.retry_scheduled(RetryMode::Inline);
                     // An event of the delivery's span (with `otel`, a span event).
                     tracing::info!(
@@ -254,7 +247,7 @@ pub(crate) fn run_with_retries(
                     }
                     retry.attempt += 1;
                 }
-                RetryMode::Delayed => {
+                NextStep::Delayed(delay) => {
                     hrt.metrics.retry_scheduled(RetryMode::Delayed);
                     return schedule_retry(rt, h, &pending, &mut retry, delay).await;
                 }

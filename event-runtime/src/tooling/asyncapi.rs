@@ -103,109 +103,88 @@ pub fn key(s: &str) -> String {
 /// An event type a handler takes but no schema describes gets a message with an open object
 /// payload. `info.version` is `1.0.0`; set `doc["info"]["version"]` to your own.
 pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventSchema]) -> Value {
-    // Event type → the schemas describing it (one per version).
-    let mut versions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, s) in schemas.iter().enumerate() {
-        for ty in s.event_types {
-            versions.entry(ty).or_default().push(i);
+    let mut doc = Builder::new(schemas);
+    for h in handlers {
+        doc.add_receive(h);
+    }
+    for s in schemas {
+        doc.add_sends(s);
+    }
+    doc.finish(app_title)
+}
+
+/// The document while it is written: the schemas it describes, and what is filled in so far.
+struct Builder<'s> {
+    schemas: &'s [EventSchema],
+    /// Event type → the schemas describing it (one per version).
+    versions: BTreeMap<&'static str, Vec<usize>>,
+    /// Each schema's key under `components.schemas`.
+    schema_keys: Vec<String>,
+    /// `components.messages`.
+    messages: Map<String, Value>,
+    /// Channel key → (address, message keys).
+    channels: BTreeMap<String, (String, Vec<String>)>,
+    /// `operations`.
+    operations: Map<String, Value>,
+}
+
+impl<'s> Builder<'s> {
+    /// An empty document for `schemas`.
+    fn new(schemas: &'s [EventSchema]) -> Self {
+        Builder {
+            schemas,
+            versions: versions_by_type(schemas),
+            schema_keys: schema_keys(schemas),
+            messages: Map::new(),
+            channels: BTreeMap::new(),
+            operations: Map::new(),
         }
     }
-    // The schema for a type at a version: that version's, else the only one there is.
-    let schema_for = |ty: &str, version: Option<&str>| -> Option<usize> {
-        let candidates = versions.get(ty)?;
+
+    /// The schema for a type at a version: that version's, else the only one there is.
+    fn schema_for(&self, ty: &str, version: Option<&str>) -> Option<usize> {
+        let candidates = self.versions.get(ty)?;
         candidates
             .iter()
             .copied()
-            .find(|&i| Some(schemas[i].version) == version)
+            .find(|&i| Some(self.schemas[i].version) == version)
             .or_else(|| (candidates.len() == 1).then(|| candidates[0]))
-    };
-    // Component keys: the Rust name, with the version appended when two schemas share it.
-    let schema_keys: Vec<String> = schemas
-        .iter()
-        .map(|s| {
-            let k = key(s.rust_name);
-            let shared = schemas
-                .iter()
-                .any(|o| key(o.rust_name) == k && o.version != s.version);
-            if shared {
-                format!("{k}.v{}", key(s.version))
-            } else {
-                k
-            }
-        })
-        .collect();
-    // Message keys: the type, with the version appended when the type has several.
-    let message_key = |ty: &str, version: Option<&str>| -> String {
+    }
+
+    /// A message's key: the type, with the version appended when the type has several.
+    fn message_key(&self, ty: &str, version: Option<&str>) -> String {
         match version {
-            Some(v) if versions.get(ty).is_some_and(|c| c.len() > 1) => {
+            Some(v) if self.versions.get(ty).is_some_and(|c| c.len() > 1) => {
                 format!("{}.v{}", key(ty), key(v))
             }
             _ => key(ty),
         }
-    };
-
-    let mut components_schemas = Map::new();
-    components_schemas.insert("CloudEventAttributes".into(), cloud_event_attributes());
-    for (s, k) in schemas.iter().zip(&schema_keys) {
-        // schemars puts nested types under the schema's own `$defs` and refers to them as
-        // `#/$defs/X`: hoist them into `components.schemas` so the refs resolve in the document.
-        let mut schema = s.schema.clone();
-        if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
-            for (name, mut def) in defs {
-                rewrite_defs_refs(&mut def);
-                components_schemas.entry(name).or_insert(def);
-            }
-        }
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("$schema");
-        }
-        rewrite_defs_refs(&mut schema);
-        components_schemas.entry(k.clone()).or_insert(schema);
     }
 
-    let mut messages = Map::new();
-    let mut add_message = |ty: &str, version: Option<&str>| -> String {
-        let schema = schema_for(ty, version);
-        let version = schema.map(|i| schemas[i].version).or(version);
-        let k = message_key(ty, version);
-        if !messages.contains_key(&k) {
-            let mut m = Map::new();
-            m.insert("name".into(), json!(ty));
+    /// The message of `ty` at `version`, added to `components.messages` when new; its key.
+    fn add_message(&mut self, ty: &str, version: Option<&str>) -> String {
+        let schema = self.schema_for(ty, version);
+        let version = schema.map(|i| self.schemas[i].version).or(version);
+        let k = self.message_key(ty, version);
+        if !self.messages.contains_key(&k) {
             let (title, payload) = match schema {
                 Some(i) => (
-                    schemas[i].rust_name.to_owned(),
-                    json!({"$ref": format!("#/components/schemas/{}", schema_keys[i])}),
+                    self.schemas[i].rust_name.to_owned(),
+                    json!({"$ref": format!("#/components/schemas/{}", self.schema_keys[i])}),
                 ),
                 None => (ty.to_owned(), json!({"type": "object"})),
             };
-            m.insert("title".into(), json!(title));
-            m.insert(
-                "summary".into(),
-                json!(format!("CloudEvent of type `{ty}`.")),
-            );
-            m.insert("contentType".into(), json!("application/json"));
-            m.insert(
-                "headers".into(),
-                json!({"$ref": "#/components/schemas/CloudEventAttributes"}),
-            );
-            m.insert(
-                "correlationId".into(),
-                json!({"description": "The CloudEvent id.", "location": "$message.header#/id"}),
-            );
-            m.insert("payload".into(), payload);
-            if let Some(v) = version.filter(|v| !v.is_empty()) {
-                m.insert("x-event-version".into(), json!(v));
-            }
-            messages.insert(k.clone(), Value::Object(m));
+            self.messages
+                .insert(k.clone(), message(ty, title, payload, version));
         }
         k
-    };
+    }
 
-    // channel key → (address, message keys)
-    let mut channels: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-    let mut add_to_channel = |topic: &str, msg: Option<&str>| -> String {
+    /// The channel of `topic`, added when new, with message `msg` when given; its key.
+    fn add_to_channel(&mut self, topic: &str, msg: Option<&str>) -> String {
         let ck = key(topic);
-        let entry = channels
+        let entry = self
+            .channels
             .entry(ck.clone())
             .or_insert_with(|| (topic.to_owned(), Vec::new()));
         if let Some(msg) = msg {
@@ -214,25 +193,23 @@ pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventS
             }
         }
         ck
-    };
-    let message_ref =
-        |ck: &str, mk: &str| json!({"$ref": format!("#/channels/{ck}/messages/{mk}")});
+    }
 
-    let mut operations = Map::new();
-    for h in handlers {
+    /// The `receive` operation of handler `h`, with its channel and messages.
+    fn add_receive(&mut self, h: &ResolvedHandler) {
         let def = h.def;
-        let ck = add_to_channel(def.topic, None);
+        let ck = self.add_to_channel(def.topic, None);
         let mut refs = Vec::new();
         for ty in def.event_types {
-            let mk = add_message(ty, Some(def.event_version));
-            add_to_channel(def.topic, Some(&mk));
+            let mk = self.add_message(ty, Some(def.event_version));
+            self.add_to_channel(def.topic, Some(&mk));
             refs.push(message_ref(&ck, &mk));
         }
         let retry = json!({
             "delaysSecs": def.retry,
             "mode": match def.retry_mode { RetryMode::Delayed => "delayed", RetryMode::Inline => "inline" },
         });
-        operations.insert(
+        self.operations.insert(
             format!("receive.{}", key(&def.qualified_name())),
             json!({
                 "action": "receive",
@@ -250,12 +227,14 @@ pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventS
             }),
         );
     }
-    for s in schemas {
+
+    /// The `send` operations of event `s`: one per topic it is published to and type.
+    fn add_sends(&mut self, s: &EventSchema) {
         for topic in &s.topics {
             for ty in s.event_types {
-                let mk = add_message(ty, Some(s.version));
-                let ck = add_to_channel(topic, Some(&mk));
-                operations.insert(
+                let mk = self.add_message(ty, Some(s.version));
+                let ck = self.add_to_channel(topic, Some(&mk));
+                self.operations.insert(
                     format!("send.{ck}.{mk}"),
                     json!({
                         "action": "send",
@@ -268,7 +247,111 @@ pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventS
         }
     }
 
-    let channels: Map<String, Value> = channels
+    /// The whole document, titled `app_title`.
+    fn finish(self, app_title: &str) -> Value {
+        json!({
+            "asyncapi": ASYNCAPI_VERSION,
+            "info": {
+                "title": app_title,
+                "version": "1.0.0",
+                "description": format!("Events of {app_title}, as CloudEvents over Dapr pub/sub."),
+            },
+            "defaultContentType": "application/json",
+            "channels": channels(self.channels),
+            "operations": self.operations,
+            "components": {
+                "messages": self.messages,
+                "schemas": components_schemas(self.schemas, &self.schema_keys),
+            },
+        })
+    }
+}
+
+/// Event type → the schemas describing it (one per version).
+fn versions_by_type(schemas: &[EventSchema]) -> BTreeMap<&'static str, Vec<usize>> {
+    let mut versions: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in schemas.iter().enumerate() {
+        for ty in s.event_types {
+            versions.entry(ty).or_default().push(i);
+        }
+    }
+    versions
+}
+
+/// Component keys: the Rust name, with the version appended when two schemas share it.
+fn schema_keys(schemas: &[EventSchema]) -> Vec<String> {
+    schemas
+        .iter()
+        .map(|s| {
+            let k = key(s.rust_name);
+            let shared = schemas
+                .iter()
+                .any(|o| key(o.rust_name) == k && o.version != s.version);
+            if shared {
+                format!("{k}.v{}", key(s.version))
+            } else {
+                k
+            }
+        })
+        .collect()
+}
+
+/// `components.schemas`: `CloudEventAttributes`, then each event's schema under its key.
+fn components_schemas(schemas: &[EventSchema], schema_keys: &[String]) -> Map<String, Value> {
+    let mut components_schemas = Map::new();
+    components_schemas.insert("CloudEventAttributes".into(), cloud_event_attributes());
+    for (s, k) in schemas.iter().zip(schema_keys) {
+        // schemars puts nested types under the schema's own `$defs` and refers to them as
+        // `#/$defs/X`: hoist them into `components.schemas` so the refs resolve in the document.
+        let mut schema = s.schema.clone();
+        if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+            for (name, mut def) in defs {
+                rewrite_defs_refs(&mut def);
+                components_schemas.entry(name).or_insert(def);
+            }
+        }
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+        }
+        rewrite_defs_refs(&mut schema);
+        components_schemas.entry(k.clone()).or_insert(schema);
+    }
+    components_schemas
+}
+
+/// A message of CloudEvent type `ty`, its `payload` and `title`, and its version when known.
+fn message(ty: &str, title: String, payload: Value, version: Option<&str>) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(ty));
+    m.insert("title".into(), json!(title));
+    m.insert(
+        "summary".into(),
+        json!(format!("CloudEvent of type `{ty}`.")),
+    );
+    m.insert("contentType".into(), json!("application/json"));
+    m.insert(
+        "headers".into(),
+        json!({"$ref": "#/components/schemas/CloudEventAttributes"}),
+    );
+    m.insert(
+        "correlationId".into(),
+        json!({"description": "The CloudEvent id.", "location": "$message.header#/id"}),
+    );
+    m.insert("payload".into(), payload);
+    if let Some(v) = version.filter(|v| !v.is_empty()) {
+        m.insert("x-event-version".into(), json!(v));
+    }
+    Value::Object(m)
+}
+
+/// A `$ref` to message `mk` of channel `ck`.
+fn message_ref(ck: &str, mk: &str) -> Value {
+    json!({"$ref": format!("#/channels/{ck}/messages/{mk}")})
+}
+
+/// `channels`: each with its address and `$ref`s to its messages.
+fn channels(channels: BTreeMap<String, (String, Vec<String>)>) -> Map<String, Value> {
+    channels
         .into_iter()
         .map(|(ck, (address, msgs))| {
             let msgs: Map<String, Value> = msgs
@@ -280,23 +363,7 @@ pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventS
                 .collect();
             (ck, json!({"address": address, "messages": msgs}))
         })
-        .collect();
-
-    json!({
-        "asyncapi": ASYNCAPI_VERSION,
-        "info": {
-            "title": app_title,
-            "version": "1.0.0",
-            "description": format!("Events of {app_title}, as CloudEvents over Dapr pub/sub."),
-        },
-        "defaultContentType": "application/json",
-        "channels": channels,
-        "operations": operations,
-        "components": {
-            "messages": messages,
-            "schemas": components_schemas,
-        },
-    })
+        .collect()
 }
 
 /// The CloudEvent attributes that travel with each message.

@@ -206,23 +206,44 @@ pub fn kafka_topics(
     options: &ManifestOptions,
 ) -> Vec<KafkaTopicPlan> {
     let declared: HashMap<&str, &TopicSpec> = topics.iter().rev().map(|t| (t.name, t)).collect();
-    let subscribed: HashSet<&str> = subscriptions.iter().map(|s| s.topic.as_str()).collect();
+    let derived = derived_topics(subscriptions, &declared, options);
+    let mut out = declared_plans(topics, options);
+    for (topic, bases) in &derived {
+        out.push(derived_plan(topic, bases, &declared, options));
+    }
+    out
+}
 
-    // Topics derived from others: name → bases.
-    let mut derived: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut add = |topic: &str, base: &str| {
-        if !declared.contains_key(topic) {
-            let bases = derived.entry(topic.to_owned()).or_default();
-            if !bases.iter().any(|b| b == base) {
-                bases.push(base.to_owned());
-            }
-        }
-    };
-    let base_of = |topic: &str| -> String {
-        retry_base(topic)
-            .filter(|b| subscribed.contains(b) || declared.contains_key(b))
-            .unwrap_or(topic)
-            .to_owned()
+/// Each declared topic once (the first spec of a name wins), with its settings.
+fn declared_plans(topics: &[TopicSpec], options: &ManifestOptions) -> Vec<KafkaTopicPlan> {
+    let mut seen = HashSet::new();
+    topics
+        .iter()
+        .filter(|spec| seen.insert(spec.name))
+        .map(|spec| KafkaTopicPlan {
+            name: spec.name.to_owned(),
+            partitions: spec.partitions,
+            replicas: spec.replicas_for(options.deployment),
+            retention: spec.retention_for(options.deployment),
+            config: spec
+                .config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The undeclared retry and dead-letter topics, each with the topics it derives from.
+fn derived_topics(
+    subscriptions: &[DaprSubscription],
+    declared: &HashMap<&str, &TopicSpec>,
+    options: &ManifestOptions,
+) -> BTreeMap<String, Vec<String>> {
+    let mut derived = Derived {
+        declared,
+        subscribed: subscriptions.iter().map(|s| s.topic.as_str()).collect(),
+        bases: BTreeMap::new(),
     };
     // The topics the app's retry ladder serves (`<app>.retry.<N>s`): every other one it subscribes.
     let mains: Vec<&str> = subscriptions
@@ -231,80 +252,97 @@ pub fn kafka_topics(
         .filter(|t| retry_base(t).is_none())
         .collect();
     for sub in subscriptions {
-        let base = base_of(&sub.topic);
+        let base = derived.base_of(&sub.topic);
         if base != sub.topic {
-            add(&sub.topic, &base);
+            derived.add(&sub.topic, &base);
         } else if retry_base(&sub.topic).is_some() {
             for main in &mains {
-                add(&sub.topic, main);
+                derived.add(&sub.topic, main);
             }
         }
         if let Some(dlq) = &sub.dead_letter_topic {
-            add(dlq, &base);
+            derived.add(dlq, &base);
         }
     }
     for (dlq, base) in &options.dead_letter_topics {
-        add(dlq, &base_of(base));
+        let base = derived.base_of(base);
+        derived.add(dlq, &base);
     }
+    derived.bases
+}
 
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for spec in topics {
-        if seen.insert(spec.name) {
-            out.push(KafkaTopicPlan {
-                name: spec.name.to_owned(),
-                partitions: spec.partitions,
-                replicas: spec.replicas_for(options.deployment),
-                retention: spec.retention_for(options.deployment),
-                config: spec
-                    .config
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            });
+/// Topics derived from others while they are collected: name → bases.
+struct Derived<'a> {
+    declared: &'a HashMap<&'a str, &'a TopicSpec>,
+    subscribed: HashSet<&'a str>,
+    bases: BTreeMap<String, Vec<String>>,
+}
+
+impl Derived<'_> {
+    /// Records that `topic` derives from `base`, unless `topic` is declared itself.
+    fn add(&mut self, topic: &str, base: &str) {
+        if !self.declared.contains_key(topic) {
+            let bases = self.bases.entry(topic.to_owned()).or_default();
+            if !bases.iter().any(|b| b == base) {
+                bases.push(base.to_owned());
+            }
         }
     }
-    for (topic, bases) in &derived {
-        let specs: Vec<&TopicSpec> = bases
-            .iter()
-            .filter_map(|b| declared.get(b.as_str()).copied())
-            .collect();
-        let default = TopicSpec::new("default");
-        let (partitions, replicas, retention) = if specs.is_empty() {
-            (
-                default.partitions,
-                default.replicas_for(options.deployment),
-                default.retention_for(options.deployment),
-            )
-        } else {
-            (
-                specs
-                    .iter()
-                    .map(|s| s.partitions)
-                    .max()
-                    .unwrap_or(default.partitions),
-                specs
-                    .iter()
-                    .map(|s| s.replicas_for(options.deployment))
-                    .max()
-                    .unwrap_or(1),
-                specs
-                    .iter()
-                    .map(|s| s.retention_for(options.deployment))
-                    .max()
-                    .unwrap_or_default(),
-            )
-        };
-        out.push(KafkaTopicPlan {
-            name: topic.clone(),
-            partitions,
-            replicas,
-            retention,
-            config: Vec::new(),
-        });
-    }
 
-    out
+    /// The topic a retry topic `<base>.retry.<N>s` serves, when the app knows it; else `topic`.
+    fn base_of(&self, topic: &str) -> String {
+        retry_base(topic)
+            .filter(|b| self.subscribed.contains(b) || self.declared.contains_key(b))
+            .unwrap_or(topic)
+            .to_owned()
+    }
+}
+
+/// A derived topic inherits the most partitions, replicas and retention of its declared bases,
+/// or the defaults when none is declared.
+fn derived_plan(
+    topic: &str,
+    bases: &[String],
+    declared: &HashMap<&str, &TopicSpec>,
+    options: &ManifestOptions,
+) -> KafkaTopicPlan {
+    let specs: Vec<&TopicSpec> = bases
+        .iter()
+        .filter_map(|b| declared.get(b.as_str()).copied())
+        .collect();
+    let default = TopicSpec::new("default");
+    let (partitions, replicas, retention) = if specs.is_empty() {
+        (
+            default.partitions,
+            default.replicas_for(options.deployment),
+            default.retention_for(options.deployment),
+        )
+    } else {
+        (
+            specs
+                .iter()
+                .map(|s| s.partitions)
+                .max()
+                .unwrap_or(default.partitions),
+            specs
+                .iter()
+                .map(|s| s.replicas_for(options.deployment))
+                .max()
+                .unwrap_or(1),
+            specs
+                .iter()
+                .map(|s| s.retention_for(options.deployment))
+                .max()
+                .unwrap_or_default(),
+        )
+    };
+    KafkaTopicPlan {
+        name: topic.to_owned(),
+        partitions,
+        replicas,
+        retention,
+        config: Vec::new(),
+    }
 }
 
 fn metadata_doc(name: &str, labels: Vec<(&str, Yaml)>, options: &ManifestOptions) -> Yaml {
@@ -634,7 +672,7 @@ mod tests {
 
         // The app's retry ladder: one topic per tier, whatever the schedules, like the largest
         // topic it serves.
-        for tier in crate::handler::registry::RETRY_TIERS {
+        for tier in crate::wire::ladder::RETRY_TIERS {
             let retry = topic_named(&docs, &format!("todo.retry.{tier}s"));
             assert_eq!(retry["metadata"]["name"], format!("todo-retry-{tier}s"));
             assert_eq!(retry["spec"]["partitions"], Value::from(6));

@@ -404,70 +404,7 @@ async fn deliver(
     batch: &[Stored],
     token: Option<&str>,
 ) -> Vec<bool> {
-    let raw = sub.metadata.get("rawPayload").is_some_and(|v| v == "true");
-    let bulk = sub.bulk_subscribe.is_some_and(|b| b.enabled);
-    let (body, content_type) = if bulk {
-        let entries = batch
-            .iter()
-            .enumerate()
-            .map(|(i, stored)| {
-                let event = if raw {
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(&stored.record);
-                    serde_json::value::to_raw_value(&b64).ok()
-                } else {
-                    serde_json::from_slice(&stored.record).ok()
-                };
-                let metadata = record_metadata(sub, p, stored)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), Value::String(v)))
-                    .collect();
-                let content_type = if raw {
-                    "application/octet-stream"
-                } else {
-                    "application/cloudevents+json"
-                };
-                BulkEntry {
-                    entry_id: Some(i.to_string()),
-                    event,
-                    metadata,
-                    content_type: Some(content_type.to_owned()),
-                }
-            })
-            .collect();
-        let request = BulkRequest {
-            id: uuid::Uuid::new_v4().to_string(),
-            ty: BULK_TYPE.to_owned(),
-            topic: sub.topic.clone(),
-            pubsubname: sub.pubsubname.clone(),
-            metadata: Default::default(),
-            entries,
-        };
-        let body = serde_json::to_vec(&request).unwrap_or_default();
-        (Bytes::from(body), "application/json")
-    } else {
-        let stored = &batch[0];
-        let body = if raw {
-            Bytes::from(raw_envelope(sub, &stored.record).to_string())
-        } else {
-            stored.record.clone()
-        };
-        (body, "application/cloudevents+json")
-    };
-    // daprd matches routing rules against the envelope it delivers, which for a rawPayload
-    // subscription is its own wrapper, so our subscriptions carry none: the default route.
-    let path = &sub.routes.default;
-    let mut req = Request::post(path)
-        .header("content-type", content_type)
-        .header("pubsubname", &sub.pubsubname);
-    if !bulk {
-        for (k, v) in record_metadata(sub, p, &batch[0]) {
-            req = req.header(k, v);
-        }
-    }
-    if let Some(t) = token {
-        req = req.header("dapr-api-token", t);
-    }
-    let Ok(req) = req.body(Body::from(body)) else {
+    let Ok(req) = request(sub, p, batch, token) else {
         return vec![false; batch.len()];
     };
     let Ok(resp) = router.clone().oneshot(req).await;
@@ -476,32 +413,139 @@ async fn deliver(
         Ok(b) => b.to_bytes(),
         Err(_) => return vec![false; batch.len()],
     };
+    acknowledged(sub, status, &bytes, batch.len())
+}
+
+/// Whether the subscription takes records raw (daprd wraps them, undecoded).
+fn is_raw(sub: &DaprSubscription) -> bool {
+    sub.metadata.get("rawPayload").is_some_and(|v| v == "true")
+}
+
+/// Whether the subscription takes records in bulk.
+fn is_bulk(sub: &DaprSubscription) -> bool {
+    sub.bulk_subscribe.is_some_and(|b| b.enabled)
+}
+
+/// The request daprd sends for `batch`: to the subscription's route, with its headers.
+fn request(
+    sub: &DaprSubscription,
+    p: usize,
+    batch: &[Stored],
+    token: Option<&str>,
+) -> Result<Request<Body>, axum::http::Error> {
+    let (body, content_type) = if is_bulk(sub) {
+        (bulk_body(sub, p, batch), "application/json")
+    } else {
+        (single_body(sub, &batch[0]), "application/cloudevents+json")
+    };
+    // daprd matches routing rules against the envelope it delivers, which for a rawPayload
+    // subscription is its own wrapper, so our subscriptions carry none: the default route.
+    let path = &sub.routes.default;
+    let mut req = Request::post(path)
+        .header("content-type", content_type)
+        .header("pubsubname", &sub.pubsubname);
+    if !is_bulk(sub) {
+        for (k, v) in record_metadata(sub, p, &batch[0]) {
+            req = req.header(k, v);
+        }
+    }
+    if let Some(t) = token {
+        req = req.header("dapr-api-token", t);
+    }
+    req.body(Body::from(body))
+}
+
+/// The body of one record's delivery: the record, or daprd's wrapper around it when raw.
+fn single_body(sub: &DaprSubscription, stored: &Stored) -> Bytes {
+    if is_raw(sub) {
+        Bytes::from(raw_envelope(sub, &stored.record).to_string())
+    } else {
+        stored.record.clone()
+    }
+}
+
+/// The body of a bulk delivery: a bulk request with an entry per record.
+fn bulk_body(sub: &DaprSubscription, p: usize, batch: &[Stored]) -> Bytes {
+    let entries = batch
+        .iter()
+        .enumerate()
+        .map(|(i, stored)| bulk_entry(sub, p, i, stored))
+        .collect();
+    let request = BulkRequest {
+        id: uuid::Uuid::new_v4().to_string(),
+        ty: BULK_TYPE.to_owned(),
+        topic: sub.topic.clone(),
+        pubsubname: sub.pubsubname.clone(),
+        metadata: Default::default(),
+        entries,
+    };
+    Bytes::from(serde_json::to_vec(&request).unwrap_or_default())
+}
+
+/// Entry `i` of a bulk delivery: the record (base64 when raw) and its metadata.
+fn bulk_entry(sub: &DaprSubscription, p: usize, i: usize, stored: &Stored) -> BulkEntry {
+    let raw = is_raw(sub);
+    let event = if raw {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&stored.record);
+        serde_json::value::to_raw_value(&b64).ok()
+    } else {
+        serde_json::from_slice(&stored.record).ok()
+    };
+    let metadata = record_metadata(sub, p, stored)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect();
+    let content_type = if raw {
+        "application/octet-stream"
+    } else {
+        "application/cloudevents+json"
+    };
+    BulkEntry {
+        entry_id: Some(i.to_string()),
+        event,
+        metadata,
+        content_type: Some(content_type.to_owned()),
+    }
+}
+
+/// Per record of a batch of `n`, whether the app's answer acknowledges it, as daprd reads it.
+fn acknowledged(
+    sub: &DaprSubscription,
+    status: axum::http::StatusCode,
+    body: &[u8],
+    n: usize,
+) -> Vec<bool> {
     if status.as_u16() == 404 {
         // Dapr drops on 404.
-        return vec![true; batch.len()];
+        return vec![true; n];
     }
     if !status.is_success() {
-        return vec![false; batch.len()];
+        return vec![false; n];
     }
-    if bulk {
-        let statuses = serde_json::from_slice::<BulkResponse>(&bytes)
-            .map(|r| r.statuses)
-            .unwrap_or_default();
-        (0..batch.len())
-            .map(|i| {
-                let id = i.to_string();
-                statuses
-                    .iter()
-                    .find(|s| s.entry_id == id)
-                    .is_some_and(|s| s.status.acknowledges())
-            })
-            .collect()
+    if is_bulk(sub) {
+        bulk_acknowledged(body, n)
     } else {
         // Dapr: no body, non-JSON or no status means success.
-        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let st = answer.get("status").and_then(Value::as_str);
         vec![st.is_none() || matches!(st, Some("SUCCESS" | "DROP"))]
     }
+}
+
+/// Per entry of a bulk delivery of `n`, whether its status acknowledges it (a missing one does not).
+fn bulk_acknowledged(body: &[u8], n: usize) -> Vec<bool> {
+    let statuses = serde_json::from_slice::<BulkResponse>(body)
+        .map(|r| r.statuses)
+        .unwrap_or_default();
+    (0..n)
+        .map(|i| {
+            let id = i.to_string();
+            statuses
+                .iter()
+                .find(|s| s.entry_id == id)
+                .is_some_and(|s| s.status.acknowledges())
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub(crate) mod bulk;
 pub(crate) mod cloudevent;
+pub(crate) mod ladder;
 pub(crate) mod names;
 pub(crate) mod signing;
 pub(crate) mod subscription;

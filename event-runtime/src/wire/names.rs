@@ -24,7 +24,7 @@ const KEY_RULE: &str =
 /// of `A-Z a-z 0-9 . _ -`, and not `.` or `..`.
 ///
 /// [`is_valid_topic_name`]: is_valid_topic_name
-pub(crate) fn check_topic(topic: &str) -> Result<(), InvalidName> {
+pub fn check_topic(topic: &str) -> Result<(), InvalidName> {
     if is_valid_topic_name(topic) {
         return Ok(());
     }

@@ -4,13 +4,14 @@
 use std::path::Path;
 
 /// Bottom to top.
-const LAYERS: [&str; 12] = [
+const LAYERS: [&str; 13] = [
     "clock",
     "wire",
     "config",
     "event",
     "transport",
     "handler",
+    "metrics",
     "pipeline",
     "outbox",
     "tooling",

@@ -7,11 +7,11 @@ use serde_json::Value;
 
 use crate::handler::delivery::partition_key;
 use crate::handler::registry::Target;
-use crate::pipeline::dlq::DeadLetter;
+use crate::pipeline::dead_letter::letter::DeadLetter;
 use crate::pipeline::record::RecordMeta;
+use crate::pipeline::retry::Failure;
 use crate::pipeline::route::{target_dlq, target_topic};
 use crate::pipeline::run::Pending;
-use crate::pipeline::seal::Failure;
 use crate::pipeline::Runtime;
 use crate::transport::dapr::StateError;
 use crate::transport::outgoing::{OutgoingEvent, PublishError};

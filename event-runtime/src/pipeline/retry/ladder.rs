@@ -1,4 +1,5 @@
-//! Delayed retries: publishing an event to the app's retry ladder, and waiting out its hop.
+//! The retry ladder: its tiers and topic names, publishing a delayed retry to a tier, and
+//! holding a retry until its hop is over.
 
 use std::time::Duration;
 
@@ -7,12 +8,14 @@ use futures::future::BoxFuture;
 
 use crate::handler::delivery::partition_key;
 use crate::pipeline::dead_letter::give_up;
+use crate::pipeline::retry::bookkeeping::RetryState;
 use crate::pipeline::run::Pending;
-use crate::pipeline::seal::RetryState;
 use crate::pipeline::Runtime;
 use crate::transport::outgoing::OutgoingEvent;
 use crate::wire::bulk::Status;
 use crate::wire::trace::TraceContext;
+
+pub use crate::wire::ladder::{retry_tier, retry_topic, RETRY_TIERS};
 
 /// Schedules the next attempt of a delayed retry, due in `delay` seconds.
 pub(crate) fn schedule_retry<'r>(
@@ -29,7 +32,7 @@ pub(crate) fn schedule_retry<'r>(
     publish_retry(rt, h, pending, retry, delay)
 }
 
-/// Publishes a retry to the tier of `wait` seconds (see [`crate::handler::registry::RETRY_TIERS`]):
+/// Publishes a retry to the tier of `wait` seconds (see [`RETRY_TIERS`]):
 /// the event's record, byte for byte, with its bookkeeping signed beside it.
 pub(crate) fn publish_retry<'r>(
     rt: &'r Runtime,
@@ -39,7 +42,7 @@ pub(crate) fn publish_retry<'r>(
     wait: u64,
 ) -> BoxFuture<'r, Status> {
     let ce = &pending.ce;
-    let tier = crate::handler::registry::retry_tier(wait);
+    let tier = retry_tier(wait);
     let mut retry = retry.clone();
     retry.hop_due_ms = Some(crate::clock::now_ms() + tier * 1000);
     retry.origin_topic = Some(pending.origin_topic.to_string());
@@ -54,7 +57,7 @@ pub(crate) fn publish_retry<'r>(
     );
     let out = OutgoingEvent::record(
         rt.publisher.default_pubsub(),
-        &crate::handler::registry::retry_topic(&rt.app_id, tier),
+        &retry_topic(&rt.app_id, tier),
         &ce.id,
         &ce.ty,
         partition_key(ce, pending.key_hint.clone()),

@@ -1,5 +1,6 @@
-//! Retry schedules, and the bookkeeping a delayed retry carries in CloudEvent extensions.
-//! The guide is the public `retry` module's page (`docs/retries.md`).
+//! The bookkeeping a delayed retry carries in CloudEvent extensions: which attempt, when it is
+//! due, what failed before; signed with the app's key ([`RetryState::seal`]) and checked when
+//! read back ([`RetryState::open`]).
 
 use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
@@ -32,36 +33,6 @@ pub struct Failure {
     pub at: String,
     /// The error.
     pub error: String,
-}
-
-/// The delay before the attempt after `attempt`, or `None` when the schedule is exhausted.
-///
-/// ```
-/// use event_runtime::retry::delay_after;
-/// let schedule = [30, 300, 1800];
-/// assert_eq!(delay_after(&schedule, 1), Some(30));
-/// assert_eq!(delay_after(&schedule, 3), Some(1800));
-/// assert_eq!(delay_after(&schedule, 4), None);
-/// ```
-pub fn delay_after(schedule: &[u64], attempt: u32) -> Option<u64> {
-    schedule.get((attempt as usize).checked_sub(1)?).copied()
-}
-
-/// An exponential schedule: `attempts` delays starting at `initial` seconds, each `factor`
-/// times the last, none above `cap`.
-///
-/// ```
-/// use event_runtime::retry::exponential;
-/// assert_eq!(exponential(1, 2, 10, Some(512)), [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
-/// ```
-pub fn exponential(initial: u64, factor: u64, attempts: u32, cap: Option<u64>) -> Vec<u64> {
-    let mut out = Vec::with_capacity(attempts as usize);
-    let mut d = initial;
-    for _ in 0..attempts {
-        out.push(cap.map_or(d, |c| d.min(c)));
-        d = d.saturating_mul(factor);
-    }
-    out
 }
 
 /// Extension attribute: the app that scheduled the retry (its `APP_ID`).
