@@ -42,8 +42,8 @@ grep -q "task 7 of u1 completed" <<<"$out" || fail "the quickstart example did n
 out=$(cargo run -q -p event-runtime --features cli --example cli -- subscriptions)
 python3 -c 'import json,sys; s=json.loads(sys.argv[1]); assert s[0]["topic"] == "reminders", s' "$out" \
   || fail "the cli example's subscriptions: $out"
-cargo run -q -p event-runtime --features cli --example cli -- dlq replay --help | grep -q -- "--since" \
-  || fail "the cli example's dlq replay --help"
+cargo run -q -p event-runtime --features cli --example cli -- schemas check --help | grep -q -- "--snapshot" \
+  || fail "the cli example's schemas check --help"
 
 step "the README's Quick start, as a new crate depending on event-runtime = \"0.1\""
 USER_CRATE="$TMP/quickstart"

@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run -p event-runtime --features cli --example cli -- --help
 //! cargo run -p event-runtime --features cli --example cli -- subscriptions
-//! cargo run -p event-runtime --features cli --example cli -- dlq replay --help
+//! cargo run -p event-runtime --features cli --example cli -- schemas check --help
 //! ```
 
 use clap::{Parser, Subcommand};

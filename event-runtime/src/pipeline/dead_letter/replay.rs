@@ -119,8 +119,9 @@ pub fn verify(publisher: &Publisher, letter: &DeadLetter) -> Result<(), Unreplay
     Ok(())
 }
 
-/// Which dead letters to replay: the JSON body of an app's `POST /dlq/replay`, and the options
-/// of `dlq replay` (feature `cli`).
+/// Which dead letters to replay: the JSON body of an app's `POST /dlq/replay`, and, with the
+/// `cli` feature, clap arguments an app's own replay command flattens in (as the example's
+/// `dlq replay` does).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ReplayFilter {
