@@ -148,91 +148,79 @@ pub struct ChangeView<'a> {
 impl TaskChanged {
     /// `task.created` for `task`, with a fresh id and the current time.
     pub fn created(task: &Task) -> Self {
-        TaskChanged::Created {
-            event_id: new_id(),
-            event_version: version(),
-            task_id: task.id,
-            user_id: task.user_id.clone(),
-            timestamp: now(),
-            payload: payload_of(task),
-        }
+        Self::of(Change::Created, task)
     }
 
     /// `task.updated` for `task`.
     pub fn updated(task: &Task) -> Self {
-        TaskChanged::Updated {
-            event_id: new_id(),
-            event_version: version(),
-            task_id: task.id,
-            user_id: task.user_id.clone(),
-            timestamp: now(),
-            payload: payload_of(task),
-        }
+        Self::of(Change::Updated, task)
     }
 
     /// `task.deleted` for `task`.
     pub fn deleted(task: &Task) -> Self {
-        TaskChanged::Deleted {
-            event_id: new_id(),
-            event_version: version(),
-            task_id: task.id,
-            user_id: task.user_id.clone(),
-            timestamp: now(),
-            payload: payload_of(task),
+        Self::of(Change::Deleted, task)
+    }
+
+    fn of(change: Change, task: &Task) -> Self {
+        let (event_id, event_version, task_id) = (new_id(), version(), task.id);
+        let (user_id, timestamp, payload) = (task.user_id.clone(), now(), payload_of(task));
+        match change {
+            Change::Created => TaskChanged::Created {
+                event_id,
+                event_version,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            },
+            Change::Updated => TaskChanged::Updated {
+                event_id,
+                event_version,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            },
+            Change::Deleted => TaskChanged::Deleted {
+                event_id,
+                event_version,
+                task_id,
+                user_id,
+                timestamp,
+                payload,
+            },
         }
     }
 
     /// The fields every variant has.
     pub fn view(&self) -> ChangeView<'_> {
-        let (event_type, event_id, task_id, user_id, timestamp, payload) = match self {
-            TaskChanged::Created {
-                event_id,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-                ..
-            } => (
-                "task.created",
-                event_id,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            ),
-            TaskChanged::Updated {
-                event_id,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-                ..
-            } => (
-                "task.updated",
-                event_id,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            ),
-            TaskChanged::Deleted {
-                event_id,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-                ..
-            } => (
-                "task.deleted",
-                event_id,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            ),
-        };
+        use event_runtime::Event as _;
+        let (TaskChanged::Created {
+            event_id,
+            task_id,
+            user_id,
+            timestamp,
+            payload,
+            ..
+        }
+        | TaskChanged::Updated {
+            event_id,
+            task_id,
+            user_id,
+            timestamp,
+            payload,
+            ..
+        }
+        | TaskChanged::Deleted {
+            event_id,
+            task_id,
+            user_id,
+            timestamp,
+            payload,
+            ..
+        }) = self;
         ChangeView {
-            event_type,
+            event_type: self.event_type(),
             event_id,
             task_id: *task_id,
             user_id,
@@ -240,6 +228,13 @@ impl TaskChanged {
             payload,
         }
     }
+}
+
+/// Which of [`TaskChanged`]'s variants to build.
+enum Change {
+    Created,
+    Updated,
+    Deleted,
 }
 
 /// `task.completed`: the recurring-task handler's event. Its JSON carries
