@@ -37,12 +37,18 @@ step "docs with warnings denied (all features, as docs.rs builds them)"
 RUSTDOCFLAGS="-D warnings" cargo doc -q -p event-macros -p event-runtime --no-deps --all-features
 
 step "examples run"
-out=$(cargo run -q -p event-runtime --example quickstart)
+# Built first, then run under a deadline: an example that hangs fails the check, saying which.
+cargo build -q -p event-runtime --features cli --examples
+example() {
+  local name=$1; shift
+  timeout 60 "$TARGET_DIR/debug/examples/$name" "$@" || fail "the $name example failed or hung (exit $?)"
+}
+out=$(example quickstart)
 grep -q "task 7 of u1 completed" <<<"$out" || fail "the quickstart example did not handle its event: $out"
-out=$(cargo run -q -p event-runtime --features cli --example cli -- subscriptions)
+out=$(example cli subscriptions)
 python3 -c 'import json,sys; s=json.loads(sys.argv[1]); assert s[0]["topic"] == "reminders", s' "$out" \
   || fail "the cli example's subscriptions: $out"
-cargo run -q -p event-runtime --features cli --example cli -- schemas check --help | grep -q -- "--snapshot" \
+example cli schemas check --help | grep -q -- "--snapshot" \
   || fail "the cli example's schemas check --help"
 
 step "the README's Quick start, as a new crate depending on event-runtime = \"0.1\""

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the run has taken so far, so a slow or stuck step shows in CI's log.
+START=$SECONDS
+step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$*"; }
 
 # A clean clone gains nothing from incremental caches, and they double target/'s size.
 export CARGO_INCREMENTAL=0
@@ -53,3 +55,5 @@ scripts/package-check.sh
 
 step "real stack: daprd + Kafka + Redis"
 scripts/e2e.sh
+
+step "done"

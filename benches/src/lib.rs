@@ -112,6 +112,20 @@ pub async fn shared_task_event(event: TaskEvent) {
     std::hint::black_box(&event);
 }
 
+/// The same with delayed retries, which keep per-key order (deliver to
+/// `/_dispatch/kafka-pubsub/task-events-ordered`).
+#[event_handler(topic = "task-events-ordered", retry = [30])]
+pub async fn on_task_event_ordered(event: TaskEvent) {
+    std::hint::black_box(&event);
+}
+
+/// The same with delayed retries that give per-key order up (`unordered`), as every delayed
+/// retry did before (deliver to `/_dispatch/kafka-pubsub/task-events-unordered`).
+#[event_handler(topic = "task-events-unordered", retry = [30], unordered)]
+pub async fn on_task_event_unordered(event: TaskEvent) {
+    std::hint::black_box(&event);
+}
+
 /// A handler that takes 1 ms (embedded-mode throughput).
 #[event_handler(topic = "task-events-sleep")]
 pub async fn on_task_event_sleep(event: TaskEvent) {
@@ -194,13 +208,23 @@ pub fn raw_payload_body(record: &[u8], topic: &str) -> String {
 /// wrapper as the body, and the Kafka record's key, coordinates and headers (our publisher writes
 /// the event's version as one) as HTTP headers.
 pub fn raw_delivery(path: &str, topic: &str, body: impl Into<Body>) -> Request<Body> {
+    raw_delivery_at(path, topic, 18234, body)
+}
+
+/// [`raw_delivery`] of the record at `offset` of its partition.
+pub fn raw_delivery_at(
+    path: &str,
+    topic: &str,
+    offset: u64,
+    body: impl Into<Body>,
+) -> Request<Body> {
     Request::post(path)
         .header(header::CONTENT_TYPE, "application/cloudevents+json")
         .header("pubsubname", "kafka-pubsub")
         .header("__key", "user-7")
         .header("__topic", topic)
         .header("__partition", "3")
-        .header("__offset", "18234")
+        .header("__offset", offset.to_string())
         .header("eventversion", "1.0")
         .body(body.into())
         .expect("a valid request")

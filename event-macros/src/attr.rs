@@ -34,6 +34,16 @@ pub struct HandlerArgs {
     pub timeout: Option<u64>,
     /// `concurrency = N`: at most N deliveries at once, in lanes by partition key.
     pub concurrency: Option<u32>,
+    /// `unordered`: delayed retries give up per-key order.
+    pub unordered: Option<Ident>,
+    /// `on_dead_letter = "release" | "hold"`.
+    pub on_dead_letter: Option<OnDeadLetter>,
+}
+
+/// `on_dead_letter = "release" | "hold"`: what a dead letter does to its key's later events.
+pub struct OnDeadLetter {
+    pub hold: bool,
+    pub lit: LitStr,
 }
 
 /// `retry = [..]` or `retry = exponential(..)`, as the delays (seconds) between attempts.
@@ -93,6 +103,8 @@ impl HandlerArgs {
         let mut metadata = Attr::none(cx, METADATA);
         let mut timeout = Attr::none(cx, TIMEOUT);
         let mut concurrency = Attr::none(cx, CONCURRENCY);
+        let mut unordered = Attr::none(cx, UNORDERED);
+        let mut on_dead_letter = Attr::none(cx, ON_DEAD_LETTER);
 
         let parser = syn::meta::parser(|meta| {
             let key = &meta.path;
@@ -136,6 +148,13 @@ impl HandlerArgs {
                     "`concurrency` must be at least 1 (1 runs one delivery at a time)",
                 )?;
                 concurrency.set(key, n);
+            } else if key == UNORDERED {
+                let ident = key.get_ident().cloned();
+                unordered.set(key, flag(cx, &meta, UNORDERED)?.and(ident));
+            } else if key == ON_DEAD_LETTER {
+                let then = lit_str(cx, &meta, ON_DEAD_LETTER)?
+                    .and_then(|lit| parse_on_dead_letter(cx, lit));
+                on_dead_letter.set(key, then);
             } else {
                 unknown(cx, &meta, HANDLER_KEYS, "#[event_handler]")?;
             }
@@ -175,6 +194,8 @@ impl HandlerArgs {
             metadata: metadata.get(),
             timeout: timeout.get(),
             concurrency: concurrency.get(),
+            unordered: unordered.get(),
+            on_dead_letter: on_dead_letter.get(),
         }
     }
 }
@@ -353,6 +374,25 @@ fn parse_retry_mode(cx: &Ctxt, lit: LitStr) -> Option<RetryModeArg> {
         return None;
     };
     Some(RetryModeArg { mode, lit })
+}
+
+fn parse_on_dead_letter(cx: &Ctxt, lit: LitStr) -> Option<OnDeadLetter> {
+    let value = lit.value();
+    if value == RELEASE.0 || value == HOLD.0 {
+        return Some(OnDeadLetter {
+            hold: value == HOLD.0,
+            lit,
+        });
+    }
+    let hint = match did_you_mean(&value, AFTER_DEAD_LETTER) {
+        Some(close) => format!(": did you mean \"{close}\"?"),
+        None => String::new(),
+    };
+    cx.error_spanned_by(
+        &lit,
+        format!("`on_dead_letter` is \"release\" (the key's later events run) or \"hold\" (they wait for the dead letter's replay){hint}"),
+    );
+    None
 }
 
 /// `bulk` or `bulk(max_messages = 100, max_await_ms = 1000)`.

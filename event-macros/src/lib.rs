@@ -64,6 +64,9 @@ use syn::{parse_macro_input, DeriveInput, ItemFn};
 /// | `raw_payload` | flag | subscribe with `rawPayload` |
 /// | `metadata` | `metadata(priority = "high")` | extra subscription metadata (string values) |
 /// | `timeout` | `30` | seconds per run (else the app's default) |
+/// | `concurrency` | `8` | at most this many deliveries at once, in lanes by partition key |
+/// | `unordered` | flag | delayed retries give up per-key order: a key's later events run while an earlier one waits on the retry ladder |
+/// | `on_dead_letter` | `"release"` (default) or `"hold"` | once a key's event is dead-lettered, its later events run (`release`) or wait for the letter's replay (`hold`) |
 #[proc_macro_attribute]
 pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
     match syn::parse::<ItemFn>(input.clone()) {

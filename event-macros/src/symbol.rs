@@ -22,6 +22,8 @@ pub const RAW_PAYLOAD: Symbol = Symbol("raw_payload");
 pub const METADATA: Symbol = Symbol("metadata");
 pub const TIMEOUT: Symbol = Symbol("timeout");
 pub const CONCURRENCY: Symbol = Symbol("concurrency");
+pub const UNORDERED: Symbol = Symbol("unordered");
+pub const ON_DEAD_LETTER: Symbol = Symbol("on_dead_letter");
 
 pub const HANDLER_KEYS: &[Symbol] = &[
     TOPIC,
@@ -37,6 +39,8 @@ pub const HANDLER_KEYS: &[Symbol] = &[
     METADATA,
     TIMEOUT,
     CONCURRENCY,
+    UNORDERED,
+    ON_DEAD_LETTER,
 ];
 
 // retry = exponential(...)
@@ -56,6 +60,11 @@ pub const BULK_KEYS: &[Symbol] = &[MAX_MESSAGES, MAX_AWAIT_MS];
 pub const INLINE: Symbol = Symbol("inline");
 pub const DELAYED: Symbol = Symbol("delayed");
 pub const RETRY_MODES: &[Symbol] = &[INLINE, DELAYED];
+
+// on_dead_letter = "..."
+pub const RELEASE: Symbol = Symbol("release");
+pub const HOLD: Symbol = Symbol("hold");
+pub const AFTER_DEAD_LETTER: &[Symbol] = &[RELEASE, HOLD];
 
 // #[derive(Event)] and its #[event(...)] attributes
 pub const EVENT: Symbol = Symbol("event");

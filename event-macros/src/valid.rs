@@ -55,7 +55,47 @@ pub fn handler(cx: &Ctxt, handler: &Handler) {
             cx.error_spanned_by(lit, problem);
         }
     }
+    order(cx, handler);
     batch(cx, handler);
+}
+
+/// `unordered` and `on_dead_letter` choose how delayed retries keep a key's order: they mean
+/// nothing without delayed retries, nor together, nor on a batch handler (which runs a whole
+/// batch in one call, so it keeps no per-key order).
+fn order(cx: &Ctxt, handler: &Handler) {
+    let args = &handler.args;
+    let delayed = args.retry.is_some()
+        && args
+            .retry_mode
+            .as_ref()
+            .is_none_or(|m| m.mode == RetryMode::Delayed);
+    if let Some(flag) = &args.unordered {
+        if !delayed {
+            cx.error_spanned_by(
+                flag,
+                "`unordered` gives up per-key order on delayed retries, and this handler has none: remove it",
+            );
+        } else if handler.batch.is_some() {
+            cx.error_spanned_by(
+                flag,
+                "a batch handler keeps no per-key order across delayed retries already: remove `unordered`",
+            );
+        }
+    }
+    if let Some(then) = &args.on_dead_letter {
+        let problem = if !delayed {
+            Some("`on_dead_letter` says what a dead letter does to its key's later events, which only delayed retries hold back: add `retry = [..]` or remove it")
+        } else if args.unordered.is_some() {
+            Some("`on_dead_letter` with `unordered`: an unordered handler holds nothing back; remove one of them")
+        } else if handler.batch.is_some() {
+            Some("a batch handler keeps no per-key order across delayed retries, so `on_dead_letter` has nothing to hold or release")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            cx.error_spanned_by(&then.lit, problem);
+        }
+    }
 }
 
 /// A batch handler (`Vec<T>` or `Batch<T>` first) takes bulk deliveries, and is not idempotent:

@@ -94,7 +94,7 @@ pub mod idempotency {
 /// Retry schedules: the delays, the modes, and the app's retry topics.
 #[doc = include_str!("../docs/retries.md")]
 pub mod retry {
-    pub use crate::handler::def::RetryMode;
+    pub use crate::handler::def::{AfterDeadLetter, RetryMode};
     pub use crate::pipeline::retry::bookkeeping::Failure;
     pub use crate::pipeline::retry::ladder::{retry_topic, RETRY_TIERS};
     pub use crate::pipeline::retry::policy::{delay_after, exponential};

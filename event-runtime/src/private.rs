@@ -9,7 +9,7 @@ pub use crate::event::outcome::{IntoOutcome, Outcome};
 pub use crate::event::version::decode_event;
 pub use crate::event::{DataVersion, Event};
 pub use crate::handler::batch::{each, one_of_batch, run_batch, BatchArg, IntoBatchOutcome};
-pub use crate::handler::def::{HandlerDef, RetryMode};
+pub use crate::handler::def::{AfterDeadLetter, HandlerDef, RetryMode};
 pub use crate::handler::delivery::{Delivery, EventArg};
 pub use crate::handler::extract::FromDelivery;
 #[cfg(feature = "sqlx")]

@@ -5,6 +5,8 @@
 //! dispatch-profile MODE [ITERATIONS]
 //!   MODE: baseline | framework | framework-10 | framework-100 | idempotent
 //!         | topic-1 | topic-10 | topic-100   (the topic route, N handlers on one topic)
+//!         | ordered | unordered   (delayed retries that keep per-key order or not; no key
+//!           parked, each record the next offset of its partition)
 //!   each in the form daprd sends now (rawPayload wrapper, topic route, Kafka headers);
 //!   prefixed `ce-` (ce-baseline, ce-framework, ...) in the form it sent before (the plain
 //!   CloudEvent, on the handler's own route).
@@ -17,8 +19,8 @@ use axum::body::Bytes;
 use axum::http::Request;
 use axum::Router;
 use event_bench::{
-    baseline_raw_router, baseline_router, cloud_event_body, delivery, framework_router,
-    framework_router_idempotent, framework_router_shared_topic, raw_delivery, raw_payload_body,
+    app_with, baseline_raw_router, baseline_router, cloud_event_body, delivery, framework_router,
+    framework_router_idempotent, framework_router_shared_topic, raw_delivery_at, raw_payload_body,
     ROUTE, ROUTE_IDEMPOTENT, ROUTE_IDEMPOTENT_TOPIC, ROUTE_SHARED_DISPATCH, ROUTE_TOPIC, TOPIC,
 };
 use tower::ServiceExt as _;
@@ -55,6 +57,19 @@ fn main() {
             "task-events-idem",
         ),
         "idempotent" => (Some(framework_router_idempotent()), ROUTE_IDEMPOTENT, TOPIC),
+        "ordered" | "unordered" if raw => {
+            let (name, topic) = if mode == "ordered" {
+                ("on_task_event_ordered", "task-events-ordered")
+            } else {
+                ("on_task_event_unordered", "task-events-unordered")
+            };
+            let route = if mode == "ordered" {
+                "/_dispatch/kafka-pubsub/task-events-ordered"
+            } else {
+                "/_dispatch/kafka-pubsub/task-events-unordered"
+            };
+            (Some(app_with(name).router()), route, topic)
+        }
         _ if count("framework-").is_some() => (
             Some(framework_router(count("framework-").unwrap_or(1))),
             measured,
@@ -67,7 +82,7 @@ fn main() {
         ),
         _ => {
             eprintln!(
-                "usage: dispatch-profile [ce-]setup|baseline|framework|framework-N|idempotent|topic-N [ITERATIONS]"
+                "usage: dispatch-profile [ce-]setup|baseline|framework|framework-N|idempotent|topic-N|ordered|unordered [ITERATIONS]"
             );
             std::process::exit(2);
         }
@@ -80,9 +95,9 @@ fn main() {
             Bytes::from(record)
         }
     };
-    let request = |body: Bytes| -> Request<axum::body::Body> {
+    let request = |body: Bytes, offset: u64| -> Request<axum::body::Body> {
         if raw {
-            raw_delivery(route, topic, body)
+            raw_delivery_at(route, topic, 18234 + offset, body)
         } else {
             delivery(route, body)
         }
@@ -102,7 +117,7 @@ fn main() {
     rt.block_on(async {
         for i in 0..iterations {
             let body = fresh.get(i as usize).unwrap_or(&fixed).clone();
-            let request = request(body);
+            let request = request(body, i);
             let Some(router) = &router else {
                 drop(std::hint::black_box(request));
                 continue;

@@ -543,6 +543,19 @@ pub mod s18 {
     dlq_handler!(s18_dead_letters, topic = "s18-dlq");
 }
 
+/// 23: per-key order across delayed retries, with two replicas and a SIGKILL.
+pub mod s23 {
+    use super::*;
+    work_handler!(
+        s23_work,
+        topic = "s23-events",
+        retry = [2],
+        dlq = "s23-dlq",
+        idempotent
+    );
+    dlq_handler!(s23_dead_letters, topic = "s23-dlq");
+}
+
 /// 19: one trace from a publisher, through daprd, the handler (an OpenTelemetry span, feature
 /// `otel`) and the handler's own publish, to the next handler.
 pub mod s19 {

@@ -13,6 +13,7 @@ mod bulk;
 mod discovery;
 mod exactly_once;
 mod lanes;
+mod order;
 mod outbox;
 mod publishing;
 mod records;

@@ -68,14 +68,7 @@ async fn s6_scale_out_two_replicas_100_users_x_100_events() {
     assert!(dup.is_empty(), "applied more than once: {dup:?}");
     assert_eq!(counts.len(), total);
     assert!(lines(&l, "s6_dead_letters", "dead_letter").is_empty());
-    // Per user, in ledger order (appends are ordered across processes).
-    let mut by_user: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for v in &oks {
-        by_user
-            .entry(v["user"].as_str().unwrap())
-            .or_default()
-            .push(v["seq"].as_u64().unwrap());
-    }
+    let by_user = seqs_by_user(&oks);
     assert_eq!(by_user.len(), users as usize);
     for (u, seqs) in &by_user {
         assert_eq!(
@@ -130,21 +123,9 @@ async fn s6_scale_out_two_replicas_100_users_x_100_events() {
 #[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
 async fn s11_accounting_two_apps_shared_topic_bad_records_and_a_sigkill() {
     use base64::Engine as _;
-    let total: usize = std::env::var("E2E_S11_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let total: usize = env_count("E2E_S11_EVENTS", 10_000);
     let lease = 6u64;
-    let opts = || PairOpts {
-        app_env: vec![
-            ("EVENTS_CLAIM_LEASE_SECS".into(), lease.to_string()),
-            (
-                "EVENTS_HANDLER_TIMEOUT_SECS".into(),
-                (lease - 1).to_string(),
-            ),
-        ],
-        ..Default::default()
-    };
+    let opts = || short_lease(lease);
     let mut a = Scenario::new("s11a");
     let mut b = Scenario::new("s11b");
     let a1 = a.pair("r1", opts());

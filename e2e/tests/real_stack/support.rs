@@ -24,6 +24,41 @@ pub(crate) fn ok_counts(l: &[Value], handler: &str) -> BTreeMap<String, usize> {
     m
 }
 
+/// The `seq` of each user's `ok` lines, in ledger order (appends are ordered across processes).
+pub(crate) fn seqs_by_user<'a>(oks: &[&'a Value]) -> BTreeMap<&'a str, Vec<u64>> {
+    let mut by_user: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for v in oks {
+        by_user
+            .entry(v["user"].as_str().unwrap_or(""))
+            .or_default()
+            .push(v["seq"].as_u64().unwrap_or(u64::MAX));
+    }
+    by_user
+}
+
+/// A number from the environment, else `default`.
+pub(crate) fn env_count<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A replica whose idempotency claims lease for `lease` s (and whose handlers time out before
+/// that), so that a claim a SIGKILLed replica held is taken over quickly.
+pub(crate) fn short_lease(lease: u64) -> e2e::PairOpts {
+    e2e::PairOpts {
+        app_env: vec![
+            ("EVENTS_CLAIM_LEASE_SECS".into(), lease.to_string()),
+            (
+                "EVENTS_HANDLER_TIMEOUT_SECS".into(),
+                (lease - 1).to_string(),
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
 pub(crate) fn has_ok(l: &[Value], handler: &str, ids: &[String]) -> bool {
     let c = ok_counts(l, handler);
     ids.iter().all(|id| c.contains_key(id))

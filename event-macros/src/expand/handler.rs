@@ -208,6 +208,13 @@ pub(super) fn registration(handler: &Handler, adapter: &Ident) -> TokenStream {
         let n = Literal::u32_unsuffixed(n);
         calls.push(quote!(.concurrency(#n)));
     }
+    if args.unordered.is_some() {
+        calls.push(quote!(.unordered()));
+    }
+    if let Some(then) = args.on_dead_letter.as_ref().filter(|t| t.hold) {
+        let hold = quote_spanned!(then.lit.span()=> Hold);
+        calls.push(quote!(.on_dead_letter(_er::AfterDeadLetter::#hold)));
+    }
 
     quote! {
         _er::HandlerDef::new(#name, ::core::module_path!(), #topic, #adapter)

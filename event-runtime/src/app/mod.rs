@@ -18,6 +18,7 @@ use crate::tooling::topics::TopicSpec;
 use crate::transport::dapr::DaprClient;
 use crate::transport::embedded::Broker;
 use crate::transport::idempotency::{DaprStateStore, IdempotencyStore, MemoryStore};
+use crate::transport::kv::Kv;
 use crate::transport::publish::{AppIdentity, Publisher};
 use crate::wire::subscription::DaprSubscription;
 
@@ -484,6 +485,13 @@ impl App {
             state: Arc::new(self.run.state.clone()),
             publisher: self.publisher(),
             store: self.store(),
+            gates: match self.io.mode {
+                Mode::Dapr => Kv::Dapr(
+                    self.io.dapr.clone(),
+                    self.run.settings.state_store.as_str().into(),
+                ),
+                Mode::Embedded => self.io.broker.kv.clone(),
+            },
             journal: self.journal.clone(),
             shutdown: self.shutdown.clone(),
             app_id: self.run.app_id.clone(),

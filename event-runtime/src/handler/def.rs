@@ -17,10 +17,20 @@ pub(crate) type BatchFn = fn(Vec<Delivery>) -> BoxFuture<'static, Vec<Outcome>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryMode {
     /// Acknowledge the delivery and re-publish the event to a retry topic, run when due
-    /// (non-blocking; order within a partition is given up).
+    /// (non-blocking; the key's later events wait for it unless the handler is `unordered`).
     Delayed,
     /// Wait and run again in place, holding the delivery (keeps per-key order; short schedules only).
     Inline,
+}
+
+/// What a handler that keeps per-key order does with a key's later events once an earlier one
+/// is dead-lettered (`on_dead_letter = "release" | "hold"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDeadLetter {
+    /// Run them, in their order: the key keeps flowing, without the dead-lettered event.
+    Release,
+    /// Keep them parked until the dead letter is replayed and succeeds.
+    Hold,
 }
 
 /// Dapr bulk-subscribe settings.
@@ -83,6 +93,10 @@ pub struct HandlerDef {
     pub(crate) timeout_secs: Option<u64>,
     /// At most this many deliveries run at once, in lanes by partition key (else no limit).
     pub(crate) concurrency: Option<u32>,
+    /// Delayed retries give up per-key order (`unordered`).
+    pub(crate) unordered: bool,
+    /// What a dead-lettered event does to its key's later events (`on_dead_letter`).
+    pub(crate) after_dead_letter: AfterDeadLetter,
     /// Reads a body whose data is this handler's event type in one pass (set by
     /// [`HandlerDef::event`]).
     #[doc(hidden)]
@@ -129,6 +143,8 @@ impl HandlerDef {
             metadata: &[],
             timeout_secs: None,
             concurrency: None,
+            unordered: false,
+            after_dead_letter: AfterDeadLetter::Release,
             read_typed: None,
             key_fields: None,
             call,
@@ -228,6 +244,29 @@ impl HandlerDef {
         self
     }
 
+    /// Gives up per-key order on delayed retries: a key's later events run while an earlier
+    /// one waits on the retry ladder.
+    pub const fn unordered(mut self) -> Self {
+        self.unordered = true;
+        self
+    }
+
+    /// What a dead-lettered event does to its key's later events (default: release them).
+    pub const fn on_dead_letter(mut self, then: AfterDeadLetter) -> Self {
+        self.after_dead_letter = then;
+        self
+    }
+
+    /// Whether a key's later events wait while an earlier one is on the retry ladder: delayed
+    /// retries keep per-key order unless the handler is `unordered` (a batch handler runs a
+    /// whole batch in one call, so it cannot hold one event back).
+    pub(crate) fn keeps_order(&self) -> bool {
+        self.retry_mode == RetryMode::Delayed
+            && !self.retry.is_empty()
+            && !self.unordered
+            && self.call_batch.is_none()
+    }
+
     /// Takes bulk deliveries whole, through `call` (a batch handler's; `call` then runs a
     /// single delivery as a batch of one).
     #[doc(hidden)]
@@ -271,7 +310,8 @@ impl HandlerDef {
                 "max_messages": b.max_messages, "max_await_ms": b.max_await_ms})),
             "raw_payload": self.raw_payload, "metadata": self.metadata,
             "timeout_secs": self.timeout_secs, "concurrency": self.concurrency,
-            "batch": self.call_batch.is_some(),
+            "batch": self.call_batch.is_some(), "unordered": self.unordered,
+            "on_dead_letter": format!("{:?}", self.after_dead_letter),
         })
     }
 

@@ -89,6 +89,7 @@ fn take(rt: &Runtime, target: Target, h: usize, entry: &BulkEntry) -> Option<Pen
         decoded,
         origin_topic: rt.handlers[h].topic.clone(),
         key_hint: meta("__key").map(str::to_owned),
+        position: None,
         ran: None,
     })
 }

@@ -16,10 +16,11 @@ mod batch;
 pub(crate) mod dead_letter;
 pub(crate) mod lanes;
 pub(crate) mod middleware;
+pub(crate) mod order;
 mod record;
 pub(crate) mod retry;
 mod route;
-mod run;
+pub(crate) mod run;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,7 @@ use crate::pipeline::record::{bulk_request, deliver_record, entry_record, Record
 use crate::pipeline::retry::bookkeeping::{RetryState, SigningKey};
 use crate::pipeline::run::process;
 use crate::transport::idempotency::IdempotencyStore;
+use crate::transport::kv::Kv;
 use crate::transport::publish::Publisher;
 use crate::wire::bulk::{BulkEntry, BulkResponse, EntryStatus, Status};
 use crate::wire::cloudevent;
@@ -76,6 +78,8 @@ pub(crate) struct Runtime {
     pub state: Arc<StateMap>,
     pub publisher: Publisher,
     pub store: Arc<dyn IdempotencyStore>,
+    /// Where the per-key order gates live (see [`order`]).
+    pub gates: Kv,
     pub journal: Option<Arc<Mutex<Vec<Run>>>>,
     /// Held (not just subscribed to) so the channel stays open for as long as routes exist.
     pub shutdown: Arc<watch::Sender<bool>>,
@@ -99,6 +103,8 @@ pub(crate) struct HandlerRuntime {
     pub lanes: Option<Lanes>,
     /// Its pipeline wrapped in delivery layers, when any apply (see [`middleware`]).
     pub layered: Option<Mutex<DeliveryService>>,
+    /// What this replica knows of its keys' order gates, when it keeps per-key order.
+    pub order: Option<order::view::View>,
 }
 
 impl HandlerRuntime {
@@ -127,6 +133,7 @@ impl HandlerRuntime {
                     topic: h.def.topic.into(),
                     lanes: h.def.concurrency.map(|n| Lanes::new(n, wait)),
                     layered: layers(h.def),
+                    order: h.def.keeps_order().then(order::view::View::default),
                 }
             })
             .collect()
@@ -185,7 +192,9 @@ pub(crate) fn deliver(
         Some((ce, event)) => {
             let ce = meta.complete(ce);
             let first = RetryState::first();
-            Either::Left(process(rt, target, ce, first, meta.key, Some(event)).map(Answer::One))
+            let at = meta.position();
+            let event = Some(event);
+            Either::Left(process(rt, target, ce, first, (meta.key, at), event).map(Answer::One))
         }
         // Boxed: its future is large, and only this less common path pays for it.
         None => Either::Right(Box::pin(async move {

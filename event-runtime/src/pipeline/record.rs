@@ -76,6 +76,12 @@ impl RecordMeta {
         with_broker_meta(ce, |name| self.get(name))
     }
 
+    /// The record's partition and offset, when the broker says them (Kafka does).
+    pub(crate) fn position(&self) -> Option<(u32, i64)> {
+        let partition = self.get("__partition")?.parse().ok()?;
+        Some((partition, self.get("__offset")?.parse().ok()?))
+    }
+
     /// `topic/partition/offset`, when the broker says them.
     pub(crate) fn coordinates(&self) -> Option<String> {
         let (partition, offset) = (self.get("__partition")?, self.get("__offset")?);
@@ -94,7 +100,10 @@ pub(crate) async fn deliver_record(
     meta: RecordMeta,
 ) -> Status {
     match read_record(rt, target, record, &meta) {
-        Read::Event(ce, retry) => process(rt.clone(), target, *ce, retry, meta.key, None).await,
+        Read::Event(ce, retry) => {
+            let at = meta.position();
+            process(rt.clone(), target, *ce, retry, (meta.key, at), None).await
+        }
         Read::Undecodable(reason, bytes) => {
             Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
         }

@@ -17,6 +17,7 @@ use crate::handler::delivery::{partition_key, Delivery};
 use crate::handler::registry::Target;
 use crate::pipeline::dead_letter::{dead_letter_failed, give_up, publish_dead_letter, DeadLetter};
 use crate::pipeline::middleware::{call_layered, lane_key, DeliveryRequest};
+use crate::pipeline::order::{self, End, Turn};
 use crate::pipeline::retry::{
     further_hop, hold_until, next_step, publish_retry, schedule_retry, sleep_unless_shutdown,
     Failure, NextStep, RetryState,
@@ -39,7 +40,7 @@ pub(crate) fn process(
     target: Target,
     ce: CloudEvent,
     mut retry: RetryState,
-    key_hint: Option<String>,
+    (key_hint, position): (Option<String>, Option<(u32, i64)>),
     decoded: Option<Decoded>,
 ) -> impl Future<Output = Status> + Send + 'static {
     match resolve(&rt, target, &ce, &retry) {
@@ -87,6 +88,7 @@ pub(crate) fn process(
                 decoded,
                 origin_topic,
                 key_hint,
+                position,
                 ran: None,
             };
             // Through the handler's delivery layers only when it has some.
@@ -132,6 +134,8 @@ pub(crate) struct Pending {
     /// The topic the event was first delivered on (a retry message names it).
     pub origin_topic: Arc<str>,
     pub key_hint: Option<String>,
+    /// Its partition and offset, when the broker said them.
+    pub position: Option<(u32, i64)>,
     /// How a run of it already ended (an entry of a batch handler's call): its failure is
     /// retried or dead-lettered without running it first.
     pub ran: Option<Outcome>,
@@ -170,6 +174,15 @@ pub(crate) fn run_with_retries(
                 return Status::Retry;
             }
         }
+        // Its key's turn, when the handler keeps per-key order: boxed, as only a key the
+        // replica does not know to be free pays for asking the store.
+        let mut turn = match order::admit_known(rt, h, &pending.subject(), &retry) {
+            Some(turn) => turn,
+            None => match Box::pin(order::admit(rt, h, &pending.subject(), &retry)).await {
+                Ok(turn) => turn,
+                Err(answer) => return answer,
+            },
+        };
         // The handler's lane, when it has lanes (`concurrency = N`), held until Dapr's answer.
         let _lane = match &hrt.lanes {
             None => None,
@@ -195,7 +208,9 @@ pub(crate) fn run_with_retries(
                 if let Some(reason) = expired(ce) {
                     let failures = std::mem::take(&mut retry.failures);
                     let key = partition_key(ce, key_hint.clone());
-                    return give_up(rt, h, ce, origin_topic, key, failures, reason, true).await;
+                    let status =
+                        give_up(rt, h, ce, origin_topic, key, failures, reason, true).await;
+                    return ended(rt, h, &pending.subject(), turn, End::DeadLettered, status).await;
                 }
             }
             let run = Attempt {
@@ -212,11 +227,15 @@ pub(crate) fn run_with_retries(
             let (err, permanent) = match outcome {
                 // Not run: a duplicate of a handled event (SUCCESS), or a run of it in progress
                 // elsewhere (RETRY).
-                Err(answer) => return answer,
-                Ok(Outcome::Success) => return Status::Success,
+                Err(answer) => {
+                    return ended(rt, h, &pending.subject(), turn, End::Done, answer).await
+                }
+                Ok(Outcome::Success) => {
+                    return ended(rt, h, &pending.subject(), turn, End::Done, Status::Success).await
+                }
                 Ok(Outcome::Drop(reason)) => {
                     tracing::info!(%reason, "handler dropped the event");
-                    return Status::Drop;
+                    return ended(rt, h, &pending.subject(), turn, End::Done, Status::Drop).await;
                 }
                 Ok(Outcome::Retry(err)) => (err.to_string(), false),
                 Ok(Outcome::DeadLetter(err)) => (err.to_string(), true),
@@ -232,7 +251,9 @@ pub(crate) fn run_with_retries(
             match next_step(handler.def, retry.attempt, permanent) {
                 NextStep::GiveUp => {
                     let failures = std::mem::take(&mut retry.failures);
-                    return dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
+                    let status =
+                        dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
+                    return ended(rt, h, &pending.subject(), turn, End::DeadLettered, status).await;
                 }
                 NextStep::Inline(delay) => {
                     hrt.metrics.retry_scheduled(RetryMode::Inline);
@@ -248,12 +269,47 @@ pub(crate) fn run_with_retries(
                     retry.attempt += 1;
                 }
                 NextStep::Delayed(delay) => {
+                    // The key's later events wait for this one from now on.
+                    if turn == Turn::Free && rt.handlers[h].order.is_some() {
+                        match Box::pin(order::begin(rt, h, &pending.subject())).await {
+                            Ok(true) => turn = Turn::Head,
+                            // Another event holds the key's turn: this one is parked behind it.
+                            Ok(false) => return Status::Success,
+                            Err(answer) => return answer,
+                        }
+                    }
                     hrt.metrics.retry_scheduled(RetryMode::Delayed);
-                    return schedule_retry(rt, h, &pending, &mut retry, delay).await;
+                    let status = schedule_retry(rt, h, &pending, &mut retry, delay).await;
+                    // Refused for good, the retry was dead-lettered instead.
+                    if status == Status::Drop {
+                        return ended(rt, h, &pending.subject(), turn, End::DeadLettered, status)
+                            .await;
+                    }
+                    return status;
                 }
             }
         }
     }
+}
+
+/// Dapr's answer for a run that ended its event's turn, once the key's order has moved on
+/// (nothing to do for a handler that keeps none). An answer that lets the broker forget the
+/// event stands only once the turn has passed: RETRY when it could not pass yet.
+async fn ended(
+    rt: &Runtime,
+    h: usize,
+    pending: &order::Subject<'_>,
+    turn: Turn,
+    end: End,
+    status: Status,
+) -> Status {
+    let forgotten = matches!(status, Status::Success | Status::Drop);
+    if !forgotten || rt.handlers[h].order.is_none() || (turn == Turn::Free && end == End::Done) {
+        return status;
+    }
+    Box::pin(order::finish(rt, h, pending, turn, end))
+        .await
+        .unwrap_or(status)
 }
 
 /// The longest error text kept with a failure.
@@ -344,7 +400,7 @@ pub(crate) fn claim_key(rt: &Runtime, h: usize, ce: &CloudEvent) -> String {
 }
 
 /// `%` and `|` percent-encoded.
-fn escape(part: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape(part: &str) -> std::borrow::Cow<'_, str> {
     if !part.contains(['%', '|']) {
         return part.into();
     }

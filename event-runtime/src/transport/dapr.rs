@@ -268,8 +268,30 @@ impl DaprClient {
         etag: Option<&str>,
         ttl: Option<Duration>,
     ) -> Result<bool, StateError> {
+        self.save(store, key, value, etag, ttl, "first-write").await
+    }
+
+    /// `POST /v1.0/state/{store}` of one item, whatever the key holds (last write wins).
+    pub(crate) async fn upsert_state(
+        &self,
+        store: &str,
+        key: &str,
+        value: &Value,
+    ) -> Result<bool, StateError> {
+        self.save(store, key, value, None, None, "last-write").await
+    }
+
+    async fn save(
+        &self,
+        store: &str,
+        key: &str,
+        value: &Value,
+        etag: Option<&str>,
+        ttl: Option<Duration>,
+        concurrency: &str,
+    ) -> Result<bool, StateError> {
         let path = state_path(store, "save", key, false)?;
-        let mut item = json!({"key": key, "value": value, "options": {"concurrency": "first-write", "consistency": "strong"}});
+        let mut item = json!({"key": key, "value": value, "options": {"concurrency": concurrency, "consistency": "strong"}});
         if let Some(etag) = etag {
             item["etag"] = json!(etag);
         }
@@ -318,6 +340,18 @@ impl DaprClient {
         key: &str,
         etag: Option<&str>,
     ) -> Result<(), StateError> {
+        // A conflict: someone else already replaced it, so nothing of ours is left to delete.
+        self.delete_state_if(store, key, etag).await.map(drop)
+    }
+
+    /// [`DaprClient::delete_state`], telling a conflict apart: `Ok(false)` when the key is no
+    /// longer at `etag`.
+    pub(crate) async fn delete_state_if(
+        &self,
+        store: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<bool, StateError> {
         let path = state_path(store, "delete", key, true)?;
         let mut req = self.request(reqwest::Method::DELETE, &path);
         if let Some(etag) = etag {
@@ -333,14 +367,14 @@ impl DaprClient {
         };
         let resp = req.send().await.map_err(|e| err(None, e.to_string()))?;
         let status = resp.status().as_u16();
-        if resp.status().is_success() || status == 409 {
-            // 409: someone else already replaced it; nothing of ours to delete.
-            return Ok(());
+        if resp.status().is_success() {
+            return Ok(true);
         }
-        Err(err(
-            Some(status),
-            dapr_error(&resp.text().await.unwrap_or_default()).1,
-        ))
+        let body = resp.text().await.unwrap_or_default();
+        if status == 409 || (status == 500 && is_concurrency_conflict(&body)) {
+            return Ok(false);
+        }
+        Err(err(Some(status), dapr_error(&body).1))
     }
 }
 

@@ -72,6 +72,9 @@ struct State {
 /// An in-process broker with Kafka's ordering per partition key and Dapr's delivery protocol.
 pub struct Broker {
     state: Mutex<State>,
+    /// The apps' own bookkeeping (per-key order gates): the state store's stand-in, kept with
+    /// the broker so that an app restarted on it finds it as it was.
+    pub(crate) kv: crate::transport::kv::Kv,
     partitions: usize,
     /// Signals a change of the number of undelivered events.
     changed: Notify,
@@ -101,6 +104,7 @@ impl Broker {
                 log_capacity: LOG_CAPACITY,
                 ..State::default()
             }),
+            kv: crate::transport::kv::Kv::memory(),
             partitions: partitions.max(1),
             changed: Notify::new(),
             wake: Notify::new(),

@@ -34,6 +34,7 @@ mod ledger;
 mod middleware;
 mod names;
 mod ops_routes;
+mod order;
 #[cfg(feature = "sqlx")]
 mod outbox;
 mod publisher;

@@ -13,6 +13,7 @@ use crate::pipeline::run::Pending;
 use crate::pipeline::Runtime;
 use crate::transport::outgoing::OutgoingEvent;
 use crate::wire::bulk::Status;
+use crate::wire::cloudevent::CloudEvent;
 use crate::wire::trace::TraceContext;
 
 pub use crate::wire::ladder::{retry_tier, retry_topic, RETRY_TIERS};
@@ -48,22 +49,8 @@ pub(crate) fn publish_retry<'r>(
     retry.origin_topic = Some(pending.origin_topic.to_string());
     // The retry continues the event's trace as a child span (with `otel`, of the delivery's).
     let trace = TraceContext::continued(ce.traceparent.as_deref(), ce.tracestate.as_deref());
-    let sealed = retry.seal(
-        &rt.app_id,
-        &rt.signing_key,
-        ce,
-        &ce.record_or_envelope(),
-        Some(&trace),
-    );
-    let out = OutgoingEvent::record(
-        rt.publisher.default_pubsub(),
-        &retry_topic(&rt.app_id, tier),
-        &ce.id,
-        &ce.ty,
-        partition_key(ce, pending.key_hint.clone()),
-        None,
-        Bytes::from(sealed),
-    );
+    let key = partition_key(ce, pending.key_hint.clone());
+    let out = retry_record(rt, &retry, ce, &ce.record_or_envelope(), key, tier, &trace);
     // An event of the delivery's span (with `otel`, a span event).
     tracing::info!(
         handler = %rt.handlers[h].name,
@@ -88,6 +75,29 @@ pub(crate) fn publish_retry<'r>(
             }
         }
     })
+}
+
+/// The message of the retry ladder's tier of `tier` seconds that carries `record` (the event
+/// `ce` as it arrived, byte for byte) with its bookkeeping `state`, signed beside it.
+pub(crate) fn retry_record(
+    rt: &Runtime,
+    state: &RetryState,
+    ce: &CloudEvent,
+    record: &[u8],
+    partition_key: Option<String>,
+    tier: u64,
+    trace: &TraceContext,
+) -> OutgoingEvent {
+    let sealed = state.seal(&rt.app_id, &rt.signing_key, ce, record, Some(trace));
+    OutgoingEvent::record(
+        rt.publisher.default_pubsub(),
+        &retry_topic(&rt.app_id, tier),
+        &ce.id,
+        &ce.ty,
+        partition_key,
+        None,
+        Bytes::from(sealed),
+    )
 }
 
 /// Waits until `due_ms`, at most `max_hold`; false when the delivery should be answered RETRY

@@ -38,6 +38,12 @@ fn main() {
     #[event_handler(topic = "orders", route = "/bulk-defaults", bulk, idempotent)]
     async fn bulk_defaults(_event: OrderPlaced) {}
 
+    #[event_handler(topic = "orders", route = "/held", retry = [30], on_dead_letter = "hold")]
+    async fn held(_event: OrderPlaced) {}
+
+    #[event_handler(topic = "orders", route = "/unordered", retry = [30], unordered)]
+    async fn unordered(_event: OrderPlaced) {}
+
     let order = OrderPlaced { event_id: "e-1".into(), order_id: 1, customer: "c-1".into(), placed_at: "now".into() };
     assert_eq!(order.partition_key().as_deref(), Some("c-1"));
     assert_eq!(order.event_id().as_deref(), Some("e-1"));
@@ -67,4 +73,11 @@ fn main() {
     assert_eq!(def.registration()["idempotent"], true);
     assert!(def.registration()["idempotency_key"].is_null());
     assert_eq!(def.registration()["retry_mode"], serde_json::json!("Delayed"));
+    assert_eq!(def.registration()["unordered"], false);
+    assert_eq!(def.registration()["on_dead_letter"], json!("Release"));
+
+    let def = defs.iter().find(|d| d.name() == "held").unwrap();
+    assert_eq!(def.registration()["on_dead_letter"], json!("Hold"));
+    let def = defs.iter().find(|d| d.name() == "unordered").unwrap();
+    assert_eq!(def.registration()["unordered"], true);
 }
