@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Real-stack end-to-end suite: Kafka 4.1.1 (KRaft) + Redis + PostgreSQL + daprd 1.16.5 + the e2e crate's
+# Real-stack end-to-end suite: Kafka 4.1.1 (KRaft) + Redis + PostgreSQL + daprd 1.16.5 and its
+# scheduler (Jobs API) + the e2e crate's
 # app (e2e/src/bin/e2e-app.rs), driven by the ignored tests of e2e/tests/real_stack/.
 #
 # Usage: scripts/e2e.sh [TEST_FILTER...] [-- extra libtest args]
@@ -52,6 +53,7 @@ mapfile -t TOPICS < <("$APP_BIN" --topics)
 stack_start_kafka || fail "kafka"
 stack_start_redis || fail "redis"
 stack_start_postgres || fail "postgres"
+stack_start_scheduler || fail "scheduler"
 
 # Create every topic (main, retry, dead-letter) in one JVM, before any daprd subscribes:
 # a topic auto-created after a consumer group joined is only picked up at its next rebalance.
@@ -100,7 +102,7 @@ _stack_java_kafka "$CREATE_JAVA" "$KAFKA_BOOTSTRAP" task-events:12 "${TOPICS[@]}
   >"$STACK_RUN_DIR/logs/create-topics.log" 2>&1 || { cat "$STACK_RUN_DIR/logs/create-topics.log" >&2; fail "topics"; }
 echo "e2e: $(grep -c '^created' "$STACK_RUN_DIR/logs/create-topics.log") topics created" >&2
 
-export POSTGRES_PORT KAFKA_LIBS DAPRD_BIN E2E_APP_BIN="$APP_BIN" E2E_REPO_ROOT="$REPO_ROOT" E2E_RUN_DIR="$STACK_RUN_DIR/scenarios"
+export POSTGRES_PORT SCHEDULER_ADDRESS KAFKA_LIBS DAPRD_BIN E2E_APP_BIN="$APP_BIN" E2E_REPO_ROOT="$REPO_ROOT" E2E_RUN_DIR="$STACK_RUN_DIR/scenarios"
 mkdir -p "$E2E_RUN_DIR"
 
 # On exit or interrupt, before the stack goes down: stop the test binary, then every app and

@@ -5,6 +5,9 @@
 #   - Java 17+ / Maven / curl (Debian packages, installed if absent)
 #   - daprd                   built from tools/daprd (pinned github.com/dapr/dapr)
 #                             into target/tools/bin/daprd
+#   - scheduler               Dapr's scheduler service (the Jobs API), built from
+#                             tools/scheduler (the same github.com/dapr/dapr) into
+#                             target/tools/bin/scheduler
 #   - Apache Kafka jars       copied by Maven from tools/kafka/pom.xml
 #                             into target/tools/kafka/libs
 #   - cargo-expand            `cargo install --locked` (pinned version, from crates.io)
@@ -145,6 +148,30 @@ build_daprd() {
   log "built daprd in $((end - start))s: $("$BIN_DIR/daprd" --version 2>/dev/null || echo '?')"
 }
 
+# ------------------------------------------------------------------- scheduler
+build_scheduler() {
+  local go_version stamp_want stamp_file="$BIN_DIR/scheduler.stamp"
+  go_version="$(go env GOVERSION)"
+  stamp_want="dapr=$DAPR_VERSION go=$go_version mod=$(hash_of "$REPO_ROOT/tools/scheduler/go.mod" "$REPO_ROOT/tools/scheduler/go.sum")"
+  if [[ $force_daprd == 0 && -x "$BIN_DIR/scheduler" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_want" ]]; then
+    log "scheduler $DAPR_VERSION is up to date: $BIN_DIR/scheduler"
+    return
+  fi
+  log "building Dapr's scheduler $DAPR_VERSION with $go_version; first build takes a few minutes (log: $TOOLS_OUT/scheduler-build.log)"
+  local start
+  start=$(date +%s)
+  if ! (cd "$REPO_ROOT/tools/scheduler" &&
+        GOWORK=off CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly" nice -n 10 go build -trimpath \
+          -ldflags "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_VERSION" \
+          -o "$BIN_DIR/scheduler.tmp" github.com/dapr/dapr/cmd/scheduler) >"$TOOLS_OUT/scheduler-build.log" 2>&1; then
+    tail -n 40 "$TOOLS_OUT/scheduler-build.log" >&2
+    die "scheduler build failed (see $TOOLS_OUT/scheduler-build.log)"
+  fi
+  mv -f "$BIN_DIR/scheduler.tmp" "$BIN_DIR/scheduler"
+  echo "$stamp_want" >"$stamp_file"
+  log "built the scheduler in $(($(date +%s) - start))s"
+}
+
 # ----------------------------------------------------------------------- kafka
 fetch_kafka() {
   local stamp_want stamp_file="$KAFKA_OUT/libs.stamp"
@@ -169,5 +196,6 @@ fetch_kafka() {
 
 [[ $skip_kafka == 1 ]] || fetch_kafka
 [[ $skip_daprd == 1 ]] || build_daprd
+[[ $skip_daprd == 1 ]] || build_scheduler
 [[ $skip_expand == 1 ]] || install_cargo_expand
 log "done"

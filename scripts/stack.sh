@@ -329,6 +329,30 @@ stack_start_redis() {
 
 stack_stop_redis() { stack_stop redis; }
 
+# ------------------------------------------------------------------ scheduler
+# stack_start_scheduler: Dapr's scheduler service (the Jobs API's store; embedded etcd, data in
+# the run dir) on 127.0.0.1; exports SCHEDULER_ADDRESS (host:port, daprd's
+# --scheduler-host-address).
+stack_start_scheduler() {
+  local bin="${SCHEDULER_BIN:-$STACK_REPO_ROOT/target/tools/bin/scheduler}" port health metrics client peer
+  [[ -x "$bin" ]] || { _stack_err "no scheduler at $bin: run scripts/provision.sh"; return 1; }
+  port=$(stack_free_port) health=$(stack_free_port) metrics=$(stack_free_port)
+  client=$(stack_free_port) peer=$(stack_free_port)
+  mkdir -p "$STACK_RUN_DIR/scheduler"
+  SCHEDULER_ADDRESS="127.0.0.1:$port"
+  export SCHEDULER_ADDRESS
+  stack_spawn scheduler "$bin" --mode standalone --port "$port" --listen-address 127.0.0.1 \
+    --healthz-port "$health" --healthz-listen-address 127.0.0.1 \
+    --metrics-port "$metrics" --metrics-listen-address 127.0.0.1 \
+    --etcd-data-dir "$STACK_RUN_DIR/scheduler/data" \
+    --etcd-client-port "$client" --etcd-client-listen-address 127.0.0.1 \
+    --etcd-initial-cluster "dapr-scheduler-server-0=http://127.0.0.1:$peer" || return 1
+  STACK_WAIT_PROC=scheduler stack_wait_until "${STACK_READY_TIMEOUT:-90}" "scheduler on $SCHEDULER_ADDRESS" \
+    curl -sf -o /dev/null "http://127.0.0.1:$health/healthz"
+}
+
+stack_stop_scheduler() { stack_stop scheduler; }
+
 # ------------------------------------------------------------------- postgres
 # stack_start_postgres: a throwaway PostgreSQL cluster on 127.0.0.1 (user `dapr`, trust auth,
 # database `postgres`), data in the run dir; exports POSTGRES_PORT. As root it runs as the

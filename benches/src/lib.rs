@@ -126,6 +126,20 @@ pub async fn on_task_event_unordered(event: TaskEvent) {
     std::hint::black_box(&event);
 }
 
+/// Keeps per-key order; fails the events of users named `parked-*` onto a one-hour retry, so
+/// that each such user's later events stay parked (`order-throughput`).
+#[event_handler(topic = "task-events-gated", retry = [3600])]
+pub async fn on_task_event_gated(event: TaskEvent) -> event_runtime::Outcome {
+    let (TaskEvent::Created { user_id, .. }
+    | TaskEvent::Updated { user_id, .. }
+    | TaskEvent::Completed { user_id, .. }
+    | TaskEvent::Deleted { user_id, .. }) = &event;
+    if user_id.starts_with("parked-") {
+        return event_runtime::Outcome::retry("held back on purpose");
+    }
+    event_runtime::Outcome::Success
+}
+
 /// A handler that takes 1 ms (embedded-mode throughput).
 #[event_handler(topic = "task-events-sleep")]
 pub async fn on_task_event_sleep(event: TaskEvent) {

@@ -497,10 +497,14 @@ spec:
             &std::env::var("E2E_DAPRD_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned()),
             "--dapr-graceful-shutdown-seconds",
             "2",
-        ])
-        .env("DAPR_HOST_IP", "127.0.0.1")
-        .env_remove("APP_API_TOKEN")
-        .env_remove("DAPR_API_TOKEN");
+        ]);
+        // Dapr's scheduler, for the Jobs API (scripts/e2e.sh starts one for the whole run).
+        if let Ok(address) = std::env::var("SCHEDULER_ADDRESS") {
+            cmd.args(["--scheduler-host-address", &address]);
+        }
+        cmd.env("DAPR_HOST_IP", "127.0.0.1")
+            .env_remove("APP_API_TOKEN")
+            .env_remove("DAPR_API_TOKEN");
         for (k, v) in &pair.opts.daprd_env {
             cmd.env(k, v);
         }

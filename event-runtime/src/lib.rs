@@ -51,6 +51,7 @@ pub use testing::TestApp;
 #[cfg(feature = "cli")]
 pub use tooling::cli::EventsCommand;
 pub use tooling::topics::TopicSpec;
+pub use transport::jobs::Schedule;
 pub use transport::outgoing::{OutgoingEvent, PublishError};
 pub use transport::publish::Publisher;
 pub use wire::bulk::Status;

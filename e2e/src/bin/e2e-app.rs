@@ -556,6 +556,19 @@ pub mod s23 {
     dlq_handler!(s23_dead_letters, topic = "s23-dlq");
 }
 
+/// 24: scheduled events on Dapr's Jobs API (the scheduler service).
+pub mod s24 {
+    use super::*;
+    work_handler!(
+        s24_work,
+        topic = "s24-events",
+        retry = [1],
+        dlq = "s24-dlq",
+        idempotent
+    );
+    dlq_handler!(s24_dead_letters, topic = "s24-dlq");
+}
+
 /// 19: one trace from a publisher, through daprd, the handler (an OpenTelemetry span, feature
 /// `otel`) and the handler's own publish, to the next handler.
 pub mod s19 {
@@ -979,6 +992,74 @@ fn default_parallel() -> usize {
     16
 }
 
+/// `POST /control/schedule`: schedules `event` on `topic`, once `after_ms` from now (as
+/// `Publisher::publish_at`, or as the job `name` when given), or `every_ms` for `times` firings.
+#[derive(Deserialize)]
+struct ScheduleRequest {
+    topic: String,
+    event: Work,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    after_ms: Option<u64>,
+    #[serde(default)]
+    every_ms: Option<u64>,
+    #[serde(default)]
+    times: Option<u32>,
+}
+
+async fn control_schedule(
+    AxState(publisher): AxState<Publisher>,
+    Json(req): Json<ScheduleRequest>,
+) -> Response {
+    let scheduled = match (req.every_ms, req.after_ms, req.name) {
+        (Some(every), _, Some(name)) => {
+            let mut schedule = event_runtime::Schedule::every(Duration::from_millis(every));
+            if let Some(n) = req.times {
+                schedule = schedule.times(n);
+            }
+            let done = publisher
+                .schedule(&name, &req.topic, &req.event, schedule)
+                .await;
+            done.map(|()| name)
+        }
+        (None, Some(after), Some(name)) => {
+            let once = event_runtime::Schedule::after(Duration::from_millis(after));
+            let done = publisher
+                .schedule(&name, &req.topic, &req.event, once)
+                .await;
+            done.map(|()| name)
+        }
+        (None, Some(after), None) => {
+            let when = std::time::SystemTime::now() + Duration::from_millis(after);
+            publisher.publish_at(&req.topic, &req.event, when).await
+        }
+        _ => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                "after_ms, or every_ms with a name",
+            )
+                .into_response()
+        }
+    };
+    match scheduled {
+        Ok(job) => Json(json!({"job": job})).into_response(),
+        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+/// `POST /control/cancel`: cancels the job `name`.
+async fn control_cancel(
+    AxState(publisher): AxState<Publisher>,
+    Json(req): Json<Value>,
+) -> Response {
+    let name = req["name"].as_str().unwrap_or_default();
+    match publisher.cancel_schedule(name).await {
+        Ok(()) => Json(json!({"cancelled": name})).into_response(),
+        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
 async fn control_publish(
     AxState(publisher): AxState<Publisher>,
     Json(req): Json<PublishRequest>,
@@ -1285,6 +1366,8 @@ async fn main() -> anyhow::Result<()> {
     let control = Router::new()
         .route("/control/publish", post(control_publish))
         .route("/control/replay", post(control_replay))
+        .route("/control/schedule", post(control_schedule))
+        .route("/control/cancel", post(control_cancel))
         .with_state(app.publisher())
         .route("/control/outbox", post(control_outbox))
         .merge(

@@ -19,5 +19,6 @@ mod publishing;
 mod records;
 mod retries;
 mod scale;
+mod scheduling;
 mod security;
 mod tracing;

@@ -442,6 +442,7 @@ impl App {
             key: self
                 .signing_key()
                 .unwrap_or_else(|_| crate::wire::signing::SigningKey::process()),
+            stable_key: self.run.settings.signing_key.is_some(),
             consumed: consumed
                 .map(|t| (t.pubsub.clone(), t.topic.clone()))
                 .collect(),

@@ -50,7 +50,7 @@ fn body_limit(rt: &Runtime, target: Target) -> usize {
 
 /// The request body, up to `limit` bytes. Beyond that the answer is 413, which Dapr does not take
 /// as an acknowledgement, so the broker keeps the event.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());

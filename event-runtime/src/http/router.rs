@@ -50,6 +50,11 @@ pub(crate) fn router(parts: RouterParts) -> Router {
         .iter()
         .map(|(r, &t)| (r.clone(), t))
         .collect();
+    let jobs = rt.clone();
+    router = router.route(
+        "/job/{name}",
+        post(move |name, request| crate::http::jobs::trigger(jobs.clone(), name, request)),
+    );
     for (route, target) in routes {
         let rt = rt.clone();
         router = router.route(

@@ -75,6 +75,8 @@ pub struct Broker {
     /// The apps' own bookkeeping (per-key order gates): the state store's stand-in, kept with
     /// the broker so that an app restarted on it finds it as it was.
     pub(crate) kv: crate::transport::kv::Kv,
+    /// Its scheduled events' timers (see `Publisher::publish_at`).
+    pub(crate) timers: crate::transport::jobs::timers::Timers,
     partitions: usize,
     /// Signals a change of the number of undelivered events.
     changed: Notify,
@@ -105,6 +107,7 @@ impl Broker {
                 ..State::default()
             }),
             kv: crate::transport::kv::Kv::memory(),
+            timers: Default::default(),
             partitions: partitions.max(1),
             changed: Notify::new(),
             wake: Notify::new(),
@@ -242,6 +245,16 @@ impl Broker {
     /// A record [`Broker::park`] kept.
     pub(crate) fn parked(&self, key: &str) -> Option<Vec<u8>> {
         self.lock().parked.get(key).cloned()
+    }
+
+    /// How many events wait on `topic` (on any pubsub; queued or being delivered).
+    pub fn pending_on(&self, topic: &str) -> usize {
+        let st = self.lock();
+        st.topics
+            .iter()
+            .filter(|((_, t), _)| t == topic)
+            .flat_map(|(_, parts)| parts.iter().map(|p| p.queue.len()))
+            .sum()
     }
 
     /// How many events wait on subscribed topics (queued or being delivered).

@@ -5,6 +5,7 @@
 pub(crate) mod dapr;
 pub(crate) mod embedded;
 pub(crate) mod idempotency;
+pub(crate) mod jobs;
 pub(crate) mod kv;
 pub(crate) mod outgoing;
 pub(crate) mod publish;

@@ -250,6 +250,9 @@ pub enum PublishError {
         /// Topic.
         topic: String,
     },
+    /// A schedule or job name that cannot be used, or a job the scheduler refused.
+    #[error("cannot schedule the event: {0}")]
+    Schedule(String),
     /// The pubsub or topic name breaks its rule: refused before anything was sent.
     #[error("publish refused before reaching the sidecar: {0}")]
     InvalidName(#[from] InvalidName),
@@ -283,6 +286,7 @@ impl PublishError {
             PublishError::Encode(_)
             | PublishError::Stopped { .. }
             | PublishError::InvalidName(_)
+            | PublishError::Schedule(_)
             | PublishError::TooLarge { .. } => false,
         }
     }

@@ -11,7 +11,7 @@ use crate::wire::signing::SigningKey;
 use crate::wire::trace::TraceContext;
 
 #[derive(Clone)]
-enum Backend {
+pub(crate) enum Backend {
     Dapr(DaprClient),
     Embedded(Arc<Broker>),
 }
@@ -49,6 +49,9 @@ pub struct Publisher {
 pub(crate) struct AppIdentity {
     pub app_id: String,
     pub key: SigningKey,
+    /// Whether the key was given (the same in every replica and after a restart), not this
+    /// process's own.
+    pub stable_key: bool,
     /// `(pubsub, topic)` of every subscription but the retry ladder's.
     pub consumed: Vec<(String, String)>,
     pub state_store: String,
@@ -120,6 +123,14 @@ impl Publisher {
     pub(crate) fn for_app(mut self, app: AppIdentity) -> Self {
         self.app = Some(Arc::new(app));
         self
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 
     /// The app it publishes for, if it came from one.

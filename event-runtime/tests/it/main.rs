@@ -39,6 +39,7 @@ mod order;
 mod outbox;
 mod publisher;
 mod retries;
+mod schedule;
 mod serve;
 mod sidecar;
 mod trace_context;
