@@ -37,6 +37,10 @@ use crate::wire::signing::SigningKey;
 /// let at_nine = Schedule::cron("0 0 9 * * *").unwrap(); // Dapr's six fields, seconds first
 /// # let _ = (in_an_hour, daily, at_nine);
 /// ```
+///
+/// # Scheduled events
+///
+#[doc = include_str!("../../../docs/scheduling.md")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     kind: Kind,
