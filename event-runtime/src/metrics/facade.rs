@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
-use super::{mode_index, DEAD_LETTERS, DELIVERIES, DURATION, IN_FLIGHT, MODES, RETRIES, SKIPS};
+use super::{
+    mode_index, DEAD_LETTERS, DELIVERIES, DURATION, IN_FLIGHT, MODES, PARKED, RELEASED, RETRIES,
+    SKIPS,
+};
 use crate::event::outcome::OutcomeKind;
 use crate::handler::def::RetryMode;
 
@@ -20,6 +23,8 @@ pub(super) struct Handles {
     retries: [Counter; 2],
     dead_letters: Counter,
     skips: Counter,
+    parked: Counter,
+    released: Counter,
     duration: Histogram,
 }
 
@@ -35,6 +40,8 @@ impl Handles {
                 .map(|m| metrics::counter!(RETRIES.0, &[label(), ("mode", m.to_owned())])),
             dead_letters: metrics::counter!(DEAD_LETTERS.0, &[label()]),
             skips: metrics::counter!(SKIPS.0, &[label()]),
+            parked: metrics::counter!(PARKED.0, &[label()]),
+            released: metrics::counter!(RELEASED.0, &[label()]),
             duration: metrics::histogram!(DURATION.0, &[label()]),
         }
     }
@@ -55,6 +62,14 @@ impl Handles {
         self.skips.increment(1);
     }
 
+    pub(super) fn parked(&self) {
+        self.parked.increment(1);
+    }
+
+    pub(super) fn released(&self) {
+        self.released.increment(1);
+    }
+
     pub(super) fn handler_duration(&self, elapsed: Duration) {
         self.duration.record(elapsed.as_secs_f64());
     }
@@ -66,7 +81,7 @@ pub(super) struct InFlightGauge(Gauge);
 
 impl Default for InFlightGauge {
     fn default() -> Self {
-        for (name, help) in [DELIVERIES, RETRIES, DEAD_LETTERS, SKIPS] {
+        for (name, help) in [DELIVERIES, RETRIES, DEAD_LETTERS, SKIPS, PARKED, RELEASED] {
             metrics::describe_counter!(name, help);
         }
         metrics::describe_histogram!(DURATION.0, Unit::Seconds, DURATION.1);

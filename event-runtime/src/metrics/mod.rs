@@ -59,6 +59,16 @@ pub(crate) const SKIPS: (&str, &str) = (
     "event_idempotent_skips_total",
     "Duplicate events skipped by idempotent handlers.",
 );
+/// `event_order_parked_total`: its name and help.
+pub(crate) const PARKED: (&str, &str) = (
+    "event_order_parked_total",
+    "Events parked behind an earlier event of their key on the retry ladder (per-key order).",
+);
+/// `event_order_released_total`: its name and help.
+pub(crate) const RELEASED: (&str, &str) = (
+    "event_order_released_total",
+    "Parked events released to run, in their key's order.",
+);
 /// `event_handler_duration_seconds`: its name and help.
 pub(crate) const DURATION: (&str, &str) = (
     "event_handler_duration_seconds",
@@ -79,6 +89,9 @@ fn mode_index(mode: RetryMode) -> usize {
 
 const MODES: [&str; 2] = ["delayed", "inline"];
 
+/// One of a handler's counters, picked out of its [`Series`].
+type Counter = fn(&Series) -> &AtomicU64;
+
 /// The counters of one handler.
 #[derive(Debug, Default)]
 struct Series {
@@ -86,6 +99,8 @@ struct Series {
     retries: [AtomicU64; 2],
     dead_letters: AtomicU64,
     skips: AtomicU64,
+    parked: AtomicU64,
+    released: AtomicU64,
     buckets: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_nanos: AtomicU64,
@@ -142,6 +157,20 @@ impl HandlerMetrics {
         self.0.counters.skips.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         self.0.facade.idempotent_skip();
+    }
+
+    /// Counts one event parked behind an earlier event of its key.
+    pub(crate) fn parked(&self) {
+        self.0.counters.parked.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.facade.parked();
+    }
+
+    /// Counts one parked event released to run.
+    pub(crate) fn released(&self) {
+        self.0.counters.released.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.facade.released();
     }
 
     /// Observes one run of the handler that took `elapsed`.
@@ -291,24 +320,19 @@ impl Metrics {
             }
         }
 
-        header(&mut out, DEAD_LETTERS.0, "counter", DEAD_LETTERS.1);
-        for (name, h) in &handlers {
-            let _ = writeln!(
-                out,
-                "event_dead_letters_total{{handler=\"{}\"}} {}",
-                escape_label(name),
-                h.0.counters.dead_letters.load(Relaxed)
-            );
-        }
-
-        header(&mut out, SKIPS.0, "counter", SKIPS.1);
-        for (name, h) in &handlers {
-            let _ = writeln!(
-                out,
-                "event_idempotent_skips_total{{handler=\"{}\"}} {}",
-                escape_label(name),
-                h.0.counters.skips.load(Relaxed)
-            );
+        // The counters with no label but the handler's.
+        let per_handler: [(_, Counter); 4] = [
+            (DEAD_LETTERS, |c| &c.dead_letters),
+            (SKIPS, |c| &c.skips),
+            (PARKED, |c| &c.parked),
+            (RELEASED, |c| &c.released),
+        ];
+        for ((family, help), counter) in per_handler {
+            header(&mut out, family, "counter", help);
+            for (name, h) in &handlers {
+                let v = counter(&h.0.counters).load(Relaxed);
+                let _ = writeln!(out, "{family}{{handler=\"{}\"}} {v}", escape_label(name));
+            }
         }
 
         header(&mut out, DURATION.0, "histogram", DURATION.1);

@@ -125,6 +125,21 @@ async fn a_users_events_keep_their_order_across_delayed_retries_while_others_flo
         "u1's first ran three times, each other event once"
     );
     assert!(app.dead_letters("steps-dlq").is_empty());
+    let metrics = metrics(&app).await;
+    for family in ["event_order_parked_total", "event_order_released_total"] {
+        let line = format!("{family}{{handler=\"it::order::on_step\"}} 2");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+}
+
+/// What `/metrics` says.
+async fn metrics(app: &TestApp) -> String {
+    let request = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let Ok(resp) = tower::ServiceExt::oneshot(app.router(), request).await;
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await;
+    String::from_utf8_lossy(&body.unwrap().to_bytes()).into_owned()
 }
 
 #[tokio::test(start_paused = true)]

@@ -139,6 +139,7 @@ pub(crate) async fn admit(
         match park(rt, &name, gate, &version, pending, &key).await {
             Ok(true) => {
                 tracing::info!(event_id = %pending.ce.id, %key, "parked behind its key's earlier event");
+                rt.handlers[h].metrics.parked();
                 return Err(Status::Success);
             }
             Ok(false) => continue,
@@ -333,7 +334,10 @@ async fn release(rt: &Runtime, h: usize, parked: &Parked) -> Result<bool, String
         &trace,
     );
     match rt.publisher.send(out).await {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            rt.handlers[h].metrics.released();
+            Ok(true)
+        }
         Err(e) if e.is_transient() => Err(e.to_string()),
         // Refused for good (larger than the broker takes with its bookkeeping, say): it cannot
         // run in its turn, so it goes to the dead letters, and the turn passes on.
