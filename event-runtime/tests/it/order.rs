@@ -194,29 +194,39 @@ async fn unordered_handlers_run_a_keys_later_events_at_once() {
     assert_eq!(applied.of("u1"), [2, 1], "the opt-out gives order up");
 }
 
+/// A restart of the app, also one that redeploys the handler with another retry schedule, finds
+/// the parked events where they were, and runs them in order.
 #[tokio::test(start_paused = true)]
-async fn parked_events_survive_a_restart() {
-    let applied = Applied::default();
-    let app = start("on_step", &applied).await;
-    for s in [step("u1", 1, 1), step("u1", 2, 0), step("u1", 3, 0)] {
-        app.publish("steps", &s).await.unwrap();
-    }
-    // Wait until u1's later events are parked (acknowledged, not run), then restart.
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while app.runs_of("on_step").is_empty() || app.broker().pending() > 1 {
-            tokio::task::yield_now().await;
+async fn parked_events_survive_a_restart_and_a_redeploy_with_another_schedule() {
+    let redeployed: &'static HandlerDef = Box::leak(Box::new(def("on_step").retry(&[5, 5, 5])));
+    for after in [def("on_step"), redeployed] {
+        let applied = Applied::default();
+        let app = start("on_step", &applied).await;
+        for s in [step("u1", 1, 2), step("u1", 2, 0), step("u1", 3, 0)] {
+            app.publish("steps", &s).await.unwrap();
         }
-    })
-    .await
-    .expect("u1's first failed and its later events were parked");
-    assert!(applied.of("u1").is_empty());
-    let app = app
-        .restart(
-            App::with_handlers([def("on_step")])
-                .unwrap()
-                .with_state(applied.clone()),
-        )
-        .await;
-    app.wait_idle().await;
-    assert_eq!(applied.of("u1"), [1, 2, 3]);
+        // Wait until u1's later events are parked (acknowledged, not run), then restart.
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while app.runs_of("on_step").is_empty() || app.broker().pending() > 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("u1's first failed and its later events were parked");
+        assert!(applied.of("u1").is_empty());
+        let app = app
+            .restart(
+                App::with_handlers([after])
+                    .unwrap()
+                    .with_state(applied.clone()),
+            )
+            .await;
+        app.wait_idle().await;
+        assert_eq!(
+            applied.of("u1"),
+            [1, 2, 3],
+            "{:?}",
+            after.registration()["retry"]
+        );
+    }
 }
