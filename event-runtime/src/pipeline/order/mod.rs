@@ -55,15 +55,20 @@ pub(crate) struct Subject<'a> {
     pub position: Option<(u32, i64)>,
     /// The topic it arrived on.
     pub origin_topic: &'a str,
+    /// Whether it arrived on the topic (not from the retry ladder): only such a delivery, read
+    /// by the one consumer of its key's partition, gates its key.
+    pub live: bool,
 }
 
 impl Pending {
-    pub(crate) fn subject(&self) -> Subject<'_> {
+    /// The delivery of this event, `live` when it arrived on its topic.
+    pub(crate) fn subject(&self, live: bool) -> Subject<'_> {
         Subject {
             ce: &self.ce,
             key_hint: self.key_hint.as_deref(),
             position: self.position,
             origin_topic: &self.origin_topic,
+            live,
         }
     }
 }
@@ -79,18 +84,13 @@ fn ordered_key(rt: &Runtime, h: usize, pending: &Subject<'_>) -> Option<String> 
 /// The turn of a delivery known without asking the store: free when the handler keeps no
 /// order, the event has no key, or this replica knows the key has no gate. `None`: ask
 /// ([`admit`]).
-pub(crate) fn admit_known(
-    rt: &Runtime,
-    h: usize,
-    pending: &Subject<'_>,
-    retry: &RetryState,
-) -> Option<Turn> {
+pub(crate) fn admit_known(rt: &Runtime, h: usize, pending: &Subject<'_>) -> Option<Turn> {
     let Some(key) = ordered_key(rt, h, pending) else {
         return Some(Turn::Free);
     };
     let view = rt.handlers[h].order.as_ref()?;
     match pending.position {
-        Some((partition, offset)) if retry.handler.is_none() => {
+        Some((partition, offset)) if pending.live => {
             view.vouches(partition, offset, &key).then_some(Turn::Free)
         }
         _ => None,
@@ -101,18 +101,13 @@ pub(crate) fn admit_known(
 /// not to run: parked behind the head (a live event) or a stale copy of a turn that has passed
 /// (a retry message), both answered SUCCESS. A store out of reach asks for redelivery; a store
 /// that refuses the key for good lets the event run unordered, so that nothing loops.
-pub(crate) async fn admit(
-    rt: &Runtime,
-    h: usize,
-    pending: &Subject<'_>,
-    retry: &RetryState,
-) -> Result<Turn, Status> {
+pub(crate) async fn admit(rt: &Runtime, h: usize, pending: &Subject<'_>) -> Result<Turn, Status> {
     let Some(key) = ordered_key(rt, h, pending) else {
         return Ok(Turn::Free);
     };
     let name = gate::gate_key(&rt.app_id, &rt.handlers[h].name, &key);
     let me = gate::identity(pending.ce);
-    let live = retry.handler.is_none();
+    let live = pending.live;
     loop {
         let (gate, version) = match gate::read(&rt.gates, &name).await {
             Ok(Some(found)) => found,
@@ -184,6 +179,12 @@ pub(crate) async fn begin(rt: &Runtime, h: usize, pending: &Subject<'_>) -> Resu
     let Some(key) = ordered_key(rt, h, pending) else {
         return Ok(true);
     };
+    // A retry found its key without a gate (scheduled before the handler kept order, or a copy
+    // of a turn that has passed): it runs on without one. Gating the key from the retry
+    // consumer would hide the gate from the key's live consumer, which knows the key as free.
+    if !pending.live {
+        return Ok(true);
+    }
     let name = gate::gate_key(&rt.app_id, &rt.handlers[h].name, &key);
     let me = gate::identity(pending.ce);
     if let (Some((partition, _)), Some(view)) = (pending.position, &rt.handlers[h].order) {
