@@ -218,6 +218,7 @@ pub(crate) fn with_broker_meta<'a>(
     ce: CloudEvent,
     get: impl Fn(&str) -> Option<&'a str>,
 ) -> CloudEvent {
+    let ce = binary_mode(ce, &get);
     let mut ce = with_version(ce, get(crate::wire::cloudevent::EXT_VERSION));
     if ce.traceparent.as_deref().and_then(trace::parse).is_none() {
         let carried = TraceContext::received(get("traceparent"), get("tracestate"));
@@ -225,6 +226,46 @@ pub(crate) fn with_broker_meta<'a>(
             ce.traceparent = carried.traceparent;
             ce.tracestate = carried.tracestate;
         }
+    }
+    ce
+}
+
+/// A record that is no CloudEvent but carries its attributes as `ce_*` record headers: the
+/// CloudEvents Kafka protocol binding's binary mode (the default of CloudEvents' own SDKs and of
+/// Knative's Kafka sink), whose record value is the event's data. The event is then the one the
+/// headers describe (its id, source, type, time, subject, and the
+/// extensions the framework reads: version, partition key and trace context), not Dapr's wrapper
+/// of an unknown record. Anything else passes as it is.
+fn binary_mode<'a>(mut ce: CloudEvent, get: &impl Fn(&str) -> Option<&'a str>) -> CloudEvent {
+    if !ce.is_bare() {
+        return ce;
+    }
+    let (Some(_), Some(id), Some(source), Some(ty)) = (
+        get("ce_specversion"),
+        get("ce_id").filter(|v| !v.is_empty()),
+        get("ce_source").filter(|v| !v.is_empty()),
+        get("ce_type").filter(|v| !v.is_empty()),
+    ) else {
+        return ce;
+    };
+    ce.id = id.to_owned();
+    ce.source = source.to_owned();
+    ce.ty = ty.to_owned();
+    let text = |name: &str| get(name).map(str::to_owned);
+    ce.time = text("ce_time").or(ce.time);
+    if let Some(subject) = text("ce_subject") {
+        ce.extensions
+            .insert("subject".into(), Value::String(subject));
+    }
+    for ext in [crate::wire::cloudevent::EXT_VERSION, "partitionkey"] {
+        if let Some(v) = get(&format!("ce_{ext}")) {
+            ce.extensions
+                .insert(ext.to_owned(), Value::String(v.to_owned()));
+        }
+    }
+    if let Some(tp) = get("ce_traceparent").filter(|t| trace::parse(t).is_some()) {
+        ce.traceparent = Some(tp.to_owned());
+        ce.tracestate = text("ce_tracestate");
     }
     ce
 }

@@ -23,6 +23,7 @@ mod support;
 
 mod answers;
 mod batch;
+mod binding;
 mod broker;
 mod bulk;
 mod dead_letters;

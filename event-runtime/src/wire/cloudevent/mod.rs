@@ -308,6 +308,11 @@ impl CloudEvent {
         Ok(ce)
     }
 
+    /// Whether this event stands for a record that is no CloudEvent (see [`Self::from_record`]).
+    pub(crate) fn is_bare(&self) -> bool {
+        self.ty == BARE_TYPE && self.source.is_empty()
+    }
+
     /// A record that is no CloudEvent, as Dapr would wrap it.
     fn bare(record: &[u8], data: Data, content_type: &str) -> Self {
         let mut ce = CloudEvent::new(record_digest(record), BARE_TYPE, "", Value::Null);
