@@ -48,7 +48,7 @@ start_instance() {
   PORT=$(free_port)
   mkdir -p "$TMP/$name"
   env "$@" APP_PORT="$PORT" EVENTS_MODE=embedded DATABASE_URL="sqlite://$TMP/$name/todo.db" \
-    REMINDER_TICK_SECS=1 RUST_LOG=warn "$BIN" >"$TMP/$name/log" 2>&1 </dev/null &
+    RUST_LOG=warn "$BIN" >"$TMP/$name/log" 2>&1 </dev/null &
   PIDS+=($!)
   local pid=$! deadline=$((SECONDS + 60))
   until curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do

@@ -5,6 +5,11 @@
 //! | [`audit_log`] | `task-events` | created, updated, deleted | `[1, 2, 4, 8, 16]` (the reference's `task.updated`) |
 //! | [`on_task_completed`] | `task-events` | completed | `[30, 300, 1800]` (the reference's `task.completed`) |
 //! | [`on_reminder_due`] | `reminders` | `reminder.due` | exponential 1 s … 512 s, 10 retries (the reference's `reminder.due`) |
+//!
+//! The first two also keep each task's reminder job in step with the task
+//! ([`reminders::keep_in_step`](crate::reminders::keep_in_step)): a created or updated task's
+//! reminder is scheduled or moved, a completed or deleted task's is cancelled, and a recurring
+//! task's next occurrence gets its own.
 //! | [`on_task_sync`] | `task-updates` | `task.sync` | none: a missed push is caught up by the client |
 //! | [`on_dead_letter`] | `dlq` | dead letters | `[1, 5, 30]` |
 
@@ -23,7 +28,8 @@ use crate::Updates;
 pub const FAIL_MARKER: &str = "fail:";
 
 /// Audit log: every created, updated and deleted task event, recorded once (the table is
-/// unique on `event_id`, and the handler is idempotent on the reference's key).
+/// unique on `event_id`, and the handler is idempotent on the reference's key). First, the
+/// task's reminder job is put in step with the task.
 ///
 /// A task whose title, as it is now in the database, starts with [`FAIL_MARKER`] makes it fail
 /// with a [`Permanent`] error: no retries, straight to the DLQ. Rename the task and replay.
@@ -35,9 +41,13 @@ pub const FAIL_MARKER: &str = "fail:";
 pub async fn audit_log(
     event: TaskChanged,
     State(db): State<Db>,
+    publisher: Publisher,
     EventId(ce_id): EventId,
 ) -> anyhow::Result<()> {
     let e = event.view();
+    crate::reminders::keep_in_step(&db, &publisher, e.task_id)
+        .await
+        .context("keeping the task's reminder in step")?;
     let title = match db.task(e.task_id).await? {
         Some(task) => task.title,
         None => e.payload["title"].as_str().unwrap_or_default().to_owned(),
@@ -91,7 +101,12 @@ pub async fn on_task_completed(
         occurred_at: event.timestamp.clone(),
     })
     .await?;
-    let Some(task) = db.task(event.task_id).await? else {
+    let task = db.task(event.task_id).await?;
+    // A completed task is reminded of no more.
+    crate::reminders::schedule_for(&publisher, event.task_id, task.as_ref())
+        .await
+        .context("cancelling the completed task's reminder")?;
+    let Some(task) = task else {
         return Ok(()); // deleted since: nothing recurs
     };
     if task.recurrence.is_none() {
@@ -116,11 +131,16 @@ pub async fn on_task_completed(
         );
         sync(&publisher, SyncAction::Created, &next).await;
     }
+    // The next occurrence's own reminder (again on a redelivery: scheduling it replaces it).
+    crate::reminders::schedule_for(&publisher, next.id, Some(&next))
+        .await
+        .context("scheduling the next occurrence's reminder")?;
     Ok(())
 }
 
-/// Reminders: records the notification for the user (once per event) and pushes it to their
-/// open pages. Retried on the reference's schedule for `reminder.due`.
+/// Reminders: records the notification for the user (once per event), marks the task's
+/// reminder sent, and pushes it to their open pages. Retried on the reference's schedule for
+/// `reminder.due`.
 #[event_handler(
     topic = "reminders",
     retry = exponential(initial = 1, factor = 2, attempts = 10, cap = 512),
@@ -146,6 +166,12 @@ pub async fn on_reminder_due(
         .await?;
     tracing::info!(task_id = event.task_id, user_id = %event.user_id, new, "reminder: notified");
     if let Some(task) = db.task(event.task_id).await? {
+        // Marked only when this is the reminder the task has now (not one it has moved from).
+        let current = crate::events::ReminderDue::of(&task).remind_at == event.remind_at;
+        if let (true, Some(remind_at)) = (current, task.remind_at) {
+            db.mark_reminder_sent(task.id, remind_at, chrono::Utc::now())
+                .await?;
+        }
         sync(&publisher, SyncAction::Reminder, &task).await;
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The todo service: a REST API over a database (SQLite or PostgreSQL) that publishes the task
 //! events of the platform's shared event contract ("the reference",
 //! `kafka-event-driven-reference.md`), the handlers that consume them (audit log, recurring tasks,
-//! reminders, live updates, the DLQ), a reminder scheduler and a live page — built with
+//! reminders on scheduled events, live updates, the DLQ) and a live page — built with
 //! `event-runtime`.
 //!
 //! Run it with `cargo run -p example-todo` (embedded broker, SQLite in `todo.db`, nothing to
@@ -12,7 +12,7 @@ pub mod cli;
 pub mod db;
 pub mod events;
 pub mod handlers;
-pub mod scheduler;
+pub mod reminders;
 pub mod settings;
 
 use event_runtime::{App, TopicSpec};
@@ -20,7 +20,6 @@ use tokio::sync::broadcast;
 
 use crate::db::Db;
 use crate::events::TaskSync;
-use crate::scheduler::Scheduler;
 
 /// The live updates of this replica: the `task-updates` handler sends, every open
 /// `GET /tasks/stream` receives (and keeps its user's).
@@ -81,8 +80,7 @@ pub fn declare(app: App) -> App {
 }
 
 /// The whole service, wired: the event app, the API routes (their publisher is the app's, so
-/// in a test they publish into the app's embedded broker), the database, the live updates and
-/// the reminder scheduler.
+/// in a test they publish into the app's embedded broker), the database and the live updates.
 #[derive(Debug)]
 pub struct Service {
     /// Every `#[event_handler]` of the service, with the database and updates as state.
@@ -93,10 +91,6 @@ pub struct Service {
     pub db: Db,
     /// The live updates.
     pub updates: Updates,
-    /// The reminder scheduler.
-    pub scheduler: Scheduler,
-    /// How often the scheduler ticks while the service serves.
-    pub reminder_tick: std::time::Duration,
 }
 
 impl Service {
@@ -111,12 +105,9 @@ impl Service {
         Service::with_settings(app, db, &settings::Settings::default())
     }
 
-    /// The service on `db`, with `app`, its ops routes guarded by the settings' token and its
-    /// scheduler ticking at their period.
+    /// The service on `db`, with `app`, its ops routes guarded by the settings' token.
     pub fn with_settings(app: App, db: Db, settings: &settings::Settings) -> Service {
-        let mut service = Service::with_ops_token(app, db, settings.ops_token.clone());
-        service.reminder_tick = settings.reminder_tick;
-        service
+        Service::with_ops_token(app, db, settings.ops_token.clone())
     }
 
     /// [`Service::with_app`] with the ops routes' token given. Without one they are open on the
@@ -140,16 +131,14 @@ impl Service {
         };
         Service {
             routes: api::routes(api),
-            scheduler: Scheduler::new(db.clone(), publisher),
             app,
             db,
             updates,
-            reminder_tick: scheduler::DEFAULT_TICK,
         }
     }
 
     /// Serves on `0.0.0.0:$APP_PORT` (the app's [`App::app_port`], read once with its
-    /// configuration) with the reminder scheduler ticking, until SIGTERM/Ctrl-C.
+    /// configuration), until SIGTERM/Ctrl-C.
     pub async fn serve(self) -> std::io::Result<()> {
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.app.app_port()));
         self.serve_on(tokio::net::TcpListener::bind(addr).await?)
@@ -158,9 +147,6 @@ impl Service {
 
     /// [`Service::serve`] on a listener you bound (tests bind port 0).
     pub async fn serve_on(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        let ticker = tokio::spawn(self.scheduler.run(self.reminder_tick));
-        let result = self.app.serve_on(listener, self.routes).await;
-        ticker.abort();
-        result
+        self.app.serve_on(listener, self.routes).await
     }
 }

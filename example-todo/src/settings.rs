@@ -1,23 +1,18 @@
 //! The service's own settings, read once at start-up beside the framework's [`Config`]: where
-//! the data lives, how often the scheduler ticks, the running service's URL for the `events`
+//! the data lives, the running service's URL for the `events`
 //! commands and the ops routes' token. Unset or empty means the default; a malformed value is
 //! an error that names the variable.
 
-use std::time::Duration;
-
-use anyhow::{bail, Context};
+use anyhow::Context;
 use event_runtime::config::Config;
 
 use crate::db::DEFAULT_DATABASE_URL;
-use crate::scheduler::DEFAULT_TICK;
 
 /// What the service reads from its environment, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
     pub database_url: String,
-    /// `REMINDER_TICK_SECS` (whole seconds, at least 1), else [`DEFAULT_TICK`].
-    pub reminder_tick: Duration,
     /// `TODO_URL`: the running service the `events` commands ask.
     pub todo_url: Option<String>,
     /// The ops routes' token: `ADMIN_API_TOKEN` when set, else the framework's `APP_API_TOKEN`
@@ -30,7 +25,6 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
-            reminder_tick: DEFAULT_TICK,
             todo_url: None,
             ops_token: None,
         }
@@ -49,15 +43,6 @@ impl Settings {
         runtime: &Config,
     ) -> anyhow::Result<Settings> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let reminder_tick = match get("REMINDER_TICK_SECS") {
-            None => DEFAULT_TICK,
-            Some(v) => match v.parse::<u64>() {
-                Ok(secs) if secs > 0 => Duration::from_secs(secs),
-                _ => bail!(
-                    "REMINDER_TICK_SECS={v:?} is not valid: expected whole seconds, at least 1"
-                ),
-            },
-        };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let todo_url = get("TODO_URL");
         if let Some(url) = &todo_url {
@@ -72,7 +57,6 @@ impl Settings {
         }
         Ok(Settings {
             database_url,
-            reminder_tick,
             todo_url,
             ops_token: get("ADMIN_API_TOKEN").or_else(|| runtime.settings.app_api_token.clone()),
         })
@@ -104,14 +88,12 @@ mod tests {
         let s = parse(
             &[
                 ("DATABASE_URL", "sqlite::memory:"),
-                ("REMINDER_TICK_SECS", "1"),
                 ("TODO_URL", "http://127.0.0.1:9000"),
             ],
             &runtime,
         )
         .unwrap();
         assert_eq!(s.database_url, "sqlite::memory:");
-        assert_eq!(s.reminder_tick, Duration::from_secs(1));
         assert_eq!(s.todo_url.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(
             s.ops_token.as_deref(),
@@ -124,19 +106,13 @@ mod tests {
 
     #[test]
     fn a_malformed_variable_is_named() {
-        for (var, value) in [
-            ("REMINDER_TICK_SECS", "0"),
-            ("REMINDER_TICK_SECS", "5s"),
-            ("TODO_URL", "localhost"),
-        ] {
-            let err = parse(&[(var, value)], &Config::default())
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.starts_with(&format!("{var}={value:?} is not valid")),
-                "{err}"
-            );
-        }
+        let err = parse(&[("TODO_URL", "localhost")], &Config::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("TODO_URL=\"localhost\" is not valid"),
+            "{err}"
+        );
     }
 
     /// The service reads its environment here, and the framework's through `Config`: no other

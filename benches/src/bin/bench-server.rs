@@ -16,16 +16,7 @@ use event_bench::{baseline_router, cloud_event_body, framework_router, ROUTE};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().map(String::as_str).unwrap_or("");
-    let flag = |name: &str, default: u64| -> u64 {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse()
-                    .unwrap_or_else(|_| panic!("{name} takes a number"))
-            })
-            .unwrap_or(default)
-    };
+    let flag = |name: &str, default: u64| event_bench::flag(&args, name, default);
     let router = match mode {
         "framework" => framework_router(1),
         "baseline" => baseline_router(),

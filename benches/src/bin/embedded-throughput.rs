@@ -115,23 +115,11 @@ async fn sleep_ceiling(events: usize) -> f64 {
     events as f64 / start.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use event_bench::median;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str, default: usize| -> usize {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse()
-                    .unwrap_or_else(|_| panic!("{name} takes a number"))
-            })
-            .unwrap_or(default)
-    };
+    let flag = |name: &str, default: usize| event_bench::flag(&args, name, default);
     let n = flag("--events", 20_000);
     let n_sleep = flag("--sleep-events", 2_000);
     let rounds = flag("--rounds", 3).max(1);

@@ -305,11 +305,6 @@ fn fake_sidecar() -> (u16, Arc<AtomicU64>) {
     (port, count)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn fmt_rounds(v: &[f64]) -> String {
     v.iter()
         .map(|x| format!("{x:.0}"))
@@ -434,6 +429,8 @@ async fn bench(db: Db, sinks: &[Sink], n: usize, rounds: usize, writers: usize, 
         }
     }
 }
+
+use event_bench::median;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -398,44 +398,23 @@ impl Db {
             .collect())
     }
 
-    /// The tasks whose reminder is due at `now` and not sent yet, each claimed for this caller
-    /// (`reminder_sent_at` set by a conditional update, so that two schedulers never both
-    /// publish one reminder). Completed tasks are not reminded.
-    pub async fn claim_due_reminders(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<Task>> {
-        let due: Vec<TaskRow> = on_pool!(self, pool => sqlx::query_as(concat!(
-            "SELECT ", task_columns!(), " FROM tasks \
-             WHERE reminder_sent_at IS NULL AND remind_at <= $1 AND completed = $2 ORDER BY remind_at, id"))
-            .bind(now)
-            .bind(false)
-            .fetch_all(pool)
-            .await)?;
-        let mut claimed = Vec::new();
-        for row in due {
-            let mut t = task(row);
-            let won = on_pool!(self, pool => sqlx::query(
-                "UPDATE tasks SET reminder_sent_at = $2 WHERE id = $1 AND reminder_sent_at IS NULL AND remind_at = $3")
-                .bind(t.id)
-                .bind(now)
-                .bind(t.remind_at)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()))?;
-            if won == 1 {
-                t.reminder_sent_at = Some(now);
-                claimed.push(t);
-            }
-        }
-        Ok(claimed)
-    }
-
-    /// Makes a claimed reminder pending again (its publish failed; the next tick retries it).
-    pub async fn release_reminder(&self, id: i64) -> anyhow::Result<()> {
-        on_pool!(self, pool => sqlx::query("UPDATE tasks SET reminder_sent_at = NULL WHERE id = $1")
+    /// Marks task `id`'s reminder for `remind_at` sent at `now`; false when the task's
+    /// reminder has moved to another time (or the task is gone) since, or was marked already.
+    pub async fn mark_reminder_sent(
+        &self,
+        id: i64,
+        remind_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let marked = on_pool!(self, pool => sqlx::query(
+            "UPDATE tasks SET reminder_sent_at = $2 WHERE id = $1 AND remind_at = $3 AND reminder_sent_at IS NULL")
             .bind(id)
+            .bind(now)
+            .bind(remind_at)
             .execute(pool)
             .await
-            .map(|_| ()))?;
-        Ok(())
+            .map(|r| r.rows_affected()))?;
+        Ok(marked == 1)
     }
 
     /// Records a notification; `false` when its event was recorded already.

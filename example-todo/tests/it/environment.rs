@@ -1,6 +1,6 @@
 //! The service as the built binary starts it from its environment: the ops token
 //! (`ADMIN_API_TOKEN`, else `APP_API_TOKEN`), the default database (`sqlite://todo.db` in the
-//! working directory) and the scheduler's period (`REMINDER_TICK_SECS`).
+//! working directory) and reminders on time from the running binary.
 
 use crate::common;
 
@@ -68,53 +68,37 @@ async fn without_database_url_the_data_goes_to_todo_db_in_the_working_directory(
     assert_eq!(stored.unwrap().title, "in todo.db");
 }
 
-/// When the scheduler published the reminder of the task it creates (its tick's time).
-async fn reminded_at(s: &Running, n: usize) -> DateTime<Utc> {
+/// The built service, as `cargo run` starts it, reminds of a task on time: the reminder is a
+/// scheduled event of the embedded broker (a job of Dapr's Jobs API under Dapr), with no
+/// setting to tune.
+#[tokio::test]
+async fn the_running_service_reminds_on_time() {
+    let dir = TempDir::new("todo-remind");
+    let s = Running::start(dir.path(), &[("DATABASE_URL", "sqlite::memory:")]).await;
+    let due = Utc::now() + chrono::Duration::milliseconds(1500);
     let (code, task) = s
         .post(
             "/tasks",
-            json!({"user_id": "u", "title": format!("r{n}"), "remind_at": "2020-01-01T00:00:00Z"}),
+            json!({"user_id": "u", "title": "r", "remind_at": due.to_rfc3339()}),
         )
         .await;
     assert_eq!(code, 201, "{task}");
     let path = format!("/tasks/{}", task["id"]);
-    wait_until(
+    let sent: DateTime<Utc> = wait_until(
         Duration::from_secs(30),
-        "the reminder is published",
+        "the reminder is handled",
         || async {
             let (_, t) = s.get(&path, None).await;
             t["reminder_sent_at"].as_str().map(|at| at.parse().unwrap())
         },
     )
-    .await
-}
-
-#[tokio::test]
-async fn reminder_tick_secs_sets_the_scheduler_period() {
-    let dir = TempDir::new("todo-tick");
-    let s = Running::start(
-        dir.path(),
-        &[
-            ("DATABASE_URL", "sqlite::memory:"),
-            ("REMINDER_TICK_SECS", "1"),
-        ],
-    )
     .await;
-    // Each reminder is created right after the previous one was published, so the next tick
-    // publishes it: the gaps between the ticks' times are the period (or, when the machine is
-    // slow, a multiple of it).
-    let mut at = vec![reminded_at(&s, 0).await];
-    for n in 1..4 {
-        at.push(reminded_at(&s, n).await);
-    }
-    let gaps: Vec<i64> = at
-        .windows(2)
-        .map(|w| (w[1] - w[0]).num_milliseconds())
-        .collect();
-    let shortest = *gaps.iter().min().unwrap();
+    let late = (sent - due).num_milliseconds();
     assert!(
-        (900..1500).contains(&shortest),
-        "ticks {gaps:?} ms apart, not 1 s (the default is 5 s)"
+        (0..10_000).contains(&late),
+        "handled {late} ms after it was due"
     );
+    let (_, notes) = s.get("/notifications?user_id=u", None).await;
+    assert_eq!(notes.as_array().map(Vec::len), Some(1), "{notes}");
     s.stop().await;
 }

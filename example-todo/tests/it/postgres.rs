@@ -26,8 +26,8 @@ async fn the_service_on_postgresql() {
     common::reminder_scenario(&s).await;
     common::dlq_scenario(&s).await;
     common::unique_event_scenario(&s.db).await;
-    // Two schedulers (two replicas) racing on the same due reminders: each published once.
-    common::concurrent_claim_scenario(&s).await;
+    // A completed, deleted or changed task's reminder is cancelled.
+    common::cancelled_reminder_scenario(&s).await;
     // Two replays racing on the same dead letters: each re-published once.
     common::concurrent_replay_scenario(&s).await;
     let again = Db::connect(&url)

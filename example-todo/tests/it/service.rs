@@ -673,11 +673,7 @@ async fn the_audit_log_and_notifications_are_unique_on_event_id() {
     common::unique_event_scenario(&common::memory_db().await).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_schedulers_racing_publish_each_reminder_once() {
-    // A file, not `sqlite::memory:` (one connection): the two ticks run on their own connections.
-    let dir = common::TempDir::new("todo-race");
-    let url = format!("sqlite://{}", dir.path().join("todo.db").display());
-    let s = start_on(Db::connect(&url).await.unwrap()).await;
-    common::concurrent_claim_scenario(&s).await;
+#[tokio::test]
+async fn a_completed_or_deleted_task_cancels_its_reminder() {
+    common::cancelled_reminder_scenario(&start().await).await;
 }
