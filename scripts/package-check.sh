@@ -40,8 +40,12 @@ step "examples run"
 # Built first, then run under a deadline: an example that hangs fails the check, saying which.
 cargo build -q -p event-runtime --features cli --examples
 example() {
-  local name=$1; shift
-  timeout 60 "$TARGET_DIR/debug/examples/$name" "$@" || fail "the $name example failed or hung (exit $?)"
+  local name=$1 rc=0; shift
+  RUST_LOG=${RUST_LOG:-info} timeout 120 "$TARGET_DIR/debug/examples/$name" "$@" 2>"$TMP/$name.log" || rc=$?
+  if ((rc)); then
+    tail -n 40 "$TMP/$name.log" >&2
+    fail "the $name example failed or hung (exit $rc)"
+  fi
 }
 out=$(example quickstart)
 grep -q "task 7 of u1 completed" <<<"$out" || fail "the quickstart example did not handle its event: $out"

@@ -6,6 +6,9 @@ use crate::app::checks::{mode_notice, refused};
 use crate::app::App;
 use crate::config::Mode;
 
+/// How much longer than a handler's timeout a shutdown waits for open connections.
+const SHUTDOWN_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl App {
     /// The port [`App::serve`] binds: its [`Config`](crate::config::Config)'s `app_port`
     /// (`APP_PORT`, else 8080).
@@ -16,7 +19,8 @@ impl App {
     /// Serves the app on `0.0.0.0:$APP_PORT` (default 8080), with your own routes merged in;
     /// in embedded mode also runs the broker, and with `App::with_outbox` (feature `sqlx`) the outbox's relay.
     /// Stops on SIGTERM or Ctrl-C, letting in-flight
-    /// deliveries finish (those waiting on a retry delay are answered RETRY).
+    /// deliveries finish (those waiting on a retry delay are answered RETRY); connections still
+    /// open a handler timeout (and 5 s) later are closed.
     ///
     /// An idempotent handler whose timeout is not shorter than the claim lease (see
     /// [`App::with_claim_lease`]), or a name a builder method set that breaks its rule, stops it
@@ -59,17 +63,29 @@ impl App {
         #[cfg(feature = "sqlx")]
         let relay = self.outbox().map(|o| o.start_relay(self.publisher()));
         let shutdown = self.shutdown.clone();
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let mut requested = shutdown.subscribe();
-                tokio::select! {
-                    _ = crate::http::server::shutdown_signal() => {}
-                    _ = requested.wait_for(|stopping| *stopping) => {}
-                }
-                tracing::info!("shutting down: finishing in-flight deliveries");
-                let _ = shutdown.send(true);
-            })
-            .await;
+        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let mut requested = shutdown.subscribe();
+            tokio::select! {
+                _ = crate::http::server::shutdown_signal() => {}
+                _ = requested.wait_for(|stopping| *stopping) => {}
+            }
+            tracing::info!("shutting down: finishing in-flight deliveries");
+            let _ = shutdown.send(true);
+        });
+        // Once shutting down, in-flight deliveries end within their timeout; a connection that
+        // stays open longer (a client's idle socket, a stream) does not hold the process.
+        let grace = self.run.settings.handler_timeout + SHUTDOWN_SLACK;
+        let mut stopping = self.shutdown.subscribe();
+        let result = tokio::select! {
+            result = std::future::IntoFuture::into_future(serving) => result,
+            _ = async {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(?grace, "connections still open after the shutdown's grace: closing them");
+                Ok(())
+            }
+        };
         #[cfg(feature = "sqlx")]
         if let Some(relay) = relay {
             relay.stop().await;

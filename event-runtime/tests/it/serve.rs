@@ -169,3 +169,35 @@ async fn a_handler_running_at_shutdown_finishes_and_answers_success() {
         .unwrap()
         .unwrap();
 }
+
+/// A connection that stays open (a client that connected and never sent, say) does not hold
+/// the shutdown: `serve` returns once in-flight deliveries could have ended (a handler timeout,
+/// and 5 s).
+#[tokio::test]
+async fn an_open_connection_does_not_hold_the_shutdown_past_its_grace() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app!()
+        .with_mode(event_runtime::Mode::Embedded)
+        .with_state(Failures::default())
+        .with_state(Slow::default())
+        .with_handler_timeout(Duration::from_secs(1));
+    let handle = app.shutdown_handle();
+    let server = tokio::spawn(app.serve_on(listener, axum::Router::new()));
+    // Connected, half a request sent: the server waits for the rest.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut idle, b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await; // the server has accepted it
+    let began = std::time::Instant::now();
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("serve returns despite the open connection")
+        .unwrap()
+        .unwrap();
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    drop(idle);
+}
