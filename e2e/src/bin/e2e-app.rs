@@ -569,6 +569,13 @@ pub mod s24 {
     dlq_handler!(s24_dead_letters, topic = "s24-dlq");
 }
 
+/// 25: records of the CloudEvents Kafka binding (binary and structured mode).
+pub mod s25 {
+    use super::*;
+    work_handler!(s25_work, topic = "s25-events", dlq = "s25-dlq", idempotent);
+    dlq_handler!(s25_dead_letters, topic = "s25-dlq");
+}
+
 /// 19: one trace from a publisher, through daprd, the handler (an OpenTelemetry span, feature
 /// `otel`) and the handler's own publish, to the next handler.
 pub mod s19 {

@@ -117,3 +117,97 @@ async fn s10_records_from_outside_never_stall_a_partition_nor_skip_a_retry() {
     assert_eq!(again[1]["event_id"], "s10-nobody");
     assert_eq!(again[1]["dl_topic"], "s10-events");
 }
+
+// ---------------------------------------------------------------------------------------- 25
+
+/// Records of the CloudEvents Kafka protocol binding, written by Kafka's own producer: in binary
+/// mode (the attributes as `ce_*` record headers, the data as the value), which daprd passes on
+/// as headers of its rawPayload delivery; and in structured mode (the whole event as the value).
+/// Each is the event it describes, applied once by source and id: a second record with the same
+/// source and id is skipped, the same id from another source is another event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s25_cloudevents_kafka_binding_binary_and_structured_records_apply_once() {
+    let mut s = Scenario::new("s25");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let id = format!("s25-{run}-b");
+    let binary = |work_id: &str, source: &str| RawRecord {
+        key: Some(b"u1".to_vec()),
+        value: work(&format!("s25-{run}-{work_id}"), "u1", 0)
+            .to_string()
+            .into_bytes(),
+        headers: [
+            ("ce_specversion", "1.0"),
+            ("ce_id", id.as_str()),
+            ("ce_source", source),
+            ("ce_type", "e2e.work"),
+            ("ce_eventversion", "1.0"),
+            ("content-type", "application/json"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect(),
+    };
+    let structured = json!({"specversion": "1.0", "id": format!("s25-{run}-s"),
+        "source": "//structured", "type": "e2e.work", "datacontenttype": "application/json",
+        "data": work(&format!("s25-{run}-structured"), "u1", 1)});
+    s.produce(
+        "s25-events",
+        &[
+            binary("java", "//java-producer"),
+            binary("again", "//java-producer"),
+            binary("other", "//other-producer"),
+            RawRecord {
+                key: Some(b"u1".to_vec()),
+                value: structured.to_string().into_bytes(),
+                headers: vec![(
+                    "content-type".into(),
+                    b"application/cloudevents+json".to_vec(),
+                )],
+            },
+        ],
+    );
+    s.wait_ledger("the binding's records applied", secs(60), |l| {
+        lines(l, "s25_work", "ok").len() >= 3
+    })
+    .await;
+    s.settle(secs(4), secs(60)).await;
+    let l = s.ledger();
+    let oks = lines(&l, "s25_work", "ok");
+    let seen: Vec<(&str, &str, &str)> = oks
+        .iter()
+        .map(|v| {
+            (
+                v["ce_source"].as_str().unwrap_or(""),
+                v["ce_id"].as_str().unwrap_or(""),
+                v["event_id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    s.note(format!("applied: {seen:?}"));
+    let want_structured = format!("s25-{run}-s");
+    let want = [
+        ("//java-producer", id.as_str(), format!("s25-{run}-java")),
+        ("//other-producer", id.as_str(), format!("s25-{run}-other")),
+        (
+            "//structured",
+            want_structured.as_str(),
+            format!("s25-{run}-structured"),
+        ),
+    ];
+    assert_eq!(
+        seen.len(),
+        3,
+        "three events, the duplicate skipped: {seen:?}"
+    );
+    for (source, ce_id, work_id) in &want {
+        assert!(
+            seen.contains(&(*source, *ce_id, work_id.as_str())),
+            "{source} {ce_id} in {seen:?}"
+        );
+    }
+    assert!(oks.iter().all(|v| v["ce_type"] == "e2e.work"));
+    assert!(lines(&l, "s25_dead_letters", "dead_letter").is_empty());
+}
