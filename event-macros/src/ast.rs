@@ -128,6 +128,15 @@ impl Variant<'_> {
         &self.original.ident
     }
 
+    /// The type a newtype variant holds (`Created(TaskChange)`): an `#[event(body)]` struct,
+    /// whose fields serde writes beside the tag.
+    pub fn body(&self) -> Option<&Type> {
+        match (self.style, &self.fields[..]) {
+            (Style::Tuple, [only]) => Some(&only.original.ty),
+            _ => None,
+        }
+    }
+
     /// The CloudEvent type: `#[event(type = "...")]`, else `#[serde(rename = "...")]`.
     pub fn event_type(&self) -> Option<&LitStr> {
         self.attrs.ty.as_ref().or(self.attrs.serde_rename.as_ref())

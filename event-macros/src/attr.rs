@@ -488,6 +488,9 @@ pub struct ContainerAttrs {
     pub contract: Option<LitStr>,
     /// `message = "Name"`: the message of an AsyncAPI `contract`.
     pub message: Option<LitStr>,
+    /// The `body` word of `#[event(body)]`: the struct is the fields of an enum event's newtype
+    /// variants (`Created(TaskChange)`), not an event of its own.
+    pub body: Option<Path>,
     /// The serde attributes a contract check reads.
     pub serde: SerdeContainer,
 }
@@ -513,6 +516,7 @@ impl ContainerAttrs {
         let mut schema = Attr::none(cx, SCHEMA);
         let mut contract = Attr::none(cx, CONTRACT);
         let mut message = Attr::none(cx, MESSAGE);
+        let mut body = Attr::none(cx, BODY);
         for attr in attrs.iter().filter(|a| a.path() == EVENT) {
             let parsed = attr.parse_nested_meta(|meta| {
                 let key = &meta.path;
@@ -531,6 +535,9 @@ impl ContainerAttrs {
                     contract.set(key, lit_str(cx, &meta, CONTRACT)?);
                 } else if key == MESSAGE {
                     message.set(key, lit_str(cx, &meta, MESSAGE)?);
+                } else if key == BODY {
+                    let path = key.clone();
+                    body.set(key, flag(cx, &meta, BODY)?.map(|()| path));
                 } else {
                     unknown(cx, &meta, CONTAINER_KEYS, "#[event(...)]")?;
                 }
@@ -549,6 +556,7 @@ impl ContainerAttrs {
             serde_rename_all: renames_all(attrs),
             contract: contract.get(),
             message: message.get(),
+            body: body.get(),
             serde: SerdeContainer {
                 rename: serde_str(attrs, RENAME),
                 rename_all: serde_str(attrs, RENAME_ALL),

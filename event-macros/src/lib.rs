@@ -101,9 +101,30 @@ pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Container keys: `type = "..."` (required on a struct; an enum's variants give theirs with
 /// `#[event(type = "...")]` or `#[serde(rename = "...")]`), `version = "major.minor"`
 /// (required), `upcast_from = OlderType`, `contract = "path"` with `message = "Name"` for an
-/// AsyncAPI contract, and the flags `unkeyed` and `schema`. The partition
+/// AsyncAPI contract, and the flags `unkeyed`, `schema` and `body`. The partition
 /// key is the field marked `#[event(partition_key)]`, else the `user_id` field; a type with
 /// neither must say `#[event(unkeyed)]`. A field named `event_id` becomes the CloudEvent id.
+///
+/// Bodies: variants that share their fields hold one struct instead of repeating them,
+/// `Created(TaskChange)`, where `TaskChange` derives `Event` with `#[event(body)]`. A body names
+/// no type or version (its variant gives them); its partition key, `event_id` and
+/// `event_version` fields serve every variant that holds it, and its fields count in `FIELDS`.
+///
+/// ```ignore
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+/// #[event(body)]
+/// pub struct TaskChange { pub event_id: String, pub task_id: i64, pub user_id: String }
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+/// #[serde(tag = "event_type")]
+/// #[event(version = "1.0")]
+/// pub enum TaskChanged {
+///     #[serde(rename = "task.created")]
+///     Created(TaskChange),
+///     #[serde(rename = "task.deleted")]
+///     Deleted(TaskChange),
+/// }
+/// ```
 ///
 /// JSON Schema: `#[event(schema)]` registers the schema `schemars` derives, so the type must
 /// also derive `schemars::JsonSchema` (an error points at `schema` otherwise). Without the flag

@@ -76,6 +76,7 @@ pub const UPCAST_FROM: Symbol = Symbol("upcast_from");
 pub const SCHEMA: Symbol = Symbol("schema");
 pub const CONTRACT: Symbol = Symbol("contract");
 pub const MESSAGE: Symbol = Symbol("message");
+pub const BODY: Symbol = Symbol("body");
 pub const CONTAINER_KEYS: &[Symbol] = &[
     TYPE,
     VERSION,
@@ -84,6 +85,7 @@ pub const CONTAINER_KEYS: &[Symbol] = &[
     SCHEMA,
     CONTRACT,
     MESSAGE,
+    BODY,
 ];
 pub const VARIANT_KEYS: &[Symbol] = &[TYPE];
 pub const FIELD_KEYS: &[Symbol] = &[PARTITION_KEY];

@@ -179,6 +179,9 @@ fn signature(cx: &Ctxt, handler: &Handler) {
 
 /// Checks a `#[derive(Event)]` type: the attributes, then the struct's or the enum's rules.
 pub fn event(cx: &Ctxt, input: &Input) {
+    if let Some(body) = &input.attrs.body {
+        return check_body(cx, input, body);
+    }
     check_version(cx, input);
     check_schema_is_concrete(cx, input);
     check_type_attr(cx, input);
@@ -188,6 +191,37 @@ pub fn event(cx: &Ctxt, input: &Input) {
         Data::Union => cx.error_spanned_by(
             &input.original.ident,
             "derive(Event) works on structs and enums, not unions",
+        ),
+    }
+}
+
+/// `#[event(body)]`: a struct with named fields and a partition key (or unkeyed). The enum whose
+/// newtype variants hold it gives the type and the version, so the body names neither.
+fn check_body(cx: &Ctxt, input: &Input, body: &syn::Path) {
+    let attrs = &input.attrs;
+    let ident = &input.original.ident;
+    let misplaced: [(Option<&dyn quote::ToTokens>, &str); 4] = [
+        (attrs.ty.as_ref().map(|t| t as _), "type"),
+        (attrs.version.as_ref().map(|t| t as _), "version"),
+        (attrs.upcast_from.as_ref().map(|t| t as _), "upcast_from"),
+        (attrs.schema.as_ref().map(|t| t as _), "schema"),
+    ];
+    for (tokens, key) in misplaced {
+        if let Some(tokens) = tokens {
+            cx.error_spanned_by(
+                tokens,
+                format!("`{key}` belongs on the enum event whose variants hold this body, not on the body: remove it here"),
+            );
+        }
+    }
+    match &input.data {
+        Data::Struct(Style::Named, fields) => {
+            let missing = format!("`{ident}` has no partition key");
+            keys(cx, input, fields, ident, missing);
+        }
+        _ => cx.error_spanned_by(
+            body,
+            "`body` needs a struct with named fields: they travel beside the enum's tag",
         ),
     }
 }
@@ -329,11 +363,19 @@ fn check_variant_fields(cx: &Ctxt, input: &Input, variant: &ast::Variant) {
             );
             keys(cx, input, &variant.fields, name, missing);
         }
+        Style::Tuple if variant.fields.len() == 1 => {
+            if !input.original.generics.params.is_empty() {
+                cx.error_spanned_by(
+                    name,
+                    format!("variant `{name}` holds a body, which a generic enum cannot: its fields are known only to a concrete enum; write the fields in the variant, or make the enum concrete"),
+                );
+            }
+        }
         _ if input.attrs.unkeyed => {}
         _ => cx.error_spanned_by(
             name,
             format!(
-                "variant `{name}` needs named fields, like `{name} {{ user_id: String, .. }}`: its partition key is one of them"
+                "variant `{name}` needs named fields, like `{name} {{ user_id: String, .. }}`, or one `#[event(body)]` struct, like `{name}(TaskChange)`: its partition key is one of them"
             ),
         ),
     }

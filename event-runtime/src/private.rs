@@ -5,6 +5,7 @@ pub use inventory;
 
 pub use serde_json;
 
+pub use crate::event::body::EventBody;
 pub use crate::event::outcome::{IntoOutcome, Outcome};
 pub use crate::event::version::decode_event;
 pub use crate::event::{DataVersion, Event};
@@ -22,17 +23,53 @@ pub const fn fields_of<A: EventArg>() -> &'static [&'static str] {
     <A::Event as Event>::FIELDS
 }
 
-/// Compile-time check behind `idempotency_key` placeholders: evaluated in a `const`, so a
-/// placeholder that names no field of the event fails the build with `message`.
-pub const fn require_field(fields: &[&str], name: &str, message: &str) {
+/// The `FIELDS` of an enum event whose variants hold bodies: `tag`, then each name of
+/// `lists[0]` that every other list has too (the lists are the fields of each body and those the
+/// named variants share). `N` is one more than `lists[0]`'s length; the second value is how many
+/// of the `N` are used.
+pub const fn common_fields<const N: usize>(
+    tag: &'static str,
+    lists: &[&[&'static str]],
+) -> ([&'static str; N], usize) {
+    let mut out = [""; N];
+    out[0] = tag;
+    let mut len = 1;
+    let first = lists[0];
     let mut i = 0;
-    while i < fields.len() {
-        if str_eq(fields[i], name) {
-            return;
+    while i < first.len() {
+        let name = first[i];
+        let mut everywhere = !str_eq(name, tag);
+        let mut l = 1;
+        while l < lists.len() {
+            everywhere &= contains(lists[l], name);
+            l += 1;
+        }
+        if everywhere {
+            out[len] = name;
+            len += 1;
         }
         i += 1;
     }
-    panic!("{}", message);
+    (out, len)
+}
+
+const fn contains(fields: &[&str], name: &str) -> bool {
+    let mut i = 0;
+    while i < fields.len() {
+        if str_eq(fields[i], name) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Compile-time check behind `idempotency_key` placeholders: evaluated in a `const`, so a
+/// placeholder that names no field of the event fails the build with `message`.
+pub const fn require_field(fields: &[&str], name: &str, message: &str) {
+    if !contains(fields, name) {
+        panic!("{}", message);
+    }
 }
 
 const fn str_eq(a: &str, b: &str) -> bool {

@@ -61,180 +61,88 @@ fn payload_of(task: &Task) -> serde_json::Value {
     serde_json::to_value(task).unwrap_or_default()
 }
 
-/// `task.created`, `task.updated` and `task.deleted`: the audit log's events.
+/// The fields of every [`TaskChanged`]: the reference's `TaskEvent` body, less its tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
+#[event(body, contract = "contracts/task-event.schema.json")]
+pub struct TaskChange {
+    /// Unique id of this event (also its CloudEvent id).
+    #[serde(default)]
+    pub event_id: String,
+    /// Schema version, `1.0`.
+    #[serde(default = "version")]
+    pub event_version: String,
+    /// The task.
+    pub task_id: i64,
+    /// The owner (the partition key).
+    pub user_id: String,
+    /// When (RFC 3339).
+    #[serde(default)]
+    pub timestamp: String,
+    /// The task: as created, as it is now, or as it was when deleted.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+}
+
+impl TaskChange {
+    /// A change of `task`, with a fresh id and the current time.
+    pub fn of(task: &Task) -> Self {
+        TaskChange {
+            event_id: new_id(),
+            event_version: version(),
+            task_id: task.id,
+            user_id: task.user_id.clone(),
+            timestamp: now(),
+            payload: payload_of(task),
+        }
+    }
+}
+
+/// `task.created`, `task.updated` and `task.deleted`: the audit log's events. Each holds a
+/// [`TaskChange`], whose fields serde writes beside `event_type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type")]
 #[event(version = "1.0", schema, contract = "contracts/task-event.schema.json")]
 pub enum TaskChanged {
     /// A task was created.
     #[serde(rename = "task.created")]
-    Created {
-        /// Unique id of this event (also its CloudEvent id).
-        #[serde(default)]
-        event_id: String,
-        /// Schema version, `1.0`.
-        #[serde(default = "version")]
-        event_version: String,
-        /// The task.
-        task_id: i64,
-        /// The owner (the partition key).
-        user_id: String,
-        /// When (RFC 3339).
-        #[serde(default)]
-        timestamp: String,
-        /// The task as created.
-        #[serde(default)]
-        payload: serde_json::Value,
-    },
+    Created(TaskChange),
     /// A task was changed.
     #[serde(rename = "task.updated")]
-    Updated {
-        /// Unique id of this event (also its CloudEvent id).
-        #[serde(default)]
-        event_id: String,
-        /// Schema version, `1.0`.
-        #[serde(default = "version")]
-        event_version: String,
-        /// The task.
-        task_id: i64,
-        /// The owner (the partition key).
-        user_id: String,
-        /// When (RFC 3339).
-        #[serde(default)]
-        timestamp: String,
-        /// The task as it is now.
-        #[serde(default)]
-        payload: serde_json::Value,
-    },
+    Updated(TaskChange),
     /// A task was deleted.
     #[serde(rename = "task.deleted")]
-    Deleted {
-        /// Unique id of this event (also its CloudEvent id).
-        #[serde(default)]
-        event_id: String,
-        /// Schema version, `1.0`.
-        #[serde(default = "version")]
-        event_version: String,
-        /// The task.
-        task_id: i64,
-        /// The owner (the partition key).
-        user_id: String,
-        /// When (RFC 3339).
-        #[serde(default)]
-        timestamp: String,
-        /// The task as it was.
-        #[serde(default)]
-        payload: serde_json::Value,
-    },
-}
-
-/// The fields every [`TaskChanged`] variant has.
-#[derive(Debug, Clone, Copy)]
-pub struct ChangeView<'a> {
-    /// `task.created`, `task.updated` or `task.deleted`.
-    pub event_type: &'static str,
-    /// The event id (may be empty from a lenient producer).
-    pub event_id: &'a str,
-    /// The task.
-    pub task_id: i64,
-    /// The owner.
-    pub user_id: &'a str,
-    /// When.
-    pub timestamp: &'a str,
-    /// The task.
-    pub payload: &'a serde_json::Value,
+    Deleted(TaskChange),
 }
 
 impl TaskChanged {
     /// `task.created` for `task`, with a fresh id and the current time.
     pub fn created(task: &Task) -> Self {
-        Self::of(Change::Created, task)
+        TaskChanged::Created(TaskChange::of(task))
     }
 
     /// `task.updated` for `task`.
     pub fn updated(task: &Task) -> Self {
-        Self::of(Change::Updated, task)
+        TaskChanged::Updated(TaskChange::of(task))
     }
 
     /// `task.deleted` for `task`.
     pub fn deleted(task: &Task) -> Self {
-        Self::of(Change::Deleted, task)
-    }
-
-    fn of(change: Change, task: &Task) -> Self {
-        let (event_id, event_version, task_id) = (new_id(), version(), task.id);
-        let (user_id, timestamp, payload) = (task.user_id.clone(), now(), payload_of(task));
-        match change {
-            Change::Created => TaskChanged::Created {
-                event_id,
-                event_version,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            },
-            Change::Updated => TaskChanged::Updated {
-                event_id,
-                event_version,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            },
-            Change::Deleted => TaskChanged::Deleted {
-                event_id,
-                event_version,
-                task_id,
-                user_id,
-                timestamp,
-                payload,
-            },
-        }
+        TaskChanged::Deleted(TaskChange::of(task))
     }
 
     /// The fields every variant has.
-    pub fn view(&self) -> ChangeView<'_> {
-        use event_runtime::Event as _;
-        let (TaskChanged::Created {
-            event_id,
-            task_id,
-            user_id,
-            timestamp,
-            payload,
-            ..
-        }
-        | TaskChanged::Updated {
-            event_id,
-            task_id,
-            user_id,
-            timestamp,
-            payload,
-            ..
-        }
-        | TaskChanged::Deleted {
-            event_id,
-            task_id,
-            user_id,
-            timestamp,
-            payload,
-            ..
-        }) = self;
-        ChangeView {
-            event_type: self.event_type(),
-            event_id,
-            task_id: *task_id,
-            user_id,
-            timestamp,
-            payload,
+    pub fn change(&self) -> &TaskChange {
+        match self {
+            TaskChanged::Created(c) | TaskChanged::Updated(c) | TaskChanged::Deleted(c) => c,
         }
     }
-}
 
-/// Which of [`TaskChanged`]'s variants to build.
-enum Change {
-    Created,
-    Updated,
-    Deleted,
+    /// The fields every variant has, to change.
+    pub fn change_mut(&mut self) -> &mut TaskChange {
+        match self {
+            TaskChanged::Created(c) | TaskChanged::Updated(c) | TaskChanged::Deleted(c) => c,
+        }
+    }
 }
 
 /// `task.completed`: the recurring-task handler's event. Its JSON carries

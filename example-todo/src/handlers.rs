@@ -15,7 +15,7 @@
 
 use anyhow::Context as _;
 use event_runtime::dlq::{self, DeadLetter};
-use event_runtime::{event_handler, Attempt, EventId, Permanent, Publisher, State};
+use event_runtime::{event_handler, Attempt, Event as _, EventId, Permanent, Publisher, State};
 
 use crate::db::{AuditEntry, Db, Notification};
 use crate::events::{
@@ -44,7 +44,7 @@ pub async fn audit_log(
     publisher: Publisher,
     EventId(ce_id): EventId,
 ) -> anyhow::Result<()> {
-    let e = event.view();
+    let (event_type, e) = (event.event_type(), event.change());
     crate::reminders::keep_in_step(&db, &publisher, e.task_id)
         .await
         .context("keeping the task's reminder in step")?;
@@ -60,17 +60,17 @@ pub async fn audit_log(
         .into());
     }
     let entry = AuditEntry {
-        event_id: non_empty(e.event_id, &ce_id),
-        event_type: e.event_type.into(),
+        event_id: non_empty(&e.event_id, &ce_id),
+        event_type: event_type.into(),
         task_id: e.task_id,
-        user_id: e.user_id.into(),
-        occurred_at: e.timestamp.into(),
+        user_id: e.user_id.clone(),
+        occurred_at: e.timestamp.clone(),
     };
     let new = db.audit(&entry).await?;
     tracing::info!(
-        event_type = e.event_type,
+        event_type,
         task_id = e.task_id,
-        user_id = e.user_id,
+        user_id = %e.user_id,
         new,
         "audit: recorded"
     );

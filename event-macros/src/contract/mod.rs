@@ -45,6 +45,13 @@ pub fn check(cx: &Ctxt, input: &Input) {
     };
     let tag = attrs.serde_tag.as_ref();
     match &input.data {
+        // A body serves variants of any tag value, so it reads every object the schema has.
+        Data::Struct(Style::Named, fields) if attrs.body.is_some() => {
+            let rule = attrs.serde.rename_all.as_ref().map(LitStr::value);
+            for object in checker.doc.objects(&contract.schema) {
+                checker.fields(object, fields, rule.as_deref(), attrs.serde.default);
+            }
+        }
         Data::Struct(Style::Named, fields) => {
             let tag_value = attrs.serde.rename.as_ref().map(LitStr::value);
             let Some(object) = checker.object_for(&contract.schema, tag, tag_value.as_deref())

@@ -40,6 +40,18 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
 /// on top of the real ones.
 pub fn fallback(input: &DeriveInput, errors: syn::Error) -> TokenStream {
     let errors = errors.into_compile_error();
+    if is_body(input) {
+        let body = quote! {
+            const KEYED: bool = true;
+            const FIELDS: &'static [&'static str] = &[];
+
+            fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
+                ::core::unreachable!()
+            }
+        };
+        let imp = implement_trait(input, quote!(_er::EventBody), body, TokenStream::new());
+        return quote!(#errors #imp);
+    }
     let body = quote! {
         const TYPES: &'static [&'static str] = &[];
         const VERSION: &'static str = "";
@@ -56,7 +68,29 @@ pub fn fallback(input: &DeriveInput, errors: syn::Error) -> TokenStream {
     quote!(#errors #imp)
 }
 
+/// Whether the type says `#[event(body)]`, read without the other attributes (for the fallback).
+fn is_body(input: &DeriveInput) -> bool {
+    input
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("event"))
+        .any(|attr| {
+            let mut body = false;
+            let _ = attr.parse_nested_meta(|meta| {
+                body |= meta.path.is_ident("body");
+                if meta.input.peek(syn::Token![=]) {
+                    meta.value()?.parse::<proc_macro2::TokenStream>()?;
+                }
+                Ok(())
+            });
+            body
+        })
+}
+
 fn generate(input: &Input) -> TokenStream {
+    if input.attrs.body.is_some() {
+        return generate_body(input);
+    }
     let version = input
         .attrs
         .version
@@ -91,21 +125,63 @@ fn generate(input: &Input) -> TokenStream {
             }
         });
     }
-    // `contract = "..."`: the file is part of the build, so that a change to it rebuilds the
-    // crate. (A missing file is already an error, and a failed build is rebuilt anyway.)
-    if let Some(path) = input.attrs.contract.as_ref().map(contract::path) {
-        if path.is_file() {
-            let path = path.display().to_string();
-            beside.extend(quote!(
-                const _: &[u8] = ::core::include_bytes!(#path);
-            ));
-        }
+    if let Data::Enum(variants) = &input.data {
+        beside.extend(keyed_bodies(input, variants));
     }
+    beside.extend(contract_dependency(input));
     // A generic type has no one registry entry (validation rejects `schema` on one).
     if !generic {
         beside.extend(registration(input));
     }
     implement(input.original, body, beside)
+}
+
+/// `#[event(body)]`: the fields of an enum event's newtype variants, as `EventBody`.
+fn generate_body(input: &Input) -> TokenStream {
+    let Data::Struct(_, fields) = &input.data else {
+        unreachable!("validated: a body is a struct")
+    };
+    let keyed = !input.attrs.unkeyed;
+    let mut body = quote!(const KEYED: bool = #keyed;);
+    body.extend(field_items(input, fields));
+    let beside = contract_dependency(input);
+    implement_trait(input.original, quote!(_er::EventBody), body, beside)
+}
+
+/// `contract = "..."`: the file is part of the build, so that a change to it rebuilds the crate.
+/// (A missing file is already an error, and a failed build is rebuilt anyway.)
+fn contract_dependency(input: &Input) -> TokenStream {
+    match input.attrs.contract.as_ref().map(contract::path) {
+        Some(path) if path.is_file() => {
+            let path = path.display().to_string();
+            quote!(
+                const _: &[u8] = ::core::include_bytes!(#path);
+            )
+        }
+        _ => TokenStream::new(),
+    }
+}
+
+/// A keyed enum's bodies have a partition key: checked where the variant names its body.
+fn keyed_bodies(input: &Input, variants: &[Variant]) -> TokenStream {
+    if input.attrs.unkeyed {
+        return TokenStream::new();
+    }
+    variants
+        .iter()
+        .filter_map(|variant| {
+            let ty = variant.body()?;
+            let message = format!(
+                "variant `{}` holds `{}`, which is `#[event(unkeyed)]`, but `{}` is keyed: give the body a partition key, or make the enum unkeyed",
+                variant.ident(),
+                tokens_text(ty),
+                input.original.ident,
+            );
+            Some(quote_spanned! {ty.span()=>
+                const _: () = ::core::assert!(<#ty as _er::EventBody>::KEYED, #message);
+            })
+        })
+        .collect()
 }
 
 /// `upcast`: an event of the older type's major version is read as that type and converted with
@@ -177,6 +253,15 @@ fn registration(input: &Input) -> TokenStream {
 }
 
 fn implement(input: &DeriveInput, body: TokenStream, beside: TokenStream) -> TokenStream {
+    implement_trait(input, quote!(_er::Event), body, beside)
+}
+
+fn implement_trait(
+    input: &DeriveInput,
+    tr: TokenStream,
+    body: TokenStream,
+    beside: TokenStream,
+) -> TokenStream {
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {
@@ -184,7 +269,7 @@ fn implement(input: &DeriveInput, body: TokenStream, beside: TokenStream) -> Tok
             use ::event_runtime::__private as _er;
 
             #[automatically_derived]
-            impl #impl_generics _er::Event for #ident #ty_generics #where_clause {
+            impl #impl_generics #tr for #ident #ty_generics #where_clause {
                 #body
             }
 
@@ -194,6 +279,22 @@ fn implement(input: &DeriveInput, body: TokenStream, beside: TokenStream) -> Tok
 }
 
 fn struct_body(input: &Input, ty: &LitStr, version: &LitStr, fields: &[Field]) -> TokenStream {
+    let items = field_items(input, fields);
+    quote! {
+        const TYPES: &'static [&'static str] = &[#ty];
+        const VERSION: &'static str = #version;
+
+        fn event_type(&self) -> &'static str {
+            #ty
+        }
+
+        #items
+    }
+}
+
+/// What a struct's fields give, as an event or as a body: `FIELDS`, the partition key, the
+/// event id and the data's version.
+fn field_items(input: &Input, fields: &[Field]) -> TokenStream {
     let names = fields.iter().map(Field::serialized_name);
     let partition_key = match ast::partition_key(fields).filter(|_| !input.attrs.unkeyed) {
         Some(field) => {
@@ -220,13 +321,7 @@ fn struct_body(input: &Input, ty: &LitStr, version: &LitStr, fields: &[Field]) -
             ))
         });
     quote! {
-        const TYPES: &'static [&'static str] = &[#ty];
-        const VERSION: &'static str = #version;
         const FIELDS: &'static [&'static str] = &[#(#names),*];
-
-        fn event_type(&self) -> &'static str {
-            #ty
-        }
 
         fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
             #partition_key
@@ -269,29 +364,23 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
         .map(|v| v.event_type().expect("validated: each variant has a type"))
         .collect();
     let idents: Vec<&Ident> = variants.iter().map(Variant::ident).collect();
-
-    // The fields a key template may name: the tag, and the fields every variant has.
-    let common = variants.first().map_or(Vec::new(), |first| {
-        first
-            .fields
-            .iter()
-            .map(Field::serialized_name)
-            .filter(|name| {
-                variants
-                    .iter()
-                    .all(|v| v.fields.iter().any(|f| f.serialized_name() == *name))
-            })
-            .collect()
-    });
+    let fields = enum_fields(tag, variants);
 
     let partition_key = if input.attrs.unkeyed {
         quote!(::core::option::Option::None)
     } else {
-        let keys = variants
-            .iter()
-            .map(|v| ast::partition_key(&v.fields).and_then(Field::ident));
-        let arms = idents.iter().zip(keys).map(|(variant, key)| {
-            quote!(Self::#variant { #key, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#key)),)
+        let arms = variants.iter().map(|v| {
+            let variant = v.ident();
+            match v.body() {
+                Some(ty) => {
+                    let body = quote_spanned!(ty.span()=> <#ty as _er::EventBody>::partition_key(body));
+                    quote!(Self::#variant(body) => #body,)
+                },
+                None => {
+                    let key = ast::partition_key(&v.fields).and_then(Field::ident);
+                    quote!(Self::#variant { #key, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#key)),)
+                }
+            }
         });
         quote! {
             match self {
@@ -300,39 +389,53 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
         }
     };
 
-    let event_ids: Option<Vec<&Ident>> = variants
+    // Every variant gives an id: its `event_id` field, or its body's.
+    let event_ids: Option<Vec<TokenStream>> = variants
         .iter()
-        .map(|v| ast::event_id(&v.fields).and_then(Field::ident))
+        .map(|v| {
+            let variant = v.ident();
+            if let Some(ty) = v.body() {
+                return Some({
+                    let body = quote_spanned!(ty.span()=> <#ty as _er::EventBody>::event_id(body));
+                    quote!(Self::#variant(body) => #body,)
+                });
+            }
+            let id = ast::event_id(&v.fields).and_then(Field::ident)?;
+            Some(quote!(Self::#variant { #id, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#id)),))
+        })
         .collect();
-    let event_id = event_ids.filter(|ids| !ids.is_empty()).map(|ids| {
+    let event_id = event_ids.filter(|arms| !arms.is_empty()).map(|arms| {
         quote! {
             fn event_id(&self) -> ::core::option::Option<::std::string::String> {
                 match self {
-                    #(Self::#idents { #ids, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#ids)),)*
+                    #(#arms)*
                 }
             }
         }
     });
 
-    let versions: Vec<Option<(&Ident, VersionText)>> = variants
+    let versions: Vec<Option<TokenStream>> = variants
         .iter()
         .map(|v| {
+            let variant = v.ident();
+            if let Some(ty) = v.body() {
+                return Some({
+                    let body =
+                        quote_spanned!(ty.span()=> <#ty as _er::EventBody>::data_version(body));
+                    quote!(Self::#variant(body) => #body,)
+                });
+            }
             let renames_all = input.attrs.serde_rename_all || v.attrs.serde_rename_all;
             let field = ast::event_version(&v.fields, renames_all)?;
-            Some((field.ident()?, field.version_text()?))
+            let (field, text) = (field.ident()?, field.version_text()?);
+            let version = read_version(text, quote!(#field), quote!(#field));
+            Some(quote!(Self::#variant { #field, .. } => #version,))
         })
         .collect();
     let data_version = versions.iter().any(Option::is_some).then(|| {
-        let arms = idents
-            .iter()
-            .zip(&versions)
-            .map(|(variant, field)| match field {
-                Some((field, text)) => {
-                    let version = read_version(*text, quote!(#field), quote!(#field));
-                    quote!(Self::#variant { #field, .. } => #version,)
-                }
-                None => quote!(Self::#variant { .. } => _er::DataVersion::NotRead,),
-            });
+        let arms = idents.iter().zip(versions).map(|(variant, arm)| {
+            arm.unwrap_or_else(|| quote!(Self::#variant { .. } => _er::DataVersion::NotRead,))
+        });
         data_version_fn(quote! {
             match self {
                 #(#arms)*
@@ -344,7 +447,7 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
         const TYPES: &'static [&'static str] = &[#(#types),*];
         const VERSION: &'static str = #version;
         const TAG: ::core::option::Option<&'static str> = ::core::option::Option::Some(#tag);
-        const FIELDS: &'static [&'static str] = &[#tag #(, #common)*];
+        const FIELDS: &'static [&'static str] = #fields;
 
         fn event_type(&self) -> &'static str {
             match self {
@@ -359,4 +462,44 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
         #event_id
         #data_version
     }
+}
+
+/// The fields a key template may name: the tag, and the fields every variant has. A body's
+/// fields are known only to the compiler, so with bodies the list is made in a `const`.
+fn enum_fields(tag: &LitStr, variants: &[Variant]) -> TokenStream {
+    let named: Vec<&Variant> = variants.iter().filter(|v| v.body().is_none()).collect();
+    let common: Vec<String> = named.first().map_or(Vec::new(), |first| {
+        first
+            .fields
+            .iter()
+            .map(Field::serialized_name)
+            .filter(|name| {
+                named
+                    .iter()
+                    .all(|v| v.fields.iter().any(|f| f.serialized_name() == *name))
+            })
+            .collect()
+    });
+    let mut bodies: Vec<&syn::Type> = Vec::new();
+    for ty in variants.iter().filter_map(Variant::body) {
+        if !bodies.iter().any(|seen| tokens_text(*seen) == tokens_text(ty)) {
+            bodies.push(ty);
+        }
+    }
+    if bodies.is_empty() {
+        return quote!(&[#tag #(, #common)*]);
+    }
+    let named_list = (!named.is_empty()).then(|| quote!(&[#(#common),*],));
+    let bodies = bodies
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> <#ty as _er::EventBody>::FIELDS));
+    quote! {{
+        const LISTS: &[&[&str]] = &[
+            #named_list
+            #(#bodies,)*
+        ];
+        const COMMON: ([&str; LISTS[0].len() + 1], usize) = _er::common_fields(#tag, LISTS);
+        const ALL: &[&str; LISTS[0].len() + 1] = &COMMON.0;
+        ALL.split_at(COMMON.1).0
+    }}
 }

@@ -80,6 +80,33 @@ fn derive_expansion() {
     assert_snapshot("derive", expanded);
 }
 
+#[test]
+fn body_expansion() {
+    let body: DeriveInput = syn::parse2(quote! {
+        #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+        #[event(body)]
+        pub struct TaskChange { event_id: String, event_version: String, task_id: i64, user_id: String }
+    })
+    .unwrap();
+    let event: DeriveInput = syn::parse2(quote! {
+        #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+        #[serde(tag = "event_type")]
+        #[event(version = "1.0")]
+        pub enum TaskChanged {
+            #[serde(rename = "task.created")]
+            Created(TaskChange),
+            #[serde(rename = "task.deleted")]
+            Deleted(TaskChange),
+            #[serde(rename = "task.renamed")]
+            Renamed { event_id: String, task_id: i64, user_id: String, title: String },
+        }
+    })
+    .unwrap();
+    let mut expanded = event::derive(&body).unwrap_or_else(|err| panic!("{err}"));
+    expanded.extend(event::derive(&event).unwrap_or_else(|err| panic!("{err}")));
+    assert_snapshot("body", expanded);
+}
+
 fn assert_snapshot(name: &str, expanded: TokenStream) {
     let file: syn::File = syn::parse2(expanded).expect("the expansion parses as items");
     let actual: Vec<String> = file.items.iter().map(unparse).collect();

@@ -1,5 +1,6 @@
 //! The [`Event`] trait: what the runtime needs to know about a typed event.
 
+pub(crate) mod body;
 pub(crate) mod outcome;
 pub(crate) mod version;
 

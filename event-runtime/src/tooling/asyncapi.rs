@@ -3,16 +3,17 @@
 //! event type the app publishes, and the JSON Schema of every event as a message payload.
 //!
 //! ```
-//! use event_runtime::tooling::asyncapi::{asyncapi, EventSchema};
+//! use event_runtime::schema::SchemaEntry;
+//! use event_runtime::tooling::asyncapi::asyncapi;
 //!
-//! let schemas = [EventSchema {
-//!     rust_name: "TaskCreated",
-//!     event_types: &["task.created"],
-//!     version: "1.0",
-//!     schema: serde_json::json!({"type": "object", "required": ["task_id"]}),
-//!     topics: vec!["task-events".into()],
-//! }];
-//! let doc = asyncapi("Todo", &[], &schemas);
+//! let mut created = SchemaEntry::new(
+//!     "todo::TaskCreated",
+//!     ["task.created"],
+//!     "1.0",
+//!     serde_json::json!({"type": "object", "required": ["task_id"]}),
+//! );
+//! created.published_to = vec!["task-events".into()];
+//! let doc = asyncapi("Todo", &[], &[created]);
 //! assert_eq!(doc["asyncapi"], "3.0.0");
 //! assert_eq!(doc["channels"]["task-events"]["address"], "task-events");
 //! assert_eq!(doc["operations"]["send.task-events.task.created"]["action"], "send");
@@ -24,6 +25,7 @@ use serde_json::{json, Map, Value};
 
 use crate::handler::def::RetryMode;
 use crate::handler::registry::ResolvedHandler;
+use crate::tooling::schema::SchemaEntry;
 
 /// The AsyncAPI version written.
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
@@ -44,21 +46,6 @@ fn rewrite_defs_refs(v: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(rewrite_defs_refs),
         _ => {}
     }
-}
-
-/// One event type's schema, the input of [`asyncapi`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventSchema {
-    /// The Rust type, e.g. `TaskEvent` (the key of its schema under `components.schemas`).
-    pub rust_name: &'static str,
-    /// The CloudEvent types it stands for (one for a struct, one per variant of an enum).
-    pub event_types: &'static [&'static str],
-    /// Its schema version, `major.minor`.
-    pub version: &'static str,
-    /// The JSON Schema of the event's data.
-    pub schema: Value,
-    /// The topics this app publishes the event to: one `send` operation per topic and type.
-    pub topics: Vec<String>,
 }
 
 /// A key usable in `channels`, `operations` and `components` (`^[a-zA-Z0-9.\-_]+$`): every
@@ -102,7 +89,7 @@ pub fn key(s: &str) -> String {
 ///
 /// An event type a handler takes but no schema describes gets a message with an open object
 /// payload. `info.version` is `1.0.0`; set `doc["info"]["version"]` to your own.
-pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventSchema]) -> Value {
+pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[SchemaEntry]) -> Value {
     let mut doc = Builder::new(schemas);
     for h in handlers {
         doc.add_receive(h);
@@ -115,9 +102,9 @@ pub fn asyncapi(app_title: &str, handlers: &[ResolvedHandler], schemas: &[EventS
 
 /// The document while it is written: the schemas it describes, and what is filled in so far.
 struct Builder<'s> {
-    schemas: &'s [EventSchema],
+    schemas: &'s [SchemaEntry],
     /// Event type → the schemas describing it (one per version).
-    versions: BTreeMap<&'static str, Vec<usize>>,
+    versions: BTreeMap<&'s str, Vec<usize>>,
     /// Each schema's key under `components.schemas`.
     schema_keys: Vec<String>,
     /// `components.messages`.
@@ -130,7 +117,7 @@ struct Builder<'s> {
 
 impl<'s> Builder<'s> {
     /// An empty document for `schemas`.
-    fn new(schemas: &'s [EventSchema]) -> Self {
+    fn new(schemas: &'s [SchemaEntry]) -> Self {
         Builder {
             schemas,
             versions: versions_by_type(schemas),
@@ -147,7 +134,7 @@ impl<'s> Builder<'s> {
         candidates
             .iter()
             .copied()
-            .find(|&i| Some(self.schemas[i].version) == version)
+            .find(|&i| Some(self.schemas[i].version.as_str()) == version)
             .or_else(|| (candidates.len() == 1).then(|| candidates[0]))
     }
 
@@ -164,12 +151,13 @@ impl<'s> Builder<'s> {
     /// The message of `ty` at `version`, added to `components.messages` when new; its key.
     fn add_message(&mut self, ty: &str, version: Option<&str>) -> String {
         let schema = self.schema_for(ty, version);
-        let version = schema.map(|i| self.schemas[i].version).or(version);
+        let schemas = self.schemas;
+        let version = schema.map(|i| schemas[i].version.as_str()).or(version);
         let k = self.message_key(ty, version);
         if !self.messages.contains_key(&k) {
             let (title, payload) = match schema {
                 Some(i) => (
-                    self.schemas[i].rust_name.to_owned(),
+                    schemas[i].name().to_owned(),
                     json!({"$ref": format!("#/components/schemas/{}", self.schema_keys[i])}),
                 ),
                 None => (ty.to_owned(), json!({"type": "object"})),
@@ -229,17 +217,17 @@ impl<'s> Builder<'s> {
     }
 
     /// The `send` operations of event `s`: one per topic it is published to and type.
-    fn add_sends(&mut self, s: &EventSchema) {
-        for topic in &s.topics {
-            for ty in s.event_types {
-                let mk = self.add_message(ty, Some(s.version));
+    fn add_sends(&mut self, s: &SchemaEntry) {
+        for topic in &s.published_to {
+            for ty in &s.event_types {
+                let mk = self.add_message(ty, Some(&s.version));
                 let ck = self.add_to_channel(topic, Some(&mk));
                 self.operations.insert(
                     format!("send.{ck}.{mk}"),
                     json!({
                         "action": "send",
                         "channel": {"$ref": format!("#/channels/{ck}")},
-                        "summary": format!("Publishes `{ty}` ({}).", s.rust_name),
+                        "summary": format!("Publishes `{ty}` ({}).", s.name()),
                         "messages": [message_ref(&ck, &mk)],
                     }),
                 );
@@ -268,27 +256,27 @@ impl<'s> Builder<'s> {
 }
 
 /// Event type → the schemas describing it (one per version).
-fn versions_by_type(schemas: &[EventSchema]) -> BTreeMap<&'static str, Vec<usize>> {
-    let mut versions: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
+fn versions_by_type(schemas: &[SchemaEntry]) -> BTreeMap<&str, Vec<usize>> {
+    let mut versions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in schemas.iter().enumerate() {
-        for ty in s.event_types {
-            versions.entry(ty).or_default().push(i);
+        for ty in &s.event_types {
+            versions.entry(ty.as_str()).or_default().push(i);
         }
     }
     versions
 }
 
 /// Component keys: the Rust name, with the version appended when two schemas share it.
-fn schema_keys(schemas: &[EventSchema]) -> Vec<String> {
+fn schema_keys(schemas: &[SchemaEntry]) -> Vec<String> {
     schemas
         .iter()
         .map(|s| {
-            let k = key(s.rust_name);
+            let k = key(s.name());
             let shared = schemas
                 .iter()
-                .any(|o| key(o.rust_name) == k && o.version != s.version);
+                .any(|o| key(o.name()) == k && o.version != s.version);
             if shared {
-                format!("{k}.v{}", key(s.version))
+                format!("{k}.v{}", key(&s.version))
             } else {
                 k
             }
@@ -297,7 +285,7 @@ fn schema_keys(schemas: &[EventSchema]) -> Vec<String> {
 }
 
 /// `components.schemas`: `CloudEventAttributes`, then each event's schema under its key.
-fn components_schemas(schemas: &[EventSchema], schema_keys: &[String]) -> Map<String, Value> {
+fn components_schemas(schemas: &[SchemaEntry], schema_keys: &[String]) -> Map<String, Value> {
     let mut components_schemas = Map::new();
     components_schemas.insert("CloudEventAttributes".into(), cloud_event_attributes());
     for (s, k) in schemas.iter().zip(schema_keys) {
@@ -392,20 +380,14 @@ pub(crate) fn document(
     handlers: &[ResolvedHandler],
     published: &[(&'static str, String)],
 ) -> serde_json::Value {
-    let schemas: Vec<EventSchema> = crate::tooling::schema::defs()
-        .into_iter()
-        .map(|d| EventSchema {
-            rust_name: d.rust_name,
-            event_types: d.types,
-            version: d.version,
-            schema: (d.schema)(),
-            topics: published
-                .iter()
-                .filter(|(ty, _)| d.types.contains(ty))
-                .map(|(_, topic)| topic.clone())
-                .collect(),
-        })
-        .collect();
+    let mut schemas = crate::tooling::schema::schemas();
+    for entry in &mut schemas {
+        entry.published_to = published
+            .iter()
+            .filter(|(ty, _)| entry.event_types.iter().any(|t| t == ty))
+            .map(|(_, topic)| topic.clone())
+            .collect();
+    }
     asyncapi(app_id, handlers, &schemas)
 }
 
@@ -436,22 +418,34 @@ mod tests {
         ..HandlerDef::new("on_audit", "todo::audit", "audit", noop)
     };
 
-    fn schemas() -> Vec<EventSchema> {
+    fn entry(
+        rust_type: &str,
+        types: &[&str],
+        version: &str,
+        schema: Value,
+        topics: &[&str],
+    ) -> SchemaEntry {
+        let mut entry = SchemaEntry::new(rust_type, types.iter().copied(), version, schema);
+        entry.published_to = topics.iter().map(|t| (*t).to_owned()).collect();
+        entry
+    }
+
+    fn schemas() -> Vec<SchemaEntry> {
         vec![
-            EventSchema {
-                rust_name: "TaskEvent",
-                event_types: &["task.created", "task.deleted"],
-                version: "1.0",
-                schema: json!({"oneOf": [{"type": "object"}, {"type": "object"}]}),
-                topics: vec!["task-events".into()],
-            },
-            EventSchema {
-                rust_name: "ReminderDue",
-                event_types: &["reminder.due"],
-                version: "1.1",
-                schema: json!({"type": "object", "properties": {"task_id": {"type": "integer"}}}),
-                topics: vec!["reminders".into(), "notifications".into()],
-            },
+            entry(
+                "todo::TaskEvent",
+                &["task.created", "task.deleted"],
+                "1.0",
+                json!({"oneOf": [{"type": "object"}, {"type": "object"}]}),
+                &["task-events"],
+            ),
+            entry(
+                "todo::ReminderDue",
+                &["reminder.due"],
+                "1.1",
+                json!({"type": "object", "properties": {"task_id": {"type": "integer"}}}),
+                &["reminders", "notifications"],
+            ),
         ]
     }
 
@@ -555,12 +549,14 @@ mod tests {
             "dlq",
         )
         .unwrap();
-        let schema = |version: &'static str, prop: &str| EventSchema {
-            rust_name: "TaskArchived",
-            event_types: &["task.archived"],
-            version,
-            schema: json!({"type": "object", "required": [prop]}),
-            topics: vec!["task-events".into()],
+        let schema = |version: &str, prop: &str| {
+            entry(
+                "todo::TaskArchived",
+                &["task.archived"],
+                version,
+                json!({"type": "object", "required": [prop]}),
+                &["task-events"],
+            )
         };
         let doc = asyncapi(
             "Todo",

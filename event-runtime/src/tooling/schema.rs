@@ -27,22 +27,61 @@ pub struct EventDef {
 
 inventory::collect!(EventDef);
 
-/// An entry of [`schemas`].
+/// One event type's schema: an entry of [`schemas`], and what an AsyncAPI document
+/// ([`asyncapi`](crate::tooling::asyncapi::asyncapi)) describes.
+///
+/// ```
+/// use event_runtime::schema::SchemaEntry;
+///
+/// let entry = SchemaEntry::new("todo::TaskArchived", ["task.archived"], "1.2", serde_json::json!({}));
+/// assert_eq!(entry.name(), "TaskArchived");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct SchemaEntry {
     /// The Rust type (`module::Name`).
     pub rust_type: String,
-    /// CloudEvent types.
+    /// CloudEvent types (one for a struct, one per variant of an enum).
     pub event_types: Vec<String>,
     /// `major.minor`.
     pub version: String,
     /// Topics the program's handlers consume it from.
     pub consumed_from: Vec<String>,
+    /// Topics the app declares it publishes it to (`App::publishes`). Only an app knows them:
+    /// empty in [`schemas`], filled in the app's AsyncAPI document.
+    pub published_to: Vec<String>,
     /// The older Rust type it upcasts from.
     pub upcast_from: Option<String>,
     /// JSON Schema of the data.
     pub schema: serde_json::Value,
+}
+
+impl SchemaEntry {
+    /// An entry consumed from and published to no topic, upcast from nothing.
+    pub fn new(
+        rust_type: impl Into<String>,
+        event_types: impl IntoIterator<Item = impl Into<String>>,
+        version: impl Into<String>,
+        schema: serde_json::Value,
+    ) -> Self {
+        SchemaEntry {
+            rust_type: rust_type.into(),
+            event_types: event_types.into_iter().map(Into::into).collect(),
+            version: version.into(),
+            consumed_from: Vec::new(),
+            published_to: Vec::new(),
+            upcast_from: None,
+            schema,
+        }
+    }
+
+    /// The type's name without its module (`TaskArchived`).
+    pub fn name(&self) -> &str {
+        self.rust_type
+            .rsplit("::")
+            .next()
+            .unwrap_or(&self.rust_type)
+    }
 }
 
 pub(crate) fn defs() -> Vec<&'static EventDef> {
@@ -74,14 +113,12 @@ pub fn schemas() -> Vec<SchemaEntry> {
                 .filter(|h| h.event_types == d.types && h.event_version == d.version)
                 .map(|h| h.topic.to_owned())
                 .collect();
-            SchemaEntry {
-                rust_type: format!("{}::{}", d.module, d.rust_name),
-                event_types: d.types.iter().map(|t| (*t).to_owned()).collect(),
-                version: d.version.to_owned(),
-                consumed_from: consumed_from.into_iter().collect(),
-                upcast_from: d.upcast_from.map(str::to_owned),
-                schema: (d.schema)(),
-            }
+            let rust_type = format!("{}::{}", d.module, d.rust_name);
+            let mut entry =
+                SchemaEntry::new(rust_type, d.types.iter().copied(), d.version, (d.schema)());
+            entry.consumed_from = consumed_from.into_iter().collect();
+            entry.upcast_from = d.upcast_from.map(str::to_owned);
+            entry
         })
         .collect()
 }
@@ -154,26 +191,13 @@ pub fn breaking_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec
             if split(old_key) != Some((ty.clone(), major)) {
                 continue;
             }
-            let props = |s: &Value| {
-                s.get("properties")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default()
+            let (Some(old_object), Some(new_object)) =
+                (object_of(old_schema, &ty), object_of(new_schema, &ty))
+            else {
+                continue;
             };
-            let required = |s: &Value| -> Vec<String> {
-                s.get("required")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let (old_props, new_props) = (props(old_schema), props(new_schema));
-            for (name, old_prop) in &old_props {
-                match new_props.get(name) {
+            for (name, old_prop) in &old_object.properties {
+                match new_object.properties.get(name) {
                     None => out.push(format!(
                         "{new_key}: property `{name}` of {old_key} was removed"
                     )),
@@ -185,15 +209,94 @@ pub fn breaking_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec
                     Some(_) => {}
                 }
             }
-            let old_required = required(old_schema);
-            for name in required(new_schema) {
-                if !old_required.contains(&name) {
+            for name in &new_object.required {
+                if !old_object.required.contains(name) {
                     out.push(format!("{new_key}: property `{name}` is newly required"));
                 }
             }
         }
     }
     out
+}
+
+/// What the data of one event type holds: its properties and the names it requires.
+#[derive(Default)]
+struct Object<'a> {
+    properties: std::collections::BTreeMap<&'a str, &'a serde_json::Value>,
+    required: Vec<&'a str>,
+}
+
+/// The object event type `ty` follows in `schema`: the schema itself, or for an enum the branch
+/// of its `oneOf` whose tag is `ty`, with what `$ref` and `allOf` bring in (as schemars writes a
+/// variant that holds a body). `None` when no one branch is `ty`'s.
+fn object_of<'a>(schema: &'a serde_json::Value, ty: &str) -> Option<Object<'a>> {
+    use serde_json::Value;
+    let mut object = Object::default();
+    let Some(branches) = schema
+        .get("oneOf")
+        .or_else(|| schema.get("anyOf"))
+        .and_then(Value::as_array)
+    else {
+        gather(schema, schema, &mut object, 0);
+        return Some(object);
+    };
+    let tagged = |branch: &&'a Value| {
+        let mut o = Object::default();
+        gather(schema, branch, &mut o, 0);
+        o.properties.values().any(|p| {
+            p.get("const").and_then(Value::as_str) == Some(ty)
+                || p.get("enum")
+                    .and_then(Value::as_array)
+                    .is_some_and(|e| e.iter().any(|v| v.as_str() == Some(ty)))
+        })
+    };
+    let branch = match branches.iter().filter(tagged).collect::<Vec<_>>()[..] {
+        [one] => one,
+        _ => return None,
+    };
+    gather(schema, branch, &mut object, 0);
+    Some(object)
+}
+
+/// Adds the properties and required names of `node` to `into`, following local `$ref`s (into
+/// `root`'s `$defs` or `definitions`) and `allOf`, a few levels deep.
+fn gather<'a>(
+    root: &'a serde_json::Value,
+    node: &'a serde_json::Value,
+    into: &mut Object<'a>,
+    depth: usize,
+) {
+    use serde_json::Value;
+    if depth > 8 {
+        return;
+    }
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (name, prop) in props {
+            into.properties.insert(name, prop);
+        }
+    }
+    if let Some(required) = node.get("required").and_then(Value::as_array) {
+        into.required
+            .extend(required.iter().filter_map(Value::as_str));
+    }
+    if let Some(target) = node.get("$ref").and_then(Value::as_str).and_then(|r| {
+        let name = r
+            .strip_prefix("#/$defs/")
+            .or_else(|| r.strip_prefix("#/definitions/"))?;
+        root.get("$defs")
+            .or_else(|| root.get("definitions"))?
+            .get(name)
+    }) {
+        gather(root, target, into, depth + 1);
+    }
+    for part in node
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        gather(root, part, into, depth + 1);
+    }
 }
 
 /// Writes the JSON Schema of every registered event type into `dir` (created if missing), one
@@ -302,5 +405,60 @@ mod tests {
         assert_eq!(kebab_case("TaskCompleted"), "task-completed");
         assert_eq!(kebab_case("TaskCompletedV1"), "task-completed-v1");
         assert_eq!(kebab_case("Reminder"), "reminder");
+    }
+
+    /// An enum's variant, written inline or holding a body (`$ref` beside the tag), as schemars
+    /// writes them; `fields` are its properties besides the tag, all required.
+    fn variant(tag: &str, fields: &[&str], body: bool) -> serde_json::Value {
+        use serde_json::json;
+        let props: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|f| ((*f).to_owned(), json!({"type": "string"})))
+            .collect();
+        let tag_prop = json!({"event_type": {"const": tag, "type": "string"}});
+        if body {
+            json!({
+                "$defs": {"Body": {"type": "object", "properties": props, "required": fields}},
+                "oneOf": [
+                    {"$ref": "#/$defs/Body", "properties": tag_prop, "required": ["event_type"]},
+                    {"properties": {"event_type": {"const": "other"}}},
+                ],
+            })
+        } else {
+            let mut all = props;
+            all.extend(tag_prop.as_object().unwrap().clone());
+            let mut required = fields.to_vec();
+            required.push("event_type");
+            json!({"oneOf": [
+                {"properties": all, "required": required},
+                {"properties": {"event_type": {"const": "other"}}},
+            ]})
+        }
+    }
+
+    #[test]
+    fn an_enum_is_compared_variant_by_variant_through_its_bodies() {
+        use serde_json::json;
+        let snapshot = |schema| json!({ "task.created@1.0": schema });
+        let inline = snapshot(variant("task.created", &["task_id", "user_id"], false));
+        let body = snapshot(variant("task.created", &["task_id", "user_id"], true));
+        // The same fields, moved into a body: nothing breaks.
+        assert!(breaking_changes(&inline, &body).is_empty());
+        // A field the variant had is gone from its body.
+        let fewer = snapshot(variant("task.created", &["task_id"], true));
+        assert_eq!(
+            breaking_changes(&inline, &fewer),
+            ["task.created@1.0: property `user_id` of task.created@1.0 was removed"]
+        );
+        // A new required field inside the body.
+        let more = snapshot(variant(
+            "task.created",
+            &["task_id", "user_id", "title"],
+            true,
+        ));
+        assert_eq!(
+            breaking_changes(&body, &more),
+            ["task.created@1.0: property `title` is newly required"]
+        );
     }
 }

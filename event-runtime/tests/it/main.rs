@@ -24,6 +24,7 @@ mod support;
 mod answers;
 mod batch;
 mod binding;
+mod bodies;
 mod broker;
 mod bulk;
 mod dead_letters;

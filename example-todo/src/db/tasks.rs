@@ -160,9 +160,8 @@ impl Db {
             if let Some(next) = &created {
                 // The id is derived from the occurrence: one event however often this runs.
                 let mut announce = TaskChanged::created(next);
-                if let TaskChanged::Created { event_id, .. } = &mut announce {
-                    *event_id = format!("task-{}-recurs-from-{}", next.id, from.id);
-                }
+                announce.change_mut().event_id =
+                    format!("task-{}-recurs-from-{}", next.id, from.id);
                 self.outbox.add(&mut *tx, TASK_EVENTS, &announce).await?;
             }
             // Committed also when it existed already: the inbox claim is recorded.

@@ -1,4 +1,4 @@
-// `unkeyed` types, an unkeyed enum with tuple and unit variants, `#[event(type)]` on variants,
+// `unkeyed` types, an unkeyed enum with a unit variant and one holding an unkeyed body, `#[event(type)]` on variants,
 // and a generic event type.
 use event_runtime::Event;
 
@@ -20,7 +20,8 @@ pub enum Signal {
     Note { text: String },
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+#[event(body, unkeyed)]
 pub struct Payload {
     pub value: i64,
 }
@@ -40,6 +41,7 @@ fn main() {
     assert_eq!(Tick { at: "now".into() }.partition_key(), None);
     assert_eq!(Signal::TYPES, ["signal.ping", "signal.data", "signal.note"]);
     assert_eq!(Signal::FIELDS, ["kind"]);
+    assert_eq!(Signal::Data(Payload { value: 1 }).partition_key(), None);
     assert_eq!(Signal::Ping.event_type(), "signal.ping");
     assert_eq!(Signal::Data(Payload { value: 1 }).event_type(), "signal.data");
     assert_eq!(Signal::Note { text: "x".into() }.partition_key(), None);
