@@ -275,6 +275,41 @@ impl StateStore {
     }
 }
 
+/// The `kafka-pubsub` component of app `app_id` (its own consumer group), with `extra` metadata.
+fn kafka_component(env: &StackEnv, app_id: &str, extra: &[(String, String)]) -> String {
+    let mut yaml = format!(
+        r#"apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: kafka-pubsub
+spec:
+  type: pubsub.kafka
+  version: v1
+  metadata:
+    - name: brokers
+      value: "{brokers}"
+    - name: consumerGroup
+      value: "{app_id}"
+    - name: clientID
+      value: "{app_id}"
+    - name: authType
+      value: "none"
+    - name: initialOffset
+      value: "oldest"
+    - name: disableTls
+      value: "true"
+"#,
+        brokers = env.kafka_bootstrap
+    );
+    for (name, value) in extra {
+        yaml.push_str(&format!(
+            "    - name: {name}\n      value: {}\n",
+            serde_json::Value::String(value.clone())
+        ));
+    }
+    yaml
+}
+
 /// The app id of scenario `name` (`s1`, ...).
 pub fn scenario_app_id(name: &str) -> String {
     format!("e2e-{name}")
@@ -298,30 +333,7 @@ impl Scenario {
         fs::create_dir_all(&resources).expect("resources dir");
         fs::write(
             resources.join("kafka-pubsub.yaml"),
-            format!(
-                r#"apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: kafka-pubsub
-spec:
-  type: pubsub.kafka
-  version: v1
-  metadata:
-    - name: brokers
-      value: "{brokers}"
-    - name: consumerGroup
-      value: "{app_id}"
-    - name: clientID
-      value: "{app_id}"
-    - name: authType
-      value: "none"
-    - name: initialOffset
-      value: "oldest"
-    - name: disableTls
-      value: "true"
-"#,
-                brokers = env.kafka_bootstrap
-            ),
+            kafka_component(&env, &app_id, &[]),
         )
         .expect("write kafka-pubsub.yaml");
         fs::write(resources.join("statestore.yaml"), store.component(&env))
@@ -366,6 +378,43 @@ spec:
         fs::write(self.resources.join(format!("{name}.yaml")), &yaml)
             .unwrap_or_else(|e| panic!("write {name}.yaml: {e}"));
         self.note(format!("state store component {name}:\n{yaml}"));
+    }
+
+    /// The `kafka-pubsub` component again, with `extra` metadata besides its own (the scopes the
+    /// app generates, say). Call it before starting any daprd.
+    pub fn set_kafka_metadata(&self, extra: &[(String, String)]) {
+        let yaml = kafka_component(&self.env, &self.app_id, extra);
+        fs::write(self.resources.join("kafka-pubsub.yaml"), &yaml)
+            .expect("write kafka-pubsub.yaml");
+        self.note(format!("kafka-pubsub component:\n{yaml}"));
+    }
+
+    /// What the scenario's app generates for its components' metadata (`e2e-app --scopes`, run
+    /// with the app's id and default DLQ): `(component, [(name, value)])`.
+    pub fn scopes(&self) -> Vec<(String, Vec<(String, String)>)> {
+        let out = Command::new(&self.env.app_bin)
+            .arg("--scopes")
+            .env("APP_ID", &self.app_id)
+            .env("EVENTS_DLQ", format!("{}-dlq", self.name))
+            .env("E2E_SCENARIO", &self.name)
+            .env("EVENTS_MODE", "embedded")
+            .output()
+            .expect("run e2e-app --scopes");
+        assert!(
+            out.status.success(),
+            "e2e-app --scopes: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("scopes JSON");
+        all.iter()
+            .map(|c| {
+                let metadata = serde_json::from_value(c["metadata"].clone()).expect("pairs");
+                (
+                    c["pubsub"].as_str().unwrap_or_default().to_owned(),
+                    metadata,
+                )
+            })
+            .collect()
     }
 
     /// Seconds since the scenario began (for progress lines).
@@ -462,18 +511,32 @@ spec:
 
     /// Starts daprd of `pair` (after its app) and waits for `/v1.0/healthz/outbound` = 204.
     pub async fn start_daprd(&mut self, pair: &Pair) {
+        let app_id = self.app_id.clone();
+        self.launch_daprd(&app_id, pair, true).await;
+    }
+
+    /// Starts daprd of another app, `app_id`, with no app behind it (only its publish API), on
+    /// the scenario's components, as replica `replica`.
+    pub async fn start_daprd_without_app(&mut self, app_id: &str, replica: &str) -> Pair {
+        let pair = self.pair(replica, PairOpts::default());
+        self.launch_daprd(app_id, &pair, false).await;
+        pair
+    }
+
+    async fn launch_daprd(&mut self, app_id: &str, pair: &Pair, with_app: bool) {
         let mut cmd = Command::new(&self.env.daprd_bin);
+        cmd.args(["--mode", "standalone", "--app-id", app_id]);
+        if with_app {
+            cmd.args([
+                "--app-port",
+                &pair.app_port.to_string(),
+                "--app-protocol",
+                "http",
+                "--app-channel-address",
+                "127.0.0.1",
+            ]);
+        }
         cmd.args([
-            "--mode",
-            "standalone",
-            "--app-id",
-            &self.app_id,
-            "--app-port",
-            &pair.app_port.to_string(),
-            "--app-protocol",
-            "http",
-            "--app-channel-address",
-            "127.0.0.1",
             "--dapr-http-port",
             &pair.dapr_http.to_string(),
             "--dapr-grpc-port",

@@ -70,13 +70,14 @@ pub fn topics() -> [TopicSpec; 4] {
 /// `app` with the service's topics and what it publishes where (for the AsyncAPI `send`s).
 pub fn declare(app: App) -> App {
     use events::{
-        ReminderDue, TaskChanged, TaskCompleted, TaskSync, REMINDERS, TASK_EVENTS, TASK_UPDATES,
+        ReminderDue, TaskChanged, TaskCompleted, TaskSync, FANOUT_PUBSUB, REMINDERS, TASK_EVENTS,
+        TASK_UPDATES,
     };
     app.with_topics(topics())
         .publishes::<TaskChanged>(TASK_EVENTS)
         .publishes::<TaskCompleted>(TASK_EVENTS)
         .publishes::<ReminderDue>(REMINDERS)
-        .publishes::<TaskSync>(TASK_UPDATES)
+        .publishes_via::<TaskSync>(FANOUT_PUBSUB, TASK_UPDATES)
 }
 
 /// The whole service, wired: the event app, the API routes (their publisher is the app's, so

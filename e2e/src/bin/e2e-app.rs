@@ -576,6 +576,13 @@ pub mod s25 {
     dlq_handler!(s25_dead_letters, topic = "s25-dlq");
 }
 
+/// 26: least privilege: the app's generated scopes on its component; another app id is refused
+/// its retry topic.
+pub mod s26 {
+    use super::*;
+    work_handler!(s26_work, topic = "s26-events", retry = [1], idempotent);
+}
+
 /// 19: one trace from a publisher, through daprd, the handler (an OpenTelemetry span, feature
 /// `otel`) and the handler's own publish, to the next handler.
 pub mod s19 {
@@ -1247,6 +1254,29 @@ struct RequestLog {
 /// each scenario app declares its main topics as `TopicSpec`s (12 partitions for the scale-out
 /// scenario, as the reference's `task-events`, 3 elsewhere) and `App::kafka_topics()` adds their
 /// retry and dead-letter topics.
+/// `--scopes`: the scopes of scenario `E2E_SCENARIO`'s app (`APP_ID`, `EVENTS_DLQ`) on each
+/// component, as JSON: `[{"pubsub": .., "metadata": [[name, value], ..]}]`.
+fn scopes() -> anyhow::Result<()> {
+    let scenario = std::env::var("E2E_SCENARIO")?;
+    let suffix = format!("::{scenario}");
+    let app = event_runtime::App::with_handlers(
+        event_runtime::__private::registered()
+            .into_iter()
+            .filter(|h| h.module().ends_with(&suffix)),
+    )?;
+    let out: Vec<serde_json::Value> = app
+        .scopes()
+        .into_iter()
+        .map(|s| {
+            let mut metadata = Vec::new();
+            s.merge_into(&mut metadata);
+            serde_json::json!({"pubsub": s.pubsub, "metadata": metadata})
+        })
+        .collect();
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
+}
+
 fn topics() -> anyhow::Result<()> {
     let mut scenarios: Vec<&'static str> = event_runtime::__private::registered()
         .iter()
@@ -1310,6 +1340,9 @@ fn retry_override() -> anyhow::Result<Option<&'static [u64]>> {
 async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--topics") {
         return topics();
+    }
+    if std::env::args().any(|a| a == "--scopes") {
+        return scopes();
     }
     let scenario =
         std::env::var("E2E_SCENARIO").map_err(|_| anyhow::anyhow!("E2E_SCENARIO is not set"))?;

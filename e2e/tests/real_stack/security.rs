@@ -2,6 +2,7 @@
 
 use e2e::{work, PairOpts, Scenario};
 use serde_json::json;
+use serde_json::Value;
 
 use crate::support::*;
 
@@ -149,4 +150,97 @@ async fn s7_app_and_dapr_api_tokens_enforced_end_to_end() {
         1,
         "only the legitimate event ran"
     );
+}
+
+// ---------------------------------------------------------------------------------------- 26
+
+/// A publish through daprd at `dapr_url` as raw JSON: its status and body. An error of the
+/// broker (5xx: a fresh producer's metadata is out of date, say) is tried again for up to 30 s.
+async fn publish_raw(s: &Scenario, dapr_url: &str, topic: &str, body: &Value) -> (u16, String) {
+    let deadline = std::time::Instant::now() + secs(30);
+    loop {
+        let r = s
+            .http
+            .post(format!("{dapr_url}/v1.0/publish/kafka-pubsub/{topic}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("publish");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if status < 500 || std::time::Instant::now() > deadline {
+            return (status, text);
+        }
+        s.note(format!("publish to {topic}: {status}, again: {text}"));
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s26_generated_scopes_keep_other_apps_off_the_retry_topics() {
+    let mut s = Scenario::new("s26");
+    // The scopes the app generates from its handlers, on the component daprd loads.
+    let scopes = s.scopes();
+    let (pubsub, metadata) = scopes.first().expect("the app's component");
+    assert_eq!(pubsub, "kafka-pubsub");
+    let value = |name: &str| {
+        metadata
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} in {metadata:?}"))
+    };
+    let retry = "e2e-s26.retry.1s";
+    assert!(value("protectedTopics").split(',').any(|t| t == retry));
+    assert!(value("publishingScopes").starts_with("e2e-s26="));
+    s.set_kafka_metadata(metadata);
+
+    let p = s.pair("r1", PairOpts::default());
+    // Waits until daprd lists every subscription the app declares: the subscription scopes
+    // grant each of them, retry topics included.
+    s.start_pair(&p).await;
+    let intruder = s
+        .start_daprd_without_app("e2e-s26-intruder", "intruder")
+        .await;
+
+    let run = uid();
+    let forged = work(&format!("s26-{run}-forged"), "u26", 0);
+    let (status, body) = publish_raw(&s, &intruder.dapr_url(), retry, &forged).await;
+    assert_eq!(
+        status, 403,
+        "another app id publishes to the retry topic: {body}"
+    );
+    assert!(body.contains("ERR_PUBSUB_FORBIDDEN"), "{body}");
+
+    // The same app id may publish where it is not protected, and the app still works: the
+    // event fails once, goes up its (protected) retry topic, and succeeds.
+    let id = format!("s26-{run}-0");
+    let mut event = work(&id, "u26", 1);
+    event["fail_until_attempt"] = json!(2);
+    let (status, body) = publish_raw(&s, &intruder.dapr_url(), "s26-events", &event).await;
+    assert_eq!(status, 204, "an unprotected topic: {body}");
+    s.wait_ledger("handled on its retry", secs(60), |l| {
+        has_ok(l, "s26_work", std::slice::from_ref(&id))
+    })
+    .await;
+    let l = s.ledger();
+    let attempts: Vec<u64> = runs_of(&l, "s26_work", &id)
+        .iter()
+        .filter_map(|v| v["attempt"].as_u64())
+        .collect();
+    assert_eq!(
+        attempts,
+        [1, 2],
+        "failed once, then ran from the retry topic"
+    );
+    assert!(
+        runs_of(&l, "s26_work", &format!("s26-{run}-forged")).is_empty(),
+        "nothing forged ran"
+    );
+
+    // The app itself is held to what it declared: a topic it neither consumes nor declares.
+    let (status, body) = publish_raw(&s, &p.dapr_url(), "s26-undeclared", &event).await;
+    assert_eq!(status, 403, "the app's own undeclared topic: {body}");
 }

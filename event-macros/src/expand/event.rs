@@ -482,7 +482,10 @@ fn enum_fields(tag: &LitStr, variants: &[Variant]) -> TokenStream {
     });
     let mut bodies: Vec<&syn::Type> = Vec::new();
     for ty in variants.iter().filter_map(Variant::body) {
-        if !bodies.iter().any(|seen| tokens_text(*seen) == tokens_text(ty)) {
+        if !bodies
+            .iter()
+            .any(|seen| tokens_text(*seen) == tokens_text(ty))
+        {
             bodies.push(ty);
         }
     }

@@ -38,6 +38,12 @@ impl EventsCommand {
             EventsCommand::Subscriptions => json(out, &app.subscriptions()),
             EventsCommand::Manifests => Ok(write!(out, "{}", app.manifests())?),
             EventsCommand::Asyncapi => json(out, &app.asyncapi()),
+            EventsCommand::Scopes => {
+                for scopes in app.scopes() {
+                    write!(out, "{}", scopes.to_yaml())?;
+                }
+                Ok(())
+            }
             EventsCommand::Schemas { action: None } => {
                 json(out, &crate::tooling::schema::schemas())
             }

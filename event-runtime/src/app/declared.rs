@@ -2,6 +2,7 @@
 //! AsyncAPI document made of them, with the manifest target of its [`Config`](crate::config::Config).
 
 use super::App;
+use crate::tooling::scopes::Published;
 use crate::tooling::topics::TopicSpec;
 
 impl App {
@@ -19,13 +20,48 @@ impl App {
         self
     }
 
-    /// Declares that this app publishes events of type `E` to `topic` (a `send` operation in the
-    /// AsyncAPI document).
-    pub fn publishes<E: crate::Event>(mut self, topic: &str) -> Self {
+    /// Declares that this app publishes events of type `E` to `topic` on its default pub/sub
+    /// component: a `send` operation in the AsyncAPI document, and a topic its
+    /// [`scopes`](App::scopes) let it publish to.
+    pub fn publishes<E: crate::Event>(self, topic: &str) -> Self {
+        self.declare_published::<E>(None, topic)
+    }
+
+    /// [`publishes`](App::publishes) on the component `pubsub`.
+    pub fn publishes_via<E: crate::Event>(self, pubsub: &str, topic: &str) -> Self {
+        self.declare_published::<E>(Some(pubsub), topic)
+    }
+
+    fn declare_published<E: crate::Event>(mut self, pubsub: Option<&str>, topic: &str) -> Self {
         for ty in E::TYPES {
-            self.declared.published.push((ty, topic.to_owned()));
+            self.declared.published.push(Published {
+                event_type: ty,
+                topic: topic.to_owned(),
+                pubsub: pubsub.map(str::to_owned),
+            });
         }
         self
+    }
+
+    /// The least-privilege scopes of this app on each pub/sub component it uses: what Dapr's
+    /// `publishingScopes`, `subscriptionScopes` and `protectedTopics` must say so that it can
+    /// publish only to its retry, dead-letter, consumed and declared topics, subscribe only to
+    /// its own, and no other app can publish to its retry and dead-letter topics. See
+    /// [`PubsubScopes::merge_into`](crate::tooling::scopes::PubsubScopes::merge_into).
+    ///
+    /// ```
+    /// # use event_runtime::App;
+    /// let app = App::with_handlers([]).unwrap();
+    /// assert!(app.scopes().is_empty()); // no handlers, no subscriptions
+    /// ```
+    pub fn scopes(&self) -> Vec<crate::tooling::scopes::PubsubScopes> {
+        crate::tooling::scopes::scopes(
+            &self.run.registry,
+            &self.run.default_pubsub,
+            &self.run.settings.default_dlq,
+            &self.declared.published,
+            self.declared.dapr_dead_letter_topic.as_deref(),
+        )
     }
 
     /// The declared topics.

@@ -91,7 +91,7 @@ struct Io {
 struct Declared {
     topics: Vec<TopicSpec>,
     ops: OpsRoutes,
-    published: Vec<(&'static str, String)>,
+    published: Vec<crate::tooling::scopes::Published>,
     dapr_dead_letter_topic: Option<String>,
     /// Where the manifests go (`EVENTS_ENV`, `KAFKA_CLUSTER`, `EVENTS_NAMESPACE`).
     manifests: crate::config::ManifestTarget,

@@ -119,7 +119,11 @@ pub(crate) struct OpsParts {
     pub settings: OpsRoutes,
     pub metrics: Arc<Metrics>,
     /// The app id, handlers and declared publish targets the AsyncAPI document describes.
-    pub asyncapi: (String, Vec<ResolvedHandler>, Vec<(&'static str, String)>),
+    pub asyncapi: (
+        String,
+        Vec<ResolvedHandler>,
+        Vec<crate::tooling::scopes::Published>,
+    ),
     pub readiness: Arc<Readiness>,
     /// The sidecar `/readyz` asks, in Dapr mode.
     pub sidecar: Option<DaprClient>,

@@ -378,14 +378,14 @@ fn cloud_event_attributes() -> Value {
 pub(crate) fn document(
     app_id: &str,
     handlers: &[ResolvedHandler],
-    published: &[(&'static str, String)],
+    published: &[crate::tooling::scopes::Published],
 ) -> serde_json::Value {
     let mut schemas = crate::tooling::schema::schemas();
     for entry in &mut schemas {
         entry.published_to = published
             .iter()
-            .filter(|(ty, _)| entry.event_types.iter().any(|t| t == ty))
-            .map(|(_, topic)| topic.clone())
+            .filter(|p| entry.event_types.iter().any(|t| t == p.event_type))
+            .map(|p| p.topic.clone())
             .collect();
     }
     asyncapi(app_id, handlers, &schemas)

@@ -47,6 +47,10 @@ pub enum EventsCommand {
     Manifests,
     /// Print the AsyncAPI 3.0 document of the app's topics and events.
     Asyncapi,
+    /// Print the app's least-privilege pub/sub scopes (`publishingScopes`,
+    /// `subscriptionScopes`, `protectedTopics`) for each component it uses, as YAML to merge into
+    /// the Components' `spec.metadata`.
+    Scopes,
     /// Print the event schema registry, or check or export it.
     Schemas {
         /// What to do with the registry; without one, print it.

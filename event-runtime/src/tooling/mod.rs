@@ -5,6 +5,7 @@ pub mod asyncapi;
 pub mod cli;
 pub mod manifests;
 pub(crate) mod schema;
+pub mod scopes;
 pub mod topics;
 
 /// The YAML writer the manifests use.

@@ -53,12 +53,19 @@ async fn a_body_gives_the_key_the_id_and_the_fields_of_its_variant() {
 
     let out = app.published_to("changes");
     let ids: Vec<&str> = out.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["e-1", "e-2", "e-3"], "the body's event_id is the CloudEvent id");
+    assert_eq!(
+        ids,
+        ["e-1", "e-2", "e-3"],
+        "the body's event_id is the CloudEvent id"
+    );
     assert!(out
         .iter()
         .all(|e| e.partition_key.as_deref() == Some("user-7")));
     assert_eq!(out[0].ty, "task.created");
-    assert_eq!(out[0].data["task_id"], 7, "the body's fields sit beside the tag");
+    assert_eq!(
+        out[0].data["task_id"], 7,
+        "the body's fields sit beside the tag"
+    );
 
     let runs = app.runs_of("on_change");
     let ran: Vec<(&str, &str)> = runs

@@ -65,6 +65,7 @@ fn every_command_mounts_and_has_its_own_help() {
         (vec!["subscriptions"], "GET /dapr/subscribe"),
         (vec!["manifests"], "KafkaTopic"),
         (vec!["asyncapi"], "AsyncAPI"),
+        (vec!["scopes"], "publishingScopes"),
         (vec!["schemas"], "schema registry"),
         (vec!["schemas", "check"], "--snapshot"),
         (vec!["schemas", "export"], "DIR"),
@@ -97,6 +98,10 @@ async fn the_printing_commands_print_what_the_app_gives() {
         output(parse(&["manifests"]), &app).await.unwrap(),
         app.manifests()
     );
+
+    let scopes = output(parse(&["scopes"]), &app).await.unwrap();
+    assert_eq!(scopes, app.scopes()[0].to_yaml());
+    assert!(scopes.contains("name: protectedTopics"), "{scopes}");
 
     let asyncapi: Value =
         serde_json::from_str(&output(parse(&["asyncapi"]), &app).await.unwrap()).unwrap();

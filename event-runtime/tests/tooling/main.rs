@@ -7,6 +7,7 @@
 #![allow(missing_docs)]
 
 mod cli;
+mod scopes;
 
 use axum::body::Body;
 use axum::http::Request;

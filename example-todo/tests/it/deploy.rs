@@ -309,3 +309,40 @@ fn every_subscribed_topic_is_declared() {
         "where a failing DLQ handler dead-letters"
     );
 }
+
+/// A Dapr component's metadata as (name, value), in order, values as text.
+fn metadata_pairs(file: &str) -> Vec<(String, String)> {
+    one(file)["spec"]["metadata"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let value = match &m["value"] {
+                Value::String(v) => v.clone(),
+                Value::Null => String::new(), // a secret reference
+                other => yaml_serde::to_string(other).unwrap().trim().to_owned(),
+            };
+            (s(&m["name"]).to_owned(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn the_components_carry_the_scopes_the_app_generates() {
+    // The app id of deploy/app/deployment.yaml.
+    let app = example_todo::declare(event_runtime::App::new())
+        .with_app_id("todo")
+        .with_default_dlq("dlq");
+    let scopes = app.scopes();
+    assert_eq!(scopes.len(), 2, "kafka-pubsub and kafka-fanout");
+    for scopes in scopes {
+        let file = format!("components/{}.yaml", scopes.pubsub);
+        let committed = metadata_pairs(&file);
+        let mut merged = committed.clone();
+        scopes.merge_into(&mut merged);
+        assert_eq!(
+            merged, committed,
+            "deploy/{file} is out of step with App::scopes(): merge `example-todo scopes` into it"
+        );
+    }
+}
