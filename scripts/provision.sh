@@ -10,6 +10,8 @@
 #                             target/tools/bin/scheduler
 #   - Apache Kafka jars       copied by Maven from tools/kafka/pom.xml
 #                             into target/tools/kafka/libs
+#   - CloudEvents' Java SDK   (its Kafka binding and JSON format) copied by Maven from
+#                             tools/cloudevents/pom.xml into target/tools/cloudevents/libs
 #   - cargo-expand            `cargo install --locked` (pinned version, from crates.io)
 #                             into target/tools/bin/cargo-expand (the README's
 #                             `cargo expand -p example-todo --lib handlers`)
@@ -172,29 +174,37 @@ build_scheduler() {
   log "built the scheduler in $(($(date +%s) - start))s"
 }
 
-# ----------------------------------------------------------------------- kafka
-fetch_kafka() {
-  local stamp_want stamp_file="$KAFKA_OUT/libs.stamp"
-  stamp_want="pom=$(hash_of "$REPO_ROOT/tools/kafka/pom.xml")"
-  if [[ $force_kafka == 0 && -d "$KAFKA_OUT/libs" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_want" ]]; then
-    log "kafka jars are up to date: $KAFKA_OUT/libs ($(ls "$KAFKA_OUT/libs" | wc -l) jars)"
+# ------------------------------------------------------------------- jars
+# fetch_jars NAME DIR: the jars of tools/NAME/pom.xml (and their dependencies), copied by Maven
+# into target/tools/NAME/libs, unless the stamp says that pom's jars are there already; DIR/libs
+# must then hold a jar matching GLOB.
+fetch_jars() {
+  local name="$1" glob="$2" out="$TOOLS_OUT/$1" pom="$REPO_ROOT/tools/$1/pom.xml"
+  local stamp_want stamp_file="$TOOLS_OUT/$1/libs.stamp"
+  stamp_want="pom=$(hash_of "$pom")"
+  if [[ $force_kafka == 0 && -d "$out/libs" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_want" ]]; then
+    log "$name jars are up to date: $out/libs ($(ls "$out/libs" | wc -l) jars)"
     return
   fi
-  log "copying kafka jars with maven into $KAFKA_OUT/libs"
-  rm -rf "$KAFKA_OUT/libs.tmp"
-  if ! mvn -q -B -f "$REPO_ROOT/tools/kafka/pom.xml" dependency:copy-dependencies \
-        -DoutputDirectory="$KAFKA_OUT/libs.tmp" >"$TOOLS_OUT/kafka-fetch.log" 2>&1; then
-    tail -n 40 "$TOOLS_OUT/kafka-fetch.log" >&2
-    die "maven could not fetch the kafka jars (see $TOOLS_OUT/kafka-fetch.log)"
+  log "copying $name jars with maven into $out/libs"
+  mkdir -p "$out"
+  rm -rf "$out/libs.tmp"
+  if ! mvn -q -B -f "$pom" dependency:copy-dependencies \
+        -DoutputDirectory="$out/libs.tmp" >"$TOOLS_OUT/$name-fetch.log" 2>&1; then
+    tail -n 40 "$TOOLS_OUT/$name-fetch.log" >&2
+    die "maven could not fetch the $name jars (see $TOOLS_OUT/$name-fetch.log)"
   fi
-  ls "$KAFKA_OUT/libs.tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka_2.13 jar missing after maven run"
-  rm -rf "$KAFKA_OUT/libs"
-  mv "$KAFKA_OUT/libs.tmp" "$KAFKA_OUT/libs"
+  compgen -G "$out/libs.tmp/$glob" >/dev/null || die "$glob missing after the maven run"
+  rm -rf "$out/libs"
+  mv "$out/libs.tmp" "$out/libs"
   echo "$stamp_want" >"$stamp_file"
-  log "kafka jars ready ($(ls "$KAFKA_OUT/libs" | wc -l) jars)"
+  log "$name jars ready ($(ls "$out/libs" | wc -l) jars)"
 }
 
-[[ $skip_kafka == 1 ]] || fetch_kafka
+# Apache Kafka (the broker, its tools and clients), and CloudEvents' own Java SDK (its Kafka
+# binding and JSON format), whose records the real-stack suite produces and reads.
+[[ $skip_kafka == 1 ]] || fetch_jars kafka 'kafka_2.13-*.jar'
+[[ $skip_kafka == 1 ]] || fetch_jars cloudevents 'cloudevents-kafka-*.jar'
 [[ $skip_daprd == 1 ]] || build_daprd
 [[ $skip_daprd == 1 ]] || build_scheduler
 [[ $skip_expand == 1 ]] || install_cargo_expand

@@ -797,7 +797,6 @@ impl Scenario {
     /// acknowledged every record.
     pub fn produce(&self, topic: &str, records: &[RawRecord]) {
         use base64::Engine as _;
-        use std::io::Write as _;
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         let mut input = String::new();
         for r in records {
@@ -809,7 +808,82 @@ impl Scenario {
             }
             input.push('\n');
         }
-        let source = self.env.repo_root.join("e2e/java/ProduceRecords.java");
+        self.run_producer("ProduceRecords.java", &[], topic, &input, records.len());
+        self.note(format!("produced {} raw records to {topic}", records.len()));
+    }
+
+    /// Writes `events` to `topic` with CloudEvents' own Java SDK (its Kafka binding), each in
+    /// binary or structured mode. Returns once the broker has acknowledged every record.
+    pub fn produce_cloudevents(&self, topic: &str, events: &[SdkEvent]) {
+        let mut input = String::new();
+        for e in events {
+            let mode = if e.binary { "BINARY" } else { "STRUCTURED" };
+            let fields = [mode, &e.key, &e.id, &e.source, &e.ty, &e.data.to_string()];
+            input.push_str(&fields.join("\t"));
+            input.push('\n');
+        }
+        let sdk = self.env.repo_root.join("target/tools/cloudevents/libs");
+        self.run_producer(
+            "ProduceCloudEvents.java",
+            &[sdk],
+            topic,
+            &input,
+            events.len(),
+        );
+        self.note(format!(
+            "produced {} events to {topic} with CloudEvents' SDK",
+            events.len()
+        ));
+    }
+
+    /// Reads `count` events from `topic`, from its beginning, with CloudEvents' own Java SDK
+    /// (its Kafka binding's deserializer, either mode): what a consumer we did not write sees.
+    /// Each as JSON: `mode` (`binary` or `structured`), `key`, `id`, `source`, `type`,
+    /// `datacontenttype`, `extensions` and `data` (text).
+    pub fn consume_cloudevents(&self, topic: &str, count: usize) -> Vec<Value> {
+        let sdk = self.env.repo_root.join("target/tools/cloudevents/libs");
+        let source = self.env.repo_root.join("e2e/java/ConsumeCloudEvents.java");
+        let out = Command::new("java")
+            .args([
+                "-Xmx256m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-cp",
+            ])
+            .arg(format!(
+                "{}/*:{}/*",
+                self.env.kafka_libs.display(),
+                sdk.display()
+            ))
+            .arg(&source)
+            .args([&self.env.kafka_bootstrap, topic, &count.to_string()])
+            .output()
+            .expect("run java (CloudEvents' consumer)");
+        assert!(
+            out.status.success(),
+            "ConsumeCloudEvents.java failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+            .collect()
+    }
+
+    /// Runs the Java producer `e2e/java/<file>` with Kafka's jars (and those of `libs`) on
+    /// `topic`, `input` on its stdin; it must report `count` records produced.
+    fn run_producer(&self, file: &str, libs: &[PathBuf], topic: &str, input: &str, count: usize) {
+        use std::io::Write as _;
+        let source = self.env.repo_root.join("e2e/java").join(file);
+        let mut classpath = format!("{}/*", self.env.kafka_libs.display());
+        for dir in libs {
+            assert!(
+                dir.is_dir(),
+                "{} is missing: run scripts/provision.sh",
+                dir.display()
+            );
+            classpath.push_str(&format!(":{}/*", dir.display()));
+        }
         let mut child = Command::new("java")
             .args([
                 "-Xmx256m",
@@ -817,7 +891,7 @@ impl Scenario {
                 "-XX:TieredStopAtLevel=1",
                 "-cp",
             ])
-            .arg(format!("{}/*", self.env.kafka_libs.display()))
+            .arg(classpath)
             .arg(&source)
             .args([&self.env.kafka_bootstrap, topic])
             .stdin(Stdio::piped())
@@ -834,11 +908,10 @@ impl Scenario {
         let out = child.wait_with_output().expect("java producer");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            out.status.success() && stdout.contains(&format!("produced {}", records.len())),
-            "Kafka's producer failed: {stdout}{}",
+            out.status.success() && stdout.contains(&format!("produced {count}")),
+            "{file} failed: {stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.note(format!("produced {} raw records to {topic}", records.len()));
     }
 
     /// Replays `letters` (dead letters as JSON) through the app's framework publisher.
@@ -966,6 +1039,23 @@ pub struct RawRecord {
     pub value: Vec<u8>,
     /// Record headers.
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// An event for [`Scenario::produce_cloudevents`].
+#[derive(Debug, Clone)]
+pub struct SdkEvent {
+    /// Binary mode (`ce_*` headers); structured mode otherwise.
+    pub binary: bool,
+    /// The record key.
+    pub key: String,
+    /// CloudEvent `id`.
+    pub id: String,
+    /// CloudEvent `source` (a URI reference).
+    pub source: String,
+    /// CloudEvent `type`.
+    pub ty: String,
+    /// The data (JSON).
+    pub data: Value,
 }
 
 /// A `Work` item as JSON.

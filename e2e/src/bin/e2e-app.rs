@@ -576,6 +576,20 @@ pub mod s25 {
     dlq_handler!(s25_dead_letters, topic = "s25-dlq");
 }
 
+/// 28: events this app publishes in binary mode (`App::with_binary_mode`), read back by
+/// CloudEvents' own SDK and by this handler.
+pub mod s28 {
+    use super::*;
+    work_handler!(s28_work, topic = "s28-binary", dlq = "s28-dlq", idempotent);
+}
+
+/// 27: events written by CloudEvents' own Java SDK (its Kafka binding), in both modes.
+pub mod s27 {
+    use super::*;
+    work_handler!(s27_work, topic = "s27-events", dlq = "s27-dlq", idempotent);
+    dlq_handler!(s27_dead_letters, topic = "s27-dlq");
+}
+
 /// 26: least privilege: the app's generated scopes on its component; another app id is refused
 /// its retry topic.
 pub mod s26 {
@@ -1375,6 +1389,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = match scenario.as_str() {
         "s20" => app.delivery_layer(s20::gate(ledger.clone())),
+        "s28" => app.with_binary_mode("s28-binary"),
         _ => app,
     };
     let app = app.with_state(ledger);

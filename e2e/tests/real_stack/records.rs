@@ -1,9 +1,19 @@
 //! Records from outside the framework.
 
-use e2e::{lines, work, PairOpts, RawRecord, Scenario};
+use e2e::{lines, work, PairOpts, RawRecord, Scenario, SdkEvent};
 use serde_json::{json, Value};
 
 use crate::support::*;
+
+/// `(ce_source, ce_id, event_id)` of each applied event (`ok` ledger lines).
+fn applied<'a>(oks: &[&'a Value]) -> Vec<(&'a str, &'a str, &'a str)> {
+    oks.iter()
+        .map(|v| {
+            let text = |k: &str| v[k].as_str().unwrap_or("");
+            (text("ce_source"), text("ce_id"), text("event_id"))
+        })
+        .collect()
+}
 
 // ---------------------------------------------------------------------------------------- 10
 
@@ -176,16 +186,7 @@ async fn s25_cloudevents_kafka_binding_binary_and_structured_records_apply_once(
     s.settle(secs(4), secs(60)).await;
     let l = s.ledger();
     let oks = lines(&l, "s25_work", "ok");
-    let seen: Vec<(&str, &str, &str)> = oks
-        .iter()
-        .map(|v| {
-            (
-                v["ce_source"].as_str().unwrap_or(""),
-                v["ce_id"].as_str().unwrap_or(""),
-                v["event_id"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let seen = applied(&oks);
     s.note(format!("applied: {seen:?}"));
     let want_structured = format!("s25-{run}-s");
     let want = [
@@ -210,4 +211,111 @@ async fn s25_cloudevents_kafka_binding_binary_and_structured_records_apply_once(
     }
     assert!(oks.iter().all(|v| v["ce_type"] == "e2e.work"));
     assert!(lines(&l, "s25_dead_letters", "dead_letter").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------- 27
+
+/// Events written by CloudEvents' own Java SDK (`io.cloudevents:cloudevents-kafka`), in binary
+/// and structured mode, through daprd: each applied once, identified by source and id, so that a
+/// duplicate of either mode is skipped and another producer's same id is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s27_cloudevents_sdk_records_in_both_modes_apply_once() {
+    let mut s = Scenario::new("s27");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let event = |binary: bool, id: &str, source: &str, work_id: &str, seq: u64| SdkEvent {
+        binary,
+        key: "u27".into(),
+        id: format!("s27-{run}-{id}"),
+        source: source.into(),
+        ty: "e2e.work".into(),
+        data: work(&format!("s27-{run}-{work_id}"), "u27", seq),
+    };
+    s.produce_cloudevents(
+        "s27-events",
+        &[
+            event(true, "b", "//sdk-binary", "binary", 0),
+            event(true, "b", "//sdk-binary", "binary-again", 1),
+            event(false, "s", "//sdk-structured", "structured", 2),
+            event(false, "s", "//sdk-structured", "structured-again", 3),
+            event(true, "b", "//sdk-other", "other", 4),
+        ],
+    );
+    s.wait_ledger("the SDK's events applied", secs(60), |l| {
+        lines(l, "s27_work", "ok").len() >= 3
+    })
+    .await;
+    s.settle(secs(4), secs(60)).await;
+    let l = s.ledger();
+    let oks = lines(&l, "s27_work", "ok");
+    let mut seen = applied(&oks);
+    seen.sort_unstable();
+    let (b, st) = (format!("s27-{run}-b"), format!("s27-{run}-s"));
+    let (binary, structured, other) = (
+        format!("s27-{run}-binary"),
+        format!("s27-{run}-structured"),
+        format!("s27-{run}-other"),
+    );
+    assert_eq!(
+        seen,
+        [
+            ("//sdk-binary", b.as_str(), binary.as_str()),
+            ("//sdk-other", b.as_str(), other.as_str()),
+            ("//sdk-structured", st.as_str(), structured.as_str()),
+        ],
+        "each once; the duplicates of both modes skipped"
+    );
+    assert!(oks.iter().all(|v| v["ce_type"] == "e2e.work"));
+    assert!(lines(&l, "s27_dead_letters", "dead_letter").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------- 28
+
+/// Events the app publishes to a topic it writes in binary mode (`App::with_binary_mode`),
+/// through daprd and Kafka: CloudEvents' own Java SDK reads each as the binding's binary mode,
+/// with the app's id, source, type, version and data, and the app's own handler applies each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
+async fn s28_binary_mode_publishing_reads_back_in_cloudevents_sdk() {
+    let mut s = Scenario::new("s28");
+    let p = s.pair("r1", PairOpts::default());
+    s.start_pair(&p).await;
+    let run = uid();
+    let events: Vec<Value> = (0..3)
+        .map(|i| work(&format!("s28-{run}-{i}"), "u28", i))
+        .collect();
+    let r = s.publish(&p, "s28-binary", &events).await;
+    assert_eq!(r["published"], 3, "{r}");
+
+    let read = s.consume_cloudevents("s28-binary", 3);
+    assert_eq!(read.len(), 3, "{read:?}");
+    for (e, sent) in read.iter().zip(&events) {
+        assert_eq!(e["mode"], "binary", "{e}");
+        assert_eq!(e["id"], sent["event_id"], "{e}");
+        assert_eq!(e["source"], "e2e-s28", "{e}");
+        assert_eq!(e["type"], "e2e.work", "{e}");
+        assert_eq!(e["datacontenttype"], "application/json", "{e}");
+        assert_eq!(e["extensions"]["eventversion"], "1.0", "{e}");
+        assert_eq!(e["key"], "u28", "{e}");
+        let data: Value = serde_json::from_str(e["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["event_id"], sent["event_id"], "the data alone: {e}");
+    }
+
+    let ids: Vec<String> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    s.wait_ledger("the app reads its own binary records", secs(60), |l| {
+        has_ok(l, "s28_work", &ids)
+    })
+    .await;
+    s.settle(secs(3), secs(60)).await;
+    let l = s.ledger();
+    let counts = ok_counts(&l, "s28_work");
+    assert!(ids.iter().all(|id| counts[id] == 1), "{counts:?}");
+    assert!(lines(&l, "s28_work", "ok")
+        .iter()
+        .all(|v| v["ce_source"] == "e2e-s28" && v["ce_type"] == "e2e.work"));
 }

@@ -43,6 +43,22 @@ impl App {
         self
     }
 
+    /// Writes the events this app publishes to `topic` in the CloudEvents Kafka binding's binary
+    /// mode, for consumers that expect it (CloudEvents' own SDKs, Knative's Kafka source): the
+    /// data is the record value, and the attributes (`id`, `source`, `type`, the version, the
+    /// trace context) are `ce_*` record headers. Retries and replays of records stay the bytes
+    /// they are. The framework's own handlers read both modes.
+    ///
+    /// ```
+    /// # use event_runtime::App;
+    /// let app = App::with_handlers([]).unwrap().with_binary_mode("task-audit");
+    /// # let _ = app;
+    /// ```
+    pub fn with_binary_mode(mut self, topic: &str) -> Self {
+        self.declared.binary_topics.push(topic.to_owned());
+        self
+    }
+
     /// The least-privilege scopes of this app on each pub/sub component it uses: what Dapr's
     /// `publishingScopes`, `subscriptionScopes` and `protectedTopics` must say so that it can
     /// publish only to its retry, dead-letter, consumed and declared topics, subscribe only to

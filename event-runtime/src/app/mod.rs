@@ -93,6 +93,8 @@ struct Declared {
     ops: OpsRoutes,
     published: Vec<crate::tooling::scopes::Published>,
     dapr_dead_letter_topic: Option<String>,
+    /// Topics written in the CloudEvents Kafka binding's binary mode ([`App::with_binary_mode`]).
+    binary_topics: Vec<String>,
     /// Where the manifests go (`EVENTS_ENV`, `KAFKA_CLUSTER`, `EVENTS_NAMESPACE`).
     manifests: crate::config::ManifestTarget,
     /// `EVENT_SCHEMAS_UPDATE`: `events schemas check` rewrites the snapshot.
@@ -447,6 +449,7 @@ impl App {
                 .map(|t| (t.pubsub.clone(), t.topic.clone()))
                 .collect(),
             state_store: self.run.settings.state_store.clone(),
+            binary_topics: self.declared.binary_topics.clone(),
         };
         p.with_pubsub(&self.run.default_pubsub)
             .with_source(&self.run.app_id)

@@ -149,6 +149,17 @@ impl DaprClient {
     /// A pubsub or topic name that breaks its rule (a Dapr component name, a Kafka topic name) is
     /// refused with [`PublishError::InvalidName`] before anything is sent.
     pub async fn publish(&self, ev: &OutgoingEvent) -> Result<(), PublishError> {
+        self.publish_in(ev, false).await
+    }
+
+    /// [`publish`](Self::publish), in the CloudEvents Kafka binding's binary mode when `binary`:
+    /// the data is the record (`rawPayload`) and the attributes go as metadata, which the Kafka
+    /// component writes as record headers.
+    pub(crate) async fn publish_in(
+        &self,
+        ev: &OutgoingEvent,
+        binary: bool,
+    ) -> Result<(), PublishError> {
         check_component("pubsub component", &ev.pubsub)?;
         check_topic(&ev.topic)?;
         let path = format!("/v1.0/publish/{}/{}", encode(&ev.pubsub), encode(&ev.topic));
@@ -157,16 +168,28 @@ impl DaprClient {
         if let Some(key) = &key {
             query.push(("metadata.partitionKey", key));
         }
-        if let Some(tp) = &ev.traceparent {
-            query.push(("metadata.cloudevent.traceparent", tp));
+        let form = ev.form_in(binary);
+        if !matches!(form, Form::Binary) {
+            if let Some(tp) = &ev.traceparent {
+                query.push(("metadata.cloudevent.traceparent", tp));
+            }
+            if let Some(ts) = &ev.tracestate {
+                query.push(("metadata.cloudevent.tracestate", ts));
+            }
+            if let Some(v) = ev.version() {
+                query.push(("metadata.eventversion", v));
+            }
         }
-        if let Some(ts) = &ev.tracestate {
-            query.push(("metadata.cloudevent.tracestate", ts));
-        }
-        if let Some(v) = ev.version() {
-            query.push(("metadata.eventversion", v));
-        }
-        let (content_type, body) = match ev.form() {
+        let headers = match form {
+            Form::Binary => ev
+                .binary_headers()
+                .into_iter()
+                .map(|(k, v)| (format!("metadata.{k}"), v))
+                .collect(),
+            _ => Vec::new(),
+        };
+        query.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let (content_type, body) = match form {
             // Written to the broker as these bytes, unchanged.
             Form::Record(record) => {
                 query.push(("metadata.rawPayload", "true"));
@@ -185,6 +208,10 @@ impl DaprClient {
                 "application/cloudevents+json",
                 Value::Object(ev.envelope()).to_string().into(),
             ),
+            Form::Binary => {
+                query.push(("metadata.rawPayload", "true"));
+                ("application/json", ev.data.to_string().into())
+            }
         };
         let len = body.as_bytes().map_or(0, <[u8]>::len);
         ev.check_size(len, self.max_message_bytes)?;

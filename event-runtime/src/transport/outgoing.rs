@@ -151,7 +151,7 @@ impl OutgoingEvent {
     pub(crate) fn value_len(&self) -> usize {
         match self.form() {
             Form::Record(bytes) => bytes.len(),
-            Form::Data => self.data.to_string().len(),
+            Form::Data | Form::Binary => self.data.to_string().len(),
             Form::Envelope => Value::Object(self.envelope()).to_string().len(),
         }
     }
@@ -176,6 +176,10 @@ pub(crate) enum Form<'a> {
     /// A full CloudEvent envelope ([`OutgoingEvent::envelope`]), for extensions besides the
     /// version, which Dapr keeps only there.
     Envelope,
+    /// The CloudEvents Kafka binding's binary mode: the data as the record value, the attributes
+    /// as `ce_*` record headers ([`OutgoingEvent::binary_headers`]). On Dapr, a publish with
+    /// `rawPayload` whose metadata the Kafka component writes as headers.
+    Binary,
 }
 
 impl OutgoingEvent {
@@ -188,6 +192,50 @@ impl OutgoingEvent {
         }
     }
 
+    /// How this event is written to a topic that takes binary mode (`binary`) or not: exact
+    /// bytes stay exact bytes.
+    pub(crate) fn form_in(&self, binary: bool) -> Form<'_> {
+        match self.form() {
+            Form::Record(bytes) => Form::Record(bytes),
+            _ if binary => Form::Binary,
+            form => form,
+        }
+    }
+
+    /// The record headers of binary mode, as the CloudEvents Kafka binding names them:
+    /// `ce_specversion`, `ce_id`, `ce_source`, `ce_type`, each extension as `ce_<name>` (the
+    /// version included), the trace context as `ce_traceparent` and `ce_tracestate`, and
+    /// `content-type` for the data.
+    pub(crate) fn binary_headers(&self) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = [
+            ("ce_specversion", "1.0"),
+            ("ce_id", self.id.as_str()),
+            ("ce_source", self.source.as_str()),
+            ("ce_type", self.ty.as_str()),
+            ("content-type", "application/json"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (name, value) in &self.extensions {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            headers.push((format!("ce_{name}"), value));
+        }
+        let trace = [
+            ("ce_traceparent", &self.traceparent),
+            ("ce_tracestate", &self.tracestate),
+        ];
+        for (name, value) in trace {
+            if let Some(value) = value {
+                headers.push((name.to_owned(), value.clone()));
+            }
+        }
+        headers
+    }
+
     /// The event's version. It travels as publish metadata, which Kafka keeps as a record
     /// header and Dapr delivers as an HTTP header, so a version alone needs no envelope.
     pub(crate) fn version(&self) -> Option<&str> {
@@ -198,7 +246,7 @@ impl OutgoingEvent {
     /// travels as metadata instead) and its data.
     pub(crate) fn envelope(&self) -> Map<String, Value> {
         let attributes = match self.form() {
-            Form::Data => Map::new(),
+            Form::Data | Form::Binary => Map::new(),
             Form::Record(_) | Form::Envelope => self.extensions.clone(),
         };
         let required = Required {

@@ -55,6 +55,8 @@ pub(crate) struct AppIdentity {
     /// `(pubsub, topic)` of every subscription but the retry ladder's.
     pub consumed: Vec<(String, String)>,
     pub state_store: String,
+    /// Topics whose events are written in the CloudEvents Kafka binding's binary mode.
+    pub binary_topics: Vec<String>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -210,13 +212,17 @@ impl Publisher {
                 return broker.publish(event);
             }
         };
-        let mut result = client.publish(&event).await;
+        let binary = self
+            .app
+            .as_ref()
+            .is_some_and(|app| app.binary_topics.contains(&event.topic));
+        let mut result = client.publish_in(&event, binary).await;
         for backoff_ms in [100, 400] {
             if !result.as_ref().is_err_and(PublishError::is_transient) {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(backoff_ms)).await;
-            result = client.publish(&event).await;
+            result = client.publish_in(&event, binary).await;
         }
         result
     }

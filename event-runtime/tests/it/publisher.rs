@@ -101,6 +101,59 @@ async fn publishes_json_with_cloudevent_metadata_partition_key_and_token() {
 }
 
 #[tokio::test]
+async fn a_binary_mode_topic_gets_the_data_as_the_record_and_ce_headers_as_metadata() {
+    let (base, seen) = sidecar((StatusCode::NO_CONTENT, Value::Null)).await;
+    let publisher = event_runtime::App::with_handlers([])
+        .unwrap()
+        .with_app_id("binary-app")
+        .with_binary_mode("task-audit")
+        .with_dapr_client(DaprClient::new(&base, None))
+        .publisher();
+    publisher.publish("task-audit", &event()).await.unwrap();
+    publisher.publish("task-events", &event()).await.unwrap();
+    let seen = seen.0.lock().unwrap();
+    let (path, query, headers, body) = &seen[0];
+    assert_eq!(path, "kafka-pubsub/task-audit");
+    assert_eq!(headers["content-type"], "application/json");
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    for (k, v) in [
+        ("metadata.rawPayload", "true"),
+        ("metadata.partitionKey", "user 1"),
+        ("metadata.ce_specversion", "1.0"),
+        ("metadata.ce_id", "evt-1"),
+        ("metadata.ce_source", "binary-app"),
+        ("metadata.ce_type", "task.completed"),
+        ("metadata.ce_eventversion", "1.0"),
+        ("metadata.content-type", "application/json"),
+    ] {
+        assert!(
+            pairs.contains(&(k.to_owned(), v.to_owned())),
+            "{k}={v} not in {pairs:?}"
+        );
+    }
+    assert!(
+        !pairs
+            .iter()
+            .any(|(k, _)| k.starts_with("metadata.cloudevent.")),
+        "no Dapr envelope: {pairs:?}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap(),
+        json!({"event_id": "evt-1", "task_id": 7, "user_id": "user 1"}),
+        "the record is the data alone"
+    );
+    // Another topic is published as before.
+    assert!(
+        seen[1].1.contains("metadata.cloudevent.id=evt-1"),
+        "{}",
+        seen[1].1
+    );
+    assert!(!seen[1].1.contains("rawPayload"));
+}
+
+#[tokio::test]
 async fn no_token_header_without_a_token() {
     let (base, seen) = sidecar((StatusCode::NO_CONTENT, Value::Null)).await;
     publisher(&base, None)
