@@ -218,6 +218,8 @@ pub struct Scenario {
     started: Instant,
     /// `EVENTS_SIGNING_KEY` of the scenario's apps.
     signing_key: String,
+    /// Environment every app of the scenario gets (besides each pair's own).
+    app_env: Vec<(String, String)>,
 }
 
 /// The Dapr state store (`statestore`) of a scenario's apps.
@@ -310,6 +312,9 @@ spec:
     yaml
 }
 
+/// The Redis Streams component of [`Scenario::on_redis_streams`].
+pub const REDIS_PUBSUB: &str = "redis-pubsub";
+
 /// The app id of scenario `name` (`s1`, ...).
 pub fn scenario_app_id(name: &str) -> String {
     format!("e2e-{name}")
@@ -368,7 +373,75 @@ impl Scenario {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             ),
+            app_env: Vec::new(),
         }
+    }
+
+    /// A fresh scenario whose apps publish and subscribe on Redis Streams (`pubsub.redis`, on the
+    /// stack's Redis, as the component `redis-pubsub`, their default) instead of Kafka.
+    /// daprd's workers take one message at a time (`concurrency: 1`), so a stream is delivered
+    /// in order, and a message not acknowledged is redelivered after `processingTimeout` (10 s),
+    /// checked every `redeliverInterval` (1 s).
+    pub fn on_redis_streams(name: &str) -> Scenario {
+        let mut s = Self::new(name);
+        let yaml = format!(
+            r#"apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {REDIS_PUBSUB}
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+    - name: redisHost
+      value: "127.0.0.1:{port}"
+    - name: redisPassword
+      value: ""
+    - name: consumerID
+      value: "{app_id}"
+    - name: concurrency
+      value: "1"
+    - name: processingTimeout
+      value: "10s"
+    - name: redeliverInterval
+      value: "1s"
+"#,
+            port = s.env.redis_port,
+            app_id = s.app_id,
+        );
+        fs::write(s.resources.join("redis-pubsub.yaml"), &yaml).expect("write redis-pubsub.yaml");
+        s.app_env
+            .push(("EVENTS_PUBSUB".to_owned(), REDIS_PUBSUB.to_owned()));
+        s
+    }
+
+    /// Appends a message to the Redis stream `topic` as Dapr's Redis component writes one (its
+    /// `data` field holding `value`), with `redis-cli`: what any Redis client can put there.
+    pub fn xadd(&self, topic: &str, value: &[u8]) {
+        use std::io::Write as _;
+        // `-x` reads the last argument from stdin, so the bytes need no quoting.
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.env.redis_port.to_string()])
+            .args(["-x", "XADD", topic, "*", "data"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(value)
+            .expect("write the value");
+        let out = child.wait_with_output().expect("redis-cli");
+        assert!(
+            out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("ERR"),
+            "XADD {topic}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.note(format!("XADD {topic}: {} bytes", value.len()));
     }
 
     /// Adds a state store component `name` on `store` with `extra` metadata (for example Dapr's
@@ -491,7 +564,7 @@ impl Scenario {
             )
             .env_remove("APP_API_TOKEN")
             .env_remove("DAPR_API_TOKEN");
-        for (k, v) in &pair.opts.app_env {
+        for (k, v) in self.app_env.iter().chain(&pair.opts.app_env) {
             cmd.env(k, v);
         }
         self.spawn(&pair.app_name(), cmd);

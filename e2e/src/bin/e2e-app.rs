@@ -576,6 +576,20 @@ pub mod s25 {
     dlq_handler!(s25_dead_letters, topic = "s25-dlq");
 }
 
+/// 29: the core guarantees on Redis Streams (`pubsub.redis`) instead of Kafka: delayed retries,
+/// the DLQ, idempotency, per-key order, a poison message written with `XADD`.
+pub mod s29 {
+    use super::*;
+    work_handler!(
+        s29_work,
+        topic = "s29-events",
+        retry = [1, 2],
+        dlq = "s29-dlq",
+        idempotent
+    );
+    dlq_handler!(s29_dead_letters, topic = "s29-dlq");
+}
+
 /// 28: events this app publishes in binary mode (`App::with_binary_mode`), read back by
 /// CloudEvents' own SDK and by this handler.
 pub mod s28 {

@@ -17,6 +17,7 @@ mod order;
 mod outbox;
 mod publishing;
 mod records;
+mod redis_streams;
 mod retries;
 mod scale;
 mod scheduling;
