@@ -5,7 +5,8 @@
 #   ours    event-runtime, one #[event_handler(topic = "bench-events")] no-op  (ours/src/bin/ours.rs)
 #   python  Dapr Python SDK + dapr-ext-fastapi, uvicorn, 1 worker            (python/app.py)
 #   go      Dapr Go SDK HTTP service (github.com/dapr/go-sdk/service/http)   (go/main.go)
-#   bare    bare axum route answering {"status":"SUCCESS"}: daprd's own ceiling (ours/src/bin/bare.rs)
+#   bare    bare axum route answering {"status":"SUCCESS"}, subscribed with rawPayload as ours is:
+#           daprd's own ceiling for that form (ours/src/bin/bare.rs)
 # and, for bulk subscriptions (APPS="ours ours-batch go go-bulk"):
 #   ours-batch  event-runtime batch handler, `Vec<BenchEvent>` on bulk(100, 100 ms) (ours/src/bin/ours_batch.rs)
 #   go-bulk     a Go bulk subscriber on net/http (go/bulk/main.go): the Go SDK v1.11.0 has none

@@ -366,82 +366,9 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
     let idents: Vec<&Ident> = variants.iter().map(Variant::ident).collect();
     let fields = enum_fields(tag, variants);
 
-    let partition_key = if input.attrs.unkeyed {
-        quote!(::core::option::Option::None)
-    } else {
-        let arms = variants.iter().map(|v| {
-            let variant = v.ident();
-            match v.body() {
-                Some(ty) => {
-                    let body = quote_spanned!(ty.span()=> <#ty as _er::EventBody>::partition_key(body));
-                    quote!(Self::#variant(body) => #body,)
-                },
-                None => {
-                    let key = ast::partition_key(&v.fields).and_then(Field::ident);
-                    quote!(Self::#variant { #key, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#key)),)
-                }
-            }
-        });
-        quote! {
-            match self {
-                #(#arms)*
-            }
-        }
-    };
-
-    // Every variant gives an id: its `event_id` field, or its body's.
-    let event_ids: Option<Vec<TokenStream>> = variants
-        .iter()
-        .map(|v| {
-            let variant = v.ident();
-            if let Some(ty) = v.body() {
-                return Some({
-                    let body = quote_spanned!(ty.span()=> <#ty as _er::EventBody>::event_id(body));
-                    quote!(Self::#variant(body) => #body,)
-                });
-            }
-            let id = ast::event_id(&v.fields).and_then(Field::ident)?;
-            Some(quote!(Self::#variant { #id, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#id)),))
-        })
-        .collect();
-    let event_id = event_ids.filter(|arms| !arms.is_empty()).map(|arms| {
-        quote! {
-            fn event_id(&self) -> ::core::option::Option<::std::string::String> {
-                match self {
-                    #(#arms)*
-                }
-            }
-        }
-    });
-
-    let versions: Vec<Option<TokenStream>> = variants
-        .iter()
-        .map(|v| {
-            let variant = v.ident();
-            if let Some(ty) = v.body() {
-                return Some({
-                    let body =
-                        quote_spanned!(ty.span()=> <#ty as _er::EventBody>::data_version(body));
-                    quote!(Self::#variant(body) => #body,)
-                });
-            }
-            let renames_all = input.attrs.serde_rename_all || v.attrs.serde_rename_all;
-            let field = ast::event_version(&v.fields, renames_all)?;
-            let (field, text) = (field.ident()?, field.version_text()?);
-            let version = read_version(text, quote!(#field), quote!(#field));
-            Some(quote!(Self::#variant { #field, .. } => #version,))
-        })
-        .collect();
-    let data_version = versions.iter().any(Option::is_some).then(|| {
-        let arms = idents.iter().zip(versions).map(|(variant, arm)| {
-            arm.unwrap_or_else(|| quote!(Self::#variant { .. } => _er::DataVersion::NotRead,))
-        });
-        data_version_fn(quote! {
-            match self {
-                #(#arms)*
-            }
-        })
-    });
+    let partition_key = enum_partition_key(input, variants);
+    let event_id = enum_event_id(variants);
+    let data_version = enum_data_version(input, variants);
 
     quote! {
         const TYPES: &'static [&'static str] = &[#(#types),*];
@@ -462,6 +389,86 @@ fn enum_body(input: &Input, version: &LitStr, variants: &[Variant]) -> TokenStre
         #event_id
         #data_version
     }
+}
+
+/// The arm of a variant that holds a body `ty`: the body's answer to `method`.
+fn body_arm(variant: &Ident, ty: &syn::Type, method: &str) -> TokenStream {
+    let method = Ident::new(method, ty.span());
+    let call = quote_spanned!(ty.span()=> <#ty as _er::EventBody>::#method(body));
+    quote!(Self::#variant(body) => #call,)
+}
+
+/// `partition_key`: each variant's key field, or its body's key.
+fn enum_partition_key(input: &Input, variants: &[Variant]) -> TokenStream {
+    if input.attrs.unkeyed {
+        return quote!(::core::option::Option::None);
+    }
+    let arms = variants.iter().map(|v| {
+        let variant = v.ident();
+        if let Some(ty) = v.body() {
+            return body_arm(variant, ty, "partition_key");
+        }
+        let key = ast::partition_key(&v.fields).and_then(Field::ident);
+        quote!(Self::#variant { #key, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#key)),)
+    });
+    quote! {
+        match self {
+            #(#arms)*
+        }
+    }
+}
+
+/// `event_id`, when every variant gives one: its `event_id` field, or its body's.
+fn enum_event_id(variants: &[Variant]) -> Option<TokenStream> {
+    let arms: Vec<TokenStream> = variants
+        .iter()
+        .map(|v| {
+            let variant = v.ident();
+            if let Some(ty) = v.body() {
+                return Some(body_arm(variant, ty, "event_id"));
+            }
+            let id = ast::event_id(&v.fields).and_then(Field::ident)?;
+            Some(quote!(Self::#variant { #id, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#id)),))
+        })
+        .collect::<Option<_>>()?;
+    (!arms.is_empty()).then(|| {
+        quote! {
+            fn event_id(&self) -> ::core::option::Option<::std::string::String> {
+                match self {
+                    #(#arms)*
+                }
+            }
+        }
+    })
+}
+
+/// `data_version`, when some variant reads its version as text (or holds a body, which may).
+fn enum_data_version(input: &Input, variants: &[Variant]) -> Option<TokenStream> {
+    let arms: Vec<Option<TokenStream>> = variants
+        .iter()
+        .map(|v| {
+            let variant = v.ident();
+            if let Some(ty) = v.body() {
+                return Some(body_arm(variant, ty, "data_version"));
+            }
+            let renames_all = input.attrs.serde_rename_all || v.attrs.serde_rename_all;
+            let field = ast::event_version(&v.fields, renames_all)?;
+            let (field, text) = (field.ident()?, field.version_text()?);
+            let version = read_version(text, quote!(#field), quote!(#field));
+            Some(quote!(Self::#variant { #field, .. } => #version,))
+        })
+        .collect();
+    arms.iter().any(Option::is_some).then(|| {
+        let arms = variants.iter().zip(arms).map(|(v, arm)| {
+            let variant = v.ident();
+            arm.unwrap_or_else(|| quote!(Self::#variant { .. } => _er::DataVersion::NotRead,))
+        });
+        data_version_fn(quote! {
+            match self {
+                #(#arms)*
+            }
+        })
+    })
 }
 
 /// The fields a key template may name: the tag, and the fields every variant has. A body's

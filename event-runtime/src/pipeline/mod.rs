@@ -192,7 +192,9 @@ pub(crate) fn deliver(
         Some((ce, event)) => {
             let ce = meta.complete(ce);
             let first = RetryState::first();
-            let at = meta.position();
+            // Only per-key order reads the record's partition and offset.
+            let keeps_order = handler.is_some_and(|h| rt.handlers[h].order.is_some());
+            let at = keeps_order.then(|| meta.position()).flatten();
             let event = Some(event);
             Either::Left(process(rt, target, ce, first, (meta.key, at), event).map(Answer::One))
         }

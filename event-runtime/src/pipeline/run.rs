@@ -177,11 +177,14 @@ pub(crate) fn run_with_retries(
         // Whether it arrived on its topic, not from the retry ladder (scheduling a retry marks
         // `retry` as one, so this is read first).
         let live = retry.handler.is_none();
+        // What an earlier step already did, taken out once; the rest stays borrowed.
+        let (mut ran, mut decoded) = (pending.ran.take(), pending.decoded.take());
+        let subject = pending.subject(live);
         // Its key's turn, when the handler keeps per-key order: boxed, as only a key the
         // replica does not know to be free pays for asking the store.
-        let mut turn = match order::admit_known(rt, h, &pending.subject(live)) {
+        let mut turn = match order::admit_known(rt, h, &subject) {
             Some(turn) => turn,
-            None => match Box::pin(order::admit(rt, h, &pending.subject(live))).await {
+            None => match Box::pin(order::admit(rt, h, &subject)).await {
                 Ok(turn) => turn,
                 Err(answer) => return answer,
             },
@@ -213,15 +216,7 @@ pub(crate) fn run_with_retries(
                     let key = partition_key(ce, key_hint.clone());
                     let status =
                         give_up(rt, h, ce, origin_topic, key, failures, reason, true).await;
-                    return ended(
-                        rt,
-                        h,
-                        &pending.subject(live),
-                        turn,
-                        End::DeadLettered,
-                        status,
-                    )
-                    .await;
+                    return ended(rt, h, &subject, turn, End::DeadLettered, status).await;
                 }
             }
             let run = Attempt {
@@ -231,31 +226,20 @@ pub(crate) fn run_with_retries(
                 partition_key: key_hint.as_deref(),
                 attempt: retry.attempt,
             };
-            let outcome = match pending.ran.take() {
+            let outcome = match ran.take() {
                 Some(ran) => Ok(ran),
-                None => run_once(rt, run, pending.decoded.take()).await,
+                None => run_once(rt, run, decoded.take()).await,
             };
             let (err, permanent) = match outcome {
                 // Not run: a duplicate of a handled event (SUCCESS), or a run of it in progress
                 // elsewhere (RETRY).
-                Err(answer) => {
-                    return ended(rt, h, &pending.subject(live), turn, End::Done, answer).await
-                }
+                Err(answer) => return ended(rt, h, &subject, turn, End::Done, answer).await,
                 Ok(Outcome::Success) => {
-                    return ended(
-                        rt,
-                        h,
-                        &pending.subject(live),
-                        turn,
-                        End::Done,
-                        Status::Success,
-                    )
-                    .await
+                    return ended(rt, h, &subject, turn, End::Done, Status::Success).await
                 }
                 Ok(Outcome::Drop(reason)) => {
                     tracing::info!(%reason, "handler dropped the event");
-                    return ended(rt, h, &pending.subject(live), turn, End::Done, Status::Drop)
-                        .await;
+                    return ended(rt, h, &subject, turn, End::Done, Status::Drop).await;
                 }
                 Ok(Outcome::Retry(err)) => (err.to_string(), false),
                 Ok(Outcome::DeadLetter(err)) => (err.to_string(), true),
@@ -273,15 +257,7 @@ pub(crate) fn run_with_retries(
                     let failures = std::mem::take(&mut retry.failures);
                     let status =
                         dead_letter_failed(rt, h, &pending, failures, &err, permanent).await;
-                    return ended(
-                        rt,
-                        h,
-                        &pending.subject(live),
-                        turn,
-                        End::DeadLettered,
-                        status,
-                    )
-                    .await;
+                    return ended(rt, h, &subject, turn, End::DeadLettered, status).await;
                 }
                 NextStep::Inline(delay) => {
                     hrt.metrics.retry_scheduled(RetryMode::Inline);
@@ -299,7 +275,7 @@ pub(crate) fn run_with_retries(
                 NextStep::Delayed(delay) => {
                     // The key's later events wait for this one from now on.
                     if turn == Turn::Free && rt.handlers[h].order.is_some() {
-                        match Box::pin(order::begin(rt, h, &pending.subject(live))).await {
+                        match Box::pin(order::begin(rt, h, &subject)).await {
                             Ok(true) => turn = Turn::Head,
                             // Another event holds the key's turn: this one is parked behind it.
                             Ok(false) => return Status::Success,
@@ -310,15 +286,7 @@ pub(crate) fn run_with_retries(
                     let status = schedule_retry(rt, h, &pending, &mut retry, delay).await;
                     // Refused for good, the retry was dead-lettered instead.
                     if status == Status::Drop {
-                        return ended(
-                            rt,
-                            h,
-                            &pending.subject(live),
-                            turn,
-                            End::DeadLettered,
-                            status,
-                        )
-                        .await;
+                        return ended(rt, h, &subject, turn, End::DeadLettered, status).await;
                     }
                     return status;
                 }

@@ -248,17 +248,10 @@ impl Publisher {
                 let value = serde_json::Value::String(
                     base64::engine::general_purpose::STANDARD.encode(bytes),
                 );
-                match client.save_state(store, key, &value, None, None).await {
-                    // `false`: lost a first-write race, so the same bytes are there already.
-                    Ok(_) => Ok(()),
-                    // Some stores (Redis) answer a first write to a key that exists with a
-                    // plain error rather than a conflict: the key is named for its content, so
-                    // the bytes it holds are these when it holds any.
-                    Err(e) => match client.get_state(store, key).await {
-                        Ok(Some((held, _))) if held == value => Ok(()),
-                        _ => Err(e),
-                    },
-                }
+                // A first write. Losing it to another writer is fine: the key is named for its
+                // content, so the bytes it holds are these.
+                let kv = crate::transport::kv::Kv::Dapr(client.clone(), store.into());
+                kv.put(key, &value, None).await.map(|_| ())
             }
         }
     }

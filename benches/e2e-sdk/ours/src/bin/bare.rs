@@ -1,5 +1,6 @@
 //! daprd's ceiling: a bare axum route that answers SUCCESS to every delivery, and a hand-written
-//! GET /dapr/subscribe.
+//! GET /dapr/subscribe on the same subscription form as ours (rawPayload: daprd hands over the
+//! record's bytes and parses nothing), so that daprd does the same work for both.
 use axum::{routing::{get, post}, Json, Router};
 use serde_json::json;
 
@@ -10,7 +11,8 @@ async fn main() {
         .route(
             "/dapr/subscribe",
             get(|| async {
-                Json(json!([{"pubsubname": "kafka-pubsub", "topic": "bench-events", "route": "/events/bench"}]))
+                Json(json!([{"pubsubname": "kafka-pubsub", "topic": "bench-events", "route": "/events/bench",
+                    "metadata": {"rawPayload": "true"}}]))
             }),
         )
         .route(
