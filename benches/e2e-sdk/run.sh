@@ -5,6 +5,8 @@
 #   ours    event-runtime, one #[event_handler(topic = "bench-events")] no-op  (ours/src/bin/ours.rs)
 #   python  Dapr Python SDK + dapr-ext-fastapi, uvicorn, 1 worker            (python/app.py)
 #   go      Dapr Go SDK HTTP service (github.com/dapr/go-sdk/service/http)   (go/main.go)
+#   ours-stream  the same app, its deliveries over daprd's gRPC stream (EVENTS_DELIVERY=grpc-stream)
+#   go-stream    Dapr Go SDK streaming subscription, rawPayload (go/stream/main.go)
 #   bare    bare axum route answering {"status":"SUCCESS"}, subscribed with rawPayload as ours is:
 #           daprd's own ceiling for that form (ours/src/bin/bare.rs)
 # and, for bulk subscriptions (APPS="ours ours-batch go go-bulk"):
@@ -50,7 +52,8 @@ fi
 log "building the Rust apps and publisher"
 (cd "$HERE/ours" && CARGO_TARGET_DIR="$BT" cargo build --release --quiet)
 log "building the Go app"
-(cd "$HERE/go" && GOFLAGS=-mod=mod go build -o "$BT/go-app" . && go build -o "$BT/go-bulk-app" ./bulk)
+(cd "$HERE/go" && GOFLAGS=-mod=mod go build -o "$BT/go-app" . && go build -o "$BT/go-bulk-app" ./bulk \
+  && GOFLAGS=-mod=mod go build -o "$BT/go-stream-app" ./stream)
 if [[ " $APPS " == *" python "* && ! -x "$BT/venv/bin/uvicorn" ]]; then
   log "creating the Python venv"
   python3 -m venv "$BT/venv"
@@ -97,6 +100,8 @@ stack_stop pub-app
 app_cmd() { # APP PORT -> the command line
   case "$1" in
     ours) echo "$BT/release/ours-app" ;;
+    ours-stream) echo "env EVENTS_DELIVERY=grpc-stream $BT/release/ours-app" ;;
+    go-stream) echo "$BT/go-stream-app" ;;
     ours-batch) echo "$BT/release/ours-batch-app" ;;
     go-bulk) echo "$BT/go-bulk-app" ;;
     bare) echo "$BT/release/bare-app" ;;
@@ -122,9 +127,9 @@ run_one() {
   id="bench-$app-r$run-$RANDOM"
   port=$(stack_free_port)
   stack_daprd_prepare "$id" "$id" "$port"
-  local dhttp; dhttp=$(stack_daprd_port "$id" http)
+  local dhttp dgrpc; dhttp=$(stack_daprd_port "$id" http); dgrpc=$(stack_daprd_port "$id" grpc)
   # shellcheck disable=SC2046
-  APP_PORT=$port APP_ID=$id EVENTS_MODE=dapr DAPR_HTTP_PORT=$dhttp PYTHONWARNINGS=ignore \
+  APP_PORT=$port APP_ID=$id EVENTS_MODE=dapr DAPR_HTTP_PORT=$dhttp DAPR_GRPC_PORT=$dgrpc PYTHONWARNINGS=ignore \
     stack_spawn "app-$id" $(app_cmd "$app" "$port")
   STACK_WAIT_PROC="app-$id" stack_wait_until 60 "$app app" count_json "$port" || return 1
   DAPRD_RESOURCES_DIR="$(resources_for "$id")" stack_daprd_launch "$id" || return 1
@@ -172,7 +177,9 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 names = {"ours": "event-runtime (ours)", "ours-batch": "event-runtime batch handler (`Vec<T>`, bulk 100 / 100 ms)",
          "go-bulk": "Go bulk subscriber, net/http without the SDK (bulk 100 / 100 ms)", "python": "Dapr Python SDK + dapr-ext-fastapi (uvicorn, 1 worker)",
-         "go": "Dapr Go SDK, service/http", "bare": "bare axum route (daprd ceiling)"}
+         "go": "Dapr Go SDK, service/http", "bare": "bare axum route (daprd ceiling)",
+         "ours-stream": "event-runtime over a gRPC stream (`EVENTS_DELIVERY=grpc-stream`)",
+         "go-stream": "Dapr Go SDK, streaming subscription (`SubscribeWithHandler`)"}
 ours = med.get("ours") or 0
 lines = ["# End-to-end SDK comparison: Kafka -> daprd -> app", "",
          f"Machine: {nproc} cores ({cpu}), {platform.system()} {platform.release()}; Kafka 4.1.1 (1 KRaft node), "

@@ -377,6 +377,11 @@ impl Scenario {
         }
     }
 
+    /// Gives every app of the scenario `name=value` in its environment.
+    pub fn set_app_env(&mut self, name: &str, value: &str) {
+        self.app_env.push((name.to_owned(), value.to_owned()));
+    }
+
     /// A fresh scenario whose apps publish and subscribe on Redis Streams (`pubsub.redis`, on the
     /// stack's Redis, as the component `redis-pubsub`, their default) instead of Kafka.
     /// daprd's workers take one message at a time (`concurrency: 1`), so a stream is delivered
@@ -728,6 +733,12 @@ spec:
             .iter()
             .map(|s| s["topic"].as_str().unwrap_or_default().to_owned())
             .collect();
+        self.wait_topics(pair, want).await;
+    }
+
+    /// Waits until daprd of `pair` lists a subscription to each of `want` (streaming ones
+    /// included).
+    pub async fn wait_topics(&self, pair: &Pair, want: Vec<String>) {
         let p = pair.clone();
         self.wait_until(
             &format!("daprd-{} subscribed to {want:?}", pair.replica),

@@ -27,6 +27,8 @@ pub mod __private;
 
 // The root: what a user writes. The macros' contract is under `__private`.
 pub use crate::metrics::Metrics;
+#[cfg(feature = "grpc")]
+pub use app::StreamDeliveries;
 pub use app::{App, ShutdownHandle};
 pub use config::{Config, ConfigError, Mode};
 pub use event::outcome::{BoxError, IntoOutcome, Outcome, OutcomeKind, Permanent};

@@ -147,3 +147,11 @@ pub mod retry {
     };
     pub use crate::pipeline::retry::ladder::retry_tier;
 }
+
+/// The gRPC streaming subscription client (feature `grpc`), which the real-stack suite drives
+/// on its own.
+#[cfg(feature = "grpc")]
+pub mod stream {
+    pub use crate::transport::stream::proto::TopicEventRequest;
+    pub use crate::transport::stream::{subscribe, Answer, Answers, StreamError, Subscription};
+}

@@ -576,6 +576,25 @@ pub mod s25 {
     dlq_handler!(s25_dead_letters, topic = "s25-dlq");
 }
 
+/// 31: the core guarantees with deliveries over gRPC streams (`EVENTS_DELIVERY=grpc-stream`).
+pub mod s31 {
+    use super::*;
+    work_handler!(
+        s31_work,
+        topic = "s31-events",
+        retry = [1, 2],
+        dlq = "s31-dlq",
+        idempotent
+    );
+    dlq_handler!(s31_dead_letters, topic = "s31-dlq");
+}
+
+/// 30: a streaming subscription over gRPC (no app runs: the test is the subscriber).
+pub mod s30 {
+    use super::*;
+    work_handler!(s30_work, topic = "s30-events");
+}
+
 /// 29: the core guarantees on Redis Streams (`pubsub.redis`) instead of Kafka: delayed retries,
 /// the DLQ, idempotency, per-key order, a poison message written with `XADD`.
 pub mod s29 {
@@ -1453,6 +1472,8 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .with_state(outbox_db.clone()),
         );
+    // `EVENTS_DELIVERY=grpc-stream`: the deliveries come over streams the app opens.
+    let streams = app.start_streams();
     let router = app
         .router()
         .merge(control)
@@ -1472,6 +1493,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     if let Some(relay) = relay {
         relay.stop().await;
+    }
+    if let Some(streams) = streams {
+        streams.stop().await;
     }
     Ok(())
 }

@@ -22,4 +22,5 @@ mod retries;
 mod scale;
 mod scheduling;
 mod security;
+mod streaming;
 mod tracing;

@@ -28,6 +28,10 @@ mod cli;
 mod declared;
 mod layers;
 mod serve;
+#[cfg(feature = "grpc")]
+mod stream;
+#[cfg(feature = "grpc")]
+pub use stream::StreamDeliveries;
 
 /// The application: every `#[event_handler]` in the program, ready to serve.
 ///
@@ -479,11 +483,33 @@ impl App {
     /// retries and no signing key ([`App::with_signing_key`]), with an empty API token, or with
     /// a bulk subscription whose batches could pass [`App::with_max_bulk_body_bytes`].
     pub fn router(&self) -> Router {
+        self.router_on(self.runtime(), self.answered_subscriptions())
+    }
+
+    /// Whether daprd hands events over gRPC streams the app opens (`EVENTS_DELIVERY=grpc-stream`
+    /// on Dapr), rather than by calling its routes.
+    fn streamed(&self) -> bool {
+        self.io.mode == Mode::Dapr
+            && self.run.settings.delivery == crate::config::Delivery::GrpcStream
+    }
+
+    /// What `GET /dapr/subscribe` answers: the subscriptions, or none when they are streamed
+    /// (daprd would deliver each event twice).
+    fn answered_subscriptions(&self) -> Vec<DaprSubscription> {
+        if self.streamed() {
+            Vec::new()
+        } else {
+            self.subscriptions()
+        }
+    }
+
+    /// The pipeline every delivery goes through, whatever brought it.
+    fn runtime(&self) -> Arc<Runtime> {
         let signing_key = self
             .check_bounds()
             .and_then(|()| self.signing_key())
             .unwrap_or_else(|e| panic!("{e}"));
-        let rt = Arc::new(Runtime {
+        Arc::new(Runtime {
             registry: self.run.registry.clone(),
             settings: self.run.settings.clone(),
             state: Arc::new(self.run.state.clone()),
@@ -507,7 +533,11 @@ impl App {
                 &self.metrics,
                 |def| self.run.layers.of(def),
             ),
-        });
+        })
+    }
+
+    /// The router on `rt`, answering `subscriptions` at `GET /dapr/subscribe`.
+    fn router_on(&self, rt: Arc<Runtime>, subscriptions: Vec<DaprSubscription>) -> Router {
         let ops = OpsParts {
             settings: self.declared.ops.clone(),
             metrics: self.metrics.clone(),
@@ -521,7 +551,7 @@ impl App {
         };
         router(RouterParts {
             rt,
-            subscriptions: self.subscriptions(),
+            subscriptions,
             ops,
         })
     }

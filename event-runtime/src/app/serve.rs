@@ -45,6 +45,15 @@ impl App {
     ) -> std::io::Result<()> {
         self.check_startup().map_err(refused)?;
         let router = self.router().merge(routes);
+        #[cfg(feature = "grpc")]
+        let streams = self.start_streams();
+        #[cfg(not(feature = "grpc"))]
+        if self.streamed() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "EVENTS_DELIVERY=grpc-stream needs event-runtime's `grpc` feature",
+            ));
+        }
         crate::http::server::log_startup(&self, listener.local_addr()?);
         if let Some((level, notice)) = mode_notice(self.io.mode, self.io.mode_source) {
             if level == tracing::Level::WARN {
@@ -89,6 +98,10 @@ impl App {
         #[cfg(feature = "sqlx")]
         if let Some(relay) = relay {
             relay.stop().await;
+        }
+        #[cfg(feature = "grpc")]
+        if let Some(streams) = streams {
+            streams.stop().await;
         }
         self.io.broker.stop();
         result

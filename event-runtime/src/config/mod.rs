@@ -253,6 +253,25 @@ pub struct Settings {
     /// subscription whose batch could be larger (`max_messages` records of
     /// `EVENTS_MAX_MESSAGE_BYTES`) is refused at start-up.
     pub max_bulk_body_bytes: usize,
+    /// How daprd hands events to the app (`EVENTS_DELIVERY`): `http`, the default, or
+    /// `grpc-stream` (feature `grpc`).
+    pub delivery: Delivery,
+    /// daprd's gRPC API, which a `grpc-stream` app dials: `DAPR_GRPC_ENDPOINT`, else
+    /// `http://127.0.0.1:$DAPR_GRPC_PORT` (50001).
+    pub dapr_grpc_endpoint: String,
+}
+
+/// How daprd hands events to the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// daprd calls the app's routes (`GET /dapr/subscribe`, then a POST per event).
+    #[default]
+    Http,
+    /// The app dials daprd's streaming subscription (`SubscribeTopicEventsAlpha1`), one
+    /// stream per subscription, and answers each event on it: daprd needs no route into the
+    /// app. Feature `grpc`.
+    GrpcStream,
 }
 
 impl Settings {
@@ -280,6 +299,16 @@ impl Settings {
                 256 * MIB,
                 MIB..=4 * GIB,
             )?,
+            delivery: vars
+                .choice(
+                    "EVENTS_DELIVERY",
+                    &[
+                        ("http", Delivery::Http),
+                        ("grpc-stream", Delivery::GrpcStream),
+                    ],
+                )?
+                .unwrap_or_default(),
+            dapr_grpc_endpoint: dapr_grpc_endpoint_from(vars)?,
         })
     }
 }
@@ -409,6 +438,16 @@ fn dapr_endpoint_from(vars: &Vars<'_>) -> Result<String, ConfigError> {
         }),
         Err(e) => Err(e),
     }
+}
+
+/// `DAPR_GRPC_ENDPOINT` when set, else `http://127.0.0.1:$DAPR_GRPC_PORT`.
+fn dapr_grpc_endpoint_from(vars: &Vars<'_>) -> Result<String, ConfigError> {
+    let port = vars.port("DAPR_GRPC_PORT", 50001, 1..=u16::MAX)?;
+    let expected =
+        || "an http:// or https:// URL with a host, like http://127.0.0.1:50001".to_owned();
+    Ok(vars
+        .parse("DAPR_GRPC_ENDPOINT", expected, endpoint)?
+        .unwrap_or_else(|| format!("http://127.0.0.1:{port}")))
 }
 
 /// An `http(s)://host[:port][/path]` URL, without a trailing `/`.

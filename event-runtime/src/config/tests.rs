@@ -34,6 +34,25 @@ fn nothing_set_means_the_defaults_and_embedded() {
         ("dlq", "statestore")
     );
     assert_eq!(s.app_api_token, None);
+    assert_eq!(s.delivery, crate::config::Delivery::Http);
+    assert_eq!(s.dapr_grpc_endpoint, "http://127.0.0.1:50001");
+}
+
+#[test]
+fn the_grpc_stream_delivery_and_daprs_grpc_api_are_read() {
+    let c = parse(&[
+        ("EVENTS_DELIVERY", "grpc-stream"),
+        ("DAPR_GRPC_PORT", "50002"),
+    ])
+    .unwrap();
+    assert_eq!(c.settings.delivery, crate::config::Delivery::GrpcStream);
+    assert_eq!(c.settings.dapr_grpc_endpoint, "http://127.0.0.1:50002");
+    let c = parse(&[
+        ("DAPR_GRPC_ENDPOINT", "http://daprd:50001"),
+        ("DAPR_GRPC_PORT", "50002"),
+    ])
+    .unwrap();
+    assert_eq!(c.settings.dapr_grpc_endpoint, "http://daprd:50001");
 }
 
 #[test]
@@ -122,6 +141,9 @@ fn each_malformed_variable_is_named_with_its_value() {
         ("EVENTS_MAX_HOLD_SECS", "1.5"),
         ("EVENTS_MODE", "foo"),
         ("EVENTS_MODE", "Dapr"),
+        ("EVENTS_DELIVERY", "grpc"),
+        ("DAPR_GRPC_PORT", "5oool"),
+        ("DAPR_GRPC_ENDPOINT", "127.0.0.1:50001"),
         ("DAPR_HTTP_ENDPOINT", "127.0.0.1:3500"),
         ("DAPR_HTTP_ENDPOINT", "ftp://127.0.0.1"),
         ("DAPR_HTTP_ENDPOINT", "http://127.0.0.1:3500/?x=1"),

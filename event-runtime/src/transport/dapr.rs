@@ -64,6 +64,12 @@ impl StateError {
 }
 
 impl DaprClient {
+    /// The `dapr-api-token` it sends, if any (the streaming subscriptions send it too).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn api_token(&self) -> Option<String> {
+        self.token.clone()
+    }
+
     /// A client for the sidecar `config` names ([`Config::dapr_endpoint`], with
     /// [`Config::dapr_api_token`]), writing records of at most `EVENTS_MAX_MESSAGE_BYTES`.
     pub fn from_config(config: &Config) -> Self {

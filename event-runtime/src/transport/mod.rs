@@ -10,3 +10,5 @@ pub(crate) mod kv;
 pub(crate) mod outgoing;
 pub(crate) mod publish;
 pub(crate) mod state_tx;
+#[cfg(feature = "grpc")]
+pub(crate) mod stream;
