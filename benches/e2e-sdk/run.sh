@@ -5,7 +5,7 @@
 #   ours    event-runtime, one #[event_handler(topic = "bench-events")] no-op  (ours/src/bin/ours.rs)
 #   python  Dapr Python SDK + dapr-ext-fastapi, uvicorn, 1 worker            (python/app.py)
 #   go      Dapr Go SDK HTTP service (github.com/dapr/go-sdk/service/http)   (go/main.go)
-#   ours-stream  the same app, its deliveries over daprd's gRPC stream (EVENTS_DELIVERY=grpc-stream)
+#   ours-stream  the same app, its deliveries over daprd's gRPC stream (EVENTS_TRANSPORT=grpc-stream)
 #   go-stream    Dapr Go SDK streaming subscription, rawPayload (go/stream/main.go)
 #   bare    bare axum route answering {"status":"SUCCESS"}, subscribed with rawPayload as ours is:
 #           daprd's own ceiling for that form (ours/src/bin/bare.rs)
@@ -100,7 +100,7 @@ stack_stop pub-app
 app_cmd() { # APP PORT -> the command line
   case "$1" in
     ours) echo "$BT/release/ours-app" ;;
-    ours-stream) echo "env EVENTS_DELIVERY=grpc-stream $BT/release/ours-app" ;;
+    ours-stream) echo "env EVENTS_TRANSPORT=grpc-stream $BT/release/ours-app" ;;
     go-stream) echo "$BT/go-stream-app" ;;
     ours-batch) echo "$BT/release/ours-batch-app" ;;
     go-bulk) echo "$BT/go-bulk-app" ;;
@@ -178,7 +178,7 @@ nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 names = {"ours": "event-runtime (ours)", "ours-batch": "event-runtime batch handler (`Vec<T>`, bulk 100 / 100 ms)",
          "go-bulk": "Go bulk subscriber, net/http without the SDK (bulk 100 / 100 ms)", "python": "Dapr Python SDK + dapr-ext-fastapi (uvicorn, 1 worker)",
          "go": "Dapr Go SDK, service/http", "bare": "bare axum route (daprd ceiling)",
-         "ours-stream": "event-runtime over a gRPC stream (`EVENTS_DELIVERY=grpc-stream`)",
+         "ours-stream": "event-runtime over a gRPC stream (`EVENTS_TRANSPORT=grpc-stream`)",
          "go-stream": "Dapr Go SDK, streaming subscription (`SubscribeWithHandler`)"}
 ours = med.get("ours") or 0
 lines = ["# End-to-end SDK comparison: Kafka -> daprd -> app", "",

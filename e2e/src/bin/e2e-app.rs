@@ -576,7 +576,7 @@ pub mod s25 {
     dlq_handler!(s25_dead_letters, topic = "s25-dlq");
 }
 
-/// 31: the core guarantees with deliveries over gRPC streams (`EVENTS_DELIVERY=grpc-stream`).
+/// 31: the core guarantees with deliveries over gRPC streams (`EVENTS_TRANSPORT=grpc-stream`).
 pub mod s31 {
     use super::*;
     work_handler!(
@@ -1472,7 +1472,7 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .with_state(outbox_db.clone()),
         );
-    // `EVENTS_DELIVERY=grpc-stream`: the deliveries come over streams the app opens.
+    // `EVENTS_TRANSPORT=grpc-stream`: the deliveries come over streams the app opens.
     let streams = app.start_streams();
     let router = app
         .router()

@@ -77,7 +77,7 @@ async fn s30_a_streaming_subscription_delivers_records_and_takes_answers() {
 
 // ---------------------------------------------------------------------------------------- 31
 
-/// The app takes its deliveries over gRPC streams (`EVENTS_DELIVERY=grpc-stream`): daprd calls
+/// The app takes its deliveries over gRPC streams (`EVENTS_TRANSPORT=grpc-stream`): daprd calls
 /// no route of the app. Three users' events with delayed retries (their retry topics streamed
 /// too), a permanent failure dead-lettered, duplicates skipped, and the app SIGKILLed in the
 /// middle of a handler, then started again: every event is applied once.
@@ -85,7 +85,7 @@ async fn s30_a_streaming_subscription_delivers_records_and_takes_answers() {
 #[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]
 async fn s31_streamed_deliveries_retry_dead_letter_dedupe_and_survive_sigkill() {
     let mut s = Scenario::new("s31");
-    s.set_app_env("EVENTS_DELIVERY", "grpc-stream");
+    s.set_app_env("EVENTS_TRANSPORT", "grpc-stream");
     let p = s.pair("r1", e2e::PairOpts::default());
     s.start_app(&p).await;
     s.start_daprd(&p).await;

@@ -119,6 +119,7 @@ impl App {
                 &self.run.settings.default_dlq,
             ),
             app_max_concurrency: crate::tooling::manifests::app_max_concurrency(self.handlers()),
+            scopes: self.scopes(),
         }
     }
 

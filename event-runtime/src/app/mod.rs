@@ -486,11 +486,11 @@ impl App {
         self.router_on(self.runtime(), self.answered_subscriptions())
     }
 
-    /// Whether daprd hands events over gRPC streams the app opens (`EVENTS_DELIVERY=grpc-stream`
+    /// Whether daprd hands events over gRPC streams the app opens (`EVENTS_TRANSPORT=grpc-stream`
     /// on Dapr), rather than by calling its routes.
     fn streamed(&self) -> bool {
         self.io.mode == Mode::Dapr
-            && self.run.settings.delivery == crate::config::Delivery::GrpcStream
+            && self.run.settings.transport == crate::config::Transport::GrpcStream
     }
 
     /// What `GET /dapr/subscribe` answers: the subscriptions, or none when they are streamed

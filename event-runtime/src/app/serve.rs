@@ -51,7 +51,7 @@ impl App {
         if self.streamed() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "EVENTS_DELIVERY=grpc-stream needs event-runtime's `grpc` feature",
+                "EVENTS_TRANSPORT=grpc-stream needs event-runtime's `grpc` feature",
             ));
         }
         crate::http::server::log_startup(&self, listener.local_addr()?);

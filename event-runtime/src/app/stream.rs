@@ -1,4 +1,4 @@
-//! Deliveries over daprd's streaming subscriptions (`EVENTS_DELIVERY=grpc-stream`, feature
+//! Deliveries over daprd's streaming subscriptions (`EVENTS_TRANSPORT=grpc-stream`, feature
 //! `grpc`): one stream per subscription, retry topics included, each event run through the same
 //! pipeline as an HTTP delivery and answered on its stream by its id.
 //!
@@ -37,7 +37,7 @@ impl StreamDeliveries {
 }
 
 impl App {
-    /// Opens the app's streaming deliveries when it takes them (`EVENTS_DELIVERY=grpc-stream`,
+    /// Opens the app's streaming deliveries when it takes them (`EVENTS_TRANSPORT=grpc-stream`,
     /// on Dapr): one stream per subscription to daprd's gRPC API (`DAPR_GRPC_ENDPOINT`, else
     /// `DAPR_GRPC_PORT`), each opened again after an error. `None` otherwise.
     ///

@@ -253,9 +253,9 @@ pub struct Settings {
     /// subscription whose batch could be larger (`max_messages` records of
     /// `EVENTS_MAX_MESSAGE_BYTES`) is refused at start-up.
     pub max_bulk_body_bytes: usize,
-    /// How daprd hands events to the app (`EVENTS_DELIVERY`): `http`, the default, or
+    /// How daprd hands events to the app (`EVENTS_TRANSPORT`): `http`, the default, or
     /// `grpc-stream` (feature `grpc`).
-    pub delivery: Delivery,
+    pub transport: Transport,
     /// daprd's gRPC API, which a `grpc-stream` app dials: `DAPR_GRPC_ENDPOINT`, else
     /// `http://127.0.0.1:$DAPR_GRPC_PORT` (50001).
     pub dapr_grpc_endpoint: String,
@@ -264,7 +264,7 @@ pub struct Settings {
 /// How daprd hands events to the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum Delivery {
+pub enum Transport {
     /// daprd calls the app's routes (`GET /dapr/subscribe`, then a POST per event).
     #[default]
     Http,
@@ -299,12 +299,12 @@ impl Settings {
                 256 * MIB,
                 MIB..=4 * GIB,
             )?,
-            delivery: vars
+            transport: vars
                 .choice(
-                    "EVENTS_DELIVERY",
+                    "EVENTS_TRANSPORT",
                     &[
-                        ("http", Delivery::Http),
-                        ("grpc-stream", Delivery::GrpcStream),
+                        ("http", Transport::Http),
+                        ("grpc-stream", Transport::GrpcStream),
                     ],
                 )?
                 .unwrap_or_default(),

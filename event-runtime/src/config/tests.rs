@@ -34,18 +34,18 @@ fn nothing_set_means_the_defaults_and_embedded() {
         ("dlq", "statestore")
     );
     assert_eq!(s.app_api_token, None);
-    assert_eq!(s.delivery, crate::config::Delivery::Http);
+    assert_eq!(s.transport, crate::config::Transport::Http);
     assert_eq!(s.dapr_grpc_endpoint, "http://127.0.0.1:50001");
 }
 
 #[test]
 fn the_grpc_stream_delivery_and_daprs_grpc_api_are_read() {
     let c = parse(&[
-        ("EVENTS_DELIVERY", "grpc-stream"),
+        ("EVENTS_TRANSPORT", "grpc-stream"),
         ("DAPR_GRPC_PORT", "50002"),
     ])
     .unwrap();
-    assert_eq!(c.settings.delivery, crate::config::Delivery::GrpcStream);
+    assert_eq!(c.settings.transport, crate::config::Transport::GrpcStream);
     assert_eq!(c.settings.dapr_grpc_endpoint, "http://127.0.0.1:50002");
     let c = parse(&[
         ("DAPR_GRPC_ENDPOINT", "http://daprd:50001"),
@@ -141,7 +141,7 @@ fn each_malformed_variable_is_named_with_its_value() {
         ("EVENTS_MAX_HOLD_SECS", "1.5"),
         ("EVENTS_MODE", "foo"),
         ("EVENTS_MODE", "Dapr"),
-        ("EVENTS_DELIVERY", "grpc"),
+        ("EVENTS_TRANSPORT", "grpc"),
         ("DAPR_GRPC_PORT", "5oool"),
         ("DAPR_GRPC_ENDPOINT", "127.0.0.1:50001"),
         ("DAPR_HTTP_ENDPOINT", "127.0.0.1:3500"),

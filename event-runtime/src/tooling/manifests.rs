@@ -48,6 +48,11 @@ pub struct ManifestOptions {
     /// daprd's `dapr.io/app-max-concurrency` for the app's Deployment, written at the top of
     /// the stream; see [`app_max_concurrency`].
     pub app_max_concurrency: Option<u32>,
+    /// The app's pub/sub scopes on each component ([`App::scopes`](crate::App::scopes)),
+    /// written at the top of the stream as comments: a component is shared by the apps of a
+    /// namespace, so its metadata is merged, not replaced (see
+    /// [`PubsubScopes::merge_into`](crate::tooling::scopes::PubsubScopes::merge_into)).
+    pub scopes: Vec<crate::tooling::scopes::PubsubScopes>,
 }
 
 /// The annotation that caps how many deliveries daprd has in flight to the app.
@@ -171,6 +176,21 @@ pub fn manifests_with(
         out.push_str(&format!(
             "# Annotate the app's Deployment (pod template): {APP_MAX_CONCURRENCY}: \"{n}\"\n"
         ));
+    }
+    for scopes in &options.scopes {
+        // Comments: the Component is shared and holds the broker's settings, so it is merged.
+        let line = |s: String| s.replace(['\n', '\r'], " ");
+        out.push_str(&line(format!(
+            "# Pub/sub scopes of {} on component {}, to merge into its spec.metadata (the `scopes` command prints them as YAML):",
+            scopes.app_id, scopes.pubsub
+        )));
+        out.push('\n');
+        let mut metadata = Vec::new();
+        scopes.merge_into(&mut metadata);
+        for (name, value) in metadata {
+            out.push_str(&line(format!("#   {name}: {value}")));
+            out.push('\n');
+        }
     }
     if !undeclared.is_empty() {
         out.push_str("# Subscribed topics without a TopicSpec (no KafkaTopic generated): ");

@@ -185,6 +185,12 @@ fn manifests_declare_subscriptions_and_topics() {
     assert!(yaml.contains("apiVersion: dapr.io/v2alpha1"));
     assert!(yaml.contains("kind: Subscription"));
     assert!(yaml.contains("kind: KafkaTopic"));
+    // The component's least-privilege scopes, as comments to merge into the shared component.
+    let scope = app().scopes()[0].publishing_scope();
+    assert!(
+        yaml.contains(&format!("#   publishingScopes: {scope}")),
+        "{yaml}"
+    );
     let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
