@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per delivery under callgrind: a count that does not move with the load of a shared
 # machine, so the ratios hold where wall-clock timings are noisy. Each mode runs twice (N1 and N2
-# deliveries); (Ir(N2) - Ir(N1)) / (N2 - N1) removes start-up and router construction. Building
+# deliveries); (Ir(N2) - Ir(N1)) / (N2 - N1) removes start-up and router construction. The runs
+# are far apart (1,000 and 11,000), because what does not scale with them (glibc's heap state,
+# hash seeds) still differs between two runs by some hundred thousand instructions. Building
 # each request (the `setup` modes: the same requests, built and dropped) is then subtracted too,
 # so the ratio compares the work behind the route only.
 # Then the top inclusive costs of the framework's path (callgrind_annotate).
@@ -19,7 +21,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/bench}
 MODES=${MODES:-baseline framework framework-10 framework-100 idempotent topic-1 topic-10 topic-100 ce-baseline ce-framework ce-framework-10 ce-framework-100}
 N1=${N1:-1000}
-N2=${N2:-3000}
+N2=${N2:-11000}
 OUT=$CARGO_TARGET_DIR/prof
 mkdir -p "$OUT"
 

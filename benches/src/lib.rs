@@ -220,7 +220,7 @@ pub fn raw_payload_body(record: &[u8], topic: &str) -> String {
 
 /// A delivery as daprd sends it now: `POST path` (the topic's default route) with its rawPayload
 /// wrapper as the body, and the Kafka record's key, coordinates and headers (our publisher writes
-/// the event's version as one) as HTTP headers.
+/// the event's version as one) and daprd's `traceparent` as HTTP headers.
 pub fn raw_delivery(path: &str, topic: &str, body: impl Into<Body>) -> Request<Body> {
     raw_delivery_at(path, topic, 18234, body)
 }
@@ -240,6 +240,11 @@ pub fn raw_delivery_at(
         .header("__partition", "3")
         .header("__offset", offset.to_string())
         .header("eventversion", "1.0")
+        // daprd's own trace context, which it sends beside every delivery.
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01",
+        )
         .body(body.into())
         .expect("a valid request")
 }

@@ -39,7 +39,35 @@ pub fn decode_event<E: Event>(ce: &CloudEvent) -> Result<E, serde_json::Error> {
 
 /// The major number of `major.minor`.
 pub(crate) fn major(version: &str) -> Option<u64> {
-    version.split('.').next()?.trim().parse().ok()
+    plain_major(version).or_else(|| version.split('.').next()?.trim().parse().ok())
+}
+
+/// [`major`] of a version whose major is plain decimal digits (every derived event's, and what
+/// our publisher sends), else `None`; a loop that a `const` block can run, so that a handler's
+/// own major is worked out at compile time.
+const fn plain_major(version: &str) -> Option<u64> {
+    let bytes = version.as_bytes();
+    let mut i = 0;
+    let mut major: u64 = 0;
+    while i < bytes.len() && bytes[i] != b'.' {
+        let digit = bytes[i].wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        major = match major.checked_mul(10) {
+            Some(m) => match m.checked_add(digit as u64) {
+                Some(m) => m,
+                None => return None,
+            },
+            None => return None,
+        };
+        i += 1;
+    }
+    if i == 0 {
+        None
+    } else {
+        Some(major)
+    }
 }
 
 /// The version an event says it has, if it says one.
@@ -85,7 +113,10 @@ pub(crate) fn decode_versioned_from<E: Event>(
     ce: &CloudEvent,
     decoded: Option<E>,
 ) -> Result<E, VersionError> {
-    let expected = major(E::VERSION).unwrap_or(0);
+    let expected = match const { plain_major(E::VERSION) } {
+        Some(m) => m,
+        None => major(E::VERSION).unwrap_or(0),
+    };
     let extension = ce.extension_str(EXT_VERSION);
     // The common case, one pass over the data: the event is decoded first and its version
     // checked after, from the extension or from the `event_version` the type read itself.
@@ -145,5 +176,41 @@ mod major_tests {
     fn the_major_is_the_number_before_the_first_dot() {
         assert_eq!(super::major("2.13"), Some(2));
         assert_eq!(super::major("x"), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_major_agrees_with_the_general_reading() {
+        let samples = [
+            "1.0",
+            "2.13",
+            "10",
+            "0.1",
+            "007.2",
+            " 1.0",
+            "+1.0",
+            "1 .0",
+            "x.1",
+            "",
+            ".1",
+            "1.2.3",
+            "18446744073709551615.0",
+            "18446744073709551616.0",
+            "\u{661}.0",
+        ];
+        for v in samples {
+            let general = v
+                .split('.')
+                .next()
+                .and_then(|m| m.trim().parse::<u64>().ok());
+            assert_eq!(major(v), general, "{v:?}");
+            if let Some(m) = plain_major(v) {
+                assert_eq!(Some(m), general, "{v:?}");
+            }
+        }
     }
 }

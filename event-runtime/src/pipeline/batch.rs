@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
-use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::event::outcome::Outcome;
 use crate::handler::batch::each;
 use crate::handler::delivery::Delivery;
 use crate::handler::registry::Target;
-use crate::pipeline::record::{entry_record, with_broker_meta};
+use crate::pipeline::record::{entry_meta, entry_record, with_broker_meta, MetaName, KEY};
 use crate::pipeline::retry::RetryState;
 use crate::pipeline::route::resolve;
 use crate::pipeline::run::{panic_message, record, run_with_retries, Pending};
@@ -75,12 +74,12 @@ pub(crate) async fn deliver_batch(
 fn take(rt: &Runtime, target: Target, h: usize, entry: &BulkEntry) -> Option<Pending> {
     let def = rt.registry.handlers[h].def;
     let record = entry_record(entry.event.as_deref()?).ok()?;
-    let meta = |name: &str| entry.metadata.get(name).and_then(Value::as_str);
-    let (ce, decoded) = match def.read_typed.and_then(|read| read(&record)) {
+    let meta = |name: &MetaName| entry_meta(&entry.metadata, name);
+    let (mut ce, decoded) = match def.read_typed.and_then(|read| read(&record)) {
         Some((ce, event)) => (ce, Some(event)),
         None => (CloudEvent::from_record(record, def.raw_payload).ok()?, None),
     };
-    let ce = with_broker_meta(ce, meta);
+    with_broker_meta(&mut ce, meta);
     if resolve(rt, target, &ce, &RetryState::first()).ok()? != h {
         return None;
     }
@@ -88,7 +87,7 @@ fn take(rt: &Runtime, target: Target, h: usize, entry: &BulkEntry) -> Option<Pen
         ce: Arc::new(ce),
         decoded,
         origin_topic: rt.handlers[h].topic.clone(),
-        key_hint: meta("__key").map(str::to_owned),
+        key_hint: meta(&KEY).map(str::to_owned),
         position: None,
         ran: None,
     })

@@ -189,14 +189,17 @@ pub(crate) fn deliver(
         .and_then(|h| rt.registry.handlers[h].def.read_typed)
         .and_then(|read| read(&record));
     match one_pass {
-        Some((ce, event)) => {
-            let ce = meta.complete(ce);
+        Some((mut ce, event)) => {
+            meta.complete(&mut ce);
             let first = RetryState::first();
             // Only per-key order reads the record's partition and offset.
             let keeps_order = handler.is_some_and(|h| rt.handlers[h].order.is_some());
             let at = keeps_order.then(|| meta.position()).flatten();
             let event = Some(event);
-            Either::Left(process(rt, target, ce, first, (meta.key, at), event).map(Answer::One))
+            let ce = Arc::new(ce);
+            Either::Left(Box::pin(
+                process(rt, target, ce, first, (meta.key, at), event).map(Answer::One),
+            ))
         }
         // Boxed: its future is large, and only this less common path pays for it.
         None => Either::Right(Box::pin(async move {

@@ -17,8 +17,42 @@ use crate::wire::cloudevent::{self, CloudEvent};
 use crate::wire::trace::{self, TraceContext};
 use std::sync::Arc;
 
+/// An entry of the broker's metadata: its name as text (a bulk entry's metadata key) and as a
+/// header name made at compile time, so that reading a delivery's header parses no name.
+pub(crate) struct MetaName {
+    text: &'static str,
+    header: HeaderName,
+}
+
+impl MetaName {
+    const fn new(text: &'static str) -> Self {
+        MetaName {
+            text,
+            header: HeaderName::from_static(text),
+        }
+    }
+}
+
 /// The Kafka record key Dapr passes along.
-static KEY_HEADER: HeaderName = HeaderName::from_static("__key");
+pub(crate) static KEY: MetaName = MetaName::new("__key");
+static TOPIC: MetaName = MetaName::new("__topic");
+static PARTITION: MetaName = MetaName::new("__partition");
+static OFFSET: MetaName = MetaName::new("__offset");
+/// Our publisher's version header.
+static VERSION: MetaName = MetaName::new(crate::wire::cloudevent::EXT_VERSION);
+static TRACEPARENT: MetaName = MetaName::new("traceparent");
+static TRACESTATE: MetaName = MetaName::new("tracestate");
+/// The CloudEvents Kafka binding's binary-mode headers.
+static CE_SPECVERSION: MetaName = MetaName::new("ce_specversion");
+static CE_ID: MetaName = MetaName::new("ce_id");
+static CE_SOURCE: MetaName = MetaName::new("ce_source");
+static CE_TYPE: MetaName = MetaName::new("ce_type");
+static CE_TIME: MetaName = MetaName::new("ce_time");
+static CE_SUBJECT: MetaName = MetaName::new("ce_subject");
+static CE_VERSION: MetaName = MetaName::new("ce_eventversion");
+static CE_PARTITIONKEY: MetaName = MetaName::new("ce_partitionkey");
+static CE_TRACEPARENT: MetaName = MetaName::new("ce_traceparent");
+static CE_TRACESTATE: MetaName = MetaName::new("ce_tracestate");
 
 /// What the broker said about a record besides its bytes: its key, its version header, its
 /// trace context, and where it sits (topic, partition, offset), from the delivery's headers or a
@@ -37,59 +71,57 @@ enum Origin {
 
 impl RecordMeta {
     pub(crate) fn from_headers(headers: HeaderMap) -> Self {
-        let get = |name: &HeaderName| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let origin = Origin::Headers(headers);
         RecordMeta {
-            key: get(&KEY_HEADER),
-            origin: Origin::Headers(headers),
+            key: origin.get(&KEY).map(str::to_owned),
+            origin,
         }
     }
 
     pub(crate) fn from_entry(metadata: Map<String, Value>) -> Self {
-        let get = |name: &str| {
-            metadata
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let origin = Origin::Entry(metadata);
         RecordMeta {
-            key: get("__key"),
-            origin: Origin::Entry(metadata),
-        }
-    }
-
-    /// One entry of the broker's metadata, as text.
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        match &self.origin {
-            Origin::Headers(h) => h.get(name).and_then(|v| v.to_str().ok()),
-            Origin::Entry(m) => m.get(name).and_then(Value::as_str),
+            key: origin.get(&KEY).map(str::to_owned),
+            origin,
         }
     }
 
     /// `ce` with what the broker carried beside it, where its envelope is silent (see
     /// [`with_broker_meta`]).
-    pub(crate) fn complete(&self, ce: CloudEvent) -> CloudEvent {
-        with_broker_meta(ce, |name| self.get(name))
+    pub(crate) fn complete(&self, ce: &mut CloudEvent) {
+        with_broker_meta(ce, |name| self.origin.get(name));
     }
 
     /// The record's partition and offset, when the broker says them (Kafka does).
     pub(crate) fn position(&self) -> Option<(u32, i64)> {
-        let partition = self.get("__partition")?.parse().ok()?;
-        Some((partition, self.get("__offset")?.parse().ok()?))
+        let partition = self.origin.get(&PARTITION)?.parse().ok()?;
+        Some((partition, self.origin.get(&OFFSET)?.parse().ok()?))
     }
 
     /// `topic/partition/offset`, when the broker says them.
     pub(crate) fn coordinates(&self) -> Option<String> {
-        let (partition, offset) = (self.get("__partition")?, self.get("__offset")?);
+        let get = |name| self.origin.get(name);
+        let (partition, offset) = (get(&PARTITION)?, get(&OFFSET)?);
         Some(format!(
             "{}/{partition}/{offset}",
-            self.get("__topic").unwrap_or("")
+            get(&TOPIC).unwrap_or("")
         ))
     }
+}
+
+impl Origin {
+    /// One entry of the broker's metadata, as text.
+    fn get(&self, name: &MetaName) -> Option<&str> {
+        match self {
+            Origin::Headers(h) => h.get(&name.header).and_then(|v| v.to_str().ok()),
+            Origin::Entry(m) => m.get(name.text).and_then(Value::as_str),
+        }
+    }
+}
+
+/// The entry `name` of a bulk entry's metadata, as text.
+pub(crate) fn entry_meta<'a>(metadata: &'a Map<String, Value>, name: &MetaName) -> Option<&'a str> {
+    metadata.get(name.text).and_then(Value::as_str)
 }
 
 /// One record, read the general way, to its handler or to the dead-letter topic.
@@ -102,7 +134,7 @@ pub(crate) async fn deliver_record(
     match read_record(rt, target, record, &meta) {
         Read::Event(ce, retry) => {
             let at = meta.position();
-            process(rt.clone(), target, *ce, retry, (meta.key, at), None).await
+            process(rt.clone(), target, ce, retry, (meta.key, at), None).await
         }
         Read::Undecodable(reason, bytes) => {
             Box::pin(dead_letter_undecodable(rt, target, &reason, bytes, &meta)).await
@@ -121,7 +153,7 @@ pub(crate) async fn deliver_record(
 enum Read {
     /// An event, with its retry bookkeeping (a first delivery's, except on this app's retry
     /// topics, where it was verified).
-    Event(Box<CloudEvent>, RetryState),
+    Event(Arc<CloudEvent>, RetryState),
     /// Not an event a handler can take: why, and the exact bytes.
     Undecodable(String, Bytes),
     /// A retry message of another app: not this app's to run or to dead-letter.
@@ -142,7 +174,10 @@ fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -
             Target::Topic(t) => rt.registry.topics[t].raw_payload,
         };
         return match CloudEvent::from_record(record.clone(), raw) {
-            Ok(ce) => Read::Event(Box::new(meta.complete(ce)), RetryState::first()),
+            Ok(mut ce) => {
+                meta.complete(&mut ce);
+                Read::Event(Arc::new(ce), RetryState::first())
+            }
             Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), record),
         };
     }
@@ -169,8 +204,8 @@ fn read_record(rt: &Runtime, target: Target, record: Bytes, meta: &RecordMeta) -
                         ce.traceparent = opened.traceparent;
                         ce.tracestate = opened.tracestate;
                     }
-                    let ce = with_version(ce, opened.state.version.as_deref());
-                    Read::Event(Box::new(ce), opened.state)
+                    with_version(&mut ce, opened.state.version.as_deref());
+                    Read::Event(Arc::new(ce), opened.state)
                 }
                 Err(e) => Read::Undecodable(format!("not a CloudEvent: {e}"), opened.record),
             }
@@ -215,19 +250,23 @@ pub(crate) fn entry_record(event: &RawValue) -> Result<Bytes, String> {
 /// envelope carries wins; a context that names no trace (daprd's all-zero one when its tracing
 /// is off) is ignored.
 pub(crate) fn with_broker_meta<'a>(
-    ce: CloudEvent,
-    get: impl Fn(&str) -> Option<&'a str>,
-) -> CloudEvent {
-    let ce = binary_mode(ce, &get);
-    let mut ce = with_version(ce, get(crate::wire::cloudevent::EXT_VERSION));
-    if ce.traceparent.as_deref().and_then(trace::parse).is_none() {
-        let carried = TraceContext::received(get("traceparent"), get("tracestate"));
+    ce: &mut CloudEvent,
+    get: impl Fn(&MetaName) -> Option<&'a str>,
+) {
+    binary_mode(ce, &get);
+    with_version(ce, get(&VERSION));
+    // Only a context the broker carried can replace the envelope's, so without one the
+    // envelope's is not even parsed.
+    let Some(carried) = get(&TRACEPARENT) else {
+        return;
+    };
+    if !ce.traceparent.as_deref().is_some_and(trace::names_a_trace) {
+        let carried = TraceContext::received(Some(carried), get(&TRACESTATE));
         if carried.traceparent.is_some() {
             ce.traceparent = carried.traceparent;
             ce.tracestate = carried.tracestate;
         }
     }
-    ce
 }
 
 /// A record that is no CloudEvent but carries its attributes as `ce_*` record headers: the
@@ -236,43 +275,47 @@ pub(crate) fn with_broker_meta<'a>(
 /// headers describe (its id, source, type, time, subject, and the
 /// extensions the framework reads: version, partition key and trace context), not Dapr's wrapper
 /// of an unknown record. Anything else passes as it is.
-fn binary_mode<'a>(mut ce: CloudEvent, get: &impl Fn(&str) -> Option<&'a str>) -> CloudEvent {
+fn binary_mode<'a>(ce: &mut CloudEvent, get: &impl Fn(&MetaName) -> Option<&'a str>) {
     if !ce.is_bare() {
-        return ce;
+        return;
     }
     let (Some(_), Some(id), Some(source), Some(ty)) = (
-        get("ce_specversion"),
-        get("ce_id").filter(|v| !v.is_empty()),
-        get("ce_source").filter(|v| !v.is_empty()),
-        get("ce_type").filter(|v| !v.is_empty()),
+        get(&CE_SPECVERSION),
+        get(&CE_ID).filter(|v| !v.is_empty()),
+        get(&CE_SOURCE).filter(|v| !v.is_empty()),
+        get(&CE_TYPE).filter(|v| !v.is_empty()),
     ) else {
-        return ce;
+        return;
     };
     ce.id = id.to_owned();
     ce.source = source.to_owned();
     ce.ty = ty.to_owned();
-    let text = |name: &str| get(name).map(str::to_owned);
-    ce.time = text("ce_time").or(ce.time);
-    if let Some(subject) = text("ce_subject") {
+    let text = |name| get(name).map(str::to_owned);
+    if let Some(time) = text(&CE_TIME) {
+        ce.time = Some(time);
+    }
+    if let Some(subject) = text(&CE_SUBJECT) {
         ce.extensions
             .insert("subject".into(), Value::String(subject));
     }
-    for ext in [crate::wire::cloudevent::EXT_VERSION, "partitionkey"] {
-        if let Some(v) = get(&format!("ce_{ext}")) {
+    for (ext, name) in [
+        (crate::wire::cloudevent::EXT_VERSION, &CE_VERSION),
+        ("partitionkey", &CE_PARTITIONKEY),
+    ] {
+        if let Some(v) = get(name) {
             ce.extensions
                 .insert(ext.to_owned(), Value::String(v.to_owned()));
         }
     }
-    if let Some(tp) = get("ce_traceparent").filter(|t| trace::parse(t).is_some()) {
+    if let Some(tp) = get(&CE_TRACEPARENT).filter(|t| trace::names_a_trace(t)) {
         ce.traceparent = Some(tp.to_owned());
-        ce.tracestate = text("ce_tracestate");
+        ce.tracestate = text(&CE_TRACESTATE);
     }
-    ce
 }
 
 /// The version the broker carried beside the record (our publisher's header, a bulk entry's
 /// metadata, a retry's bookkeeping); an extension in the envelope wins.
-fn with_version(mut ce: CloudEvent, version: Option<&str>) -> CloudEvent {
+fn with_version(ce: &mut CloudEvent, version: Option<&str>) {
     if let Some(v) = version {
         if !ce
             .extensions
@@ -284,7 +327,6 @@ fn with_version(mut ce: CloudEvent, version: Option<&str>) -> CloudEvent {
             );
         }
     }
-    ce
 }
 
 /// The bulk batch of a delivery to a topic route, when it is one.

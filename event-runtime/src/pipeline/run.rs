@@ -38,7 +38,7 @@ use crate::wire::trace::TraceContext;
 pub(crate) fn process(
     rt: Arc<Runtime>,
     target: Target,
-    ce: CloudEvent,
+    ce: Arc<CloudEvent>,
     mut retry: RetryState,
     (key_hint, position): (Option<String>, Option<(u32, i64)>),
     decoded: Option<Decoded>,
@@ -84,7 +84,7 @@ pub(crate) fn process(
                 ce.tracestate.as_deref(),
             );
             let pending = Pending {
-                ce: Arc::new(ce),
+                ce,
                 decoded,
                 origin_topic,
                 key_hint,
@@ -396,18 +396,53 @@ pub(crate) fn claim_key(rt: &Runtime, h: usize, ce: &CloudEvent) -> String {
             Some(fields) => render_key(template, &fields),
             None => render_key(template, ce.data()),
         },
-        None => format!("{}|{}", escape(&ce.source), escape(&ce.id)),
+        None => escaped_identity(&ce.source, &ce.id),
     };
     let key = crate::wire::signing::bounded(&key, MAX_CLAIM_KEY_BYTES);
-    format!("{}|{}|{}", rt.app_id, rt.handlers[h].name, escape(&key))
+    // Written out rather than with `format!`, which costs more than the rest of the key on
+    // every idempotent delivery.
+    let (app, handler) = (&*rt.app_id, &*rt.handlers[h].name);
+    let mut claim = String::with_capacity(app.len() + handler.len() + key.len() + 8);
+    claim.push_str(app);
+    claim.push('|');
+    claim.push_str(handler);
+    claim.push('|');
+    escape_into(&mut claim, &key);
+    claim
+}
+
+/// An event's CloudEvents identity, `source|id`, each part escaped.
+pub(crate) fn escaped_identity(source: &str, id: &str) -> String {
+    let mut identity = String::with_capacity(source.len() + id.len() + 1);
+    escape_into(&mut identity, source);
+    identity.push('|');
+    escape_into(&mut identity, id);
+    identity
 }
 
 /// `%` and `|` percent-encoded.
 pub(crate) fn escape(part: &str) -> std::borrow::Cow<'_, str> {
-    if !part.contains(['%', '|']) {
+    if !part.bytes().any(|b| b == b'%' || b == b'|') {
         return part.into();
     }
-    part.replace('%', "%25").replace('|', "%7C").into()
+    let mut escaped = String::with_capacity(part.len() + 8);
+    escape_into(&mut escaped, part);
+    escaped.into()
+}
+
+/// [`escape`], appended to `out`, in one pass.
+fn escape_into(out: &mut String, part: &str) {
+    let mut rest = part;
+    while let Some(i) = rest.bytes().position(|b| b == b'%' || b == b'|') {
+        out.push_str(&rest[..i]);
+        out.push_str(if rest.as_bytes()[i] == b'%' {
+            "%25"
+        } else {
+            "%7C"
+        });
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
 }
 
 /// Claims the event's idempotency key for this run: the token, or why the handler must not run.

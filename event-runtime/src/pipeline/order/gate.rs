@@ -79,11 +79,7 @@ pub(crate) fn identity(ce: &CloudEvent) -> String {
 }
 
 fn identity_of(source: &str, id: &str) -> String {
-    let escaped = format!(
-        "{}|{}",
-        crate::pipeline::run::escape(source),
-        crate::pipeline::run::escape(id)
-    );
+    let escaped = crate::pipeline::run::escaped_identity(source, id);
     crate::wire::signing::bounded(&escaped, MAX_KEY_BYTES).into_owned()
 }
 
@@ -170,6 +166,21 @@ mod tests {
         assert_ne!(gate_key("a", "h", "x|y"), gate_key("a", "h|x", "y"));
         let ce = CloudEvent::new("i|d", "t", "s", Value::Null);
         assert_eq!(identity(&ce), "s|i%7Cd");
+    }
+
+    /// Stored claims and gates are found again only if keys are written as before: each `%`
+    /// and `|` of a part percent-encoded, the separators not.
+    #[test]
+    fn keys_are_escaped_as_stored_keys_were() {
+        let before = |part: &str| part.replace('%', "%25").replace('|', "%7C");
+        for part in ["", "plain", "a|b", "%", "%7C|%25", "||%%", "é|ü%"] {
+            assert_eq!(crate::pipeline::run::escape(part), before(part), "{part:?}");
+            assert_eq!(
+                crate::pipeline::run::escaped_identity(part, "i|d"),
+                format!("{}|{}", before(part), before("i|d"))
+            );
+        }
+        assert_eq!(gate_key("app", "m::h", "u|1%"), "order|app|m::h|u%7C1%25");
     }
 
     #[test]

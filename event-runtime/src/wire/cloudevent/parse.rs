@@ -76,23 +76,13 @@ impl Known {
     }
 }
 
-/// The slot of a [`KNOWN`] attribute (a `match`, which the compiler turns into a length switch).
+/// The slot of a [`KNOWN`] attribute.
+#[cfg(test)]
 pub(super) fn known_index(name: &str) -> Option<usize> {
-    let i = match name {
-        "specversion" => 0,
-        "id" => 1,
-        "type" => 2,
-        "source" => 3,
-        "time" => 4,
-        "datacontenttype" => 5,
-        "topic" => 6,
-        "pubsubname" => 7,
-        "traceparent" => 8,
-        "tracestate" => 9,
-        _ => return None,
-    };
-    debug_assert_eq!(KNOWN[i], name);
-    Some(i)
+    match Key::named(name) {
+        Some(Key::Known(i)) => Some(i),
+        _ => None,
+    }
 }
 
 /// Where the data was found while reading the envelope.
@@ -195,6 +185,30 @@ pub(super) enum Key {
     Other(String),
 }
 
+impl Key {
+    /// The key of `name`, unless it is another attribute's: one `match` (which the compiler
+    /// turns into a switch on the length), since every member of every envelope passes here.
+    fn named(name: &str) -> Option<Key> {
+        let i = match name {
+            "data" => return Some(Key::Data),
+            "data_base64" => return Some(Key::Base64),
+            "specversion" => 0,
+            "id" => 1,
+            "type" => 2,
+            "source" => 3,
+            "time" => 4,
+            "datacontenttype" => 5,
+            "topic" => 6,
+            "pubsubname" => 7,
+            "traceparent" => 8,
+            "tracestate" => 9,
+            _ => return None,
+        };
+        debug_assert_eq!(KNOWN[i], name);
+        Some(Key::Known(i))
+    }
+}
+
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct KeyVisitor;
@@ -207,14 +221,7 @@ impl<'de> Deserialize<'de> for Key {
             }
 
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
-                Ok(match name {
-                    "data" => Key::Data,
-                    "data_base64" => Key::Base64,
-                    name => match known_index(name) {
-                        Some(i) => Key::Known(i),
-                        None => Key::Other(name.to_owned()),
-                    },
-                })
+                Ok(Key::named(name).unwrap_or_else(|| Key::Other(name.to_owned())))
             }
         }
 

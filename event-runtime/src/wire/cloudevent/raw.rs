@@ -21,7 +21,9 @@ pub fn dapr_raw_record(body: &[u8]) -> Option<Bytes> {
     if !mentions_data_base64(body) {
         return None;
     }
-    let wrapper = serde_json::from_slice::<RawWrapper<'_>>(body).ok()?;
+    // Checked as UTF-8 in one pass, so that no string is checked again as it is read.
+    let text = std::str::from_utf8(body).ok()?;
+    let wrapper = serde_json::from_str::<RawWrapper<'_>>(text).ok()?;
     let wrapped = wrapper.ty.as_deref() == Some(BARE_TYPE)
         && wrapper.source.as_deref() == Some("Dapr")
         && wrapper.content_type.as_deref() == Some("application/octet-stream")

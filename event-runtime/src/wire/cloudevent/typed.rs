@@ -52,8 +52,9 @@ fn envelope(members: Members, body: &Bytes) -> Option<CloudEvent> {
         return None;
     }
     let data = WireData::Read(body.clone());
-    let ce = CloudEvent::from_parts(members.known, members.attributes, data).ok()?;
-    Some(ce.with_record(body.clone()))
+    let mut ce = CloudEvent::from_parts(members.known, members.attributes, data).ok()?;
+    ce.record = Some(body.clone());
+    Some(ce)
 }
 
 /// The signature of [`read_typed`] for one event type, as a handler registers it.

@@ -131,36 +131,68 @@ pub(crate) struct InvalidTraceParent;
 /// `00` may carry more fields after the four it defines; they are ignored, as the
 /// specification asks.
 pub(crate) fn parse(traceparent: &str) -> Option<TraceParent> {
-    let s = traceparent.trim_matches([' ', '\t']).as_bytes();
-    if s.len() < 55 {
-        return None;
-    }
-    let version = hex_byte(&s[0..2])?;
-    if version == 0xff || s[2] != b'-' || s[35] != b'-' || s[52] != b'-' {
-        return None;
-    }
-    // Version 00 is exactly 55 characters; later versions may append `-...`.
-    if (version == 0 && s.len() != 55) || (s.len() > 55 && s[55] != b'-') {
-        return None;
-    }
-    let mut trace_id = [0u8; 16];
-    for (i, b) in trace_id.iter_mut().enumerate() {
-        *b = hex_byte(&s[3 + 2 * i..5 + 2 * i])?;
-    }
-    let mut parent_id = [0u8; 8];
-    for (i, b) in parent_id.iter_mut().enumerate() {
-        *b = hex_byte(&s[36 + 2 * i..38 + 2 * i])?;
-    }
-    let flags = hex_byte(&s[53..55])?;
-    if trace_id == [0; 16] || parent_id == [0; 8] {
-        return None;
-    }
+    let s = well_formed(traceparent)?;
     Some(TraceParent {
-        version,
-        trace_id,
-        parent_id,
-        flags,
+        version: unhex::<1>(&s[0..2])[0],
+        trace_id: unhex(&s[3..35]),
+        parent_id: unhex(&s[36..52]),
+        flags: unhex::<1>(&s[53..55])[0],
     })
+}
+
+/// Whether `traceparent` names a trace: what [`parse`] accepts, checked without decoding it.
+pub(crate) fn names_a_trace(traceparent: &str) -> bool {
+    well_formed(traceparent).is_some()
+}
+
+/// `traceparent` without the spaces and tabs around it, when [`parse`] accepts it.
+fn well_formed(traceparent: &str) -> Option<&[u8]> {
+    let mut s = traceparent.as_bytes();
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    if s.len() < 55 || s[2] != b'-' || s[35] != b'-' || s[52] != b'-' {
+        return None;
+    }
+    let version = [s[0], s[1]];
+    // Version 00 is exactly 55 characters; later versions may append `-...`.
+    if version == *b"ff" || (version == *b"00" && s.len() != 55) || (s.len() > 55 && s[55] != b'-')
+    {
+        return None;
+    }
+    let word = |at: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    let trace_id = [word(3), word(11), word(19), word(27)];
+    let parent_id = [word(36), word(44)];
+    let short = u64::from_le_bytes([s[0], s[1], s[53], s[54], b'0', b'0', b'0', b'0']);
+    let zeros = u64::from_le_bytes([b'0'; 8]);
+    let all_hex = trace_id
+        .iter()
+        .chain(&parent_id)
+        .fold(lower_hex(short), |all, &w| all & lower_hex(w));
+    let named = trace_id != [zeros; 4] && parent_id != [zeros; 2];
+    (all_hex && named).then_some(s)
+}
+
+/// Whether the eight bytes of `word` are all lowercase hex digits, checked together: a trace
+/// context is read on every delivery, and a test per byte costs a branch each.
+fn lower_hex(word: u64) -> bool {
+    const fn splat(b: u8) -> u64 {
+        u64::from_le_bytes([b; 8])
+    }
+    const HIGH: u64 = splat(0x80);
+    // For bytes below 0x80, `b + (0x80 - lo)` has its high bit set exactly when `b >= lo`, and
+    // `b + (0x7f - hi)` exactly when `b > hi`; neither sum carries into the next byte.
+    let within = |lo: u8, hi: u8| {
+        (word.wrapping_add(splat(0x80 - lo)) & !word.wrapping_add(splat(0x7f - hi))) & HIGH
+    };
+    word & HIGH == 0 && (within(b'0', b'9') | within(b'a', b'f')) == HIGH
 }
 
 /// The `traceparent` of a new, sampled trace: random trace and span ids.
@@ -190,15 +222,25 @@ fn random_span_id() -> [u8; 8] {
     }
 }
 
-fn hex_byte(pair: &[u8]) -> Option<u8> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
+/// Each byte's value as a lowercase hex digit (`0xff` for any other byte), for decoding digits
+/// already checked.
+const HEX_DIGIT: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
     }
-    Some(digit(pair[0])? << 4 | digit(pair[1])?)
+    table
+};
+
+/// `N` bytes from `2 N` lowercase hex digits that [`well_formed`] checked.
+fn unhex<const N: usize>(digits: &[u8]) -> [u8; N] {
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = HEX_DIGIT[pair[0] as usize] << 4 | HEX_DIGIT[pair[1] as usize];
+    }
+    bytes
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -215,6 +257,80 @@ mod tests {
     use super::*;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// The specification's rules, one character at a time.
+    fn reference(traceparent: &str) -> Option<TraceParent> {
+        let s = traceparent.trim_matches([' ', '\t']);
+        let hex = |part: &str| {
+            let ok = part
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            ok.then(|| {
+                (0..part.len() / 2)
+                    .map(|i| u8::from_str_radix(&part[2 * i..2 * i + 2], 16).unwrap())
+                    .collect::<Vec<u8>>()
+            })
+        };
+        if !s.is_char_boundary(55.min(s.len())) || s.len() < 55 {
+            return None;
+        }
+        let (version, rest) = (hex(s.get(0..2)?)?[0], &s[2..]);
+        let well_placed =
+            rest.starts_with('-') && s.as_bytes()[35] == b'-' && s.as_bytes()[52] == b'-';
+        if version == 0xff || !well_placed || (version == 0 && s.len() != 55) {
+            return None;
+        }
+        if s.len() > 55 && s.as_bytes()[55] != b'-' {
+            return None;
+        }
+        let trace_id: [u8; 16] = hex(s.get(3..35)?)?.try_into().ok()?;
+        let parent_id: [u8; 8] = hex(s.get(36..52)?)?.try_into().ok()?;
+        let flags = hex(s.get(53..55)?)?[0];
+        (trace_id != [0; 16] && parent_id != [0; 8]).then_some(TraceParent {
+            version,
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    #[test]
+    fn every_one_byte_change_is_read_as_the_rules_say() {
+        let samples = [
+            TP,
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz",
+        ];
+        for sample in samples {
+            for at in 0..sample.len() {
+                for byte in 0..=127u8 {
+                    let mut bytes = sample.as_bytes().to_vec();
+                    bytes[at] = byte;
+                    let changed = String::from_utf8(bytes).unwrap();
+                    assert_eq!(parse(&changed), reference(&changed), "{changed:?}");
+                    assert_eq!(names_a_trace(&changed), reference(&changed).is_some());
+                }
+            }
+        }
+        for text in [
+            "\u{e9}\u{e9}-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            " \t00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t ",
+        ] {
+            assert_eq!(parse(text), reference(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_word_check_agrees_with_one_byte_at_a_time() {
+        let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+        for byte in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = *b"0a9f3c7e";
+                word[at] = byte;
+                let expected = word.iter().all(|&c| hex(c));
+                assert_eq!(lower_hex(u64::from_le_bytes(word)), expected, "{word:?}");
+            }
+        }
+    }
 
     fn child(traceparent: Option<&str>) -> String {
         TraceContext::continued(traceparent, None)
