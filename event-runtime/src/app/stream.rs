@@ -21,7 +21,8 @@ use crate::wire::bulk::Status;
 /// The longest wait between two tries to open a stream.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// The app's streams, open until the app shuts down or [`stop`](StreamDeliveries::stop).
+/// The app's streams, open until the app shuts down or [`stop`](StreamDeliveries::stop); what
+/// [`App::start_streams`] returns (its example shows both).
 #[must_use = "the streams close when this is dropped"]
 pub struct StreamDeliveries {
     streams: JoinSet<()>,
@@ -42,7 +43,22 @@ impl App {
     /// `DAPR_GRPC_PORT`), each opened again after an error. `None` otherwise.
     ///
     /// [`App::serve`] does this itself; an app that serves [`App::router`] with its own server
-    /// calls it beside, as it would start the outbox's relay.
+    /// calls it beside, as it would start the outbox's relay, and closes the streams when its
+    /// server stops:
+    ///
+    /// ```no_run
+    /// # async fn run() -> anyhow::Result<()> {
+    /// use event_runtime::App;
+    ///
+    /// let app = App::new();
+    /// let streams = app.start_streams(); // `None` unless EVENTS_TRANSPORT=grpc-stream on Dapr
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app.router()).await?;
+    /// if let Some(streams) = streams {
+    ///     streams.stop().await;
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Panics
     ///
