@@ -5,48 +5,27 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log"
 	"net/http"
 	"os"
-	"sync"
-	"time"
 
+	"eventruntime.bench/e2e-sdk-go/counter"
 	"github.com/dapr/go-sdk/service/common"
-	"github.com/go-chi/chi/v5"
 	daprd "github.com/dapr/go-sdk/service/http"
+	"github.com/go-chi/chi/v5"
 )
 
-var (
-	mu          sync.Mutex
-	count       uint64
-	first, last float64
-)
-
-func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+var deliveries counter.Counter
 
 func handler(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
-	t := now()
-	mu.Lock()
-	if count == 0 {
-		first = t
-	}
-	count++
-	last = t
-	mu.Unlock()
+	deliveries.Add(1)
 	return false, nil
 }
 
 func main() {
 	port := os.Getenv("APP_PORT")
 	mux := chi.NewRouter()
-	mux.Get("/count", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		c, f, l := count, first, last
-		mu.Unlock()
-		w.Header().Set("content-type", "application/json")
-		fmt.Fprintf(w, `{"count":%d,"first":%.6f,"last":%.6f}`, c, f, l)
-	})
+	mux.Method("GET", "/count", &deliveries)
 	s := daprd.NewServiceWithMux("127.0.0.1:"+port, mux)
 	sub := &common.Subscription{PubsubName: "kafka-pubsub", Topic: "bench-events", Route: "/events/bench"}
 	if err := s.AddTopicEventHandler(sub, handler); err != nil {

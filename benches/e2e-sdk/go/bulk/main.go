@@ -11,17 +11,11 @@ import (
 	"log"
 	"net/http"
 	"os"
-	"sync"
-	"time"
+
+	"eventruntime.bench/e2e-sdk-go/counter"
 )
 
-var (
-	mu          sync.Mutex
-	count       uint64
-	first, last float64
-)
-
-func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+var deliveries counter.Counter
 
 type entry struct {
 	EntryID string `json:"entryId"`
@@ -35,13 +29,7 @@ type status struct {
 func main() {
 	port := os.Getenv("APP_PORT")
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /count", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		c, f, l := count, first, last
-		mu.Unlock()
-		w.Header().Set("content-type", "application/json")
-		fmt.Fprintf(w, `{"count":%d,"first":%.6f,"last":%.6f}`, c, f, l)
-	})
+	mux.Handle("GET /count", &deliveries)
 	mux.HandleFunc("GET /dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("content-type", "application/json")
 		fmt.Fprint(w, `[{"pubsubname":"kafka-pubsub","topic":"bench-events","route":"/events/bench",`+
@@ -59,14 +47,7 @@ func main() {
 		for i, e := range req.Entries {
 			statuses[i] = status{EntryID: e.EntryID, Status: "SUCCESS"}
 		}
-		t := now()
-		mu.Lock()
-		if count == 0 {
-			first = t
-		}
-		count += uint64(len(req.Entries))
-		last = t
-		mu.Unlock()
+		deliveries.Add(uint64(len(req.Entries)))
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(map[string][]status{"statuses": statuses})
 	})

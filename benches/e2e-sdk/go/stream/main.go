@@ -6,45 +6,25 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
+	"eventruntime.bench/e2e-sdk-go/counter"
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/dapr/go-sdk/service/common"
 )
 
-var (
-	mu          sync.Mutex
-	count       uint64
-	first, last float64
-)
-
-func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+var deliveries counter.Counter
 
 func handler(e *common.TopicEvent) common.SubscriptionResponseStatus {
-	t := now()
-	mu.Lock()
-	if count == 0 {
-		first = t
-	}
-	count++
-	last = t
-	mu.Unlock()
+	deliveries.Add(1)
 	return common.SubscriptionResponseStatusSuccess
 }
 
 func main() {
-	http.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		c, f, l := count, first, last
-		mu.Unlock()
-		w.Header().Set("content-type", "application/json")
-		fmt.Fprintf(w, `{"count":%d,"first":%.6f,"last":%.6f}`, c, f, l)
-	})
+	http.Handle("GET /count", &deliveries)
 	go func() {
 		// daprd starts after the app: dial until it answers.
 		addr := "127.0.0.1:" + os.Getenv("DAPR_GRPC_PORT")
