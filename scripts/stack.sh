@@ -392,28 +392,10 @@ stack_write_components() {
   export STACK_STATE_STORE DAPR_RESOURCES_DIR
   mkdir -p "$DAPR_RESOURCES_DIR"
   [[ -n "${KAFKA_BOOTSTRAP:-}" ]] || { _stack_err "start kafka before writing components"; return 1; }
-  cat >"$DAPR_RESOURCES_DIR/kafka-pubsub.yaml" <<EOF
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: kafka-pubsub
-spec:
-  type: pubsub.kafka
-  version: v1
-  metadata:
-    - name: brokers
-      value: "$KAFKA_BOOTSTRAP"
-    - name: consumerGroup
-      value: "${STACK_KAFKA_CONSUMER_GROUP:-e2e-group}"
-    - name: clientID
-      value: "e2e-daprd"
-    - name: authType
-      value: "none"
-    - name: initialOffset
-      value: "oldest"
-    - name: disableTls
-      value: "true"
-EOF
+  sed -e "s|@BROKERS@|$KAFKA_BOOTSTRAP|" \
+    -e "s|@CONSUMER_GROUP@|${STACK_KAFKA_CONSUMER_GROUP:-e2e-group}|" \
+    -e "s|@CLIENT_ID@|e2e-daprd|" \
+    "$STACK_REPO_ROOT/tools/dapr/kafka-pubsub.yaml" >"$DAPR_RESOURCES_DIR/kafka-pubsub.yaml"
   case "$STACK_STATE_STORE" in
     redis)
       [[ -n "${REDIS_PORT:-}" ]] || { _stack_err "start redis before writing a redis state store"; return 1; }

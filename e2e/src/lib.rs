@@ -279,30 +279,10 @@ impl StateStore {
 
 /// The `kafka-pubsub` component of app `app_id` (its own consumer group), with `extra` metadata.
 fn kafka_component(env: &StackEnv, app_id: &str, extra: &[(String, String)]) -> String {
-    let mut yaml = format!(
-        r#"apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: kafka-pubsub
-spec:
-  type: pubsub.kafka
-  version: v1
-  metadata:
-    - name: brokers
-      value: "{brokers}"
-    - name: consumerGroup
-      value: "{app_id}"
-    - name: clientID
-      value: "{app_id}"
-    - name: authType
-      value: "none"
-    - name: initialOffset
-      value: "oldest"
-    - name: disableTls
-      value: "true"
-"#,
-        brokers = env.kafka_bootstrap
-    );
+    let mut yaml = include_str!("../../tools/dapr/kafka-pubsub.yaml")
+        .replace("@BROKERS@", &env.kafka_bootstrap)
+        .replace("@CONSUMER_GROUP@", app_id)
+        .replace("@CLIENT_ID@", app_id);
     for (name, value) in extra {
         yaml.push_str(&format!(
             "    - name: {name}\n      value: {}\n",

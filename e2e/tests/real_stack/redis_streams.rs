@@ -1,7 +1,6 @@
 //! A second broker: the core guarantees on Redis Streams (`pubsub.redis`), through daprd.
 
-use e2e::{lines, work, PairOpts, Scenario};
-use serde_json::Value;
+use e2e::{lines, PairOpts, Scenario};
 
 use crate::support::*;
 
@@ -22,36 +21,15 @@ async fn s29_redis_streams_retries_dlq_idempotency_order_and_a_poison_message() 
 
     let poison = b"\xff not JSON, written with XADD".to_vec();
     s.xadd("s29-events", &poison);
-    let (users, per_user) = (3u64, 8u64);
-    let mut events: Vec<Value> = Vec::new();
-    let mut permanent = String::new();
-    for seq in 0..per_user {
-        for u in 0..users {
-            let id = format!("s29-{run}-u{u}-{seq}");
-            let mut e = work(&id, &format!("u{u}"), seq);
-            match (u, seq) {
-                (0, 2) | (1, 5) => e["fail_until_attempt"] = 2.into(),
-                (2, 3) => e["fail_until_attempt"] = 3.into(),
-                (1, 6) => {
-                    e["permanent"] = true.into();
-                    permanent = id.clone();
-                }
-                _ => {}
-            }
-            events.push(e);
-        }
-    }
-    let r = s.publish(&p, "s29-events", &events).await;
+    let core = CoreEvents::new("s29", &run, 3, 8);
+    let (events, permanent) = (&core.events, &core.permanent);
+    let r = s.publish(&p, "s29-events", events).await;
     assert_eq!(r["published"], events.len(), "{r}");
     // Duplicates of three events: the same ids again.
     let r = s.publish(&p, "s29-events", &events[..3]).await;
     assert_eq!(r["published"], 3, "{r}");
 
-    let want: Vec<String> = events
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap().to_owned())
-        .filter(|id| *id != permanent)
-        .collect();
+    let want = core.applied();
     s.wait_ledger(
         "every event applied, the permanent one dead-lettered",
         secs(120),
@@ -61,12 +39,7 @@ async fn s29_redis_streams_retries_dlq_idempotency_order_and_a_poison_message() 
     s.settle(secs(4), secs(60)).await;
     let l = s.ledger();
 
-    let counts = ok_counts(&l, "s29_work");
-    assert!(
-        want.iter().all(|id| counts.get(id) == Some(&1)),
-        "each applied once: {counts:?}"
-    );
-    assert!(!counts.contains_key(&permanent));
+    core.assert_applied_once(&l, "s29_work", &want);
     // The duplicates were delivered, and skipped: their events ran once.
     let requests = s.requests();
     for e in &events[..3] {
@@ -87,16 +60,6 @@ async fn s29_redis_streams_retries_dlq_idempotency_order_and_a_poison_message() 
         .iter()
         .filter(|r| r["path"] == "/_dispatch/redis-pubsub/s29-events" && r["event_id"].is_string())
         .all(|r| r["eventversion"] == "1.0"));
-
-    let retried: Vec<u64> = runs_of(&l, "s29_work", &format!("s29-{run}-u2-3"))
-        .iter()
-        .filter_map(|v| v["attempt"].as_u64())
-        .collect();
-    assert_eq!(
-        retried,
-        [1, 2, 3],
-        "two delayed retries, through Redis streams"
-    );
 
     let oks = lines(&l, "s29_work", "ok");
     for (user, seqs) in seqs_by_user(&oks) {

@@ -2,7 +2,6 @@
 
 use e2e::{work, PairOpts, Scenario};
 use serde_json::json;
-use serde_json::Value;
 
 use crate::support::*;
 
@@ -153,29 +152,6 @@ async fn s7_app_and_dapr_api_tokens_enforced_end_to_end() {
 }
 
 // ---------------------------------------------------------------------------------------- 26
-
-/// A publish through daprd at `dapr_url` as raw JSON: its status and body. An error of the
-/// broker (5xx: a fresh producer's metadata is out of date, say) is tried again for up to 30 s.
-async fn publish_raw(s: &Scenario, dapr_url: &str, topic: &str, body: &Value) -> (u16, String) {
-    let deadline = std::time::Instant::now() + secs(30);
-    loop {
-        let r = s
-            .http
-            .post(format!("{dapr_url}/v1.0/publish/kafka-pubsub/{topic}"))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("publish");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        if status < 500 || std::time::Instant::now() > deadline {
-            return (status, text);
-        }
-        s.note(format!("publish to {topic}: {status}, again: {text}"));
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Kafka, Redis and daprd: run scripts/e2e.sh"]

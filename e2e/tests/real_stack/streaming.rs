@@ -1,7 +1,5 @@
-//! Streaming subscriptions over gRPC (work in progress): the framework's client of daprd's
+//! Streaming subscriptions over gRPC: the framework's client of daprd's
 //! `SubscribeTopicEventsAlpha1`, against the real daprd and Kafka.
-
-use std::time::Duration;
 
 use e2e::{lines, work, Scenario};
 use event_runtime::__private::stream::{self, Answer};
@@ -31,25 +29,15 @@ async fn s30_a_streaming_subscription_delivers_records_and_takes_answers() {
     // The last is a marker: once it arrives, the three answers before it have reached daprd.
     let ids: Vec<String> = (0..4).map(|i| format!("s30-{run}-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        let deadline = std::time::Instant::now() + secs(30);
-        loop {
-            let r = s
-                .http
-                .post(format!(
-                    "{}/v1.0/publish/kafka-pubsub/s30-events?metadata.cloudevent.id={id}&metadata.cloudevent.type=e2e.work&metadata.partitionKey=u30",
-                    d.dapr_url()
-                ))
-                .header("content-type", "application/json")
-                .body(work(id, "u30", i as u64).to_string())
-                .send()
-                .await
-                .expect("publish");
-            if r.status().is_success() || std::time::Instant::now() > deadline {
-                assert!(r.status().is_success(), "publish {id}: {}", r.status());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let topic = format!(
+            "s30-events?metadata.cloudevent.id={id}&metadata.cloudevent.type=e2e.work&metadata.partitionKey=u30"
+        );
+        let (status, text) =
+            publish_raw(&s, &d.dapr_url(), &topic, &work(id, "u30", i as u64)).await;
+        assert!(
+            (200..300).contains(&status),
+            "publish {id}: {status} {text}"
+        );
     }
 
     let mut seen = Vec::new();
@@ -102,25 +90,9 @@ async fn s31_streamed_deliveries_retry_dead_letter_dedupe_and_survive_sigkill() 
     s.wait_topics(&p, topics).await;
 
     let run = uid();
-    let mut events: Vec<Value> = Vec::new();
-    let mut permanent = String::new();
-    for seq in 0..6u64 {
-        for u in 0..3u64 {
-            let id = format!("s31-{run}-u{u}-{seq}");
-            let mut e = work(&id, &format!("u{u}"), seq);
-            match (u, seq) {
-                (0, 2) => e["fail_until_attempt"] = 2.into(),
-                (2, 3) => e["fail_until_attempt"] = 3.into(),
-                (1, 4) => {
-                    e["permanent"] = true.into();
-                    permanent = id.clone();
-                }
-                _ => {}
-            }
-            events.push(e);
-        }
-    }
-    s.publish(&p, "s31-events", &events).await;
+    let core = CoreEvents::new("s31", &run, 3, 6);
+    let (events, permanent) = (&core.events, &core.permanent);
+    s.publish(&p, "s31-events", events).await;
     s.publish(&p, "s31-events", &events[..3]).await; // duplicates
 
     let killed = format!("s31-{run}-killed");
@@ -136,11 +108,7 @@ async fn s31_streamed_deliveries_retry_dead_letter_dedupe_and_survive_sigkill() 
     s.kill_app(&p); // SIGKILL in the middle of the handler: daprd redelivers on the new stream
     s.start_app(&p).await;
 
-    let mut want: Vec<String> = events
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap().to_owned())
-        .filter(|id| *id != permanent)
-        .collect();
+    let mut want = core.applied();
     want.push(killed.clone());
     s.wait_ledger("every event applied over the streams", secs(180), |l| {
         has_ok(l, "s31_work", &want) && !lines(l, "s31_dead_letters", "dead_letter").is_empty()
@@ -148,20 +116,7 @@ async fn s31_streamed_deliveries_retry_dead_letter_dedupe_and_survive_sigkill() 
     .await;
     s.settle(secs(4), secs(60)).await;
     let l = s.ledger();
-    let counts = ok_counts(&l, "s31_work");
-    assert!(
-        want.iter().all(|id| counts.get(id) == Some(&1)),
-        "each applied once: {counts:?}"
-    );
-    let attempts: Vec<u64> = runs_of(&l, "s31_work", &format!("s31-{run}-u2-3"))
-        .iter()
-        .filter_map(|v| v["attempt"].as_u64())
-        .collect();
-    assert_eq!(
-        attempts,
-        [1, 2, 3],
-        "delayed retries through the streamed retry topics"
-    );
+    core.assert_applied_once(&l, "s31_work", &want);
     let letters = lines(&l, "s31_dead_letters", "dead_letter");
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["event_id"], permanent.as_str());
