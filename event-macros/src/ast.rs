@@ -253,6 +253,12 @@ pub fn event_version<'f, 'a>(fields: &'f [Field<'a>], renames_all: bool) -> Opti
     })
 }
 
+/// A struct event's `#[event(body)]` field: a flattened body, whose key, id, version and fields
+/// serve the event where its own fields give none.
+pub fn body_field<'f, 'a>(fields: &'f [Field<'a>]) -> Option<&'f Field<'a>> {
+    fields.iter().find(|f| f.attrs.body.is_some())
+}
+
 /// The `event_id` field, if there is one.
 pub fn event_id<'f, 'a>(fields: &'f [Field<'a>]) -> Option<&'f Field<'a>> {
     fields.iter().find(|f| f.is_named(EVENT_ID))

@@ -604,6 +604,8 @@ impl VariantAttrs {
 pub struct FieldAttrs {
     /// The `partition_key` word of `#[event(partition_key)]`, for errors to point at.
     pub partition_key: Option<Path>,
+    /// The `body` word of `#[event(body)]`: a struct event's flattened `#[event(body)]` struct.
+    pub body: Option<Path>,
     pub serde_rename: Option<LitStr>,
     /// Serde reads the field as it is written: no `#[serde(...)]` key other than `rename` and
     /// `default` (no `with`, `skip`, `flatten`, `alias`, ...).
@@ -619,11 +621,15 @@ pub struct FieldAttrs {
 impl FieldAttrs {
     pub fn from_syn(cx: &Ctxt, attrs: &[Attribute]) -> Self {
         let mut partition_key = Attr::none(cx, PARTITION_KEY);
+        let mut body = Attr::none(cx, BODY);
         for attr in attrs.iter().filter(|a| a.path() == EVENT) {
             let parsed = attr.parse_nested_meta(|meta| {
                 if meta.path == PARTITION_KEY {
                     let path = meta.path.clone();
                     partition_key.set(&meta.path, flag(cx, &meta, PARTITION_KEY)?.map(|()| path));
+                } else if meta.path == BODY {
+                    let path = meta.path.clone();
+                    body.set(&meta.path, flag(cx, &meta, BODY)?.map(|()| path));
                 } else {
                     unknown(cx, &meta, FIELD_KEYS, "#[event(...)] on a field")?;
                 }
@@ -634,6 +640,7 @@ impl FieldAttrs {
         let keys = serde_keys(attrs);
         FieldAttrs {
             partition_key: partition_key.get(),
+            body: body.get(),
             serde_rename: serde_str(attrs, RENAME),
             serde_plain: keys.iter().all(|key| key == RENAME || key == DEFAULT),
             serde_default: keys.iter().any(|key| key == DEFAULT),

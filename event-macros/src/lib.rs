@@ -109,6 +109,8 @@ pub fn event_handler(args: TokenStream, input: TokenStream) -> TokenStream {
 /// `Created(TaskChange)`, where `TaskChange` derives `Event` with `#[event(body)]`. A body names
 /// no type or version (its variant gives them); its partition key, `event_id` and
 /// `event_version` fields serve every variant that holds it, and its fields count in `FIELDS`.
+/// A struct event holds a body as a field marked `#[serde(flatten)]` and `#[event(body)]`: the
+/// body's key, id and version serve it where its own fields give none.
 ///
 /// ```ignore
 /// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]

@@ -88,7 +88,7 @@ pub const CONTAINER_KEYS: &[Symbol] = &[
     BODY,
 ];
 pub const VARIANT_KEYS: &[Symbol] = &[TYPE];
-pub const FIELD_KEYS: &[Symbol] = &[PARTITION_KEY];
+pub const FIELD_KEYS: &[Symbol] = &[PARTITION_KEY, BODY];
 
 // The serde attributes the derive reads, and the fields it recognises by name.
 pub const SERDE: Symbol = Symbol("serde");

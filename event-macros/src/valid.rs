@@ -216,6 +216,11 @@ fn check_body(cx: &Ctxt, input: &Input, body: &syn::Path) {
     }
     match &input.data {
         Data::Struct(Style::Named, fields) => {
+            no_body_fields(
+                cx,
+                fields,
+                "a body cannot hold another body: write its fields here",
+            );
             let missing = format!("`{ident}` has no partition key");
             keys(cx, input, fields, ident, missing);
         }
@@ -288,8 +293,43 @@ fn check_struct(cx: &Ctxt, input: &Input, style: Style, fields: &[ast::Field]) {
             format!("`{ident}` needs a CloudEvent type: `#[event(type = \"task.completed\", version = \"1.0\")]`"),
         );
     }
+    check_body_fields(cx, input, fields);
     let missing = format!("`{ident}` has no partition key");
     keys(cx, input, fields, ident, missing);
+}
+
+/// A struct event's `#[event(body)]` field: one, flattened by serde (its fields travel beside
+/// the event's), in a concrete struct (its fields are known only to a concrete type).
+fn check_body_fields(cx: &Ctxt, input: &Input, fields: &[ast::Field]) {
+    let mut bodies = fields
+        .iter()
+        .filter_map(|f| Some((f, f.attrs.body.as_ref()?)));
+    let Some((field, word)) = bodies.next() else {
+        return;
+    };
+    for (_, extra) in bodies {
+        cx.error_spanned_by(extra, "only one field can be the event's body");
+    }
+    if !field.attrs.serde_flatten {
+        cx.error_spanned_by(
+            word,
+            "a body field needs `#[serde(flatten)]`: its fields travel beside the event's",
+        );
+    }
+    if !input.original.generics.params.is_empty() {
+        cx.error_spanned_by(
+            word,
+            "a generic event cannot hold a body: its fields are known only to a concrete type; write the fields in the struct, or make it concrete",
+        );
+    }
+}
+
+/// `#[event(body)]` on a field where no body can stand: in a body, or in an enum's variant
+/// (which holds its body as `Variant(Body)`).
+fn no_body_fields(cx: &Ctxt, fields: &[ast::Field], why: &str) {
+    for word in fields.iter().filter_map(|f| f.attrs.body.as_ref()) {
+        cx.error_spanned_by(word, why);
+    }
 }
 
 /// An enum event is internally tagged, has variants, and each variant follows its rules.
@@ -355,6 +395,8 @@ fn check_variant_type<'a>(
 /// Each variant has named fields, one of them its partition key, unless the event is unkeyed.
 fn check_variant_fields(cx: &Ctxt, input: &Input, variant: &ast::Variant) {
     let name = variant.ident();
+    let why = format!("a variant holds its body as `{name}(Body)`, not in a field");
+    no_body_fields(cx, &variant.fields, &why);
     match variant.style {
         Style::Named => {
             let missing = format!(
@@ -396,7 +438,8 @@ fn keys(cx: &Ctxt, input: &Input, fields: &[ast::Field], owner: &syn::Ident, mis
             cx.error_spanned_by(extra, "only one field can be the partition key");
         }
     }
-    if !input.attrs.unkeyed && ast::partition_key(fields).is_none() {
+    let own_or_body = ast::partition_key(fields).or_else(|| ast::body_field(fields));
+    if !input.attrs.unkeyed && own_or_body.is_none() {
         cx.error_spanned_by(
             owner,
             format!(

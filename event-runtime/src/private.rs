@@ -53,6 +53,26 @@ pub const fn common_fields<const N: usize>(
     (out, len)
 }
 
+/// The `FIELDS` of a struct event that holds a body: its own fields, then the body's. `N` is the
+/// sum of their lengths.
+pub const fn concat_fields<const N: usize>(
+    own: &[&'static str],
+    body: &[&'static str],
+) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < own.len() {
+        out[i] = own[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < body.len() {
+        out[i + j] = body[j];
+        j += 1;
+    }
+    out
+}
+
 const fn contains(fields: &[&str], name: &str) -> bool {
     let mut i = 0;
     while i < fields.len() {

@@ -78,7 +78,7 @@ pub struct TaskChange {
     /// When (RFC 3339).
     #[serde(default)]
     pub timestamp: String,
-    /// The task: as created, as it is now, or as it was when deleted.
+    /// The task: as created, as it is now, as completed, or as it was when deleted.
     #[serde(default)]
     pub payload: serde_json::Value,
 }
@@ -145,8 +145,9 @@ impl TaskChanged {
     }
 }
 
-/// `task.completed`: the recurring-task handler's event. Its JSON carries
-/// `"event_type": "task.completed"` like the other task events (serde's tag on a struct).
+/// `task.completed`: the recurring-task handler's event. It holds a [`TaskChange`] (the task as
+/// completed), whose fields serde writes beside `"event_type": "task.completed"` like the other
+/// task events (serde's tag on a struct, which producers that leave it out still read).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event, JsonSchema)]
 #[serde(tag = "event_type", rename = "task.completed")]
 #[event(
@@ -156,34 +157,17 @@ impl TaskChanged {
     contract = "contracts/task-event.schema.json"
 )]
 pub struct TaskCompleted {
-    /// Unique id of this event (also its CloudEvent id).
-    #[serde(default)]
-    pub event_id: String,
-    /// Schema version, `1.0`.
-    #[serde(default = "version")]
-    pub event_version: String,
-    /// The task.
-    pub task_id: i64,
-    /// The owner (the partition key).
-    pub user_id: String,
-    /// When (RFC 3339).
-    #[serde(default)]
-    pub timestamp: String,
     /// The task as completed.
-    #[serde(default)]
-    pub payload: serde_json::Value,
+    #[serde(flatten)]
+    #[event(body)]
+    pub change: TaskChange,
 }
 
 impl TaskCompleted {
     /// `task.completed` for `task`, with a fresh id and the current time.
     pub fn of(task: &Task) -> Self {
         TaskCompleted {
-            event_id: new_id(),
-            event_version: version(),
-            task_id: task.id,
-            user_id: task.user_id.clone(),
-            timestamp: now(),
-            payload: payload_of(task),
+            change: TaskChange::of(task),
         }
     }
 }
@@ -367,6 +351,7 @@ mod tests {
             json!({"event_type": "task.completed", "user_id": "user-456", "task_id": 123}),
         )
         .unwrap();
+        let e = e.change;
         assert_eq!(
             (e.task_id, e.event_version.as_str(), e.event_id.as_str()),
             (123, "1.0", "")
@@ -374,7 +359,7 @@ mod tests {
         // The tag may be missing (the type was only in the CloudEvent `type`).
         let e: TaskCompleted =
             serde_json::from_value(json!({"user_id": "u", "task_id": 1})).unwrap();
-        assert_eq!(e.task_id, 1);
+        assert_eq!(e.change.task_id, 1);
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub async fn on_task_completed(
     EventId(ce_id): EventId,
     Attempt(attempt): Attempt,
 ) -> anyhow::Result<()> {
+    let event = event.change;
     tracing::info!(task_id = event.task_id, %ce_id, attempt, "task completed");
     let event_id = non_empty(&event.event_id, &ce_id);
     db.audit(&AuditEntry {

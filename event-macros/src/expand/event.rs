@@ -125,8 +125,10 @@ fn generate(input: &Input) -> TokenStream {
             }
         });
     }
-    if let Data::Enum(variants) = &input.data {
-        beside.extend(keyed_bodies(input, variants));
+    match &input.data {
+        Data::Enum(variants) => beside.extend(keyed_bodies(input, variants)),
+        Data::Struct(_, fields) => beside.extend(keyed_struct_body(input, fields)),
+        Data::Union => {}
     }
     beside.extend(contract_dependency(input));
     // A generic type has no one registry entry (validation rejects `schema` on one).
@@ -182,6 +184,23 @@ fn keyed_bodies(input: &Input, variants: &[Variant]) -> TokenStream {
             })
         })
         .collect()
+}
+
+/// A keyed struct event whose key is its body's: the body has one.
+fn keyed_struct_body(input: &Input, fields: &[Field]) -> TokenStream {
+    let body = ast::body_field(fields).map(|f| &f.original.ty);
+    let Some(ty) = body.filter(|_| !input.attrs.unkeyed && ast::partition_key(fields).is_none())
+    else {
+        return TokenStream::new();
+    };
+    let message = format!(
+        "`{}` takes its partition key from its body `{}`, which is `#[event(unkeyed)]`: give one of them a partition key, or make the event unkeyed",
+        input.original.ident,
+        tokens_text(ty),
+    );
+    quote_spanned! {ty.span()=>
+        const _: () = ::core::assert!(<#ty as _er::EventBody>::KEYED, #message);
+    }
 }
 
 /// `upcast`: an event of the older type's major version is read as that type and converted with
@@ -293,35 +312,58 @@ fn struct_body(input: &Input, ty: &LitStr, version: &LitStr, fields: &[Field]) -
 }
 
 /// What a struct's fields give, as an event or as a body: `FIELDS`, the partition key, the
-/// event id and the data's version.
+/// event id and the data's version. A struct event's `#[event(body)]` field gives what its own
+/// fields do not, and its fields follow the struct's own in `FIELDS`.
 fn field_items(input: &Input, fields: &[Field]) -> TokenStream {
-    let names = fields.iter().map(Field::serialized_name);
-    let partition_key = match ast::partition_key(fields).filter(|_| !input.attrs.unkeyed) {
-        Some(field) => {
-            let field = field.ident();
+    let body = ast::body_field(fields).and_then(|f| Some((f.ident()?, &f.original.ty)));
+    let body_call = |method: &str| {
+        body.map(|(field, ty)| {
+            let method = Ident::new(method, ty.span());
+            quote_spanned!(ty.span()=> <#ty as _er::EventBody>::#method(&self.#field))
+        })
+    };
+    let names = fields
+        .iter()
+        .filter(|f| f.attrs.body.is_none())
+        .map(Field::serialized_name);
+    let names = match body {
+        None => quote!(&[#(#names),*]),
+        Some((_, ty)) => quote! {{
+            const OWN: &[&str] = &[#(#names),*];
+            const BODY: &[&str] = <#ty as _er::EventBody>::FIELDS;
+            const ALL: &[&str; OWN.len() + BODY.len()] = &_er::concat_fields(OWN, BODY);
+            ALL
+        }},
+    };
+    let own_key = ast::partition_key(fields).and_then(Field::ident);
+    let partition_key = match (own_key, body_call("partition_key")) {
+        _ if input.attrs.unkeyed => quote!(::core::option::Option::None),
+        (Some(field), _) => {
             quote!(::core::option::Option::Some(::std::string::ToString::to_string(&self.#field)))
         }
-        None => quote!(::core::option::Option::None),
+        (None, Some(call)) => call,
+        (None, None) => quote!(::core::option::Option::None),
     };
-    let event_id = ast::event_id(fields).map(|field| {
-        let field = field.ident();
+    let event_id = match ast::event_id(fields).and_then(Field::ident) {
+        Some(field) => Some(
+            quote!(::core::option::Option::Some(::std::string::ToString::to_string(&self.#field))),
+        ),
+        None => body_call("event_id"),
+    }
+    .map(|id| {
         quote! {
             fn event_id(&self) -> ::core::option::Option<::std::string::String> {
-                ::core::option::Option::Some(::std::string::ToString::to_string(&self.#field))
+                #id
             }
         }
     });
     let data_version = ast::event_version(fields, input.attrs.serde_rename_all)
         .and_then(|field| Some((field.ident()?, field.version_text()?)))
-        .map(|(field, text)| {
-            data_version_fn(read_version(
-                text,
-                quote!(self.#field),
-                quote!(&self.#field),
-            ))
-        });
+        .map(|(field, text)| read_version(text, quote!(self.#field), quote!(&self.#field)))
+        .or_else(|| body_call("data_version"))
+        .map(data_version_fn);
     quote! {
-        const FIELDS: &'static [&'static str] = &[#(#names),*];
+        const FIELDS: &'static [&'static str] = #names;
 
         fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
             #partition_key

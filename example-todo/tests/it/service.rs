@@ -313,7 +313,7 @@ async fn a_completion_run_twice_past_its_idempotency_claim_recurs_once() {
             completed.clone(),
             State(s.db.clone()),
             s.events.publisher(),
-            EventId(completed.event_id.clone()),
+            EventId(completed.change.event_id.clone()),
             Attempt(attempt),
         )
         .await
