@@ -172,16 +172,13 @@ fn checked<E: Event>(
 
 #[cfg(test)]
 mod major_tests {
+    use super::*;
+
     #[test]
     fn the_major_is_the_number_before_the_first_dot() {
-        assert_eq!(super::major("2.13"), Some(2));
-        assert_eq!(super::major("x"), None);
+        assert_eq!(major("2.13"), Some(2));
+        assert_eq!(major("x"), None);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn the_plain_major_agrees_with_the_general_reading() {

@@ -22,13 +22,12 @@ pub(crate) mod retry;
 mod route;
 pub(crate) mod run;
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use futures::future::Either;
+use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -165,12 +164,15 @@ impl AppServices for Runtime {
 /// handler is known before the record is read (on its own route, or on a topic it alone
 /// consumes), the envelope and the handler's event are read in one pass, as a hand-written
 /// handler reads them; anything else takes the general path.
+///
+/// The run's future is boxed: it is large, and the router's layers move it several times, which
+/// costs more than the allocation (`benches/profile.sh`).
 pub(crate) fn deliver(
     rt: Arc<Runtime>,
     target: Target,
     headers: HeaderMap,
     body: Bytes,
-) -> impl Future<Output = Answer> + Send + 'static {
+) -> BoxFuture<'static, Answer> {
     let meta = RecordMeta::from_headers(headers);
     let record = cloudevent::dapr_raw_record(&body).unwrap_or(body);
     // The handler is known from the route, or is the only one on the topic (which `resolve`
@@ -197,14 +199,11 @@ pub(crate) fn deliver(
             let at = keeps_order.then(|| meta.position()).flatten();
             let event = Some(event);
             let ce = Arc::new(ce);
-            Either::Left(Box::pin(
-                process(rt, target, ce, first, (meta.key, at), event).map(Answer::One),
-            ))
+            process(rt, target, ce, first, (meta.key, at), event)
+                .map(Answer::One)
+                .boxed()
         }
-        // Boxed: its future is large, and only this less common path pays for it.
-        None => Either::Right(Box::pin(async move {
-            handle_general(&rt, target, record, meta).await
-        })),
+        None => async move { handle_general(&rt, target, record, meta).await }.boxed(),
     }
 }
 

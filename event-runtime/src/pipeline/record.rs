@@ -114,7 +114,7 @@ impl Origin {
     fn get(&self, name: &MetaName) -> Option<&str> {
         match self {
             Origin::Headers(h) => h.get(&name.header).and_then(|v| v.to_str().ok()),
-            Origin::Entry(m) => m.get(name.text).and_then(Value::as_str),
+            Origin::Entry(m) => entry_meta(m, name),
         }
     }
 }
@@ -342,4 +342,14 @@ pub(crate) fn bulk_request(rt: &Runtime, target: Target, body: &[u8]) -> Option<
     serde_json::from_slice::<BulkRequest>(body)
         .ok()
         .filter(|b| b.ty == BULK_TYPE)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_binary_mode_version_header_is_the_extension_behind_ce() {
+        let extension = crate::wire::cloudevent::EXT_VERSION;
+        assert_eq!(super::CE_VERSION.text, format!("ce_{extension}"));
+        assert_eq!(super::VERSION.text, extension);
+    }
 }
