@@ -183,7 +183,7 @@ async fn s26_generated_scopes_keep_other_apps_off_the_retry_topics() {
 
     let run = uid();
     let forged = work(&format!("s26-{run}-forged"), "u26", 0);
-    let (status, body) = publish_raw(&s, &intruder.dapr_url(), retry, &forged).await;
+    let (status, body) = publish_raw(&s, &intruder.dapr_url(), retry, &[], &forged).await;
     assert_eq!(
         status, 403,
         "another app id publishes to the retry topic: {body}"
@@ -195,7 +195,7 @@ async fn s26_generated_scopes_keep_other_apps_off_the_retry_topics() {
     let id = format!("s26-{run}-0");
     let mut event = work(&id, "u26", 1);
     event["fail_until_attempt"] = json!(2);
-    let (status, body) = publish_raw(&s, &intruder.dapr_url(), "s26-events", &event).await;
+    let (status, body) = publish_raw(&s, &intruder.dapr_url(), "s26-events", &[], &event).await;
     assert_eq!(status, 204, "an unprotected topic: {body}");
     s.wait_ledger("handled on its retry", secs(60), |l| {
         has_ok(l, "s26_work", std::slice::from_ref(&id))
@@ -217,6 +217,6 @@ async fn s26_generated_scopes_keep_other_apps_off_the_retry_topics() {
     );
 
     // The app itself is held to what it declared: a topic it neither consumes nor declares.
-    let (status, body) = publish_raw(&s, &p.dapr_url(), "s26-undeclared", &event).await;
+    let (status, body) = publish_raw(&s, &p.dapr_url(), "s26-undeclared", &[], &event).await;
     assert_eq!(status, 403, "the app's own undeclared topic: {body}");
 }

@@ -29,11 +29,13 @@ async fn s30_a_streaming_subscription_delivers_records_and_takes_answers() {
     // The last is a marker: once it arrives, the three answers before it have reached daprd.
     let ids: Vec<String> = (0..4).map(|i| format!("s30-{run}-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        let topic = format!(
-            "s30-events?metadata.cloudevent.id={id}&metadata.cloudevent.type=e2e.work&metadata.partitionKey=u30"
-        );
-        let (status, text) =
-            publish_raw(&s, &d.dapr_url(), &topic, &work(id, "u30", i as u64)).await;
+        let metadata = [
+            ("metadata.cloudevent.id", id.as_str()),
+            ("metadata.cloudevent.type", "e2e.work"),
+            ("metadata.partitionKey", "u30"),
+        ];
+        let event = work(id, "u30", i as u64);
+        let (status, text) = publish_raw(&s, &d.dapr_url(), "s30-events", &metadata, &event).await;
         assert!(
             (200..300).contains(&status),
             "publish {id}: {status} {text}"

@@ -95,14 +95,15 @@ pub(crate) fn t(v: &Value) -> i64 {
     v["time_ms"].as_i64().expect("time_ms")
 }
 
-/// A publish through daprd at `dapr_url` to `topic` (which may carry a query, such as
-/// `metadata.*` entries) of `body` as JSON: its status and body. An error of the broker (5xx: a
-/// fresh producer's metadata is out of date, say) is tried again for up to 30 s; these pauses
-/// are between tries of an action, not a wait for an event.
+/// A publish through daprd at `dapr_url` to `topic`, with `query` (its `metadata.*` entries), of
+/// `body` as JSON: its status and body. An error of the broker (5xx: a fresh producer's metadata
+/// is out of date, say) is tried again for up to 30 s; these pauses are between tries of an
+/// action, not a wait for an event.
 pub(crate) async fn publish_raw(
     s: &Scenario,
     dapr_url: &str,
     topic: &str,
+    query: &[(&str, &str)],
     body: &Value,
 ) -> (u16, String) {
     let deadline = std::time::Instant::now() + secs(30);
@@ -110,6 +111,7 @@ pub(crate) async fn publish_raw(
         let r = s
             .http
             .post(format!("{dapr_url}/v1.0/publish/kafka-pubsub/{topic}"))
+            .query(query)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()

@@ -25,35 +25,19 @@ async fn s19_one_trace_from_the_publisher_through_daprd_and_the_handler_to_its_o
     let event = work(&id, "user-19", 0);
     // Straight to daprd's publish API, as a service with another SDK would; a 5xx (Kafka's "not
     // the leader" just after the topic was made) is tried again.
-    let mut published = None;
-    for _ in 0..30 {
-        let answer = s
-            .http
-            .post(format!("{}/v1.0/publish/kafka-pubsub/s19-in", p.dapr_url()))
-            .query(&[
-                ("metadata.cloudevent.id", id.as_str()),
-                ("metadata.cloudevent.type", "e2e.work"),
-                ("metadata.cloudevent.source", "upstream"),
-                ("metadata.cloudevent.traceparent", traceparent.as_str()),
-                ("metadata.cloudevent.tracestate", tracestate.as_str()),
-                ("metadata.partitionKey", "user-19"),
-            ])
-            .header("content-type", "application/json")
-            .body(event.to_string())
-            .send()
-            .await
-            .expect("publish to daprd");
-        let status = answer.status();
-        let body = answer.text().await.unwrap_or_default();
-        if status.is_success() {
-            published = Some(());
-            break;
-        }
-        s.note(format!("publish answered {status}: {body}"));
-        assert!(status.is_server_error(), "{status}: {body}");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    assert!(published.is_some(), "daprd never took the publish");
+    let metadata = [
+        ("metadata.cloudevent.id", id.as_str()),
+        ("metadata.cloudevent.type", "e2e.work"),
+        ("metadata.cloudevent.source", "upstream"),
+        ("metadata.cloudevent.traceparent", traceparent.as_str()),
+        ("metadata.cloudevent.tracestate", tracestate.as_str()),
+        ("metadata.partitionKey", "user-19"),
+    ];
+    let (status, body) = publish_raw(&s, &p.dapr_url(), "s19-in", &metadata, &event).await;
+    assert!(
+        (200..300).contains(&status),
+        "daprd never took the publish: {status} {body}"
+    );
 
     let forwarded = format!("{id}-fwd");
     let l = s
